@@ -1,6 +1,43 @@
 //! Gatehouse: an auditing jump-host login shell.
+//!
+//! `run` decides which world we are in (an operator's login or an admin at
+//! a shell), installs the panic guard, and hands over.
+pub mod admin;
+pub mod audit;
 pub mod capture;
+pub mod config;
+pub mod identity;
+pub mod invocation;
+pub mod login;
+pub mod menu;
+pub mod policy;
+pub mod relay;
+pub mod report;
+pub mod session;
+pub mod sys;
+pub mod tty;
+pub mod upstream;
 
+use std::ffi::OsString;
+
+/// Entry point; returns the process exit status.
 pub fn run() -> i32 {
-    0
+    // Never show a Rust panic message or backtrace to an operator: restore
+    // the terminal and print one calm line; the details go to syslog.
+    std::panic::set_hook(Box::new(|info| {
+        tty::emergency_restore();
+        report::syslog(&format!("internal error: {info}"));
+        eprintln!("\r\ngatehouse: internal error; the session was closed. Please tell your administrator.\r");
+    }));
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let original = std::env::var("SSH_ORIGINAL_COMMAND").ok();
+    let result = std::panic::catch_unwind(|| match invocation::parse(&argv, original.as_deref()) {
+        Ok(invocation::Invocation::Login { request }) => login::login(&request),
+        Ok(invocation::Invocation::Admin(cmd)) => admin::run(cmd),
+        Err(e) => {
+            eprintln!("gatehouse: {e}");
+            2
+        }
+    });
+    result.unwrap_or(70)
 }

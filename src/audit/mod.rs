@@ -1,0 +1,209 @@
+//! The per-user audit trail: `<log_dir>/<user>.jsonl`, one record per
+//! line, each written with a single write(2) on an O_APPEND descriptor so
+//! that concurrent logins of one user never interleave inside a line.
+//! If a record cannot be written, the caller must not go on (fail closed).
+#![forbid(unsafe_code)]
+
+pub mod record;
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+pub use record::{DenyReason, EndReason, Event};
+
+#[derive(Debug)]
+pub enum AuditError {
+    Open {
+        path: PathBuf,
+        err: io::Error,
+    },
+    NotAFile {
+        path: PathBuf,
+    },
+    Write {
+        path: PathBuf,
+        err: io::Error,
+    },
+    Short {
+        path: PathBuf,
+        written: usize,
+        len: usize,
+    },
+}
+
+impl fmt::Display for AuditError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AuditError::Open { path, err } => {
+                write!(f, "cannot open audit log {}: {err}", path.display())
+            }
+            AuditError::NotAFile { path } => {
+                write!(f, "audit log {} is not a regular file", path.display())
+            }
+            AuditError::Write { path, err } => {
+                write!(f, "cannot write audit log {}: {err}", path.display())
+            }
+            AuditError::Short { path, written, len } => write!(
+                f,
+                "short write to audit log {} ({written} of {len} bytes; disk full?)",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for AuditError {}
+
+pub struct AuditLog {
+    file: File,
+    path: PathBuf,
+    user: String,
+    login: String,
+    client: String,
+}
+
+impl AuditLog {
+    /// Opens (creating, mode 0640) `<log_dir>/<user>.jsonl` for appending.
+    /// `user` must already be a safe file name (see `identity`).
+    pub fn open(log_dir: &Path, user: &str, login: &str, client: &str) -> Result<Self, AuditError> {
+        let path = log_dir.join(format!("{user}.jsonl"));
+        if !log_dir.is_dir() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o750)
+                .create(log_dir)
+                .map_err(|err| AuditError::Open {
+                    path: path.clone(),
+                    err,
+                })?;
+        }
+        let file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o640)
+            // A symlink planted in the log dir must not redirect our writes.
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|err| AuditError::Open {
+                path: path.clone(),
+                err,
+            })?;
+        let meta = file.metadata().map_err(|err| AuditError::Open {
+            path: path.clone(),
+            err,
+        })?;
+        if !meta.is_file() {
+            return Err(AuditError::NotAFile { path });
+        }
+        Ok(AuditLog {
+            file,
+            path,
+            user: user.to_string(),
+            login: login.to_string(),
+            client: client.to_string(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn login_id(&self) -> &str {
+        &self.login
+    }
+
+    /// Appends one record with one write(2). A short write is an error: the
+    /// line would be torn, and the caller must stop.
+    pub fn write(&mut self, event: &Event<'_>) -> Result<(), AuditError> {
+        let line = record::to_line(
+            record::Common {
+                v: record::SCHEMA_VERSION,
+                ts: record::timestamp(),
+                event: event.name(),
+                user: &self.user,
+                login: &self.login,
+                client: &self.client,
+            },
+            event,
+        );
+        loop {
+            match self.file.write(&line) {
+                Ok(n) if n == line.len() => return Ok(()),
+                Ok(n) => {
+                    return Err(AuditError::Short {
+                        path: self.path.clone(),
+                        written: n,
+                        len: line.len(),
+                    })
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => {
+                    return Err(AuditError::Write {
+                        path: self.path.clone(),
+                        err,
+                    })
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_have_the_contract_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = AuditLog::open(dir.path(), "alice", "L1", "10.0.0.1:5000").unwrap();
+        log.write(&Event::Command {
+            session: "S1",
+            host: "web01",
+            seq: 1,
+            command: "echo \"hi\"\n\u{1b}[31m\u{0}",
+            truncated: true,
+            source: "keys",
+        })
+        .unwrap();
+        log.write(&Event::Denied {
+            request: "bash",
+            reason: DenyReason::NotPermitted,
+        })
+        .unwrap();
+        let text = std::fs::read_to_string(dir.path().join("alice.jsonl")).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        let c = &lines[0];
+        assert_eq!(c["v"], 1);
+        assert_eq!(c["event"], "command");
+        assert_eq!(c["user"], "alice");
+        assert_eq!(c["login"], "L1");
+        assert_eq!(c["client"], "10.0.0.1:5000");
+        assert_eq!(c["command"], "echo \"hi\"\n\u{1b}[31m\u{0}");
+        assert_eq!(c["truncated"], true);
+        let ts = c["ts"].as_str().unwrap();
+        assert_eq!(ts.len(), "2026-11-28T18:24:56.123Z".len(), "{ts}");
+        assert!(ts.ends_with('Z'));
+        assert_eq!(lines[1]["reason"], "not_permitted");
+        assert_eq!(lines[1]["request"], "bash");
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(dir.path().join("alice.jsonl"))
+                .unwrap()
+                .permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o640);
+    }
+
+    #[test]
+    fn symlinked_log_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("bob.jsonl")).unwrap();
+        assert!(AuditLog::open(dir.path(), "bob", "L", "local").is_err());
+    }
+}

@@ -1,0 +1,139 @@
+//! The JSONL record types: the contract with every log pipeline downstream
+//! (docs/audit-format.md). Add fields freely; never rename or remove one.
+#![forbid(unsafe_code)]
+
+use serde::Serialize;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Fields every record carries; the event-specific ones follow them.
+#[derive(Debug, Serialize)]
+pub struct Common<'a> {
+    pub v: u32,
+    pub ts: String,
+    pub event: &'static str,
+    pub user: &'a str,
+    pub login: &'a str,
+    pub client: &'a str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    Exit,
+    Hangup,
+    IdleTimeout,
+    Disconnect,
+    Error,
+    Abandoned,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DenyReason {
+    NotPermitted,
+    NotAHost,
+    NoTty,
+    NoHosts,
+}
+
+/// The event-specific part of a record.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Event<'a> {
+    Login {
+        pid: u32,
+        /// `login` or `direct` (a host requested on the ssh command line).
+        mode: &'static str,
+    },
+    Logout {
+        duration_ms: u64,
+    },
+    SessionStart {
+        session: &'a str,
+        host: &'a str,
+        target: String,
+        host_key: &'a str,
+        pid: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        boot_id: Option<&'a str>,
+        term: &'a str,
+        cols: u16,
+        rows: u16,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        recording: Option<&'a str>,
+    },
+    Command {
+        session: &'a str,
+        host: &'a str,
+        seq: u64,
+        command: &'a str,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        truncated: bool,
+        source: &'static str,
+    },
+    SessionEnd {
+        session: &'a str,
+        host: &'a str,
+        exit_status: Option<i32>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        exit_signal: Option<&'a str>,
+        reason: EndReason,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        detail: Option<&'a str>,
+        duration_ms: u64,
+        bytes_in: u64,
+        bytes_out: u64,
+    },
+    Denied {
+        request: &'a str,
+        reason: DenyReason,
+    },
+    Error {
+        reason: &'static str,
+        detail: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        session: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        host: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        host_key: Option<&'a str>,
+    },
+}
+
+impl Event<'_> {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::Login { .. } => "login",
+            Event::Logout { .. } => "logout",
+            Event::SessionStart { .. } => "session_start",
+            Event::Command { .. } => "command",
+            Event::SessionEnd { .. } => "session_end",
+            Event::Denied { .. } => "denied",
+            Event::Error { .. } => "error",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Record<'a> {
+    #[serde(flatten)]
+    common: Common<'a>,
+    #[serde(flatten)]
+    event: &'a Event<'a>,
+}
+
+/// One record as a JSON line, newline included.
+pub fn to_line(common: Common<'_>, event: &Event<'_>) -> Vec<u8> {
+    let mut line = serde_json::to_vec(&Record { common, event })
+        .unwrap_or_else(|_| b"{\"v\":1,\"event\":\"error\",\"reason\":\"serialize\"}".to_vec());
+    line.push(b'\n');
+    line
+}
+
+/// RFC 3339 UTC with milliseconds: `2026-11-28T18:24:56.123Z`.
+pub fn timestamp() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}

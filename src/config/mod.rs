@@ -1,0 +1,618 @@
+//! The admin's config: read the TOML (`raw`), then validate it into typed
+//! values. Every error names `path:line:column` and says what is wrong.
+#![forbid(unsafe_code)]
+
+mod raw;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use raw::{RawConfig, RawDuration, RawRule};
+use toml::Spanned;
+
+/// Where an installed (privileged) Gatehouse reads its config. Fixed at
+/// build time: nothing the operator controls may change it.
+pub const SYSTEM_CONFIG: &str = match option_env!("GATEHOUSE_SYSTEM_CONFIG") {
+    Some(p) => p,
+    None => "/etc/gatehouse/config.toml",
+};
+pub const DEFAULT_LOG_DIR: &str = "/var/log/gatehouse";
+pub const DEFAULT_KNOWN_HOSTS: &str = "/etc/gatehouse/known_hosts";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostKeyPolicy {
+    /// Unknown and changed keys are refused.
+    Strict,
+    /// Unknown keys are remembered on first use; changed keys are refused.
+    AcceptNew,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub log_dir: PathBuf,
+    pub known_hosts: PathBuf,
+    pub host_key_policy: HostKeyPolicy,
+    /// `None`: never time out.
+    pub idle_timeout: Option<Duration>,
+    pub connect_timeout: Duration,
+    pub keepalive_interval: Duration,
+    pub recording: bool,
+    pub record_input: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    pub user: String,
+    pub key: Option<PathBuf>,
+    pub password_file: Option<PathBuf>,
+    pub description: String,
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum HostPattern {
+    Name(String),
+    Glob(glob::Pattern),
+    Group(String),
+}
+
+impl HostPattern {
+    pub fn matches(&self, host: &Host) -> bool {
+        match self {
+            HostPattern::Name(n) => *n == host.name,
+            HostPattern::Glob(g) => g.matches(&host.name),
+            HostPattern::Group(g) => host.groups.iter().any(|hg| hg == g),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub users: Vec<String>,
+    pub unix_groups: Vec<String>,
+    pub hosts: Vec<HostPattern>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub settings: Settings,
+    pub hosts: Vec<Host>,
+    pub access: Vec<Rule>,
+}
+
+#[derive(Debug)]
+pub enum ConfigError {
+    /// The file could not be read at all.
+    Read { path: PathBuf, err: std::io::Error },
+    /// Something at a place in the file is wrong.
+    At {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Read { path, err } => {
+                write!(f, "{}: cannot read the config: {err}", path.display())
+            }
+            ConfigError::At {
+                path,
+                line,
+                column,
+                message,
+            } => write!(f, "{}:{line}:{column}: {message}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Read {
+            path: path.to_path_buf(),
+            err,
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Parses and validates `text` as if read from `path`; relative paths in
+    /// the file are taken relative to the file's directory.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let v = Validator { path, text };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let at = e.span().map(|s| s.start).unwrap_or(0);
+            v.err_at(at, e.message().trim().to_string())
+        })?;
+        v.validate(raw)
+    }
+
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+}
+
+struct Validator<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Validator<'_> {
+    fn err_at(&self, offset: usize, message: impl Into<String>) -> ConfigError {
+        let (line, column) = line_col(self.text, offset);
+        ConfigError::At {
+            path: self.path.to_path_buf(),
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+
+    fn err<T>(&self, at: &Spanned<T>, message: impl Into<String>) -> ConfigError {
+        self.err_at(at.span().start, message)
+    }
+
+    fn path_value(&self, s: &Spanned<String>) -> Result<PathBuf, ConfigError> {
+        let p = s.get_ref();
+        if p.is_empty() || p.contains('\0') {
+            return Err(self.err(s, "a path must not be empty"));
+        }
+        let p = PathBuf::from(p);
+        Ok(if p.is_absolute() {
+            p
+        } else {
+            let base = self.path.parent().unwrap_or(Path::new("."));
+            let base = if base.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                base
+            };
+            base.join(p)
+        })
+    }
+
+    fn duration(&self, d: &Spanned<RawDuration>) -> Result<Option<Duration>, ConfigError> {
+        let parsed = match d.get_ref() {
+            RawDuration::Seconds(n) if *n >= 0 => Ok(*n as u64),
+            RawDuration::Seconds(_) => Err("a duration cannot be negative".to_string()),
+            RawDuration::Text(t) => parse_duration(t),
+        };
+        match parsed {
+            Ok(0) => Ok(None),
+            Ok(secs) => Ok(Some(Duration::from_secs(secs))),
+            Err(m) => Err(self.err(d, m)),
+        }
+    }
+
+    fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let s = &raw.settings;
+        let log_dir = match &s.log_dir {
+            Some(p) => self.path_value(p)?,
+            None => PathBuf::from(DEFAULT_LOG_DIR),
+        };
+        let known_hosts = match &s.known_hosts {
+            Some(p) => self.path_value(p)?,
+            None => PathBuf::from(DEFAULT_KNOWN_HOSTS),
+        };
+        let host_key_policy = match &s.host_key_policy {
+            None => HostKeyPolicy::Strict,
+            Some(p) => match p.get_ref().as_str() {
+                "strict" => HostKeyPolicy::Strict,
+                "accept-new" => HostKeyPolicy::AcceptNew,
+                other => {
+                    return Err(self.err(
+                        p,
+                        format!(
+                            "host_key_policy must be \"strict\" or \"accept-new\", not {other:?}"
+                        ),
+                    ))
+                }
+            },
+        };
+        let idle_timeout = match &s.idle_timeout {
+            Some(d) => self.duration(d)?,
+            None => None,
+        };
+        let connect_timeout = match &s.connect_timeout {
+            Some(d) => self.duration(d)?.unwrap_or(Duration::from_secs(10)),
+            None => Duration::from_secs(10),
+        };
+        let keepalive_interval = match &s.keepalive_interval {
+            Some(d) => self.duration(d)?.unwrap_or(Duration::from_secs(30)),
+            None => Duration::from_secs(30),
+        };
+        let settings = Settings {
+            log_dir,
+            known_hosts,
+            host_key_policy,
+            idle_timeout,
+            connect_timeout,
+            keepalive_interval,
+            recording: s.recording.unwrap_or(true),
+            record_input: s.record_input.unwrap_or(false),
+        };
+
+        let mut hosts = Vec::with_capacity(raw.hosts.len());
+        let mut names = HashSet::new();
+        let mut host_groups = HashSet::new();
+        for h in &raw.hosts {
+            let name = h.name.get_ref();
+            if !valid_host_name(name) {
+                return Err(self.err(
+                    &h.name,
+                    format!(
+                        "host name {name:?} must be 1-63 characters of letters, digits, '.', '_' or '-', starting with a letter or digit"
+                    ),
+                ));
+            }
+            if !names.insert(name.clone()) {
+                return Err(self.err(&h.name, format!("host {name:?} is defined twice")));
+            }
+            let address = h.address.get_ref();
+            if address.is_empty()
+                || address.len() > 255
+                || address.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(self.err(
+                    &h.address,
+                    "address must be a host name or IP address without spaces",
+                ));
+            }
+            let port = match &h.port {
+                None => 22,
+                Some(p) => match u16::try_from(*p.get_ref()) {
+                    Ok(n) if n > 0 => n,
+                    _ => return Err(self.err(p, "port must be between 1 and 65535")),
+                },
+            };
+            let user = h.user.get_ref();
+            if user.is_empty() || user.len() > 255 || user.chars().any(|c| c.is_control()) {
+                return Err(self.err(&h.user, "user must be a login name"));
+            }
+            let key = h.key.as_ref().map(|k| self.path_value(k)).transpose()?;
+            let password_file = h
+                .password_file
+                .as_ref()
+                .map(|k| self.path_value(k))
+                .transpose()?;
+            if key.is_none() && password_file.is_none() {
+                return Err(self.err(
+                    &h.name,
+                    format!("host {name:?} needs `key` or `password_file` (or both)"),
+                ));
+            }
+            let mut groups = Vec::new();
+            for g in &h.groups {
+                if !valid_host_name(g.get_ref()) {
+                    return Err(self.err(g, format!("group name {:?} is not valid", g.get_ref())));
+                }
+                host_groups.insert(g.get_ref().clone());
+                groups.push(g.get_ref().clone());
+            }
+            let description = h
+                .description
+                .as_ref()
+                .map(|d| sanitize_text(d.get_ref(), 200))
+                .unwrap_or_default();
+            hosts.push(Host {
+                name: name.clone(),
+                address: address.clone(),
+                port,
+                user: user.clone(),
+                key,
+                password_file,
+                description,
+                groups,
+            });
+        }
+
+        let mut access = Vec::with_capacity(raw.access.len());
+        for r in &raw.access {
+            access.push(self.rule(r, &names, &host_groups)?);
+        }
+
+        Ok(Config {
+            path: self.path.to_path_buf(),
+            settings,
+            hosts,
+            access,
+        })
+    }
+
+    fn rule(
+        &self,
+        r: &RawRule,
+        names: &HashSet<String>,
+        groups: &HashSet<String>,
+    ) -> Result<Rule, ConfigError> {
+        if r.users.is_empty() && r.unix_groups.is_empty() {
+            return Err(self.err(
+                &r.hosts,
+                "this access rule names no `users` and no `unix_groups`, so it applies to no one",
+            ));
+        }
+        if r.hosts.get_ref().is_empty() {
+            return Err(self.err(&r.hosts, "this access rule lists no hosts"));
+        }
+        for u in r.users.iter().chain(&r.unix_groups) {
+            if u.get_ref().is_empty() || u.get_ref().chars().any(|c| c.is_control()) {
+                return Err(self.err(u, "not a valid user or group name"));
+            }
+        }
+        let mut hosts = Vec::new();
+        for p in r.hosts.get_ref() {
+            let text = p.get_ref();
+            let pattern = if let Some(g) = text.strip_prefix('@') {
+                if !groups.contains(g) {
+                    return Err(self.err(p, format!("no host is in group {g:?}")));
+                }
+                HostPattern::Group(g.to_string())
+            } else if text.contains(['*', '?', '[']) {
+                match glob::Pattern::new(text) {
+                    Ok(g) => HostPattern::Glob(g),
+                    Err(e) => {
+                        return Err(self.err(p, format!("bad host pattern {text:?}: {}", e.msg)))
+                    }
+                }
+            } else {
+                if !names.contains(text) {
+                    return Err(self.err(p, format!("no host named {text:?} in [[hosts]]")));
+                }
+                HostPattern::Name(text.clone())
+            };
+            hosts.push(pattern);
+        }
+        Ok(Rule {
+            users: r.users.iter().map(|u| u.get_ref().clone()).collect(),
+            unix_groups: r.unix_groups.iter().map(|u| u.get_ref().clone()).collect(),
+            hosts,
+        })
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..text.floor_char_boundary_compat(offset)];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
+}
+
+trait FloorCharBoundary {
+    fn floor_char_boundary_compat(&self, i: usize) -> usize;
+}
+
+impl FloorCharBoundary for str {
+    fn floor_char_boundary_compat(&self, mut i: usize) -> usize {
+        while i > 0 && !self.is_char_boundary(i) {
+            i -= 1;
+        }
+        i
+    }
+}
+
+/// `"90s"`, `"30m"`, `"2h"`, `"1d"`, `"0"`, or a combination like `"1h30m"`.
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    let bad = || {
+        format!(
+            "{text:?} is not a duration: write a number with a unit, like \"90s\", \"30m\" or \"2h\" (\"0\" means never)"
+        )
+    };
+    let t = text.trim();
+    if t == "0" {
+        return Ok(0);
+    }
+    if t.is_empty() {
+        return Err(bad());
+    }
+    let mut total: u64 = 0;
+    let mut num = String::new();
+    for c in t.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            _ => return Err(bad()),
+        };
+        let n: u64 = num.parse().map_err(|_| bad())?;
+        num.clear();
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+    }
+    if !num.is_empty() {
+        return Err(bad());
+    }
+    Ok(total)
+}
+
+/// Host names appear in file names, menus and audit records: keep them tame.
+pub fn valid_host_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+}
+
+/// Drops control characters (terminal escapes) and bounds the length.
+pub fn sanitize_text(s: &str, max_chars: usize) -> String {
+    s.chars()
+        .filter(|c| !c.is_control())
+        .take(max_chars)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[settings]
+log_dir = "/var/log/gatehouse"
+known_hosts = "/etc/gatehouse/known_hosts"
+host_key_policy = "strict"
+idle_timeout = "30m"
+
+[[hosts]]
+name = "web01"
+address = "10.1.2.3"
+port = 22
+user = "deploy"
+key = "/etc/gatehouse/keys/deploy_ed25519"
+description = "frontend"
+groups = ["web", "prod"]
+
+[[hosts]]
+name = "db01"
+address = "10.1.2.4"
+user = "dba"
+password_file = "pw/db01"
+
+[[access]]
+users = ["alice"]
+unix_groups = ["ops"]
+hosts = ["web01", "db*", "@prod"]
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("/etc/gatehouse/config.toml"), text)
+    }
+
+    fn err(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn product_example_loads() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.hosts.len(), 2);
+        assert_eq!(c.settings.idle_timeout, Some(Duration::from_secs(1800)));
+        assert_eq!(c.settings.host_key_policy, HostKeyPolicy::Strict);
+        assert_eq!(c.hosts[1].port, 22);
+        assert_eq!(
+            c.hosts[1].password_file.as_deref(),
+            Some(Path::new("/etc/gatehouse/pw/db01"))
+        );
+        assert_eq!(c.access[0].hosts.len(), 3);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s"), Ok(90));
+        assert_eq!(parse_duration("30m"), Ok(1800));
+        assert_eq!(parse_duration("2h"), Ok(7200));
+        assert_eq!(parse_duration("1h30m"), Ok(5400));
+        assert_eq!(parse_duration("0"), Ok(0));
+        assert!(parse_duration("30").is_err());
+        assert!(parse_duration("m").is_err());
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("99999999999999999999h").is_err());
+    }
+
+    #[test]
+    fn idle_timeout_zero_means_never() {
+        let c = parse(&GOOD.replace("\"30m\"", "\"0\"")).unwrap();
+        assert_eq!(c.settings.idle_timeout, None);
+    }
+
+    #[test]
+    fn syntax_error_has_line_and_column() {
+        let e = err("[settings]\nlog_dir = \n");
+        assert!(e.starts_with("/etc/gatehouse/config.toml:2:"), "{e}");
+    }
+
+    #[test]
+    fn bad_duration_points_at_value() {
+        let e = err(&GOOD.replace("\"30m\"", "\"thirty\""));
+        assert!(e.starts_with("/etc/gatehouse/config.toml:6:16: "), "{e}");
+        assert!(e.contains("not a duration"), "{e}");
+    }
+
+    #[test]
+    fn unknown_field_is_refused() {
+        let e = err(&GOOD.replace("port = 22", "prot = 22"));
+        assert!(e.contains(":11:1: "), "{e}");
+        assert!(e.contains("prot"), "{e}");
+    }
+
+    #[test]
+    fn bad_policy() {
+        let e = err(&GOOD.replace("\"strict\"", "\"yolo\""));
+        assert!(e.contains(":5:19: host_key_policy must be"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_host() {
+        let e = err(&GOOD.replace("name = \"db01\"", "name = \"web01\""));
+        assert!(e.contains(":18:8: host \"web01\" is defined twice"), "{e}");
+    }
+
+    #[test]
+    fn host_without_credentials() {
+        let e = err(&GOOD.replace("password_file = \"pw/db01\"", ""));
+        assert!(e.contains("needs `key` or `password_file`"), "{e}");
+    }
+
+    #[test]
+    fn hostile_host_name() {
+        let e = err(&GOOD.replace("name = \"db01\"", "name = \"db01\\u001b[2J\""));
+        assert!(e.contains("host name"), "{e}");
+        let e = err(&GOOD.replace("name = \"db01\"", "name = \"../x\""));
+        assert!(e.contains("host name"), "{e}");
+    }
+
+    #[test]
+    fn port_range() {
+        let e = err(&GOOD.replace("port = 22", "port = 70000"));
+        assert!(e.contains(":11:8: port must be"), "{e}");
+    }
+
+    #[test]
+    fn rule_with_unknown_host_and_group() {
+        let e = err(&GOOD.replace("\"web01\", \"db*\"", "\"web02\", \"db*\""));
+        assert!(e.contains("no host named \"web02\""), "{e}");
+        let e = err(&GOOD.replace("@prod", "@staging"));
+        assert!(e.contains("no host is in group \"staging\""), "{e}");
+    }
+
+    #[test]
+    fn rule_for_no_one() {
+        let e = err(&GOOD
+            .replace("users = [\"alice\"]\n", "")
+            .replace("unix_groups = [\"ops\"]\n", ""));
+        assert!(e.contains("applies to no one"), "{e}");
+    }
+
+    #[test]
+    fn description_loses_control_characters() {
+        let c = parse(&GOOD.replace("\"frontend\"", "\"front\\u001b[31mend\"")).unwrap();
+        assert_eq!(c.hosts[0].description, "front[31mend");
+    }
+
+    #[test]
+    fn line_col_counts_characters() {
+        assert_eq!(line_col("ab\ncé d", 7), (2, 4));
+        assert_eq!(line_col("", 5), (1, 1));
+    }
+}

@@ -1,0 +1,62 @@
+//! The TOML file as written: serde structs that mirror it, with spans so
+//! that every later validation error can point at `path:line:column`.
+#![forbid(unsafe_code)]
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub settings: RawSettings,
+    #[serde(default)]
+    pub hosts: Vec<RawHost>,
+    #[serde(default)]
+    pub access: Vec<RawRule>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSettings {
+    pub log_dir: Option<Spanned<String>>,
+    pub known_hosts: Option<Spanned<String>>,
+    pub host_key_policy: Option<Spanned<String>>,
+    pub idle_timeout: Option<Spanned<RawDuration>>,
+    pub connect_timeout: Option<Spanned<RawDuration>>,
+    pub keepalive_interval: Option<Spanned<RawDuration>>,
+    pub recording: Option<bool>,
+    pub record_input: Option<bool>,
+}
+
+/// `"30m"` or a bare number of seconds.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawDuration {
+    Text(String),
+    Seconds(i64),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHost {
+    pub name: Spanned<String>,
+    pub address: Spanned<String>,
+    pub port: Option<Spanned<i64>>,
+    pub user: Spanned<String>,
+    pub key: Option<Spanned<String>>,
+    pub password_file: Option<Spanned<String>>,
+    pub description: Option<Spanned<String>>,
+    #[serde(default)]
+    pub groups: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    #[serde(default)]
+    pub users: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub unix_groups: Vec<Spanned<String>>,
+    pub hosts: Spanned<Vec<Spanned<String>>>,
+}

@@ -1,0 +1,234 @@
+//! An operator's login: operator → config → policy → (direct host | menu)
+//! → visit → back to the menu. Nothing the operator asks for is executed.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use crate::audit::{AuditLog, DenyReason, Event};
+use crate::config::{Config, SYSTEM_CONFIG};
+use crate::identity::{self, Operator};
+use crate::invocation::{self, Request};
+use crate::menu::{self, Choice};
+use crate::policy;
+use crate::report;
+use crate::session::{Outcome, Visit};
+use crate::sys::SignalPipe;
+use crate::tty;
+
+/// Real and effective ids differ: we run setuid/setgid for an operator.
+pub fn privileged() -> bool {
+    use nix::unistd::{getegid, geteuid, getgid, getuid};
+    getuid() != geteuid() || getgid() != getegid()
+}
+
+/// Where the config is. Privileged: the built-in path only. Otherwise the
+/// person running us is the admin of their own Gatehouse.
+pub fn config_path(privileged: bool) -> PathBuf {
+    if privileged {
+        return PathBuf::from(SYSTEM_CONFIG);
+    }
+    if let Some(p) = std::env::var_os("GATEHOUSE_CONFIG").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    if let Some(dirs) = directories::ProjectDirs::from("", "", "gatehouse") {
+        let p = dirs.config_dir().join("config.toml");
+        if p.is_file() {
+            return p;
+        }
+    }
+    PathBuf::from(SYSTEM_CONFIG)
+}
+
+fn env_var(privileged: bool, name: &str) -> Option<String> {
+    let _ = privileged;
+    std::env::var(name).ok()
+}
+
+pub fn login(request: &str) -> i32 {
+    let privileged = privileged();
+    // No core dumps and no ptrace by the operator's uid: credentials pass
+    // through this process's memory.
+    if let Err(e) = crate::sys::harden_process() {
+        report::admin(privileged, &format!("cannot harden the process: {e}"));
+        report::unavailable("internal error");
+        return 1;
+    }
+    let signals = match SignalPipe::install() {
+        Ok(s) => s,
+        Err(e) => {
+            report::admin(privileged, &format!("cannot install signal handlers: {e}"));
+            report::unavailable("internal error");
+            return 1;
+        }
+    };
+    let operator = match Operator::from_real_uid() {
+        Ok(o) => o,
+        Err(e) => {
+            report::admin(privileged, &e.to_string());
+            report::unavailable("unknown user");
+            return 1;
+        }
+    };
+    let path = config_path(privileged);
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            report::admin(privileged, &e.to_string());
+            report::unavailable("configuration error");
+            return 1;
+        }
+    };
+    let login_id = uuid::Uuid::now_v7().to_string();
+    let client = identity::client_from(env_var(privileged, "SSH_CONNECTION").as_deref());
+    let mut audit =
+        match AuditLog::open(&config.settings.log_dir, &operator.name, &login_id, &client) {
+            Ok(a) => a,
+            Err(e) => {
+                report::admin(privileged, &e.to_string());
+                report::unavailable("the audit log cannot be written");
+                return 1;
+            }
+        };
+    let started = Instant::now();
+    let req = invocation::classify(request);
+    let mode = if matches!(req, Request::Menu) {
+        "menu"
+    } else {
+        "direct"
+    };
+    if let Err(e) = audit.write(&Event::Login {
+        pid: std::process::id(),
+        mode,
+    }) {
+        report::admin(privileged, &e.to_string());
+        report::unavailable("the audit log cannot be written");
+        return 1;
+    }
+    let term = tty::term_name(env_var(privileged, "TERM").as_deref());
+    let mut ctx = Ctx {
+        config: &config,
+        operator: &operator,
+        audit: &mut audit,
+        signals: &signals,
+        term: &term,
+        privileged,
+    };
+    let code = ctx.dispatch(req, request);
+    let _ = audit.write(&Event::Logout {
+        duration_ms: started.elapsed().as_millis() as u64,
+    });
+    code
+}
+
+struct Ctx<'a> {
+    config: &'a Config,
+    operator: &'a Operator,
+    audit: &'a mut AuditLog,
+    signals: &'a SignalPipe,
+    term: &'a str,
+    privileged: bool,
+}
+
+impl Ctx<'_> {
+    fn deny(&mut self, request: &str, reason: DenyReason, line: &str) -> i32 {
+        let request = invocation::bounded(request);
+        if let Err(e) = self.audit.write(&Event::Denied {
+            request: &request,
+            reason,
+        }) {
+            report::admin(self.privileged, &e.to_string());
+        }
+        eprintln!("gatehouse: {line}");
+        1
+    }
+
+    fn dispatch(&mut self, req: Request, raw: &str) -> i32 {
+        match req {
+            Request::Other(text) => self.deny(
+                raw,
+                DenyReason::NotAHost,
+                &format!(
+                    "this is a jump host; it runs no commands (asked for: {text}). Connect without a command for the menu."
+                ),
+            ),
+            Request::Host(name) => {
+                let Some(host) = policy::lookup(self.config, self.operator, &name) else {
+                    return self.deny(
+                        raw,
+                        DenyReason::NotPermitted,
+                        &format!("{name}: no such host among those you may use."),
+                    );
+                };
+                if !tty::is_interactive() {
+                    return self.deny(
+                        raw,
+                        DenyReason::NoTty,
+                        &format!("{name} needs a terminal: connect with `ssh -t`."),
+                    );
+                }
+                let outcome = self.visit(host);
+                eprintln!("gatehouse: {}", outcome.operator_line(&host.name));
+                outcome.exit_code()
+            }
+            Request::Menu => {
+                if !tty::is_interactive() {
+                    return self.deny(
+                        raw,
+                        DenyReason::NoTty,
+                        "the host menu needs a terminal: connect with `ssh -t`.",
+                    );
+                }
+                self.menu_loop()
+            }
+        }
+    }
+
+    fn visit(&mut self, host: &crate::config::Host) -> Outcome {
+        Visit {
+            audit: self.audit,
+            settings: &self.config.settings,
+            signals: self.signals,
+            term: self.term,
+        }
+        .run(host)
+    }
+
+    fn menu_loop(&mut self) -> i32 {
+        let hosts = policy::permitted_hosts(self.config, self.operator);
+        if hosts.is_empty() {
+            return self.deny(
+                "",
+                DenyReason::NoHosts,
+                "there are no hosts you may use; please ask your administrator.",
+            );
+        }
+        let labels = menu::labels(&hosts);
+        loop {
+            if self.signals.must_leave() {
+                return 0;
+            }
+            match menu::choose(&labels, &self.operator.name) {
+                Ok(Choice::Host(i)) => {
+                    let host = hosts[i];
+                    println!("Connecting to {}…", host.name);
+                    let outcome = self.visit(host);
+                    println!("{}", outcome.operator_line(&host.name));
+                    if let Outcome::Failed(_) = outcome {
+                        // The audit trail is gone: no further session may start.
+                        return 1;
+                    }
+                }
+                Ok(Choice::Quit) => return 0,
+                Ok(Choice::Interrupted) => {
+                    if self.signals.must_leave() {
+                        return 0;
+                    }
+                    // Ctrl-C at the menu: stay at the menu.
+                }
+                // End of file or I/O error on the terminal (hang-up): leave.
+                Err(_) => return 0,
+            }
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! One visit to one host: connect, `session_start`, the relay with capture
+//! feeding `command` records, `session_end`. Every record is written before
+//! the thing it announces goes on; a record that cannot be written ends the
+//! visit (fail closed).
+#![forbid(unsafe_code)]
+
+use std::time::Instant;
+
+use crate::audit::{AuditError, AuditLog, EndReason, Event};
+use crate::capture::{self, Capture};
+use crate::config::{Host, Settings};
+use crate::relay::{self, Observer, RelayConfig, RelayEnd};
+use crate::sys::SignalPipe;
+use crate::tty::{self, RawMode};
+use crate::upstream::{self, ConnectError, PtyRequest};
+
+pub enum Outcome {
+    Ended(RelayEnd),
+    ConnectFailed(ConnectError),
+    /// The audit trail failed; the message is for the operator.
+    Failed(String),
+}
+
+impl Outcome {
+    /// One line for the operator once the terminal is back to normal.
+    pub fn operator_line(&self, host: &str) -> String {
+        match self {
+            Outcome::Ended(end) => match end.reason {
+                EndReason::Exit => match (&end.exit_status, &end.exit_signal) {
+                    (_, Some(sig)) => format!("Session on {host} ended (killed by signal {sig})."),
+                    (Some(0), _) => format!("Session on {host} ended."),
+                    (Some(s), _) => format!("Session on {host} ended (exit status {s})."),
+                    (None, None) => format!("Session on {host} ended."),
+                },
+                EndReason::IdleTimeout => {
+                    format!("Session on {host} closed: idle for too long.")
+                }
+                EndReason::Disconnect if end.detail.as_deref() == Some(relay::ESCAPE_DETAIL) => {
+                    format!("Disconnected from {host}.")
+                }
+                EndReason::Disconnect => format!("Connection to {host} lost."),
+                EndReason::Hangup => format!("Session on {host} hung up."),
+                EndReason::Error | EndReason::Abandoned => format!(
+                    "Session on {host} ended: {}.",
+                    end.detail.as_deref().unwrap_or("error")
+                ),
+            },
+            Outcome::ConnectFailed(e) => e.operator_line(host),
+            Outcome::Failed(m) => m.clone(),
+        }
+    }
+
+    /// The status a direct request (`ssh -t bastion web01`) exits with, as
+    /// `ssh` would: the target's, or 255 when there is none.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Outcome::Ended(RelayEnd {
+                exit_status: Some(s),
+                exit_signal: None,
+                ..
+            }) => *s,
+            _ => 255,
+        }
+    }
+}
+
+struct Recorder<'a> {
+    audit: &'a mut AuditLog,
+    capture: Capture,
+    session: &'a str,
+    host: &'a str,
+    seq: u64,
+    found: Vec<capture::Command>,
+}
+
+impl Recorder<'_> {
+    fn flush(&mut self) -> Result<(), String> {
+        for c in std::mem::take(&mut self.found) {
+            self.seq += 1;
+            self.audit
+                .write(&Event::Command {
+                    session: self.session,
+                    host: self.host,
+                    seq: self.seq,
+                    command: &c.text,
+                    truncated: c.truncated,
+                    source: c.source.as_str(),
+                })
+                .map_err(|e| audit_failed(&e))?;
+        }
+        Ok(())
+    }
+}
+
+fn audit_failed(e: &AuditError) -> String {
+    crate::report::syslog(&e.to_string());
+    "the audit log cannot be written; session closed".to_string()
+}
+
+impl Observer for Recorder<'_> {
+    fn input(&mut self, data: &[u8]) -> Result<(), String> {
+        self.capture.input(data, &mut self.found);
+        self.flush()
+    }
+    fn output(&mut self, data: &[u8]) -> Result<(), String> {
+        self.capture.output(data, &mut self.found);
+        if self.found.is_empty() {
+            Ok(())
+        } else {
+            self.flush()
+        }
+    }
+    fn resize(&mut self, cols: u16, rows: u16) -> Result<(), String> {
+        self.capture.resize(cols, rows);
+        Ok(())
+    }
+}
+
+pub struct Visit<'a> {
+    pub audit: &'a mut AuditLog,
+    pub settings: &'a Settings,
+    pub signals: &'a SignalPipe,
+    pub term: &'a str,
+}
+
+impl Visit<'_> {
+    pub fn run(&mut self, host: &Host) -> Outcome {
+        let session_id = uuid::Uuid::now_v7().to_string();
+        let (cols, rows) = tty::window_size();
+        let started = Instant::now();
+        let pty = PtyRequest {
+            term: self.term,
+            cols,
+            rows,
+        };
+        let signals = self.signals;
+        let mut up = match upstream::connect(host, self.settings, &pty, &|| signals.must_leave()) {
+            Ok(up) => up,
+            Err(e) => {
+                let detail = e.detail();
+                let written = self.audit.write(&Event::Error {
+                    reason: e.reason(),
+                    detail: &detail,
+                    session: Some(&session_id),
+                    host: Some(&host.name),
+                    host_key: e.fingerprint(),
+                });
+                if let Err(ae) = written {
+                    return Outcome::Failed(audit_failed(&ae));
+                }
+                return Outcome::ConnectFailed(e);
+            }
+        };
+        if let Err(e) = self.audit.write(&Event::SessionStart {
+            session: &session_id,
+            host: &host.name,
+            target: format!("{}@{}:{}", host.user, host.address, host.port),
+            host_key: &up.host_key,
+            pid: std::process::id(),
+            boot_id: None,
+            term: self.term,
+            cols,
+            rows,
+            recording: None,
+        }) {
+            return Outcome::Failed(audit_failed(&e));
+        }
+
+        let mut rec = Recorder {
+            audit: self.audit,
+            capture: Capture::new(cols, rows),
+            session: &session_id,
+            host: &host.name,
+            seq: 0,
+            found: Vec::new(),
+        };
+        let end = match RawMode::enter() {
+            Ok(_raw) => relay::run(
+                &mut up,
+                self.signals,
+                &RelayConfig {
+                    idle_timeout: self.settings.idle_timeout,
+                    keepalive: self.settings.keepalive_interval,
+                },
+                &mut rec,
+            ),
+            Err(e) => RelayEnd {
+                reason: EndReason::Error,
+                detail: Some(format!("cannot set the terminal to raw mode: {e}")),
+                exit_status: None,
+                exit_signal: None,
+                bytes_in: 0,
+                bytes_out: 0,
+            },
+        };
+        rec.capture.finish(&mut rec.found);
+        let flushed = rec.flush();
+        let written = self.audit.write(&Event::SessionEnd {
+            session: &session_id,
+            host: &host.name,
+            exit_status: end.exit_status,
+            exit_signal: end.exit_signal.as_deref(),
+            reason: end.reason,
+            detail: end.detail.as_deref(),
+            duration_ms: started.elapsed().as_millis() as u64,
+            bytes_in: end.bytes_in,
+            bytes_out: end.bytes_out,
+        });
+        match (flushed, written) {
+            (Err(m), _) => Outcome::Failed(m),
+            (_, Err(e)) => Outcome::Failed(audit_failed(&e)),
+            _ => Outcome::Ended(end),
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! The only module with `unsafe`: signal dispositions.
+//!
+//! Signals reach the rest of Gatehouse as bytes on a non-blocking pipe (the
+//! self-pipe trick), so the relay sees them in its poll(2) set and the menu
+//! sees them as an interrupted read. Everything else uses nix's safe API.
+#![allow(unsafe_code)]
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+
+use nix::fcntl::OFlag;
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+
+/// Write end of the self-pipe, read by the async-signal handler.
+static PIPE_WRITE_FD: AtomicI32 = AtomicI32::new(-1);
+/// Bit set of signals received since the last `take_pending` (bit = signo).
+static PENDING: AtomicU32 = AtomicU32::new(0);
+
+extern "C" fn on_signal(signo: nix::libc::c_int) {
+    if (0..32).contains(&signo) {
+        PENDING.fetch_or(1 << signo, Ordering::SeqCst);
+    }
+    let fd = PIPE_WRITE_FD.load(Ordering::SeqCst);
+    if fd >= 0 {
+        let byte = [signo as u8];
+        // SAFETY: write(2) is async-signal-safe; `fd` is the write end of a
+        // pipe owned by the `SignalPipe` that lives for the whole process
+        // (it is leaked on purpose, see `SignalPipe::install`), and the buffer
+        // is a live stack array. A full pipe just drops the byte (O_NONBLOCK):
+        // the PENDING bits still carry the signal.
+        unsafe {
+            nix::libc::write(fd, byte.as_ptr().cast(), 1);
+        }
+    }
+}
+
+/// Signals Gatehouse reacts to; everything else keeps its default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sig {
+    Hangup,
+    Terminate,
+    WindowChange,
+}
+
+impl Sig {
+    fn signal(self) -> Signal {
+        match self {
+            Sig::Hangup => Signal::SIGHUP,
+            Sig::Terminate => Signal::SIGTERM,
+            Sig::WindowChange => Signal::SIGWINCH,
+        }
+    }
+}
+
+/// The read end of the self-pipe; readable whenever a watched signal arrived.
+pub struct SignalPipe {
+    read: OwnedFd,
+}
+
+impl SignalPipe {
+    /// Installs the handlers. Call once, early in `main`.
+    ///
+    /// SIGINT, SIGQUIT and SIGTSTP (and the tty job-control signals) are
+    /// ignored: an operator's Ctrl-C / Ctrl-\ / Ctrl-Z at the menu must not
+    /// kill or stop Gatehouse (product.md, security model). SIGHUP and
+    /// SIGTERM are caught *without* SA_RESTART so that a blocking read in
+    /// the menu returns EINTR and the menu can exit cleanly; SIGWINCH keeps
+    /// SA_RESTART so a resize does not disturb a prompt.
+    pub fn install() -> nix::Result<SignalPipe> {
+        let (read, write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
+        PIPE_WRITE_FD.store(write.as_raw_fd(), Ordering::SeqCst);
+        // The write end must outlive every possible signal delivery.
+        std::mem::forget(write);
+
+        let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+        for sig in [
+            Signal::SIGINT,
+            Signal::SIGQUIT,
+            Signal::SIGTSTP,
+            Signal::SIGTTIN,
+            Signal::SIGTTOU,
+            Signal::SIGPIPE,
+        ] {
+            // SAFETY: installing SIG_IGN has no handler code to be unsound.
+            unsafe { sigaction(sig, &ignore) }?;
+        }
+        for (sig, flags) in [
+            (Sig::Hangup, SaFlags::empty()),
+            (Sig::Terminate, SaFlags::empty()),
+            (Sig::WindowChange, SaFlags::SA_RESTART),
+        ] {
+            let action = SigAction::new(SigHandler::Handler(on_signal), flags, SigSet::empty());
+            // SAFETY: `on_signal` only touches atomics and calls write(2),
+            // both async-signal-safe.
+            unsafe { sigaction(sig.signal(), &action) }?;
+        }
+        Ok(SignalPipe { read })
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.read.as_fd()
+    }
+
+    /// Empties the pipe and returns the signals received since last time.
+    pub fn take_pending(&self) -> Vec<Sig> {
+        let mut buf = [0u8; 64];
+        while let Ok(n) = nix::unistd::read(self.read.as_fd(), &mut buf) {
+            if n == 0 {
+                break;
+            }
+        }
+        let bits = PENDING.swap(0, Ordering::SeqCst);
+        [Sig::Hangup, Sig::Terminate, Sig::WindowChange]
+            .into_iter()
+            .filter(|s| bits & (1 << (s.signal() as i32)) != 0)
+            .collect()
+    }
+
+    /// True when a hang-up or terminate is pending, without consuming it.
+    pub fn must_leave(&self) -> bool {
+        let bits = PENDING.load(Ordering::SeqCst);
+        bits & ((1 << nix::libc::SIGHUP) | (1 << nix::libc::SIGTERM)) != 0
+    }
+}
+
+/// Makes the process non-dumpable with no core file, so target credentials
+/// read into memory cannot be recovered from a core dump or by ptrace from
+/// the operator's uid.
+pub fn harden_process() -> nix::Result<()> {
+    nix::sys::prctl::set_dumpable(false)?;
+    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0)
+}

@@ -1,0 +1,389 @@
+//! The connection to a target: TCP with a timeout, the SSH handshake, the
+//! host-key check against the admin's known_hosts, authentication with the
+//! host's credentials, then a pty and a shell.
+//!
+//! Policy decides about host keys, never the operator: there is no "trust
+//! this key?" prompt.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::fs::OpenOptions;
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use nix::sys::socket::{setsockopt, sockopt};
+use ssh2::{CheckResult, HashType, HostKeyType, KnownHostFileKind, Session};
+use zeroize::Zeroizing;
+
+use crate::config::{Host, HostKeyPolicy, Settings};
+
+/// libssh2's receive window for the session channel. Bounds how much target
+/// output libssh2 may hold for a slow operator (memory), while being large
+/// enough for bulk output on loopback (see BENCHMARKS.md).
+pub const CHANNEL_WINDOW: u32 = 2 * 1024 * 1024;
+pub const CHANNEL_PACKET: u32 = 32 * 1024;
+
+pub struct Upstream {
+    pub session: Session,
+    pub channel: ssh2::Channel,
+    /// A clone of the socket, for poll(2): `Session` has no `AsFd`.
+    pub socket: TcpStream,
+    /// `SHA256:…` as `ssh-keygen -l` prints it.
+    pub host_key: String,
+}
+
+#[derive(Debug)]
+pub enum ConnectError {
+    Resolve(String),
+    Connect(String),
+    Handshake(String),
+    HostKeyUnknown { fingerprint: String },
+    HostKeyMismatch { fingerprint: String },
+    KnownHosts(String),
+    Credentials(String),
+    Auth(String),
+    Channel(String),
+    Interrupted,
+}
+
+impl ConnectError {
+    /// The `reason` of the `error` record.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ConnectError::Resolve(_) | ConnectError::Connect(_) => "connect_failed",
+            ConnectError::Handshake(_) => "handshake_failed",
+            ConnectError::HostKeyUnknown { .. } => "host_key_unknown",
+            ConnectError::HostKeyMismatch { .. } => "host_key_mismatch",
+            ConnectError::KnownHosts(_) => "known_hosts_unusable",
+            ConnectError::Credentials(_) => "credentials_unusable",
+            ConnectError::Auth(_) => "auth_failed",
+            ConnectError::Channel(_) => "channel_failed",
+            ConnectError::Interrupted => "interrupted",
+        }
+    }
+
+    /// What the operator reads: short, and nothing about credentials.
+    pub fn operator_line(&self, host: &str) -> String {
+        match self {
+            ConnectError::Resolve(_) | ConnectError::Connect(_) => {
+                format!("cannot reach {host}: {}", self.detail())
+            }
+            ConnectError::Handshake(_) => format!("cannot reach {host}: SSH handshake failed"),
+            ConnectError::HostKeyUnknown { .. } | ConnectError::HostKeyMismatch { .. } => {
+                format!("{host}: host key verification failed; the administrator has been told")
+            }
+            ConnectError::KnownHosts(_) | ConnectError::Credentials(_) => {
+                format!("{host} is not usable right now; please tell your administrator")
+            }
+            ConnectError::Auth(_) => {
+                format!("{host} refused the login; please tell your administrator")
+            }
+            ConnectError::Channel(_) => format!("{host} did not open a shell"),
+            ConnectError::Interrupted => format!("connecting to {host} was interrupted"),
+        }
+    }
+
+    /// For the admin (the `detail` of the error record).
+    pub fn detail(&self) -> String {
+        match self {
+            ConnectError::Resolve(s)
+            | ConnectError::Connect(s)
+            | ConnectError::Handshake(s)
+            | ConnectError::KnownHosts(s)
+            | ConnectError::Credentials(s)
+            | ConnectError::Auth(s)
+            | ConnectError::Channel(s) => s.clone(),
+            ConnectError::HostKeyUnknown { fingerprint } => {
+                format!("host key {fingerprint} is not in known_hosts (policy strict)")
+            }
+            ConnectError::HostKeyMismatch { fingerprint } => format!(
+                "host key {fingerprint} does not match known_hosts: possible man-in-the-middle, or the host was reinstalled"
+            ),
+            ConnectError::Interrupted => "hang-up while connecting".into(),
+        }
+    }
+
+    pub fn fingerprint(&self) -> Option<&str> {
+        match self {
+            ConnectError::HostKeyUnknown { fingerprint }
+            | ConnectError::HostKeyMismatch { fingerprint } => Some(fingerprint),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.detail())
+    }
+}
+
+/// The operator's terminal as the target should see it.
+pub struct PtyRequest<'a> {
+    pub term: &'a str,
+    pub cols: u16,
+    pub rows: u16,
+}
+
+/// Connects, verifies, authenticates and starts a shell. Blocking, bounded
+/// by `settings.connect_timeout` per step.
+pub fn connect(
+    host: &Host,
+    settings: &Settings,
+    pty: &PtyRequest<'_>,
+    interrupted: &dyn Fn() -> bool,
+) -> Result<Upstream, ConnectError> {
+    let timeout = settings.connect_timeout;
+    let stream = tcp_connect(&host.address, host.port, timeout)?;
+    tune_socket(&stream, settings.keepalive_interval);
+    let socket = stream
+        .try_clone()
+        .map_err(|e| ConnectError::Connect(e.to_string()))?;
+    if interrupted() {
+        return Err(ConnectError::Interrupted);
+    }
+
+    let mut session = Session::new().map_err(|e| ConnectError::Handshake(e.to_string()))?;
+    session.set_tcp_stream(stream);
+    session.set_timeout(timeout.as_millis().min(u32::MAX as u128) as u32);
+    session
+        .handshake()
+        .map_err(|e| ConnectError::Handshake(format!("{}:{}: {e}", host.address, host.port)))?;
+
+    let host_key = verify_host_key(&session, host, settings)?;
+    if interrupted() {
+        return Err(ConnectError::Interrupted);
+    }
+    authenticate(&session, host)?;
+    if interrupted() {
+        return Err(ConnectError::Interrupted);
+    }
+
+    let channel_err = |e: ssh2::Error| ConnectError::Channel(e.to_string());
+    let mut channel = session
+        .channel_open("session", CHANNEL_WINDOW, CHANNEL_PACKET, None)
+        .map_err(channel_err)?;
+    channel
+        .handle_extended_data(ssh2::ExtendedData::Merge)
+        .map_err(channel_err)?;
+    channel
+        .request_pty(
+            pty.term,
+            None,
+            Some((u32::from(pty.cols), u32::from(pty.rows), 0, 0)),
+        )
+        .map_err(channel_err)?;
+    channel.shell().map_err(channel_err)?;
+    let secs = settings
+        .keepalive_interval
+        .as_secs()
+        .clamp(1, u32::MAX as u64) as u32;
+    session.set_keepalive(false, secs);
+    session.set_timeout(0);
+    Ok(Upstream {
+        session,
+        channel,
+        socket,
+        host_key,
+    })
+}
+
+fn tcp_connect(address: &str, port: u16, timeout: Duration) -> Result<TcpStream, ConnectError> {
+    let addrs: Vec<SocketAddr> = (address, port)
+        .to_socket_addrs()
+        .map_err(|e| ConnectError::Resolve(format!("cannot resolve {address}: {e}")))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(ConnectError::Resolve(format!("{address} has no address")));
+    }
+    let deadline = Instant::now() + timeout;
+    let mut last = None;
+    for addr in addrs {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match TcpStream::connect_timeout(&addr, left) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(format!("{addr}: {}", describe_io(&e))),
+        }
+    }
+    Err(ConnectError::Connect(
+        last.unwrap_or_else(|| format!("{address}:{port}: timed out")),
+    ))
+}
+
+fn describe_io(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => "connection refused".into(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => "connection timed out".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// libssh2 keepalives are not liveness (it never counts unanswered ones), so
+/// the kernel watches the connection too: TCP keepalive, and a user timeout
+/// so that unacknowledged data to a dead target fails the socket.
+fn tune_socket(stream: &TcpStream, interval: Duration) {
+    let secs = interval.as_secs().clamp(5, 3600) as u32;
+    let _ = stream.set_nodelay(true);
+    let _ = setsockopt(stream, sockopt::KeepAlive, &true);
+    let _ = setsockopt(stream, sockopt::TcpKeepIdle, &secs);
+    let _ = setsockopt(stream, sockopt::TcpKeepInterval, &secs);
+    let _ = setsockopt(stream, sockopt::TcpKeepCount, &3);
+    let _ = setsockopt(stream, sockopt::TcpUserTimeout, &(secs * 4 * 1000));
+}
+
+/// `SHA256:<unpadded base64>`, as `ssh-keygen -l` prints it.
+pub fn fingerprint(session: &Session) -> Option<String> {
+    session.host_key_hash(HashType::Sha256).map(|h| {
+        format!(
+            "SHA256:{}",
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(h)
+        )
+    })
+}
+
+fn key_type_name(t: HostKeyType) -> Option<&'static str> {
+    Some(match t {
+        HostKeyType::Rsa => "ssh-rsa",
+        HostKeyType::Dss => "ssh-dss",
+        HostKeyType::Ecdsa256 => "ecdsa-sha2-nistp256",
+        HostKeyType::Ecdsa384 => "ecdsa-sha2-nistp384",
+        HostKeyType::Ecdsa521 => "ecdsa-sha2-nistp521",
+        HostKeyType::Ed25519 => "ssh-ed25519",
+        HostKeyType::Unknown => return None,
+    })
+}
+
+/// The known_hosts name OpenSSH uses: `addr` for port 22, `[addr]:port`
+/// otherwise, so `ssh-keyscan -p PORT ADDR` output can be appended as is.
+pub fn known_hosts_name(address: &str, port: u16) -> String {
+    if port == 22 {
+        address.to_string()
+    } else {
+        format!("[{address}]:{port}")
+    }
+}
+
+fn verify_host_key(
+    session: &Session,
+    host: &Host,
+    settings: &Settings,
+) -> Result<String, ConnectError> {
+    let (key, key_type) = session
+        .host_key()
+        .ok_or_else(|| ConnectError::Handshake("the target sent no host key".into()))?;
+    let fp = fingerprint(session)
+        .ok_or_else(|| ConnectError::Handshake("cannot hash the host key".into()))?;
+    let mut known = session
+        .known_hosts()
+        .map_err(|e| ConnectError::KnownHosts(e.to_string()))?;
+    let path = &settings.known_hosts;
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            // One line at a time: libssh2's read_file stops at the first line
+            // it cannot parse, silently hiding every entry after it.
+            for line in text.lines() {
+                let l = line.trim();
+                if l.is_empty() || l.starts_with('#') {
+                    continue;
+                }
+                let _ = known.read_str(l, KnownHostFileKind::OpenSSH);
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(ConnectError::KnownHosts(format!(
+                "cannot read {}: {e}",
+                path.display()
+            )))
+        }
+    }
+    let name = known_hosts_name(&host.address, host.port);
+    // Port -1: only the exact name, as OpenSSH does (libssh2 would also
+    // accept the port-22 entry for any port otherwise).
+    match known.check(&name, key) {
+        CheckResult::Match => Ok(fp),
+        CheckResult::Mismatch => Err(ConnectError::HostKeyMismatch { fingerprint: fp }),
+        CheckResult::NotFound => match settings.host_key_policy {
+            HostKeyPolicy::Strict => Err(ConnectError::HostKeyUnknown { fingerprint: fp }),
+            HostKeyPolicy::AcceptNew => {
+                let type_name = key_type_name(key_type)
+                    .ok_or_else(|| ConnectError::KnownHosts("unknown host key type".into()))?;
+                let b64 = base64::engine::general_purpose::STANDARD.encode(key);
+                append_known_host(path, &format!("{name} {type_name} {b64}\n")).map_err(|e| {
+                    ConnectError::KnownHosts(format!(
+                        "cannot record the new host key in {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                Ok(fp)
+            }
+        },
+        CheckResult::Failure => Err(ConnectError::KnownHosts(format!(
+            "libssh2 could not check {name} against {}",
+            path.display()
+        ))),
+    }
+}
+
+/// Appends one line with one write on O_APPEND, so concurrent first
+/// connections cannot tear each other's lines.
+fn append_known_host(path: &Path, line: &str) -> io::Result<()> {
+    let mut f = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o644)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+        .open(path)?;
+    f.write_all(line.as_bytes())
+}
+
+fn authenticate(session: &Session, host: &Host) -> Result<(), ConnectError> {
+    let mut tried = Vec::new();
+    if let Some(key) = &host.key {
+        match session.userauth_pubkey_file(&host.user, None, key, None) {
+            Ok(()) if session.authenticated() => return Ok(()),
+            Ok(()) => tried.push(format!("key {}: not accepted", key.display())),
+            // libssh2 reports an unreadable or encrypted key as a format error.
+            Err(e) => tried.push(format!("key {}: {}", key.display(), e.message())),
+        }
+    }
+    if let Some(pw_path) = &host.password_file {
+        let password = read_secret(pw_path)?;
+        match session.userauth_password(&host.user, &password) {
+            Ok(()) if session.authenticated() => return Ok(()),
+            Ok(()) => tried.push("password: not accepted".into()),
+            Err(e) => tried.push(format!(
+                "password from {}: {}",
+                pw_path.display(),
+                e.message()
+            )),
+        }
+    }
+    Err(ConnectError::Auth(format!(
+        "{}@{}:{}: {}",
+        host.user,
+        host.address,
+        host.port,
+        tried.join("; ")
+    )))
+}
+
+/// Reads a password file into memory that is wiped when dropped. The first
+/// line is the password; the file's content never appears in any message.
+fn read_secret(path: &Path) -> Result<Zeroizing<String>, ConnectError> {
+    let raw = Zeroizing::new(std::fs::read(path).map_err(|e| {
+        ConnectError::Credentials(format!("cannot read password file {}: {e}", path.display()))
+    })?);
+    let text = std::str::from_utf8(&raw).map_err(|_| {
+        ConnectError::Credentials(format!("password file {} is not UTF-8", path.display()))
+    })?;
+    let first = text.lines().next().unwrap_or("");
+    Ok(Zeroizing::new(first.to_string()))
+}

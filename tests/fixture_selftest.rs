@@ -11,8 +11,22 @@ use common::*;
 
 const T: Duration = Duration::from_secs(15);
 
+/// Pty sessions over an unprivileged sshd need devpts with gid=tty.
+fn pty_over_sshd_or_skip() -> bool {
+    match sshd_pty_supported() {
+        Ok(()) => true,
+        Err(why) => {
+            eprintln!("SKIPPED: {why}");
+            false
+        }
+    }
+}
+
 #[test]
 fn target_shell_through_pty_echo_resize_exit_status() {
+    if !pty_over_sshd_or_skip() {
+        return;
+    }
     let target = Target::start();
     let mut pty = spawn_pty(target.ssh_cmd(&["-tt"]), 80, 24);
     pty.expect("tgt$ ").unwrap();
@@ -34,7 +48,8 @@ fn target_shell_through_pty_echo_resize_exit_status() {
     // The deterministic environment of the target shell.
     pty.send_line("echo \"home=$HOME term=$TERM\"").unwrap();
     let home = target.home().display().to_string();
-    pty.expect(format!("home={home} term=xterm-256color")).unwrap();
+    pty.expect(format!("home={home} term=xterm-256color"))
+        .unwrap();
 
     pty.send_line("exit 3").unwrap();
     assert_eq!(pty.wait_exit(T), Some(3), "{}", pty.output());
@@ -72,7 +87,11 @@ fn known_hosts_line_and_fingerprint_match_openssh() {
     );
 
     // ssh-keygen -lf on that file prints the same fingerprint.
-    let out = Command::new("ssh-keygen").arg("-lf").arg(&kh).output().unwrap();
+    let out = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(&kh)
+        .output()
+        .unwrap();
     let listed = String::from_utf8_lossy(&out.stdout);
     let fp = target.host_key_fingerprint();
     assert!(fp.starts_with("SHA256:") && !fp.ends_with('='), "{fp}");
@@ -81,6 +100,9 @@ fn known_hosts_line_and_fingerprint_match_openssh() {
 
 #[test]
 fn drop_kills_server_and_sessions_and_kill_sessions_drops_connection() {
+    if !pty_over_sshd_or_skip() {
+        return;
+    }
     let target = Target::start();
     let port = target.port;
     let listener = target.pid().unwrap();
@@ -139,7 +161,8 @@ fn pty_arg0_hangup_and_ansi_stripping() {
     let mut pty = spawn_pty(c, 132, 43);
     pty.expect("argv0=-gatehouse").unwrap();
     pty.expect("43 132").unwrap();
-    pty.expect(regex::Regex::new(r"(re)d-(ok)").unwrap()).unwrap();
+    pty.expect(regex::Regex::new(r"(re)d-(ok)").unwrap())
+        .unwrap();
     assert_eq!(pty.wait_exit(T), Some(0));
 
     // hangup: the session leader gets SIGHUP.
@@ -165,7 +188,10 @@ fn pty_arg0_hangup_and_ansi_stripping() {
         .expect_within("never-printed", Duration::from_secs(5))
         .unwrap_err();
     let msg = format!("{err:?}");
-    assert!(msg.contains("never-printed") && msg.contains("hello-there"), "{msg}");
+    assert!(
+        msg.contains("never-printed") && msg.contains("hello-there"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -177,7 +203,11 @@ fn gh_config_and_jsonl_helpers() {
                 .description("front \"end\"")
                 .groups(&["web", "prod"]),
         )
-        .access(Access::new(&["alice"], &["ops"], &["web01", "db*", "@prod"]))
+        .access(Access::new(
+            &["alice"],
+            &["ops"],
+            &["web01", "db*", "@prod"],
+        ))
         .idle_timeout("30m")
         .known_host("[10.1.2.3]:2222 ssh-ed25519 AAAAtest")
         .build();

@@ -74,7 +74,16 @@ pub fn closed_port() -> u16 {
 
 fn ssh_keygen(path: &Path) {
     let status = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "gatehouse-test", "-f"])
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "gatehouse-test",
+            "-f",
+        ])
         .arg(path)
         .stdin(Stdio::null())
         .status()
@@ -90,6 +99,34 @@ fn write_file(path: &Path, text: &str, mode: u32) {
 /// Single-quote a string for /bin/sh.
 pub fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Whether a non-root sshd can give sessions a pty here. sshd chowns the
+/// new pty to group `tty` and dies if it cannot; an unprivileged sshd can
+/// only avoid that when devpts already creates ptys in that group (`gid=5`,
+/// as systemd mounts it). Some containers mount devpts without it.
+/// Err carries the reason, for a skip message.
+pub fn sshd_pty_supported() -> Result<(), String> {
+    if getuid().is_root() {
+        return Ok(());
+    }
+    let Ok(Some(tty)) = nix::unistd::Group::from_name("tty") else {
+        return Ok(()); // no tty group: sshd uses the user's own group
+    };
+    let mounts = fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let want = format!("gid={}", tty.gid);
+    let ok = mounts.lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.len() > 3 && f[1] == "/dev/pts" && f[3].split(',').any(|o| o == want)
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "unprivileged sshd cannot allocate ptys here: /dev/pts is not mounted with {want} \
+             (sshd's chown of the pty to group tty fails); run as root or mount devpts with {want}"
+        ))
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -346,7 +383,9 @@ impl Sshd {
 
     /// Stop the server and everything it started (idempotent; Drop calls it).
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
         let listener = child.id() as i32;
         // Collect the tree first: once the listener dies its children are
         // re-parented and can no longer be found from it.
@@ -932,7 +971,10 @@ impl Needle for regex::Regex {
     fn find_in(&self, hay: &str) -> Option<(usize, usize, Vec<Option<String>>)> {
         let c = self.captures(hay)?;
         let m = c.get(0).unwrap();
-        let groups = c.iter().map(|g| g.map(|g| g.as_str().to_string())).collect();
+        let groups = c
+            .iter()
+            .map(|g| g.map(|g| g.as_str().to_string()))
+            .collect();
         Some((m.start(), m.end(), groups))
     }
     fn describe(&self) -> String {
@@ -1116,8 +1158,8 @@ fn set_winsize(fd: &impl AsRawFd, cols: u16, rows: u16) -> io::Result<()> {
 /// `TERM=xterm-256color` is set unless `cmd` sets TERM. Use
 /// `CommandExt::arg0` on `cmd` for a login-shell `argv[0]` (`-gatehouse`).
 pub fn spawn_pty(mut cmd: Command, cols: u16, rows: u16) -> Pty {
-    let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
-        .expect("posix_openpt");
+    let master =
+        posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).expect("posix_openpt");
     grantpt(&master).expect("grantpt");
     unlockpt(&master).expect("unlockpt");
     let slave_name = ptsname_r(&master).expect("ptsname_r");
@@ -1183,7 +1225,11 @@ impl Pty {
 
     /// Wait for `needle` in the ANSI-stripped output after the previous
     /// match; consumes up to the end of the match.
-    pub fn expect_within(&mut self, needle: impl Needle, timeout: Duration) -> Result<Found, PtyError> {
+    pub fn expect_within(
+        &mut self,
+        needle: impl Needle,
+        timeout: Duration,
+    ) -> Result<Found, PtyError> {
         let deadline = Instant::now() + timeout;
         loop {
             let hay = &self.text[self.consumed..];
@@ -1230,7 +1276,11 @@ impl Pty {
 
     /// Wait until the parsed screen (vt100 model of what a terminal shows)
     /// contains `needle`; returns the screen text.
-    pub fn expect_screen(&mut self, needle: impl Needle, timeout: Duration) -> Result<String, PtyError> {
+    pub fn expect_screen(
+        &mut self,
+        needle: impl Needle,
+        timeout: Duration,
+    ) -> Result<String, PtyError> {
         let deadline = Instant::now() + timeout;
         loop {
             let screen = self.screen_text();

@@ -1,0 +1,36 @@
+# Developer entry points. CI runs .ci/run (make lint && make test) as root.
+SHELL := /bin/bash
+# CI has cargo in ~/.cargo/bin, which a non-login shell may not have on PATH.
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+CARGO ?= cargo
+
+.PHONY: all build deps test lint demo bench clean
+
+all: build
+
+build:
+	$(CARGO) build --release
+
+deps:
+	bash scripts/deps.sh
+
+# Every target (lib, bin, integration tests against loopback sshd); cargo's
+# own summary lines are the last thing printed.
+test: deps
+	$(CARGO) test --all-targets
+
+lint: deps
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+# Loopback sshd + three demo hosts, Gatehouse in the foreground.
+demo:
+	bash scripts/demo.sh
+
+bench:
+	@if [ -f scripts/bench.sh ]; then bash scripts/bench.sh; \
+	else echo "bench: scripts/bench.sh is not written yet"; fi
+
+clean:
+	$(CARGO) clean
+	rm -rf .demo

@@ -11,6 +11,7 @@ pub mod invocation;
 pub mod login;
 pub mod menu;
 pub mod policy;
+pub mod recording;
 pub mod relay;
 pub mod report;
 pub mod session;

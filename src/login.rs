@@ -187,6 +187,7 @@ impl Ctx<'_> {
     fn visit(&mut self, host: &crate::config::Host) -> Outcome {
         Visit {
             audit: self.audit,
+            user: &self.operator.name,
             settings: &self.config.settings,
             signals: self.signals,
             term: self.term,

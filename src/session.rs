@@ -9,6 +9,7 @@ use std::time::Instant;
 use crate::audit::{AuditError, AuditLog, EndReason, Event};
 use crate::capture::{self, Capture};
 use crate::config::{Host, Settings};
+use crate::recording::{Recorder, RecordingError, SessionInfo};
 use crate::relay::{self, Observer, RelayConfig, RelayEnd};
 use crate::sys::SignalPipe;
 use crate::tty::{self, RawMode};
@@ -64,8 +65,9 @@ impl Outcome {
     }
 }
 
-struct Recorder<'a> {
+struct Bookkeeper<'a> {
     audit: &'a mut AuditLog,
+    recording: Option<Recorder>,
     capture: Capture,
     session: &'a str,
     host: &'a str,
@@ -73,7 +75,7 @@ struct Recorder<'a> {
     found: Vec<capture::Command>,
 }
 
-impl Recorder<'_> {
+impl Bookkeeper<'_> {
     fn flush(&mut self) -> Result<(), String> {
         for c in std::mem::take(&mut self.found) {
             self.seq += 1;
@@ -92,17 +94,28 @@ impl Recorder<'_> {
     }
 }
 
+fn recording_failed(e: &RecordingError) -> String {
+    crate::report::syslog(&e.to_string());
+    "the session recording cannot be written; session closed".to_string()
+}
+
 fn audit_failed(e: &AuditError) -> String {
     crate::report::syslog(&e.to_string());
     "the audit log cannot be written; session closed".to_string()
 }
 
-impl Observer for Recorder<'_> {
+impl Observer for Bookkeeper<'_> {
     fn input(&mut self, data: &[u8]) -> Result<(), String> {
+        if let Some(r) = &mut self.recording {
+            r.input(data).map_err(|e| recording_failed(&e))?;
+        }
         self.capture.input(data, &mut self.found);
         self.flush()
     }
     fn output(&mut self, data: &[u8]) -> Result<(), String> {
+        if let Some(r) = &mut self.recording {
+            r.output(data).map_err(|e| recording_failed(&e))?;
+        }
         self.capture.output(data, &mut self.found);
         if self.found.is_empty() {
             Ok(())
@@ -111,6 +124,9 @@ impl Observer for Recorder<'_> {
         }
     }
     fn resize(&mut self, cols: u16, rows: u16) -> Result<(), String> {
+        if let Some(r) = &mut self.recording {
+            r.resize(cols, rows).map_err(|e| recording_failed(&e))?;
+        }
         self.capture.resize(cols, rows);
         Ok(())
     }
@@ -118,6 +134,7 @@ impl Observer for Recorder<'_> {
 
 pub struct Visit<'a> {
     pub audit: &'a mut AuditLog,
+    pub user: &'a str,
     pub settings: &'a Settings,
     pub signals: &'a SignalPipe,
     pub term: &'a str,
@@ -151,6 +168,33 @@ impl Visit<'_> {
                 return Outcome::ConnectFailed(e);
             }
         };
+        let recording = if self.settings.recording {
+            let info = SessionInfo {
+                session: &session_id,
+                user: self.user,
+                host: &host.name,
+                term: self.term,
+                cols,
+                rows,
+            };
+            match Recorder::create(&self.settings.log_dir, &info, self.settings.record_input) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    let detail = e.to_string();
+                    let _ = self.audit.write(&Event::Error {
+                        reason: "recording_failed",
+                        detail: &detail,
+                        session: Some(&session_id),
+                        host: Some(&host.name),
+                        host_key: None,
+                    });
+                    return Outcome::Failed(recording_failed(&e));
+                }
+            }
+        } else {
+            None
+        };
+        let recording_path = recording.as_ref().map(|r| r.path().display().to_string());
         if let Err(e) = self.audit.write(&Event::SessionStart {
             session: &session_id,
             host: &host.name,
@@ -161,13 +205,14 @@ impl Visit<'_> {
             term: self.term,
             cols,
             rows,
-            recording: None,
+            recording: recording_path.as_deref(),
         }) {
             return Outcome::Failed(audit_failed(&e));
         }
 
-        let mut rec = Recorder {
+        let mut rec = Bookkeeper {
             audit: self.audit,
+            recording,
             capture: Capture::new(cols, rows),
             session: &session_id,
             host: &host.name,

@@ -1,0 +1,264 @@
+//! Session recordings in asciicast v2
+//! (<https://docs.asciinema.org/manual/asciicast/v2/>): a JSON header line,
+//! then one `[seconds, code, data]` line per event, appended as the session
+//! runs so that a crash loses at most the last moment.
+//!
+//! Output is decoded as UTF-8 across read boundaries: a character split
+//! between two reads is held back until it is complete. Bytes that are not
+//! UTF-8 become U+FFFD (the format carries text).
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+
+#[derive(Debug)]
+pub struct RecordingError {
+    pub path: PathBuf,
+    pub err: io::Error,
+}
+
+impl fmt::Display for RecordingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "recording {}: {}", self.path.display(), self.err)
+    }
+}
+
+#[derive(Serialize)]
+struct Header<'a> {
+    version: u32,
+    width: u16,
+    height: u16,
+    timestamp: i64,
+    env: Env<'a>,
+    title: String,
+    gatehouse: Meta<'a>,
+}
+
+#[derive(Serialize)]
+struct Env<'a> {
+    #[serde(rename = "TERM")]
+    term: &'a str,
+}
+
+#[derive(Serialize)]
+struct Meta<'a> {
+    session: &'a str,
+    user: &'a str,
+    host: &'a str,
+}
+
+pub struct SessionInfo<'a> {
+    pub session: &'a str,
+    pub user: &'a str,
+    pub host: &'a str,
+    pub term: &'a str,
+    pub cols: u16,
+    pub rows: u16,
+}
+
+pub struct Recorder {
+    file: File,
+    path: PathBuf,
+    start: Instant,
+    /// Bytes of an incomplete UTF-8 character carried to the next event.
+    carry: Vec<u8>,
+    line: Vec<u8>,
+    record_input: bool,
+}
+
+/// `<log_dir>/sessions/<user>/<session>.cast`
+pub fn path_for(log_dir: &Path, user: &str, session: &str) -> PathBuf {
+    log_dir
+        .join("sessions")
+        .join(user)
+        .join(format!("{session}.cast"))
+}
+
+impl Recorder {
+    pub fn create(
+        log_dir: &Path,
+        info: &SessionInfo<'_>,
+        record_input: bool,
+    ) -> Result<Recorder, RecordingError> {
+        let path = path_for(log_dir, info.user, info.session);
+        let err = |err| RecordingError {
+            path: path.clone(),
+            err,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o750)
+                .create(dir)
+                .map_err(err)?;
+        }
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o640)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(err)?;
+        let mut rec = Recorder {
+            file,
+            path: path.clone(),
+            start: Instant::now(),
+            carry: Vec::new(),
+            line: Vec::with_capacity(64 * 1024),
+            record_input,
+        };
+        let header = Header {
+            version: 2,
+            width: info.cols,
+            height: info.rows,
+            timestamp: chrono::Utc::now().timestamp(),
+            env: Env { term: info.term },
+            title: format!("{}@{} via gatehouse", info.user, info.host),
+            gatehouse: Meta {
+                session: info.session,
+                user: info.user,
+                host: info.host,
+            },
+        };
+        let mut line = serde_json::to_vec(&header).map_err(|e| err(e.into()))?;
+        line.push(b'\n');
+        rec.file.write_all(&line).map_err(err)?;
+        Ok(rec)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn event(&mut self, code: &str, text: &str) -> Result<(), RecordingError> {
+        let t = self.start.elapsed().as_secs_f64();
+        self.line.clear();
+        // `[t, "o", "…"]` — serde_json escapes the text; the timestamp has
+        // microsecond precision as asciinema writes it.
+        let _ = write!(self.line, "[{t:.6}, \"{code}\", ");
+        serde_json::to_writer(&mut self.line, text).map_err(|e| RecordingError {
+            path: self.path.clone(),
+            err: e.into(),
+        })?;
+        self.line.extend_from_slice(b"]\n");
+        self.file.write_all(&self.line).map_err(|err| RecordingError {
+            path: self.path.clone(),
+            err,
+        })
+    }
+
+    /// Target output as the operator saw it.
+    pub fn output(&mut self, data: &[u8]) -> Result<(), RecordingError> {
+        let text = self.decode(data);
+        if text.is_empty() {
+            return Ok(());
+        }
+        self.event("o", &text)
+    }
+
+    /// Operator keystrokes; only when the admin turned input recording on
+    /// (they carry passwords typed at no-echo prompts).
+    pub fn input(&mut self, data: &[u8]) -> Result<(), RecordingError> {
+        if !self.record_input {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(data).into_owned();
+        self.event("i", &text)
+    }
+
+    pub fn resize(&mut self, cols: u16, rows: u16) -> Result<(), RecordingError> {
+        self.event("r", &format!("{cols}x{rows}"))
+    }
+
+    /// Joins the carried bytes with `data` and returns the longest complete
+    /// UTF-8 prefix, keeping an incomplete trailing character for later.
+    fn decode(&mut self, data: &[u8]) -> String {
+        let mut bytes = std::mem::take(&mut self.carry);
+        bytes.extend_from_slice(data);
+        let keep = incomplete_tail(&bytes);
+        let split = bytes.len() - keep;
+        self.carry = bytes[split..].to_vec();
+        String::from_utf8_lossy(&bytes[..split]).into_owned()
+    }
+}
+
+/// How many trailing bytes form the start of a UTF-8 character that is not
+/// complete yet (0 to 3).
+fn incomplete_tail(b: &[u8]) -> usize {
+    for back in 1..=3.min(b.len()) {
+        let c = b[b.len() - back];
+        if c & 0b1100_0000 == 0b1000_0000 {
+            continue; // continuation byte: look further back
+        }
+        let need = if c & 0b1110_0000 == 0b1100_0000 {
+            2
+        } else if c & 0b1111_0000 == 0b1110_0000 {
+            3
+        } else if c & 0b1111_1000 == 0b1111_0000 {
+            4
+        } else {
+            return 0;
+        };
+        return if need > back { back } else { 0 };
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utf8_split_across_reads() {
+        assert_eq!(incomplete_tail(b"abc"), 0);
+        assert_eq!(incomplete_tail("é".as_bytes()), 0);
+        assert_eq!(incomplete_tail(&"é".as_bytes()[..1]), 1);
+        assert_eq!(incomplete_tail(&"你".as_bytes()[..2]), 2);
+        assert_eq!(incomplete_tail(&"😀".as_bytes()[..3]), 3);
+        assert_eq!(incomplete_tail(b"\xff"), 0);
+    }
+
+    #[test]
+    fn writes_a_valid_cast() {
+        let dir = tempfile::tempdir().unwrap();
+        let info = SessionInfo {
+            session: "S1",
+            user: "alice",
+            host: "web01",
+            term: "xterm",
+            cols: 80,
+            rows: 24,
+        };
+        let mut r = Recorder::create(dir.path(), &info, false).unwrap();
+        let bytes = "héllo 你好\r\n".as_bytes();
+        for b in bytes.chunks(1) {
+            r.output(b).unwrap();
+        }
+        r.input(b"secret").unwrap();
+        r.resize(100, 30).unwrap();
+        let text = std::fs::read_to_string(path_for(dir.path(), "alice", "S1")).unwrap();
+        let mut lines = text.lines();
+        let header: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+        assert_eq!(header["version"], 2);
+        assert_eq!(header["width"], 80);
+        assert_eq!(header["env"]["TERM"], "xterm");
+        assert_eq!(header["gatehouse"]["session"], "S1");
+        let mut out = String::new();
+        for l in lines {
+            let ev: serde_json::Value = serde_json::from_str(l).unwrap();
+            match ev[1].as_str().unwrap() {
+                "o" => out.push_str(ev[2].as_str().unwrap()),
+                "r" => assert_eq!(ev[2], "100x30"),
+                other => panic!("unexpected event {other}"),
+            }
+        }
+        assert_eq!(out, "héllo 你好\r\n");
+        assert!(!text.contains("secret"));
+    }
+}

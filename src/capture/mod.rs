@@ -6,6 +6,10 @@
 //! completed commands.
 #![forbid(unsafe_code)]
 
+mod keys;
+
+use keys::{KeyEvent, Keys};
+
 /// Longest command text kept, in bytes; longer ones are cut and marked.
 pub const MAX_COMMAND_BYTES: usize = 16 * 1024;
 
@@ -37,31 +41,37 @@ pub struct Command {
 
 /// The capture engine for one session.
 pub struct Capture {
-    _cols: u16,
-    _rows: u16,
+    keys: Keys,
 }
 
 impl Capture {
-    pub fn new(cols: u16, rows: u16) -> Self {
-        Capture {
-            _cols: cols,
-            _rows: rows,
-        }
+    pub fn new(_cols: u16, _rows: u16) -> Self {
+        Capture { keys: Keys::new() }
     }
 
     /// Bytes the operator typed, exactly as they are sent to the target.
     /// Completed commands are appended to `out`.
-    pub fn input(&mut self, _bytes: &[u8], _out: &mut Vec<Command>) {}
+    pub fn input(&mut self, bytes: &[u8], out: &mut Vec<Command>) {
+        for &b in bytes {
+            if let KeyEvent::Enter(line) = self.keys.push(b) {
+                let text = line.text.trim();
+                if !text.is_empty() {
+                    out.push(Command {
+                        text: text.to_string(),
+                        truncated: line.truncated,
+                        source: Source::Keys,
+                    });
+                }
+            }
+        }
+    }
 
     /// Bytes the target sent towards the operator. May complete commands
     /// whose fate depended on the output (echo, continuation prompts).
     pub fn output(&mut self, _bytes: &[u8], _out: &mut Vec<Command>) {}
 
     /// The operator's window changed size.
-    pub fn resize(&mut self, cols: u16, rows: u16) {
-        self._cols = cols;
-        self._rows = rows;
-    }
+    pub fn resize(&mut self, _cols: u16, _rows: u16) {}
 
     /// The session is over: hand back anything still pending that is known
     /// to be a command.

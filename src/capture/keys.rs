@@ -1,0 +1,686 @@
+//! The keystroke line assembler: replays the operator's keys through a
+//! model of readline's default emacs keymap and yields each line at Enter.
+//!
+//! Total and bounded: any byte sequence is valid input, the line is capped
+//! at [`MAX_COMMAND_BYTES`](super::MAX_COMMAND_BYTES) and every other buffer
+//! has a small constant size.
+
+use super::MAX_COMMAND_BYTES;
+
+/// Longest escape sequence we keep bytes of; longer ones are still consumed
+/// (we wait for their final byte) but their parameters are forgotten.
+const MAX_ESC_PARAMS: usize = 16;
+
+/// How many of the last typed characters we remember for the echo check of
+/// a line too long to keep whole.
+const ECHO_TAIL_CHARS: usize = 64;
+
+/// A line completed by Enter (or by a newline inside a bracketed paste).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Line {
+    /// The text as the keys built it, line editing applied.
+    pub text: String,
+    /// The text was longer than the bound and was cut.
+    pub truncated: bool,
+    /// Keys moved the cursor or deleted: the text is right if our editing
+    /// model matches readline's, but the screen is the better witness.
+    pub edited: bool,
+    /// Keys whose effect we cannot know were used (history, completion,
+    /// reverse search, meta keys, yank): only the screen can tell the text.
+    pub unreliable: bool,
+    /// The last characters typed, when the line only ever grew at its end:
+    /// enough to check the echo of a line that was cut.
+    pub echo_tail: String,
+}
+
+/// What a byte did to the line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyEvent {
+    /// Nothing worth reporting.
+    None,
+    /// Enter: the line was sent (possibly empty).
+    Enter(Line),
+    /// Ctrl-C: the line was abandoned.
+    Cancel,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Esc {
+    /// Not in an escape sequence.
+    Ground,
+    /// After ESC.
+    Esc,
+    /// After ESC [ (CSI), collecting parameters.
+    Csi,
+    /// After ESC O (SS3): one more byte names the key.
+    Ss3,
+    /// Inside a string (OSC, DCS, APC, PM, SOS) until BEL or ESC \.
+    Str,
+    /// ESC seen inside a string: `\` ends it.
+    StrEsc,
+}
+
+/// The line assembler.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    chars: Vec<char>,
+    bytes: usize,
+    cursor: usize,
+    truncated: bool,
+    edited: bool,
+    unreliable: bool,
+    /// The line has seen no byte since it last ended.
+    fresh: bool,
+    /// Reverse incremental search is active: keys edit the search string.
+    searching: bool,
+    /// Inside a bracketed paste (ESC[200~ … ESC[201~).
+    pasting: bool,
+    esc: Esc,
+    params: [u8; MAX_ESC_PARAMS],
+    nparams: usize,
+    utf8: [u8; 4],
+    utf8_len: usize,
+    utf8_need: usize,
+    /// Last characters appended at the end, for the echo check of long lines.
+    tail: [char; ECHO_TAIL_CHARS],
+    tail_len: usize,
+    tail_pos: usize,
+    /// The previous byte was \r: a following \n is the same Enter.
+    after_cr: bool,
+}
+
+impl Default for Keys {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Keys {
+    pub fn new() -> Self {
+        Keys {
+            chars: Vec::new(),
+            bytes: 0,
+            cursor: 0,
+            truncated: false,
+            edited: false,
+            unreliable: false,
+            fresh: true,
+            searching: false,
+            pasting: false,
+            esc: Esc::Ground,
+            params: [0; MAX_ESC_PARAMS],
+            nparams: 0,
+            utf8: [0; 4],
+            utf8_len: 0,
+            utf8_need: 0,
+            tail: ['\0'; ECHO_TAIL_CHARS],
+            tail_len: 0,
+            tail_pos: 0,
+            after_cr: false,
+        }
+    }
+
+    /// True when no byte has arrived since the last line ended: the next
+    /// byte begins a new line.
+    pub fn is_fresh(&self) -> bool {
+        self.fresh
+    }
+
+    /// The text so far (for tests and diagnostics).
+    pub fn text(&self) -> String {
+        self.chars.iter().collect()
+    }
+
+    /// Bytes of heap this assembler holds; constant-bounded.
+    pub fn approx_heap_bytes(&self) -> usize {
+        self.chars.capacity() * std::mem::size_of::<char>()
+    }
+
+    /// Forget everything, as after Ctrl-C or inside a full-screen program.
+    pub fn reset(&mut self) {
+        let pasting = self.pasting;
+        let esc = self.esc;
+        self.clear_line();
+        // Escape and paste framing are properties of the byte stream, not
+        // of the line: keep parsing them so a half-read sequence is not
+        // taken for text.
+        self.pasting = pasting;
+        self.esc = esc;
+    }
+
+    fn clear_line(&mut self) {
+        self.chars.clear();
+        if self.chars.capacity() > 4096 {
+            // A huge line is over: give the memory back.
+            self.chars.shrink_to(256);
+        }
+        self.bytes = 0;
+        self.cursor = 0;
+        self.truncated = false;
+        self.edited = false;
+        self.unreliable = false;
+        self.fresh = true;
+        self.searching = false;
+        self.tail_len = 0;
+        self.tail_pos = 0;
+        self.utf8_len = 0;
+        self.utf8_need = 0;
+    }
+
+    fn take_line(&mut self) -> Line {
+        let mut echo_tail = String::new();
+        if !self.edited && !self.unreliable {
+            let start = (self.tail_pos + ECHO_TAIL_CHARS - self.tail_len) % ECHO_TAIL_CHARS;
+            for i in 0..self.tail_len {
+                echo_tail.push(self.tail[(start + i) % ECHO_TAIL_CHARS]);
+            }
+        }
+        let line = Line {
+            text: self.chars.iter().collect(),
+            truncated: self.truncated,
+            edited: self.edited,
+            unreliable: self.unreliable,
+            echo_tail,
+        };
+        let pasting = self.pasting;
+        self.clear_line();
+        self.pasting = pasting;
+        line
+    }
+
+    /// Feed one byte as the operator sent it.
+    pub fn push(&mut self, b: u8) -> KeyEvent {
+        let after_cr = std::mem::replace(&mut self.after_cr, false);
+        match self.esc {
+            Esc::Ground => {}
+            Esc::Esc => return self.after_esc(b),
+            Esc::Csi => return self.in_csi(b),
+            Esc::Ss3 => {
+                self.esc = Esc::Ground;
+                return self.key_ss3(b);
+            }
+            Esc::Str => {
+                match b {
+                    0x07 => self.esc = Esc::Ground,
+                    0x1b => self.esc = Esc::StrEsc,
+                    _ => {}
+                }
+                return KeyEvent::None;
+            }
+            Esc::StrEsc => {
+                self.esc = if b == b'\\' { Esc::Ground } else { Esc::Str };
+                return KeyEvent::None;
+            }
+        }
+        if b != b'\r' && b != b'\n' {
+            self.fresh = false;
+        }
+        // A pending partial UTF-8 character is broken by any non-continuation byte.
+        if self.utf8_need > 0 {
+            if b & 0xc0 == 0x80 {
+                self.utf8[self.utf8_len] = b;
+                self.utf8_len += 1;
+                if self.utf8_len == self.utf8_need {
+                    let n = self.utf8_len;
+                    self.utf8_need = 0;
+                    self.utf8_len = 0;
+                    let buf = self.utf8;
+                    match std::str::from_utf8(&buf[..n]) {
+                        Ok(s) => {
+                            for c in s.chars() {
+                                self.insert(c);
+                            }
+                        }
+                        Err(_) => self.insert(char::REPLACEMENT_CHARACTER),
+                    }
+                }
+                return KeyEvent::None;
+            }
+            self.utf8_need = 0;
+            self.utf8_len = 0;
+            self.insert(char::REPLACEMENT_CHARACTER);
+        }
+        match b {
+            b'\r' => self.enter(),
+            // \r\n from a paste or a terminal that sends both is one Enter.
+            b'\n' if after_cr => KeyEvent::None,
+            b'\n' => self.enter(),
+            0x1b => {
+                self.esc = Esc::Esc;
+                self.nparams = 0;
+                KeyEvent::None
+            }
+            0x20..=0x7e => {
+                self.insert(b as char);
+                KeyEvent::None
+            }
+            0x80..=0xff => {
+                let need = match b {
+                    0xc2..=0xdf => 2,
+                    0xe0..=0xef => 3,
+                    0xf0..=0xf4 => 4,
+                    _ => 0,
+                };
+                if need == 0 {
+                    self.insert(char::REPLACEMENT_CHARACTER);
+                } else {
+                    self.utf8[0] = b;
+                    self.utf8_len = 1;
+                    self.utf8_need = need;
+                }
+                KeyEvent::None
+            }
+            _ if self.pasting => {
+                // Pasted control characters (a tab, say) are inserted
+                // literally by readline; we keep them out of the text.
+                if b == b'\t' {
+                    self.insert(' ');
+                    self.unreliable = true;
+                }
+                KeyEvent::None
+            }
+            0x03 => {
+                // Ctrl-C: readline discards the line and bash prints a new prompt.
+                self.clear_line();
+                KeyEvent::Cancel
+            }
+            0x7f | 0x08 => {
+                self.edit();
+                if self.cursor > 0 {
+                    self.remove(self.cursor - 1);
+                    self.cursor -= 1;
+                }
+                KeyEvent::None
+            }
+            0x15 => {
+                // Ctrl-U: unix-line-discard, kills from the cursor to the start.
+                self.edit();
+                for _ in 0..self.cursor {
+                    self.remove(0);
+                }
+                self.cursor = 0;
+                KeyEvent::None
+            }
+            0x17 => {
+                // Ctrl-W: unix-word-rubout, whitespace-delimited word before the cursor.
+                self.edit();
+                let mut start = self.cursor;
+                while start > 0 && self.chars[start - 1].is_whitespace() {
+                    start -= 1;
+                }
+                while start > 0 && !self.chars[start - 1].is_whitespace() {
+                    start -= 1;
+                }
+                for _ in start..self.cursor {
+                    self.remove(start);
+                }
+                self.cursor = start;
+                KeyEvent::None
+            }
+            0x0b => {
+                // Ctrl-K: kill to end of line.
+                self.edit();
+                while self.chars.len() > self.cursor {
+                    let c = self.chars.pop().unwrap_or(' ');
+                    self.bytes -= c.len_utf8();
+                }
+                KeyEvent::None
+            }
+            0x01 => {
+                self.edit();
+                self.cursor = 0;
+                KeyEvent::None
+            }
+            0x05 => {
+                self.edit();
+                self.cursor = self.chars.len();
+                KeyEvent::None
+            }
+            0x02 => {
+                self.left();
+                KeyEvent::None
+            }
+            0x06 => {
+                self.right();
+                KeyEvent::None
+            }
+            0x04 => {
+                // Ctrl-D: delete-char on a non-empty line (EOF on an empty one).
+                self.delete_forward();
+                KeyEvent::None
+            }
+            0x12 | 0x13 => {
+                // Ctrl-R / Ctrl-S: incremental search; the line becomes what
+                // the search finds, which only the screen shows.
+                self.unreliable = true;
+                self.searching = true;
+                KeyEvent::None
+            }
+            _ => {
+                // Tab (completion), Ctrl-Y (yank), Ctrl-T (transpose),
+                // Ctrl-P/N (history), Ctrl-_ (undo), Ctrl-V (quoted insert)…:
+                // effects we do not model; never text.
+                self.unreliable = true;
+                KeyEvent::None
+            }
+        }
+    }
+
+    fn after_esc(&mut self, b: u8) -> KeyEvent {
+        self.fresh = false;
+        match b {
+            b'[' => {
+                self.esc = Esc::Csi;
+                KeyEvent::None
+            }
+            b'O' => {
+                self.esc = Esc::Ss3;
+                KeyEvent::None
+            }
+            b']' | b'P' | b'_' | b'^' | b'X' => {
+                self.esc = Esc::Str;
+                KeyEvent::None
+            }
+            0x1b => {
+                // ESC ESC: the first was a lone Escape (readline: meta prefix).
+                self.unreliable = true;
+                KeyEvent::None
+            }
+            _ => {
+                // Meta-key (Alt-b, Alt-., Alt-d…): readline commands we do
+                // not model.
+                self.esc = Esc::Ground;
+                self.unreliable = true;
+                KeyEvent::None
+            }
+        }
+    }
+
+    fn in_csi(&mut self, b: u8) -> KeyEvent {
+        match b {
+            0x30..=0x3f | 0x20..=0x2f => {
+                if self.nparams < MAX_ESC_PARAMS {
+                    self.params[self.nparams] = b;
+                    self.nparams += 1;
+                }
+                KeyEvent::None
+            }
+            0x40..=0x7e => {
+                self.esc = Esc::Ground;
+                self.key_csi(b);
+                KeyEvent::None
+            }
+            0x1b => {
+                // A broken sequence: start over.
+                self.esc = Esc::Esc;
+                self.nparams = 0;
+                KeyEvent::None
+            }
+            0x18 | 0x1a => {
+                // CAN / SUB abort a sequence (ECMA-48).
+                self.esc = Esc::Ground;
+                KeyEvent::None
+            }
+            _ => KeyEvent::None,
+        }
+    }
+
+    fn key_csi(&mut self, fin: u8) {
+        let params = &self.params[..self.nparams];
+        match (params, fin) {
+            (b"200", b'~') => {
+                self.pasting = true;
+            }
+            (b"201", b'~') => {
+                self.pasting = false;
+            }
+            _ if self.pasting => {}
+            (b"", b'D') => self.left(),
+            (b"", b'C') => self.right(),
+            (b"" | b"1", b'H') | (b"1" | b"7", b'~') => {
+                self.edit();
+                self.cursor = 0;
+            }
+            (b"" | b"1", b'F') | (b"4" | b"8", b'~') => {
+                self.edit();
+                self.cursor = self.chars.len();
+            }
+            (b"3", b'~') => self.delete_forward(),
+            // Insert, PgUp/PgDn, function keys: no text, but readline may
+            // bind them to something.
+            (_, b'~') => self.unreliable = true,
+            // Up/Down (history) and anything else we do not model.
+            _ => self.unreliable = true,
+        }
+    }
+
+    fn key_ss3(&mut self, b: u8) -> KeyEvent {
+        if self.pasting {
+            return KeyEvent::None;
+        }
+        match b {
+            b'D' => self.left(),
+            b'C' => self.right(),
+            b'H' => {
+                self.edit();
+                self.cursor = 0;
+            }
+            b'F' => {
+                self.edit();
+                self.cursor = self.chars.len();
+            }
+            _ => self.unreliable = true,
+        }
+        KeyEvent::None
+    }
+
+    fn enter(&mut self) -> KeyEvent {
+        self.after_cr = true;
+        self.searching = false;
+        KeyEvent::Enter(self.take_line())
+    }
+
+    fn edit(&mut self) {
+        self.edited = true;
+        // Reverse search ends on any editing key; the line is what it found.
+        self.searching = false;
+    }
+
+    fn left(&mut self) {
+        self.edit();
+        self.cursor = self.cursor.saturating_sub(1);
+    }
+
+    fn right(&mut self) {
+        self.edit();
+        if self.cursor < self.chars.len() {
+            self.cursor += 1;
+        }
+    }
+
+    fn delete_forward(&mut self) {
+        self.edit();
+        if self.cursor < self.chars.len() {
+            self.remove(self.cursor);
+        }
+    }
+
+    fn remove(&mut self, i: usize) {
+        let c = self.chars.remove(i);
+        self.bytes -= c.len_utf8();
+    }
+
+    fn insert(&mut self, c: char) {
+        if c.is_control() {
+            return;
+        }
+        if self.cursor != self.chars.len() {
+            self.edited = true;
+        }
+        if !self.searching {
+            self.tail[self.tail_pos] = c;
+            self.tail_pos = (self.tail_pos + 1) % ECHO_TAIL_CHARS;
+            self.tail_len = (self.tail_len + 1).min(ECHO_TAIL_CHARS);
+        }
+        if self.bytes + c.len_utf8() > MAX_COMMAND_BYTES {
+            self.truncated = true;
+            return;
+        }
+        self.chars.insert(self.cursor, c);
+        self.cursor += 1;
+        self.bytes += c.len_utf8();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(keys: &mut Keys, bytes: &[u8]) -> Vec<Line> {
+        let mut v = Vec::new();
+        for &b in bytes {
+            if let KeyEvent::Enter(l) = keys.push(b) {
+                v.push(l);
+            }
+        }
+        v
+    }
+
+    fn one(bytes: &[u8]) -> Line {
+        let mut k = Keys::new();
+        let mut v = lines(&mut k, bytes);
+        assert_eq!(v.len(), 1, "{v:?}");
+        v.remove(0)
+    }
+
+    #[test]
+    fn plain_text() {
+        let l = one(b"ls -la\r");
+        assert_eq!(l.text, "ls -la");
+        assert!(!l.edited && !l.unreliable && !l.truncated);
+        assert_eq!(l.echo_tail, "ls -la");
+    }
+
+    #[test]
+    fn backspace_both_codes() {
+        assert_eq!(one(b"lsx\x7f -l\x08a\r").text, "ls -a");
+        assert!(one(b"ab\x7f\r").edited);
+    }
+
+    #[test]
+    fn ctrl_u_kills_to_start() {
+        assert_eq!(one(b"rm -rf /\x15ls\r").text, "ls");
+    }
+
+    #[test]
+    fn ctrl_w_kills_word() {
+        assert_eq!(one(b"echo foo bar  \x17baz\r").text, "echo foo baz");
+    }
+
+    #[test]
+    fn ctrl_k_kills_to_end() {
+        assert_eq!(one(b"echo abcdef\x1b[D\x1b[D\x1b[D\x0b\r").text, "echo abc");
+    }
+
+    #[test]
+    fn arrows_home_end_insert_mid_line() {
+        assert_eq!(one(b"cho hi\x01e\x05!\r").text, "echo hi!");
+        assert_eq!(one(b"ech hi\x1b[D\x1b[D\x1b[Do\r").text, "echo hi");
+        assert_eq!(one(b"ech hi\x1bOD\x1bOD\x1bODo\x1bOC\r").text, "echo hi");
+        assert_eq!(one(b"cho\x1b[He\x1b[F!\r").text, "echo!");
+        assert_eq!(one(b"cho\x1b[1~e\x1b[4~!\r").text, "echo!");
+        assert_eq!(one(b"cho\x1bOHe\x1bOF!\r").text, "echo!");
+    }
+
+    #[test]
+    fn delete_key() {
+        assert_eq!(one(b"lxs\x1b[D\x1b[D\x1b[3~\r").text, "ls");
+    }
+
+    #[test]
+    fn utf8_across_pushes_and_invalid() {
+        assert_eq!(one("echo héllo 你好\r".as_bytes()).text, "echo héllo 你好");
+        assert_eq!(one(b"a\xffb\xc3(\r").text, "a\u{fffd}b\u{fffd}(");
+        // A lone continuation byte.
+        assert_eq!(one(b"\x80x\r").text, "\u{fffd}x");
+    }
+
+    #[test]
+    fn escape_sequences_are_not_text() {
+        assert_eq!(
+            one(b"a\x1b]0;title\x07b\x1b]2;t\x1b\\c\x1b[12;5Hd\r").text,
+            "abcd"
+        );
+    }
+
+    #[test]
+    fn ctrl_c_discards() {
+        let mut k = Keys::new();
+        assert_eq!(k.push(b'x'), KeyEvent::None);
+        assert_eq!(k.push(0x03), KeyEvent::Cancel);
+        let v = lines(&mut k, b"ls\r");
+        assert_eq!(v[0].text, "ls");
+    }
+
+    #[test]
+    fn crlf_is_one_enter_and_lf_alone_is_enter() {
+        let mut k = Keys::new();
+        let v = lines(&mut k, b"a\r\nb\nc\r");
+        let t: Vec<_> = v.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(t, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn history_tab_search_are_unreliable() {
+        assert!(one(b"\x1b[A\r").unreliable);
+        assert!(one(b"\x1bOB\r").unreliable);
+        assert!(one(b"ec\t hi\r").unreliable);
+        assert!(one(b"\x12ech\r").unreliable);
+        assert!(one(b"\x1b.\r").unreliable);
+        assert!(one(b"x\x19\r").unreliable);
+    }
+
+    #[test]
+    fn bracketed_paste_lines() {
+        let mut k = Keys::new();
+        let v = lines(&mut k, b"\x1b[200~echo a\necho b\x1b[D\n\x1b[201~x\r");
+        let t: Vec<_> = v.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(t, ["echo a", "echo b", "x"]);
+        assert!(!v[1].edited);
+    }
+
+    #[test]
+    fn long_line_is_cut_on_char_boundary() {
+        let mut k = Keys::new();
+        let mut input = Vec::new();
+        for _ in 0..(MAX_COMMAND_BYTES / 2 + 10) {
+            input.extend_from_slice("é".as_bytes());
+        }
+        input.extend_from_slice(b"xyz\r");
+        let v = lines(&mut k, &input);
+        assert!(v[0].truncated);
+        assert!(v[0].text.len() <= MAX_COMMAND_BYTES);
+        assert!(v[0].text.chars().all(|c| c == 'é'));
+        assert!(v[0].echo_tail.ends_with("éxyz"));
+    }
+
+    #[test]
+    fn fresh_tracks_line_start() {
+        let mut k = Keys::new();
+        assert!(k.is_fresh());
+        k.push(b'a');
+        assert!(!k.is_fresh());
+        k.push(b'\r');
+        assert!(k.is_fresh());
+    }
+
+    #[test]
+    fn control_chars_never_enter_text() {
+        let mut k = Keys::new();
+        let all: Vec<u8> = (0u8..=255)
+            .filter(|&b| b != b'\r' && b != b'\n' && b != 3)
+            .collect();
+        let v = lines(&mut k, &[&all[..], b"\r"].concat());
+        assert!(v[0].text.chars().all(|c| !c.is_control()));
+    }
+}

@@ -186,6 +186,9 @@ if [ ! -t 0 ] || [ ! -t 1 ]; then
 fi
 
 status=0
+# A no-op trap (not an ignore: Gatehouse must inherit default handlers) so a
+# Ctrl-C that reaches this script does not skip printing the audit trail.
+trap ':' INT
 GATEHOUSE_CONFIG="$DEMO/config.toml" "$BIN" || status=$?
 
 JSONL="$DEMO/log/$USER_NAME.jsonl"

@@ -51,6 +51,14 @@ fn target_shell_through_pty_echo_resize_exit_status() {
     pty.expect(format!("home={home} term=xterm-256color"))
         .unwrap();
 
+    // Bulk output without tracking (the benchmark path), then back to expect.
+    pty.send_line("head -c 3000000 /dev/zero | tr '\\0' x; echo; echo END-$((1+1))-MARK")
+        .unwrap();
+    let n = pty.read_until_raw(b"END-2-MARK", T).unwrap();
+    assert!(n > 3_000_000, "{n}");
+    pty.send_line("echo after-$((2+2))").unwrap();
+    pty.expect("after-4").unwrap();
+
     pty.send_line("exit 3").unwrap();
     assert_eq!(pty.wait_exit(T), Some(3), "{}", pty.output());
 }

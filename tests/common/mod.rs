@@ -1300,6 +1300,55 @@ impl Pty {
         }
     }
 
+    /// For throughput measurements: read until the raw bytes `marker` appear,
+    /// WITHOUT keeping, stripping or screen-parsing the output (the vt100
+    /// model alone parses ~24 MiB/s and would cap the measurement). Returns
+    /// the number of bytes read, marker included. Output read this way is not
+    /// visible to `expect`/`output`/`screen_text`.
+    pub fn read_until_raw(&mut self, marker: &[u8], timeout: Duration) -> Result<u64, PtyError> {
+        assert!(!marker.is_empty());
+        let deadline = Instant::now() + timeout;
+        let mut total = 0u64;
+        let mut tail: Vec<u8> = Vec::with_capacity(marker.len() * 2 + 65536);
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let Some(m) = self.master.as_ref() else {
+                return Err(self.error("read_until_raw after hangup".into()));
+            };
+            match (&*m).read(&mut buf) {
+                Ok(0) => self.eof = true,
+                Ok(n) => {
+                    total += n as u64;
+                    tail.extend_from_slice(&buf[..n]);
+                    if tail.windows(marker.len()).any(|w| w == marker) {
+                        return Ok(total);
+                    }
+                    let keep = marker.len() - 1;
+                    let cut = tail.len() - keep.min(tail.len());
+                    tail.drain(..cut);
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => self.eof = true,
+            }
+            if self.eof {
+                return Err(self.error(format!(
+                    "EOF after {total} bytes waiting for raw {:?}",
+                    String::from_utf8_lossy(marker)
+                )));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(self.error(format!(
+                    "timed out after {timeout:?} ({total} bytes) waiting for raw {:?}",
+                    String::from_utf8_lossy(marker)
+                )));
+            }
+            self.wait_io(PollFlags::POLLIN, deadline - now);
+        }
+    }
+
     /// Read whatever arrives during `dur`.
     pub fn pump(&mut self, dur: Duration) {
         let deadline = Instant::now() + dur;

@@ -67,8 +67,11 @@ pub fn parse(argv: &[OsString], original_command: Option<&str>) -> Result<Invoca
         .first()
         .map(|a| a.to_string_lossy().into_owned())
         .unwrap_or_default();
-    if argv0.starts_with('-') {
-        // A login shell: sshd puts no command in argv for these.
+    let has_dash_c = argv.get(1).is_some_and(|a| a == "-c");
+    if argv0.starts_with('-') && !has_dash_c {
+        // A login shell without a command: the menu, whatever the
+        // environment says (SSH_ORIGINAL_COMMAND exists only under
+        // ForceCommand, which always passes -c).
         return Ok(Invocation::Login {
             request: String::new(),
         });

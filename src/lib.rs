@@ -28,7 +28,9 @@ pub fn run() -> i32 {
     std::panic::set_hook(Box::new(|info| {
         tty::emergency_restore();
         report::syslog(&format!("internal error: {info}"));
-        eprintln!("\r\ngatehouse: internal error; the session was closed. Please tell your administrator.\r");
+        report::write_err(
+            "\r\ngatehouse: internal error; the session was closed. Please tell your administrator.\r",
+        );
     }));
     let argv: Vec<OsString> = std::env::args_os().collect();
     let original = std::env::var("SSH_ORIGINAL_COMMAND").ok();

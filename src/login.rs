@@ -139,7 +139,7 @@ impl Ctx<'_> {
         }) {
             report::admin(self.privileged, &e.to_string());
         }
-        eprintln!("gatehouse: {line}");
+        crate::say_err!("gatehouse: {line}");
         1
     }
 
@@ -168,7 +168,7 @@ impl Ctx<'_> {
                     );
                 }
                 let outcome = self.visit(host);
-                eprintln!("gatehouse: {}", outcome.operator_line(&host.name));
+                crate::say_err!("gatehouse: {}", outcome.operator_line(&host.name));
                 outcome.exit_code()
             }
             Request::Menu => {
@@ -212,9 +212,9 @@ impl Ctx<'_> {
             match menu::choose(&labels, &self.operator.name) {
                 Ok(Choice::Host(i)) => {
                     let host = hosts[i];
-                    println!("Connecting to {}…", host.name);
+                    crate::say_out!("Connecting to {}…", host.name);
                     let outcome = self.visit(host);
-                    println!("{}", outcome.operator_line(&host.name));
+                    crate::say_out!("{}", outcome.operator_line(&host.name));
                     if let Outcome::Failed(_) = outcome {
                         // The audit trail is gone: no further session may start.
                         return 1;

@@ -147,10 +147,12 @@ impl Recorder {
             err: e.into(),
         })?;
         self.line.extend_from_slice(b"]\n");
-        self.file.write_all(&self.line).map_err(|err| RecordingError {
-            path: self.path.clone(),
-            err,
-        })
+        self.file
+            .write_all(&self.line)
+            .map_err(|err| RecordingError {
+                path: self.path.clone(),
+                err,
+            })
     }
 
     /// Target output as the operator saw it.

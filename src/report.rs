@@ -3,7 +3,33 @@
 //! The operator gets one calm line instead.
 #![forbid(unsafe_code)]
 
+use std::io::Write;
 use std::os::unix::net::UnixDatagram;
+
+/// Like `eprintln!`, but never panics: after a hang-up stderr is gone
+/// (EIO) and the login must still finish its records.
+#[macro_export]
+macro_rules! say_err {
+    ($($arg:tt)*) => { $crate::report::write_err(&format!($($arg)*)) };
+}
+
+/// Like `println!`, but never panics (see `say_err!`).
+#[macro_export]
+macro_rules! say_out {
+    ($($arg:tt)*) => { $crate::report::write_out(&format!($($arg)*)) };
+}
+
+pub fn write_err(line: &str) {
+    let mut e = std::io::stderr().lock();
+    let _ = writeln!(e, "{line}");
+    let _ = e.flush();
+}
+
+pub fn write_out(line: &str) {
+    let mut o = std::io::stdout().lock();
+    let _ = writeln!(o, "{line}");
+    let _ = o.flush();
+}
 
 const LOG_AUTHPRIV: u8 = 10;
 const LOG_ERR: u8 = 3;
@@ -30,11 +56,13 @@ pub fn syslog(message: &str) {
 pub fn admin(privileged: bool, message: &str) {
     syslog(message);
     if !privileged {
-        eprintln!("gatehouse: {message}");
+        write_err(&format!("gatehouse: {message}"));
     }
 }
 
 /// The one line an operator sees when the service cannot work.
 pub fn unavailable(why: &str) {
-    eprintln!("gatehouse: service unavailable ({why}); please tell your administrator.");
+    write_err(&format!(
+        "gatehouse: service unavailable ({why}); please tell your administrator."
+    ));
 }

@@ -175,7 +175,8 @@ cat <<BANNER
   - pick web01 or db01 (arrows or type to filter, Enter), run a few commands,
     then 'exit' to return to the menu;
   - offline01 shows what an unreachable host looks like;
-  - Esc (or Ctrl-C) at the menu quits.
+  - Esc (or the quit entry) leaves; Ctrl-C, Ctrl-Z and Ctrl-\\ are ignored at the menu;
+  - inside a session, ~. at the start of a line disconnects (as in ssh).
   Every command lands in .demo/log/$USER_NAME.jsonl, printed when you quit.
 
 BANNER
@@ -195,7 +196,7 @@ JSONL="$DEMO/log/$USER_NAME.jsonl"
 echo
 echo "== audit trail: $JSONL (gatehouse exited with $status) =="
 if [ -s "$JSONL" ]; then
-    if command -v jq >/dev/null 2>&1; then jq . "$JSONL"; else cat "$JSONL"; fi
+    if command -v jq >/dev/null 2>&1; then jq -c . "$JSONL"; else cat "$JSONL"; fi
 else
     echo "(no records)"
 fi

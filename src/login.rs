@@ -215,9 +215,14 @@ impl Ctx<'_> {
                     crate::say_out!("Connecting to {}…", host.name);
                     let outcome = self.visit(host);
                     crate::say_out!("{}", outcome.operator_line(&host.name));
-                    if let Outcome::Failed(_) = outcome {
+                    match &outcome {
                         // The audit trail is gone: no further session may start.
-                        return 1;
+                        Outcome::Failed(_) => return 1,
+                        // The operator's terminal is gone: nobody to show a menu to.
+                        Outcome::Ended(end) if end.reason == crate::audit::EndReason::Hangup => {
+                            return 0
+                        }
+                        _ => {}
                     }
                 }
                 Ok(Choice::Quit) => return 0,

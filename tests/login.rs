@@ -747,3 +747,76 @@ fn audit_field_names_are_pinned() {
         "{ts}"
     );
 }
+
+/// A throwaway unix account with a password, removed on drop (root only).
+struct PasswordUser {
+    name: String,
+}
+
+impl PasswordUser {
+    fn create(password: &str) -> Option<PasswordUser> {
+        if !nix::unistd::getuid().is_root() {
+            eprintln!("SKIPPED (loudly): password auth needs root to create a user");
+            return None;
+        }
+        let name = format!("gh_pw_{}", std::process::id());
+        let ok = std::process::Command::new("useradd")
+            .args(["-M", "-s", "/bin/sh", &name])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "useradd failed");
+        let user = PasswordUser { name };
+        let mut chpasswd = std::process::Command::new("chpasswd")
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        writeln!(chpasswd.stdin.take().unwrap(), "{}:{password}", user.name).unwrap();
+        assert!(chpasswd.wait().unwrap().success());
+        Some(user)
+    }
+}
+
+impl Drop for PasswordUser {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("userdel")
+            .arg(&self.name)
+            .status();
+    }
+}
+
+#[test]
+fn password_file_authenticates_and_never_leaks() {
+    let secret = "Pw-7f3a9-never-in-logs";
+    let Some(user) = PasswordUser::create(secret) else {
+        return;
+    };
+    let t = Target::start_with_extra(
+        "tgt$ ",
+        &format!(
+            "Match User {}\n  PasswordAuthentication yes\n  ForceCommand echo pw-login-$((6*7))\n",
+            user.name
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, format!("{secret}\n")).unwrap();
+    let wrong = dir.path().join("wrong");
+    std::fs::write(&wrong, "not-the-password\n").unwrap();
+    let gh = Gh::builder()
+        .host(HostSpec::new("pw01", "127.0.0.1", t.port, &user.name).password_file(&pw))
+        .host(HostSpec::new("pw02", "127.0.0.1", t.port, &user.name).password_file(&wrong))
+        .known_host(&t.known_hosts_line())
+        .build();
+    let mut p = gh.spawn(&["-c", "pw01"]);
+    p.expect("pw-login-42").unwrap();
+    assert_eq!(wait_exit(&mut p), 0);
+    let mut p = gh.spawn(&["-c", "pw02"]);
+    p.expect("refused the login").unwrap();
+    assert_eq!(wait_exit(&mut p), 255);
+    assert_eq!(gh.records("error")[0]["reason"], "auth_failed");
+    let everything = std::fs::read_to_string(gh.jsonl_path()).unwrap();
+    assert!(!everything.contains(secret));
+    assert!(!p.output().contains("not-the-password"));
+}

@@ -475,7 +475,14 @@ impl Target {
 
     /// Same, with another PS1.
     pub fn start_with_prompt(ps1: &str) -> Target {
+        Self::start_with_extra(ps1, "")
+    }
+
+    /// Same, with more sshd_config text after the common part (e.g. a
+    /// `Match User …` block, which overrides the settings above it).
+    pub fn start_with_extra(ps1: &str, more: &str) -> Target {
         let ps1 = ps1.to_string();
+        let more = more.to_string();
         Target(Sshd::start(move |d| {
             let home = d.join("home");
             fs::create_dir_all(&home).unwrap();
@@ -493,7 +500,7 @@ impl Target {
                 ps1q = sh_quote(&ps1),
             );
             write_file(&script, &body, 0o755);
-            format!("ForceCommand {}\n", script.display())
+            format!("ForceCommand {}\n{more}", script.display())
         }))
     }
 

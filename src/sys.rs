@@ -6,7 +6,7 @@
 #![allow(unsafe_code)]
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 
 use nix::fcntl::OFlag;
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
@@ -16,7 +16,28 @@ static PIPE_WRITE_FD: AtomicI32 = AtomicI32::new(-1);
 /// Bit set of signals received since the last `take_pending` (bit = signo).
 static PENDING: AtomicU32 = AtomicU32::new(0);
 
+/// Set for good by the first SIGHUP or SIGTERM: the process is leaving.
+static LEAVING: AtomicBool = AtomicBool::new(false);
+
 extern "C" fn on_signal(signo: nix::libc::c_int) {
+    if signo == nix::libc::SIGHUP || signo == nix::libc::SIGTERM || signo == nix::libc::SIGALRM {
+        if signo != nix::libc::SIGALRM {
+            LEAVING.store(true, Ordering::SeqCst);
+        }
+        if LEAVING.load(Ordering::SeqCst) {
+            // A signal that lands just before a blocking poll(2) in code we
+            // do not own (the menu's key reader) would be missed until the
+            // next key. Re-arming an alarm interrupts that poll within a
+            // second, for as long as we are leaving; never otherwise.
+            // SAFETY: alarm(2) is async-signal-safe and has no memory effects.
+            unsafe {
+                nix::libc::alarm(1);
+            }
+        }
+        if signo == nix::libc::SIGALRM {
+            return;
+        }
+    }
     if (0..32).contains(&signo) {
         PENDING.fetch_or(1 << signo, Ordering::SeqCst);
     }
@@ -64,8 +85,9 @@ impl SignalPipe {
     /// ignored: an operator's Ctrl-C / Ctrl-\ / Ctrl-Z at the menu must not
     /// kill or stop Gatehouse (product.md, security model). SIGHUP and
     /// SIGTERM are caught *without* SA_RESTART so that a blocking read in
-    /// the menu returns EINTR and the menu can exit cleanly; SIGWINCH keeps
-    /// SA_RESTART so a resize does not disturb a prompt.
+    /// the menu returns EINTR and the menu can exit cleanly (SIGALRM backs
+    /// that up, see `on_signal`); SIGWINCH keeps SA_RESTART so a resize
+    /// does not disturb a prompt.
     pub fn install() -> nix::Result<SignalPipe> {
         let (read, write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
         PIPE_WRITE_FD.store(write.as_raw_fd(), Ordering::SeqCst);
@@ -85,14 +107,15 @@ impl SignalPipe {
             unsafe { sigaction(sig, &ignore) }?;
         }
         for (sig, flags) in [
-            (Sig::Hangup, SaFlags::empty()),
-            (Sig::Terminate, SaFlags::empty()),
-            (Sig::WindowChange, SaFlags::SA_RESTART),
+            (Signal::SIGHUP, SaFlags::empty()),
+            (Signal::SIGTERM, SaFlags::empty()),
+            (Signal::SIGALRM, SaFlags::empty()),
+            (Signal::SIGWINCH, SaFlags::SA_RESTART),
         ] {
             let action = SigAction::new(SigHandler::Handler(on_signal), flags, SigSet::empty());
-            // SAFETY: `on_signal` only touches atomics and calls write(2),
-            // both async-signal-safe.
-            unsafe { sigaction(sig.signal(), &action) }?;
+            // SAFETY: `on_signal` only touches atomics and calls write(2)
+            // and alarm(2), all async-signal-safe.
+            unsafe { sigaction(sig, &action) }?;
         }
         Ok(SignalPipe { read })
     }
@@ -116,10 +139,9 @@ impl SignalPipe {
             .collect()
     }
 
-    /// True when a hang-up or terminate is pending, without consuming it.
+    /// True once a hang-up or terminate arrived (it stays true).
     pub fn must_leave(&self) -> bool {
-        let bits = PENDING.load(Ordering::SeqCst);
-        bits & ((1 << nix::libc::SIGHUP) | (1 << nix::libc::SIGTERM)) != 0
+        LEAVING.load(Ordering::SeqCst)
     }
 }
 

@@ -823,3 +823,28 @@ fn password_file_authenticates_and_never_leaks() {
     assert!(!everything.contains(secret));
     assert!(!p.output().contains("not-the-password"));
 }
+
+#[test]
+fn sigterm_at_the_menu_and_in_a_session_ends_cleanly() {
+    if skip_without_pty() {
+        return;
+    }
+    let (_t, gh) = one_target();
+    let mut p = gh.spawn(&[]);
+    p.expect(MENU).unwrap();
+    p.signal(nix::sys::signal::Signal::SIGTERM);
+    if p.wait_exit(T).is_none() {
+        panic!("menu: no exit; output {:?}", p.output());
+    }
+    gh.wait_for_record(|r| r["event"] == "logout", T);
+
+    let mut p = gh.spawn(&["-c", "web01"]);
+    p.expect("tgt$ ").unwrap();
+    p.signal(nix::sys::signal::Signal::SIGTERM);
+    if p.wait_exit(T).is_none() {
+        panic!("session: no exit; output {:?}", p.output());
+    }
+    let end = gh.wait_for_record(|r| r["event"] == "session_end", T);
+    assert_eq!(end["reason"], "hangup");
+    assert_eq!(gh.records("logout").len(), 2);
+}

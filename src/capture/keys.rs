@@ -45,11 +45,11 @@ pub enum KeyEvent {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Esc {
+enum Escape {
     /// Not in an escape sequence.
     Ground,
     /// After ESC.
-    Esc,
+    Started,
     /// After ESC [ (CSI), collecting parameters.
     Csi,
     /// After ESC O (SS3): one more byte names the key.
@@ -57,7 +57,7 @@ enum Esc {
     /// Inside a string (OSC, DCS, APC, PM, SOS) until BEL or ESC \.
     Str,
     /// ESC seen inside a string: `\` ends it.
-    StrEsc,
+    StrEnd,
 }
 
 /// The line assembler.
@@ -75,7 +75,7 @@ pub struct Keys {
     searching: bool,
     /// Inside a bracketed paste (ESC[200~ … ESC[201~).
     pasting: bool,
-    esc: Esc,
+    esc: Escape,
     params: [u8; MAX_ESC_PARAMS],
     nparams: usize,
     utf8: [u8; 4],
@@ -107,7 +107,7 @@ impl Keys {
             fresh: true,
             searching: false,
             pasting: false,
-            esc: Esc::Ground,
+            esc: Escape::Ground,
             params: [0; MAX_ESC_PARAMS],
             nparams: 0,
             utf8: [0; 4],
@@ -124,11 +124,6 @@ impl Keys {
     /// byte begins a new line.
     pub fn is_fresh(&self) -> bool {
         self.fresh
-    }
-
-    /// The text so far (for tests and diagnostics).
-    pub fn text(&self) -> String {
-        self.chars.iter().collect()
     }
 
     /// Bytes of heap this assembler holds; constant-bounded.
@@ -192,23 +187,27 @@ impl Keys {
     pub fn push(&mut self, b: u8) -> KeyEvent {
         let after_cr = std::mem::replace(&mut self.after_cr, false);
         match self.esc {
-            Esc::Ground => {}
-            Esc::Esc => return self.after_esc(b),
-            Esc::Csi => return self.in_csi(b),
-            Esc::Ss3 => {
-                self.esc = Esc::Ground;
+            Escape::Ground => {}
+            Escape::Started => return self.after_esc(b),
+            Escape::Csi => return self.in_csi(b),
+            Escape::Ss3 => {
+                self.esc = Escape::Ground;
                 return self.key_ss3(b);
             }
-            Esc::Str => {
+            Escape::Str => {
                 match b {
-                    0x07 => self.esc = Esc::Ground,
-                    0x1b => self.esc = Esc::StrEsc,
+                    0x07 => self.esc = Escape::Ground,
+                    0x1b => self.esc = Escape::StrEnd,
                     _ => {}
                 }
                 return KeyEvent::None;
             }
-            Esc::StrEsc => {
-                self.esc = if b == b'\\' { Esc::Ground } else { Esc::Str };
+            Escape::StrEnd => {
+                self.esc = if b == b'\\' {
+                    Escape::Ground
+                } else {
+                    Escape::Str
+                };
                 return KeyEvent::None;
             }
         }
@@ -241,12 +240,22 @@ impl Keys {
             self.insert(char::REPLACEMENT_CHARACTER);
         }
         match b {
+            // Inside a bracketed paste readline (8.1+) inserts newlines into
+            // the line instead of accepting it: the whole paste runs at the
+            // next real Enter, as one buffer.
+            b'\r' | b'\n' if self.pasting => {
+                if !(b == b'\n' && after_cr) {
+                    self.insert_newline();
+                }
+                self.after_cr = b == b'\r';
+                KeyEvent::None
+            }
             b'\r' => self.enter(),
             // \r\n from a paste or a terminal that sends both is one Enter.
             b'\n' if after_cr => KeyEvent::None,
             b'\n' => self.enter(),
             0x1b => {
-                self.esc = Esc::Esc;
+                self.esc = Escape::Started;
                 self.nparams = 0;
                 KeyEvent::None
             }
@@ -370,15 +379,15 @@ impl Keys {
         self.fresh = false;
         match b {
             b'[' => {
-                self.esc = Esc::Csi;
+                self.esc = Escape::Csi;
                 KeyEvent::None
             }
             b'O' => {
-                self.esc = Esc::Ss3;
+                self.esc = Escape::Ss3;
                 KeyEvent::None
             }
             b']' | b'P' | b'_' | b'^' | b'X' => {
-                self.esc = Esc::Str;
+                self.esc = Escape::Str;
                 KeyEvent::None
             }
             0x1b => {
@@ -389,7 +398,7 @@ impl Keys {
             _ => {
                 // Meta-key (Alt-b, Alt-., Alt-d…): readline commands we do
                 // not model.
-                self.esc = Esc::Ground;
+                self.esc = Escape::Ground;
                 self.unreliable = true;
                 KeyEvent::None
             }
@@ -398,7 +407,7 @@ impl Keys {
 
     fn in_csi(&mut self, b: u8) -> KeyEvent {
         match b {
-            0x30..=0x3f | 0x20..=0x2f => {
+            0x20..=0x3f => {
                 if self.nparams < MAX_ESC_PARAMS {
                     self.params[self.nparams] = b;
                     self.nparams += 1;
@@ -406,19 +415,19 @@ impl Keys {
                 KeyEvent::None
             }
             0x40..=0x7e => {
-                self.esc = Esc::Ground;
+                self.esc = Escape::Ground;
                 self.key_csi(b);
                 KeyEvent::None
             }
             0x1b => {
                 // A broken sequence: start over.
-                self.esc = Esc::Esc;
+                self.esc = Escape::Started;
                 self.nparams = 0;
                 KeyEvent::None
             }
             0x18 | 0x1a => {
                 // CAN / SUB abort a sequence (ECMA-48).
-                self.esc = Esc::Ground;
+                self.esc = Escape::Ground;
                 KeyEvent::None
             }
             _ => KeyEvent::None,
@@ -508,6 +517,18 @@ impl Keys {
     fn remove(&mut self, i: usize) {
         let c = self.chars.remove(i);
         self.bytes -= c.len_utf8();
+    }
+
+    fn insert_newline(&mut self) {
+        if self.bytes < MAX_COMMAND_BYTES {
+            self.chars.insert(self.cursor, '\n');
+            self.cursor += 1;
+            self.bytes += 1;
+        } else {
+            self.truncated = true;
+        }
+        // The echo check compares the first line only; the tail is moot.
+        self.tail_len = 0;
     }
 
     fn insert(&mut self, c: char) {
@@ -643,10 +664,10 @@ mod tests {
     #[test]
     fn bracketed_paste_lines() {
         let mut k = Keys::new();
-        let v = lines(&mut k, b"\x1b[200~echo a\necho b\x1b[D\n\x1b[201~x\r");
+        let v = lines(&mut k, b"\x1b[200~echo a\r\necho b\x1b[D\n\x1b[201~x\r");
         let t: Vec<_> = v.iter().map(|l| l.text.as_str()).collect();
-        assert_eq!(t, ["echo a", "echo b", "x"]);
-        assert!(!v[1].edited);
+        assert_eq!(t, ["echo a\necho b\nx"]);
+        assert!(!v[0].edited);
     }
 
     #[test]

@@ -4,11 +4,27 @@
 //! This is a pure, total, bounded state machine: it touches no terminal,
 //! socket or file. The relay feeds it both byte streams; it hands back
 //! completed commands.
+//!
+//! How a command is decided:
+//! - keys are assembled into a line ([`keys`]); when the operator begins a
+//!   line the text before the cursor is taken as its prompt;
+//! - at Enter the line waits for its echo: the first output newline whose
+//!   logical screen line starts with the prompt (or, for type-ahead, is
+//!   the typed text itself) decides it. Plain keys that match are the
+//!   command; edited, completed or recalled keys take the screen's text;
+//!   keys that were never echoed (passwords) are dropped;
+//! - a command that does not look complete waits for the next output: a
+//!   PS2 prompt (`> `) joins the next line to it, anything else emits it.
 #![forbid(unsafe_code)]
 
 mod keys;
+mod screen;
+mod shell;
 
-use keys::{KeyEvent, Keys};
+use std::collections::VecDeque;
+
+use keys::{KeyEvent, Keys, Line};
+use screen::Screen;
 
 /// Longest command text kept, in bytes; longer ones are cut and marked.
 pub const MAX_COMMAND_BYTES: usize = 16 * 1024;
@@ -39,41 +55,402 @@ pub struct Command {
     pub source: Source,
 }
 
+/// Pending lines kept at most; older ones are dropped (never logged).
+const MAX_PENDING: usize = 256;
+
+/// A pending line that saw this many newlines, or this much output, without
+/// its echo was never echoed: drop it.
+const MAX_PENDING_LFS: u32 = 4096;
+const MAX_PENDING_OUTPUT: usize = 8 << 20;
+
+/// The continuation prompt we recognise (bash's default PS2).
+const PS2: &str = "> ";
+
+/// A line sent with Enter, waiting for its echo.
+struct Pending {
+    line: Line,
+    /// What stood before the cursor when the line was begun; `None` when
+    /// it was typed ahead of earlier lines' echo (the screen did not show
+    /// its prompt yet).
+    prompt: Option<String>,
+    lfs: u32,
+    output: usize,
+}
+
+/// A command whose lines are known but which may still continue (PS2).
+struct Multi {
+    text: String,
+    truncated: bool,
+    source: Source,
+    /// The output since its last line showed the PS2 prompt.
+    continued: bool,
+}
+
+enum Verdict {
+    /// This newline is not this line's echo.
+    Skip,
+    /// This newline was this line's and it was not echoed.
+    Reject,
+    /// Echoed: the command text.
+    Accept(String, Source, bool),
+}
+
 /// The capture engine for one session.
 pub struct Capture {
     keys: Keys,
+    screen: Screen,
+    /// Prompt of the line being typed, once its first key arrived.
+    typing: Option<Option<String>>,
+    pending: VecDeque<Pending>,
+    multi: Option<Multi>,
+    /// The main prompt, learned from the last line it was confirmed on.
+    prompt: Option<String>,
 }
 
 impl Capture {
-    pub fn new(_cols: u16, _rows: u16) -> Self {
-        Capture { keys: Keys::new() }
+    pub fn new(cols: u16, rows: u16) -> Self {
+        Capture {
+            keys: Keys::new(),
+            screen: Screen::new(cols, rows),
+            typing: None,
+            pending: VecDeque::new(),
+            multi: None,
+            prompt: None,
+        }
     }
 
     /// Bytes the operator typed, exactly as they are sent to the target.
     /// Completed commands are appended to `out`.
     pub fn input(&mut self, bytes: &[u8], out: &mut Vec<Command>) {
+        if self.screen.alternate() {
+            // Keys inside a full-screen program are not commands; keep the
+            // escape framing so a split sequence is not taken for text later.
+            for &b in bytes {
+                let _ = self.keys.push(b);
+            }
+            self.keys.reset();
+            self.typing = None;
+            return;
+        }
         for &b in bytes {
-            if let KeyEvent::Enter(line) = self.keys.push(b) {
-                let text = line.text.trim();
-                if !text.is_empty() {
-                    out.push(Command {
-                        text: text.to_string(),
-                        truncated: line.truncated,
-                        source: Source::Keys,
+            if self.keys.is_fresh() && b != b'\r' && b != b'\n' {
+                self.begin_line(out);
+            }
+            match self.keys.push(b) {
+                KeyEvent::None => {}
+                KeyEvent::Cancel => {
+                    // Ctrl-C abandons a half-typed line and a PS2 command.
+                    self.typing = None;
+                    self.multi = None;
+                }
+                KeyEvent::Enter(line) => {
+                    let prompt = self.typing.take().flatten();
+                    let blank = line.text.trim().is_empty();
+                    if blank && !line.unreliable && !line.edited {
+                        continue;
+                    }
+                    if self.pending.len() >= MAX_PENDING {
+                        self.pending.pop_front();
+                    }
+                    self.pending.push_back(Pending {
+                        line,
+                        prompt,
+                        lfs: 0,
+                        output: 0,
                     });
                 }
             }
         }
     }
 
+    fn begin_line(&mut self, out: &mut Vec<Command>) {
+        self.screen.sync();
+        self.check_continuation(out);
+        let prompt = if self.pending.is_empty() {
+            bounded_prompt(self.screen.before_cursor())
+        } else {
+            // Typed ahead of earlier lines' echo: the screen does not show
+            // this line's prompt yet.
+            None
+        };
+        self.typing = Some(prompt);
+    }
+
+    fn idle(&self) -> bool {
+        self.keys.is_fresh() && self.pending.is_empty() && self.multi.is_none()
+    }
+
     /// Bytes the target sent towards the operator. May complete commands
     /// whose fate depended on the output (echo, continuation prompts).
-    pub fn output(&mut self, _bytes: &[u8], _out: &mut Vec<Command>) {}
+    pub fn output(&mut self, bytes: &[u8], out: &mut Vec<Command>) {
+        if self.idle() {
+            self.screen.skip(bytes);
+            return;
+        }
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            if self.pending.is_empty() {
+                self.screen.feed(rest);
+                break;
+            }
+            match rest.iter().position(|&b| b == b'\n') {
+                None => {
+                    self.screen.feed(rest);
+                    for p in &mut self.pending {
+                        p.output += rest.len();
+                    }
+                    break;
+                }
+                Some(k) => {
+                    self.screen.feed(&rest[..k]);
+                    for p in &mut self.pending {
+                        p.output += k + 1;
+                    }
+                    self.newline(out);
+                    self.screen.feed(&rest[k..k + 1]);
+                    rest = &rest[k + 1..];
+                }
+            }
+        }
+        self.check_continuation(out);
+    }
+
+    /// The output is about to move to a new line: is the line the cursor is
+    /// on the echo of a pending line?
+    fn newline(&mut self, out: &mut Vec<Command>) {
+        if self.screen.alternate() {
+            // A full-screen program took over: keys typed ahead of it were
+            // meant for it.
+            self.pending.clear();
+            return;
+        }
+        let shown = self.screen.cursor_line();
+        let mut i = 0;
+        while i < self.pending.len() {
+            let p = &mut self.pending[i];
+            p.lfs += 1;
+            match self.verdict(i, &shown) {
+                Verdict::Skip => {
+                    let p = &self.pending[i];
+                    if p.lfs > MAX_PENDING_LFS || p.output > MAX_PENDING_OUTPUT {
+                        self.pending.remove(i);
+                    } else {
+                        i += 1;
+                    }
+                }
+                Verdict::Reject => {
+                    self.pending.remove(i);
+                }
+                Verdict::Accept(text, source, truncated) => {
+                    // Lines before it never showed up: drop them.
+                    let p = self.pending.drain(..=i).next_back();
+                    let continuation = p.as_ref().is_some_and(|p| p.prompt.as_deref() == Some(PS2))
+                        || shown.starts_with(PS2.trim_end())
+                            && !shown.starts_with(self.prompt_str());
+                    if !continuation {
+                        if let Some(prompt) = p.and_then(|p| p.prompt) {
+                            if !prompt.trim().is_empty() {
+                                self.prompt = Some(prompt);
+                            }
+                        }
+                    }
+                    self.accepted(text, source, truncated, continuation, out);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn prompt_str(&self) -> &str {
+        match &self.prompt {
+            Some(p) if !p.trim().is_empty() => p.trim_end(),
+            _ => "\u{0}",
+        }
+    }
+
+    fn verdict(&self, i: usize, shown: &str) -> Verdict {
+        let p = &self.pending[i];
+        let learned = self.prompt_str();
+        let own = p.prompt.as_deref().map(str::trim_end);
+        // `decisive`: this newline ends the line typed at this line's own
+        // prompt, so it is this line's echo or there is none.
+        let (rest, decisive, at_prompt) = match own {
+            Some(o) if !o.is_empty() && shown.starts_with(o) => (&shown[o.len()..], true, true),
+            _ => match shown.find(learned) {
+                // The main prompt, possibly after output that did not end
+                // in a newline (`read -s` answers Enter with nothing).
+                Some(k) => (&shown[k + learned.len()..], false, true),
+                // Typed at column 0 or ahead of the echo: a running
+                // command's tty echoes the whole line by itself.
+                None if own.map_or(true, str::is_empty) => (shown, false, false),
+                None => return Verdict::Skip,
+            },
+        };
+        let cmd = rest.trim();
+        let line = &p.line;
+        let keys = line.text.trim();
+        let first = keys.lines().next().unwrap_or("").trim();
+        let plain = !line.edited && !line.unreliable;
+        if plain && !cmd.is_empty() {
+            if cmd == keys {
+                return Verdict::Accept(keys.to_string(), Source::Keys, line.truncated);
+            }
+            if keys.contains('\n') && cmd == first {
+                // A multi-line paste: its first line was echoed.
+                return Verdict::Accept(keys.to_string(), Source::Keys, line.truncated);
+            }
+            let tail = line.echo_tail.trim();
+            if line.truncated && !tail.is_empty() && shown.ends_with(tail) {
+                // Too long for the screen: the end of it was echoed.
+                return Verdict::Accept(keys.to_string(), Source::Keys, true);
+            }
+        }
+        if !plain && !cmd.is_empty() && (decisive || at_prompt && i == 0) {
+            if cmd == keys {
+                return Verdict::Accept(keys.to_string(), Source::Keys, line.truncated);
+            }
+            return Verdict::Accept(cmd.to_string(), Source::Screen, false);
+        }
+        if decisive {
+            Verdict::Reject
+        } else {
+            Verdict::Skip
+        }
+    }
+
+    fn accepted(
+        &mut self,
+        text: String,
+        source: Source,
+        truncated: bool,
+        continuation: bool,
+        out: &mut Vec<Command>,
+    ) {
+        if let Some(m) = &mut self.multi {
+            if continuation || m.continued {
+                m.text.push('\n');
+                m.text.push_str(&text);
+                m.truncated |= truncated;
+                if source == Source::Screen {
+                    m.source = Source::Screen;
+                }
+                m.continued = false;
+            } else {
+                self.emit_multi(out);
+                self.multi = Some(Multi {
+                    text,
+                    truncated,
+                    source,
+                    continued: false,
+                });
+            }
+        } else {
+            self.multi = Some(Multi {
+                text,
+                truncated,
+                source,
+                continued: false,
+            });
+        }
+        if let Some(m) = &mut self.multi {
+            if m.text.len() > MAX_COMMAND_BYTES {
+                cut(&mut m.text, MAX_COMMAND_BYTES);
+                m.truncated = true;
+            }
+            if shell::looks_complete(&m.text) {
+                self.emit_multi(out);
+            }
+        }
+    }
+
+    fn emit_multi(&mut self, out: &mut Vec<Command>) {
+        if let Some(m) = self.multi.take() {
+            out.push(Command {
+                text: m.text,
+                truncated: m.truncated,
+                source: m.source,
+            });
+        }
+    }
+
+    /// A command that may continue: does the screen now show PS2 (keep it),
+    /// something else (emit it), or nothing yet (wait)?
+    fn check_continuation(&mut self, out: &mut Vec<Command>) {
+        let Some(m) = &mut self.multi else {
+            return;
+        };
+        if m.continued || !self.pending.is_empty() {
+            return;
+        }
+        if self.screen.alternate() {
+            self.emit_multi(out);
+            return;
+        }
+        let before = self.screen.before_cursor();
+        if before.is_empty() || PS2.starts_with(before.as_str()) && before != PS2 {
+            return;
+        }
+        if before == PS2 {
+            m.continued = true;
+        } else {
+            self.emit_multi(out);
+        }
+    }
 
     /// The operator's window changed size.
-    pub fn resize(&mut self, _cols: u16, _rows: u16) {}
+    pub fn resize(&mut self, cols: u16, rows: u16) {
+        self.screen.resize(cols, rows);
+    }
 
     /// The session is over: hand back anything still pending that is known
-    /// to be a command.
-    pub fn finish(&mut self, _out: &mut Vec<Command>) {}
+    /// to be a command. Lines never seen echoed are not.
+    pub fn finish(&mut self, out: &mut Vec<Command>) {
+        self.emit_multi(out);
+        self.pending.clear();
+        self.keys.reset();
+        self.typing = None;
+    }
+
+    /// Heap held by the engine, for the boundedness tests.
+    pub fn approx_heap_bytes(&self) -> usize {
+        let pending: usize = self
+            .pending
+            .iter()
+            .map(|p| {
+                p.line.text.capacity()
+                    + p.line.echo_tail.capacity()
+                    + p.prompt.as_ref().map_or(0, String::capacity)
+            })
+            .sum();
+        self.keys.approx_heap_bytes()
+            + self.screen.approx_heap_bytes()
+            + pending
+            + self.pending.capacity() * std::mem::size_of::<Pending>()
+            + self.multi.as_ref().map_or(0, |m| m.text.capacity())
+            + self.prompt.as_ref().map_or(0, |p| p.capacity())
+            + self
+                .typing
+                .as_ref()
+                .map_or(0, |p| p.as_ref().map_or(0, String::capacity))
+    }
+}
+
+/// Cut `s` to at most `max` bytes on a char boundary.
+fn cut(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+}
+
+/// A prompt longer than this is not one we can strip reliably.
+const MAX_PROMPT_BYTES: usize = 4096;
+
+fn bounded_prompt(p: String) -> Option<String> {
+    // Keep nothing rather than a wrong prefix: the line then matches only
+    // by its own echo.
+    (p.len() <= MAX_PROMPT_BYTES).then_some(p)
 }

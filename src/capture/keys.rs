@@ -304,9 +304,7 @@ impl Keys {
             0x15 => {
                 // Ctrl-U: unix-line-discard, kills from the cursor to the start.
                 self.edit();
-                for _ in 0..self.cursor {
-                    self.remove(0);
-                }
+                self.remove_range(0, self.cursor);
                 self.cursor = 0;
                 KeyEvent::None
             }
@@ -320,19 +318,14 @@ impl Keys {
                 while start > 0 && !self.chars[start - 1].is_whitespace() {
                     start -= 1;
                 }
-                for _ in start..self.cursor {
-                    self.remove(start);
-                }
+                self.remove_range(start, self.cursor);
                 self.cursor = start;
                 KeyEvent::None
             }
             0x0b => {
                 // Ctrl-K: kill to end of line.
                 self.edit();
-                while self.chars.len() > self.cursor {
-                    let c = self.chars.pop().unwrap_or(' ');
-                    self.bytes -= c.len_utf8();
-                }
+                self.remove_range(self.cursor, self.chars.len());
                 KeyEvent::None
             }
             0x01 => {
@@ -512,6 +505,11 @@ impl Keys {
         if self.cursor < self.chars.len() {
             self.remove(self.cursor);
         }
+    }
+
+    fn remove_range(&mut self, start: usize, end: usize) {
+        let gone: usize = self.chars.drain(start..end).map(char::len_utf8).sum();
+        self.bytes -= gone;
     }
 
     fn remove(&mut self, i: usize) {

@@ -190,7 +190,12 @@ impl Capture {
         let mut rest = bytes;
         while !rest.is_empty() {
             if self.pending.is_empty() {
-                self.screen.feed(rest);
+                if self.idle() {
+                    // The command is known; what follows is its output.
+                    self.screen.skip(rest);
+                } else {
+                    self.screen.feed(rest);
+                }
                 break;
             }
             match rest.iter().position(|&b| b == b'\n') {
@@ -199,6 +204,9 @@ impl Capture {
                     for p in &mut self.pending {
                         p.output += rest.len();
                     }
+                    // Output without newlines never decides a line: bound
+                    // how long a line may wait for its echo.
+                    self.pending.retain(|p| p.output <= MAX_PENDING_OUTPUT);
                     break;
                 }
                 Some(k) => {
@@ -274,6 +282,18 @@ impl Capture {
         let own = p.prompt.as_deref().map(str::trim_end);
         // `decisive`: this newline ends the line typed at this line's own
         // prompt, so it is this line's echo or there is none.
+        let line = &p.line;
+        let tail = line.echo_tail.trim();
+        if line.truncated
+            && !line.edited
+            && !line.unreliable
+            && !tail.is_empty()
+            && shown.ends_with(tail)
+        {
+            // Too long for the screen (its prompt scrolled away): the end of
+            // it was echoed.
+            return Verdict::Accept(line.text.trim().to_string(), Source::Keys, true);
+        }
         let (rest, decisive, at_prompt) = match own {
             Some(o) if !o.is_empty() && shown.starts_with(o) => (&shown[o.len()..], true, true),
             _ => match shown.find(learned) {
@@ -287,7 +307,6 @@ impl Capture {
             },
         };
         let cmd = rest.trim();
-        let line = &p.line;
         let keys = line.text.trim();
         let first = keys.lines().next().unwrap_or("").trim();
         let plain = !line.edited && !line.unreliable;
@@ -298,11 +317,6 @@ impl Capture {
             if keys.contains('\n') && cmd == first {
                 // A multi-line paste: its first line was echoed.
                 return Verdict::Accept(keys.to_string(), Source::Keys, line.truncated);
-            }
-            let tail = line.echo_tail.trim();
-            if line.truncated && !tail.is_empty() && shown.ends_with(tail) {
-                // Too long for the screen: the end of it was echoed.
-                return Verdict::Accept(keys.to_string(), Source::Keys, true);
             }
         }
         if !plain && !cmd.is_empty() && (decisive || at_prompt && i == 0) {
@@ -453,4 +467,177 @@ fn bounded_prompt(p: String) -> Option<String> {
     // Keep nothing rather than a wrong prefix: the line then matches only
     // by its own echo.
     (p.len() <= MAX_PROMPT_BYTES).then_some(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Seeded xorshift: deterministic, no crate.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    const TOKENS: &[&[u8]] = &[
+        b"\r",
+        b"\n",
+        b"\r\n",
+        b"tgt$ ",
+        b"> ",
+        b"Password: ",
+        b"\x1b[?1049h",
+        b"\x1b[?1049l",
+        b"\x1b[?47h",
+        b"\x1b[200~",
+        b"\x1b[201~",
+        b"\x1b[A",
+        b"\x1b[D",
+        b"\x1bOD",
+        b"\x1b[3~",
+        b"\x1b[",
+        b"\x1b]0;",
+        b"\x07",
+        b"\x1b",
+        b"\x7f",
+        b"\x08",
+        b"\x03",
+        b"\x15",
+        b"\x17",
+        b"\x0b",
+        b"\x01",
+        b"\x05",
+        b"\x12",
+        b"\t",
+        b"echo hi",
+        b"for i in 1; do",
+        b"done",
+        "\u{4f60}\u{597d}".as_bytes(),
+        b"\xe4\xbd",
+        b"\xff",
+        b"\x1b[2J",
+        b"\x1b[H",
+        b"\x1b[K",
+        b"\x1b[5;10H",
+        b"\x1b[?2004h",
+        b"\x1bc",
+        b"x",
+    ];
+
+    fn chunk(rng: &mut Rng) -> Vec<u8> {
+        let mut v = Vec::new();
+        let n = 1 + rng.below(40);
+        for _ in 0..n {
+            if rng.below(3) == 0 {
+                v.push(rng.next() as u8);
+            } else {
+                v.extend_from_slice(TOKENS[rng.below(TOKENS.len())]);
+            }
+        }
+        v
+    }
+
+    fn assert_sane(cmds: &[Command]) {
+        for c in cmds {
+            assert!(!c.text.trim().is_empty());
+            assert!(c.text.len() <= MAX_COMMAND_BYTES);
+            assert!(
+                c.text.chars().all(|ch| ch == '\n' || !ch.is_control()),
+                "{c:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn stress_random_interleaving_is_total_and_bounded() {
+        for seed in 1..=12u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+            let mut cap = Capture::new(rng.below(200) as u16, rng.below(60) as u16);
+            let mut out = Vec::new();
+            for _ in 0..1500 {
+                match rng.below(20) {
+                    // Mostly ordinary sizes; now and then an absurd one.
+                    0 if rng.below(8) == 0 => cap.resize(rng.next() as u16, rng.next() as u16),
+                    0 => cap.resize(rng.below(200) as u16, rng.below(60) as u16),
+                    1..=9 => cap.input(&chunk(&mut rng), &mut out),
+                    _ => cap.output(&chunk(&mut rng), &mut out),
+                }
+                assert!(
+                    cap.approx_heap_bytes() < 40 << 20,
+                    "{}",
+                    cap.approx_heap_bytes()
+                );
+            }
+            cap.finish(&mut out);
+            assert_sane(&out);
+        }
+    }
+
+    #[test]
+    fn stress_huge_inputs_stay_bounded() {
+        let mut cap = Capture::new(80, 24);
+        let mut out = Vec::new();
+        cap.output(b"tgt$ ", &mut out);
+        // A megabyte line, no Enter, then Ctrl-U and again: memory stays put.
+        let big = vec![b'a'; 1 << 20];
+        cap.input(&big, &mut out);
+        cap.input(b"\x01", &mut out);
+        cap.input(&big, &mut out);
+        cap.input(b"\x15", &mut out);
+        cap.input(&big, &mut out);
+        assert!(cap.approx_heap_bytes() < 8 << 20);
+        // Thousands of lines typed ahead that are never echoed.
+        for _ in 0..5000 {
+            cap.input(b"secret-ish line\r", &mut out);
+        }
+        assert!(cap.pending.len() <= MAX_PENDING);
+        // Output with no newline at all while they wait.
+        let noise = vec![b'z'; 1 << 20];
+        for _ in 0..10 {
+            cap.output(&noise, &mut out);
+        }
+        assert!(cap.pending.is_empty());
+        cap.finish(&mut out);
+        assert_sane(&out);
+        assert!(out.iter().all(|c| !c.text.contains("secret-ish")));
+    }
+
+    #[test]
+    fn long_command_is_cut_and_marked() {
+        let mut cap = Capture::new(80, 24);
+        let mut out = Vec::new();
+        cap.output(b"tgt$ ", &mut out);
+        let mut line = b"echo ".to_vec();
+        line.extend(std::iter::repeat_n(b'x', 20_000));
+        cap.input(&line, &mut out);
+        cap.output(&line, &mut out);
+        cap.input(b"\r", &mut out);
+        cap.output(b"\r\n", &mut out);
+        assert_eq!(out.len(), 1);
+        assert!(out[0].truncated);
+        assert_eq!(out[0].text.len(), MAX_COMMAND_BYTES);
+        assert!(out[0].text.starts_with("echo xxx"));
+    }
+
+    #[test]
+    fn unechoed_line_is_dropped() {
+        let mut cap = Capture::new(80, 24);
+        let mut out = Vec::new();
+        cap.output(b"Password: ", &mut out);
+        cap.input(b"hunter2\r", &mut out);
+        cap.output(b"\r\ntgt$ ", &mut out);
+        cap.input(b"ls\r", &mut out);
+        cap.output(b"ls\r\n", &mut out);
+        cap.finish(&mut out);
+        let t: Vec<_> = out.iter().map(|c| c.text.as_str()).collect();
+        assert_eq!(t, ["ls"]);
+    }
 }

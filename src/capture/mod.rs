@@ -139,9 +139,16 @@ impl Capture {
             match self.keys.push(b) {
                 KeyEvent::None => {}
                 KeyEvent::Cancel => {
-                    // Ctrl-C abandons a half-typed line and a PS2 command.
+                    // Ctrl-C abandons a half-typed line, and a command still
+                    // being continued at a PS2 prompt. One that may already
+                    // be running (no PS2 seen) was sent: keep it.
                     self.typing = None;
-                    self.multi = None;
+                    self.screen.sync();
+                    self.check_continuation(out);
+                    match &self.multi {
+                        Some(m) if m.continued => self.multi = None,
+                        _ => self.emit_multi(out),
+                    }
                 }
                 KeyEvent::Enter(line) => {
                     let prompt = self.typing.take().flatten();

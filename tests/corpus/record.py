@@ -362,6 +362,53 @@ def _(s):
     s.type("echo small\r")
 
 
+@scenario(
+    "ps2_cancel",
+    "Ctrl-C at a PS2 continuation prompt abandons the command",
+    ["echo kept"],
+)
+def _(s):
+    s.type("for i in 1 2; do\r")
+    s.type("echo $i\r")
+    s.type("\x03")
+    s.type("echo kept\r")
+
+
+@scenario(
+    "reverse_search_edit",
+    "Ctrl-R, then End and more text, then Enter",
+    ["echo needle456", "echo needle456 more"],
+)
+def _(s):
+    s.type("echo needle456\r")
+    s.type("\x12needle", delay=0.08)
+    s.type("\x05 more\r")
+
+
+@scenario(
+    "tab_list",
+    "double Tab listing candidates, then completing by hand",
+    ["touch unique_corpus_other", "ls unique_corpus_file.txt"],
+)
+def _(s):
+    s.type("touch unique_corpus_other\r")
+    s.type("ls uniq\t")
+    s.type("\t", delay=0.3)
+    s.type("f\t\r")
+
+
+@scenario(
+    "bulk_then_type",
+    "a large output (bulk path), then typing again; Ctrl-L redraw",
+    ["seq 1 30000", "echo after bulk", "echo cleared"],
+)
+def _(s):
+    s.type("seq 1 30000\r")
+    s.settle(0.5, 10.0)
+    s.type("echo after bulk\r")
+    s.type("\x0cecho cleared\r")
+
+
 def main(names):
     for name in names or SCENARIOS:
         description, expected, secret, cols, rows, fn = SCENARIOS[name]

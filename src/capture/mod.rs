@@ -73,6 +73,9 @@ struct Pending {
     /// it was typed ahead of earlier lines' echo (the screen did not show
     /// its prompt yet).
     prompt: Option<String>,
+    /// Output arrived while the line was typed: the operator was watching
+    /// an echoing line (a no-echo prompt answers keys with nothing).
+    saw_output: bool,
     lfs: u32,
     output: usize,
 }
@@ -101,6 +104,8 @@ pub struct Capture {
     screen: Screen,
     /// Prompt of the line being typed, once its first key arrived.
     typing: Option<Option<String>>,
+    /// Output arrived since the line being typed was begun.
+    typing_output: bool,
     pending: VecDeque<Pending>,
     multi: Option<Multi>,
     /// The main prompt, learned from the last line it was confirmed on.
@@ -113,6 +118,7 @@ impl Capture {
             keys: Keys::new(),
             screen: Screen::new(cols, rows),
             typing: None,
+            typing_output: false,
             pending: VecDeque::new(),
             multi: None,
             prompt: None,
@@ -162,6 +168,7 @@ impl Capture {
                     self.pending.push_back(Pending {
                         line,
                         prompt,
+                        saw_output: std::mem::take(&mut self.typing_output),
                         lfs: 0,
                         output: 0,
                     });
@@ -181,6 +188,7 @@ impl Capture {
             None
         };
         self.typing = Some(prompt);
+        self.typing_output = false;
     }
 
     fn idle(&self) -> bool {
@@ -193,6 +201,9 @@ impl Capture {
         if self.idle() {
             self.screen.skip(bytes);
             return;
+        }
+        if self.typing.is_some() && !bytes.is_empty() {
+            self.typing_output = true;
         }
         let mut rest = bytes;
         while !rest.is_empty() {
@@ -327,10 +338,17 @@ impl Capture {
             }
         }
         if !plain && !cmd.is_empty() && (decisive || at_prompt && i == 0) {
-            if cmd == keys {
-                return Verdict::Accept(keys.to_string(), Source::Keys, line.truncated);
+            if cmd == keys && !line.unreliable {
+                // Edited, and the screen agrees with our editing model.
+                return Verdict::Accept(keys.to_string(), Source::Screen, line.truncated);
             }
-            return Verdict::Accept(cmd.to_string(), Source::Screen, false);
+            if p.saw_output {
+                // Completion, recall, search: only the screen knows. Taken
+                // only from a line typed while watching its echo, so text
+                // a program printed after a no-echo prompt is not mistaken
+                // for it.
+                return Verdict::Accept(cmd.to_string(), Source::Screen, false);
+            }
         }
         if decisive {
             Verdict::Reject
@@ -641,10 +659,20 @@ mod tests {
         cap.output(b"Password: ", &mut out);
         cap.input(b"hunter2\r", &mut out);
         cap.output(b"\r\ntgt$ ", &mut out);
+        cap.input(b"x", &mut out);
+        cap.output(b"x", &mut out);
+        cap.input(b"\x15", &mut out);
+        cap.output(b"\x08 \x08", &mut out);
+        cap.input(b"ls\r", &mut out);
+        cap.output(b"ls\r\n", &mut out);
+        cap.output(b"Password: ", &mut out);
+        // Edited while not echoed, then the program prints on that line.
+        cap.input(b"hunter3\x7f\x7f3\r", &mut out);
+        cap.output(b" thanks\r\ntgt$ ", &mut out);
         cap.input(b"ls\r", &mut out);
         cap.output(b"ls\r\n", &mut out);
         cap.finish(&mut out);
         let t: Vec<_> = out.iter().map(|c| c.text.as_str()).collect();
-        assert_eq!(t, ["ls"]);
+        assert_eq!(t, ["ls", "ls"]);
     }
 }

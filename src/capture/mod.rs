@@ -444,6 +444,13 @@ impl Capture {
     /// The session is over: hand back anything still pending that is known
     /// to be a command. Lines never seen echoed are not.
     pub fn finish(&mut self, out: &mut Vec<Command>) {
+        if !self.pending.is_empty() {
+            // The session ended before the newline that follows an echoed
+            // line (a dropped connection right after Enter): the screen as
+            // it is now still tells whether the line was echoed.
+            self.screen.sync();
+            self.newline(out);
+        }
         self.emit_multi(out);
         self.pending.clear();
         self.keys.reset();
@@ -650,6 +657,28 @@ mod tests {
         assert!(out[0].truncated);
         assert_eq!(out[0].text.len(), MAX_COMMAND_BYTES);
         assert!(out[0].text.starts_with("echo xxx"));
+    }
+
+    #[test]
+    fn echoed_line_without_newline_is_kept_at_finish() {
+        let mut cap = Capture::new(80, 24);
+        let mut out = Vec::new();
+        cap.output(b"tgt$ ", &mut out);
+        for &b in b"reboot" {
+            cap.input(&[b], &mut out);
+            cap.output(&[b], &mut out);
+        }
+        cap.input(b"\r", &mut out);
+        assert!(out.is_empty());
+        cap.finish(&mut out);
+        assert_eq!(out[0].text, "reboot");
+        // Not echoed: nothing.
+        let mut cap = Capture::new(80, 24);
+        let mut out = Vec::new();
+        cap.output(b"Password: ", &mut out);
+        cap.input(b"hunter2\r", &mut out);
+        cap.finish(&mut out);
+        assert!(out.is_empty());
     }
 
     #[test]

@@ -409,6 +409,51 @@ def _(s):
     s.type("\x0cecho cleared\r")
 
 
+@scenario(
+    "wrap_exact",
+    "lines that end exactly at, one before and one after the right margin",
+    ["echo " + "a" * 70, "echo " + "b" * 69, "echo " + "c" * 71, "echo " + "d" * 150],
+)
+def _(s):
+    s.type("echo " + "a" * 70 + "\r", delay=0.005)
+    s.type("echo " + "b" * 69 + "\r", delay=0.005)
+    s.type("echo " + "c" * 71 + "\r", delay=0.005)
+    s.type("echo " + "d" * 155 + "\x08" * 5 + "\r", delay=0.005)
+
+
+@scenario(
+    "wrap_edit",
+    "a wrapped line edited at its start (Ctrl-A) and mid-way (Left arrows)",
+    ["echo X" + "0123456789" * 10 + "YZ", "echo start " + "w" * 90],
+)
+def _(s):
+    s.type("cho X" + "0123456789" * 10 + "Z", delay=0.005)
+    s.type("\x01e" + "\x05" + LEFT + "Y\r")
+    s.type("echo " + "w" * 90 + "\x01" + (ESC + "[C") * 5 + "start \r")
+
+
+@scenario(
+    "resize_while_typing",
+    "the window shrinks while a long line is being typed",
+    ["echo " + "r" * 60 + " tail"],
+)
+def _(s):
+    s.type("echo " + "r" * 60, delay=0.005)
+    s.winsize(50, 20)
+    s.settle()
+    s.type(" tail\r")
+
+
+@scenario(
+    "clear_screen",
+    "clear, then commands on a fresh screen",
+    ["clear", "echo top"],
+)
+def _(s):
+    s.type("clear\r")
+    s.type("echo top\r")
+
+
 def main(names):
     for name in names or SCENARIOS:
         description, expected, secret, cols, rows, fn = SCENARIOS[name]

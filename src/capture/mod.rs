@@ -318,6 +318,10 @@ impl Capture {
                 // The main prompt, possibly after output that did not end
                 // in a newline (`read -s` answers Enter with nothing).
                 Some(k) => (&shown[k + learned.len()..], false, true),
+                // Typed ahead while a command continues: its PS2 prompt.
+                None if self.multi.is_some() && shown.starts_with(PS2) => {
+                    (&shown[PS2.len()..], false, true)
+                }
                 // Typed at column 0 or ahead of the echo: a running
                 // command's tty echoes the whole line by itself.
                 None if own.map_or(true, str::is_empty) => (shown, false, false),

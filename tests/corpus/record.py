@@ -454,6 +454,17 @@ def _(s):
     s.type("echo top\r")
 
 
+@scenario(
+    "ps2_typeahead",
+    "a multi-line loop sent in one chunk without bracketed paste",
+    ["for i in 1 2; do\necho $i\ndone", "echo after"],
+)
+def _(s):
+    s.send("for i in 1 2; do\recho $i\rdone\r")
+    s.settle()
+    s.type("echo after\r")
+
+
 def main(names):
     for name in names or SCENARIOS:
         description, expected, secret, cols, rows, fn = SCENARIOS[name]

@@ -351,6 +351,11 @@ impl Keys {
                 self.delete_forward();
                 KeyEvent::None
             }
+            0x0f => {
+                // Ctrl-O (operate-and-get-next) accepts the line like Enter.
+                self.unreliable = true;
+                self.enter()
+            }
             0x12 | 0x13 => {
                 // Ctrl-R / Ctrl-S: incremental search; the line becomes what
                 // the search finds, which only the screen shows.
@@ -463,6 +468,8 @@ impl Keys {
         match b {
             b'D' => self.left(),
             b'C' => self.right(),
+            // Keypad Enter in application keypad mode.
+            b'M' => return self.enter(),
             b'H' => {
                 self.edit();
                 self.cursor = 0;
@@ -609,6 +616,13 @@ mod tests {
         assert_eq!(one(b"cho\x1b[He\x1b[F!\r").text, "echo!");
         assert_eq!(one(b"cho\x1b[1~e\x1b[4~!\r").text, "echo!");
         assert_eq!(one(b"cho\x1bOHe\x1bOF!\r").text, "echo!");
+    }
+
+    #[test]
+    fn other_enters() {
+        assert_eq!(one(b"ls\x1bOM").text, "ls");
+        let l = one(b"ls\x0f");
+        assert!(l.unreliable);
     }
 
     #[test]

@@ -76,6 +76,9 @@ struct Pending {
     /// Output arrived while the line was typed: the operator was watching
     /// an echoing line (a no-echo prompt answers keys with nothing).
     saw_output: bool,
+    /// Typed over several input chunks (a human typing, not a paste) and
+    /// yet nothing came back: the target was not echoing.
+    typed_unechoed: bool,
     lfs: u32,
     output: usize,
 }
@@ -106,6 +109,8 @@ pub struct Capture {
     typing: Option<Option<String>>,
     /// Output arrived since the line being typed was begun.
     typing_output: bool,
+    /// Input chunks that carried keys of the line being typed.
+    typing_chunks: u32,
     pending: VecDeque<Pending>,
     multi: Option<Multi>,
     /// The main prompt, learned from the last line it was confirmed on.
@@ -119,6 +124,7 @@ impl Capture {
             screen: Screen::new(cols, rows),
             typing: None,
             typing_output: false,
+            typing_chunks: 0,
             pending: VecDeque::new(),
             multi: None,
             prompt: None,
@@ -137,6 +143,9 @@ impl Capture {
             self.keys.reset();
             self.typing = None;
             return;
+        }
+        if self.typing.is_some() {
+            self.typing_chunks = self.typing_chunks.saturating_add(1);
         }
         for &b in bytes {
             if self.keys.is_fresh() && b != b'\r' && b != b'\n' {
@@ -165,10 +174,12 @@ impl Capture {
                     if self.pending.len() >= MAX_PENDING {
                         self.pending.pop_front();
                     }
+                    let saw_output = std::mem::take(&mut self.typing_output);
                     self.pending.push_back(Pending {
                         line,
                         prompt,
-                        saw_output: std::mem::take(&mut self.typing_output),
+                        saw_output,
+                        typed_unechoed: self.typing_chunks > 0 && !saw_output,
                         lfs: 0,
                         output: 0,
                     });
@@ -189,6 +200,7 @@ impl Capture {
         };
         self.typing = Some(prompt);
         self.typing_output = false;
+        self.typing_chunks = 0;
     }
 
     fn idle(&self) -> bool {
@@ -323,8 +335,12 @@ impl Capture {
                     (&shown[PS2.len()..], false, true)
                 }
                 // Typed at column 0 or ahead of the echo: a running
-                // command's tty echoes the whole line by itself.
-                None if own.map_or(true, str::is_empty) => (shown, false, false),
+                // command's tty echoes the whole line by itself. Not for
+                // keys a human typed with nothing coming back: a program
+                // printing a secret read at column 0 would look the same.
+                None if own.map_or(true, str::is_empty) && !p.typed_unechoed => {
+                    (shown, false, false)
+                }
                 None => return Verdict::Skip,
             },
         };
@@ -683,6 +699,24 @@ mod tests {
         cap.input(b"hunter2\r", &mut out);
         cap.finish(&mut out);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn secret_at_column_zero_printed_back_is_not_a_command() {
+        // `read -s x; echo $x`: no prompt, the password typed key by key
+        // with no echo, then the program prints it on a line of its own.
+        let mut cap = Capture::new(80, 24);
+        let mut out = Vec::new();
+        cap.output(b"tgt$ ", &mut out);
+        cap.input(b"read -s x; echo $x\r", &mut out);
+        cap.output(b"read -s x; echo $x\r\n", &mut out);
+        for &b in b"hunter2\r" {
+            cap.input(&[b], &mut out);
+        }
+        cap.output(b"hunter2\r\ntgt$ ", &mut out);
+        cap.finish(&mut out);
+        let t: Vec<_> = out.iter().map(|c| c.text.as_str()).collect();
+        assert_eq!(t, ["read -s x; echo $x"]);
     }
 
     #[test]

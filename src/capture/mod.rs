@@ -13,8 +13,15 @@
 //!   the typed text itself) decides it. Plain keys that match are the
 //!   command; edited, completed or recalled keys take the screen's text;
 //!   keys that were never echoed (passwords) are dropped;
-//! - a command that does not look complete waits for the next output: a
-//!   PS2 prompt (`> `) joins the next line to it, anything else emits it.
+//! - a command that does not look complete ([`shell`]) waits for the next
+//!   output: a PS2 prompt (`> `) joins the next line to it, anything else
+//!   emits it;
+//! - while nobody is typing and no line awaits its echo, output bypasses
+//!   the vt100 model ([`screen`]): only its tail and the alternate-screen
+//!   mode are kept, and the tail is replayed when the next line is begun.
+//!
+//! Bias: when it is unclear whether a line was echoed it is dropped, since
+//! an unechoed line is most likely a password.
 #![forbid(unsafe_code)]
 
 mod keys;

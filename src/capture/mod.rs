@@ -6,18 +6,18 @@
 //! completed commands.
 //!
 //! How a command is decided:
-//! - keys are assembled into a line ([`keys`]); when the operator begins a
+//! - keys are assembled into a line (`keys.rs`); when the operator begins a
 //!   line the text before the cursor is taken as its prompt;
 //! - at Enter the line waits for its echo: the first output newline whose
 //!   logical screen line starts with the prompt (or, for type-ahead, is
 //!   the typed text itself) decides it. Plain keys that match are the
 //!   command; edited, completed or recalled keys take the screen's text;
 //!   keys that were never echoed (passwords) are dropped;
-//! - a command that does not look complete ([`shell`]) waits for the next
+//! - a command that does not look complete (`shell.rs`) waits for the next
 //!   output: a PS2 prompt (`> `) joins the next line to it, anything else
 //!   emits it;
 //! - while nobody is typing and no line awaits its echo, output bypasses
-//!   the vt100 model ([`screen`]): only its tail and the alternate-screen
+//!   the vt100 model (`screen.rs`): only its tail and the alternate-screen
 //!   mode are kept, and the tail is replayed when the next line is begun.
 //!
 //! Bias: when it is unclear whether a line was echoed it is dropped, since

@@ -687,6 +687,12 @@ mod tests {
     }
 
     #[test]
+    fn engine_can_move_to_the_relay_thread() {
+        fn send<T: Send>() {}
+        send::<Capture>();
+    }
+
+    #[test]
     fn long_command_is_cut_and_marked() {
         let mut cap = Capture::new(80, 24);
         let mut out = Vec::new();

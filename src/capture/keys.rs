@@ -45,11 +45,11 @@ pub enum KeyEvent {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Esc {
+enum Escape {
     /// Not in an escape sequence.
     Ground,
     /// After ESC.
-    Esc,
+    Started,
     /// After ESC [ (CSI), collecting parameters.
     Csi,
     /// After ESC O (SS3): one more byte names the key.
@@ -57,7 +57,7 @@ enum Esc {
     /// Inside a string (OSC, DCS, APC, PM, SOS) until BEL or ESC \.
     Str,
     /// ESC seen inside a string: `\` ends it.
-    StrEsc,
+    StrEnd,
 }
 
 /// The line assembler.
@@ -75,7 +75,7 @@ pub struct Keys {
     searching: bool,
     /// Inside a bracketed paste (ESC[200~ … ESC[201~).
     pasting: bool,
-    esc: Esc,
+    esc: Escape,
     params: [u8; MAX_ESC_PARAMS],
     nparams: usize,
     utf8: [u8; 4],
@@ -107,7 +107,7 @@ impl Keys {
             fresh: true,
             searching: false,
             pasting: false,
-            esc: Esc::Ground,
+            esc: Escape::Ground,
             params: [0; MAX_ESC_PARAMS],
             nparams: 0,
             utf8: [0; 4],
@@ -124,11 +124,6 @@ impl Keys {
     /// byte begins a new line.
     pub fn is_fresh(&self) -> bool {
         self.fresh
-    }
-
-    /// The text so far (for tests and diagnostics).
-    pub fn text(&self) -> String {
-        self.chars.iter().collect()
     }
 
     /// Bytes of heap this assembler holds; constant-bounded.
@@ -192,23 +187,27 @@ impl Keys {
     pub fn push(&mut self, b: u8) -> KeyEvent {
         let after_cr = std::mem::replace(&mut self.after_cr, false);
         match self.esc {
-            Esc::Ground => {}
-            Esc::Esc => return self.after_esc(b),
-            Esc::Csi => return self.in_csi(b),
-            Esc::Ss3 => {
-                self.esc = Esc::Ground;
+            Escape::Ground => {}
+            Escape::Started => return self.after_esc(b),
+            Escape::Csi => return self.in_csi(b),
+            Escape::Ss3 => {
+                self.esc = Escape::Ground;
                 return self.key_ss3(b);
             }
-            Esc::Str => {
+            Escape::Str => {
                 match b {
-                    0x07 => self.esc = Esc::Ground,
-                    0x1b => self.esc = Esc::StrEsc,
+                    0x07 => self.esc = Escape::Ground,
+                    0x1b => self.esc = Escape::StrEnd,
                     _ => {}
                 }
                 return KeyEvent::None;
             }
-            Esc::StrEsc => {
-                self.esc = if b == b'\\' { Esc::Ground } else { Esc::Str };
+            Escape::StrEnd => {
+                self.esc = if b == b'\\' {
+                    Escape::Ground
+                } else {
+                    Escape::Str
+                };
                 return KeyEvent::None;
             }
         }
@@ -241,12 +240,22 @@ impl Keys {
             self.insert(char::REPLACEMENT_CHARACTER);
         }
         match b {
+            // Inside a bracketed paste readline (8.1+) inserts newlines into
+            // the line instead of accepting it: the whole paste runs at the
+            // next real Enter, as one buffer.
+            b'\r' | b'\n' if self.pasting => {
+                if !(b == b'\n' && after_cr) {
+                    self.insert_newline();
+                }
+                self.after_cr = b == b'\r';
+                KeyEvent::None
+            }
             b'\r' => self.enter(),
             // \r\n from a paste or a terminal that sends both is one Enter.
             b'\n' if after_cr => KeyEvent::None,
             b'\n' => self.enter(),
             0x1b => {
-                self.esc = Esc::Esc;
+                self.esc = Escape::Started;
                 self.nparams = 0;
                 KeyEvent::None
             }
@@ -295,9 +304,7 @@ impl Keys {
             0x15 => {
                 // Ctrl-U: unix-line-discard, kills from the cursor to the start.
                 self.edit();
-                for _ in 0..self.cursor {
-                    self.remove(0);
-                }
+                self.remove_range(0, self.cursor);
                 self.cursor = 0;
                 KeyEvent::None
             }
@@ -311,19 +318,14 @@ impl Keys {
                 while start > 0 && !self.chars[start - 1].is_whitespace() {
                     start -= 1;
                 }
-                for _ in start..self.cursor {
-                    self.remove(start);
-                }
+                self.remove_range(start, self.cursor);
                 self.cursor = start;
                 KeyEvent::None
             }
             0x0b => {
                 // Ctrl-K: kill to end of line.
                 self.edit();
-                while self.chars.len() > self.cursor {
-                    let c = self.chars.pop().unwrap_or(' ');
-                    self.bytes -= c.len_utf8();
-                }
+                self.remove_range(self.cursor, self.chars.len());
                 KeyEvent::None
             }
             0x01 => {
@@ -349,6 +351,11 @@ impl Keys {
                 self.delete_forward();
                 KeyEvent::None
             }
+            0x0f => {
+                // Ctrl-O (operate-and-get-next) accepts the line like Enter.
+                self.unreliable = true;
+                self.enter()
+            }
             0x12 | 0x13 => {
                 // Ctrl-R / Ctrl-S: incremental search; the line becomes what
                 // the search finds, which only the screen shows.
@@ -370,15 +377,15 @@ impl Keys {
         self.fresh = false;
         match b {
             b'[' => {
-                self.esc = Esc::Csi;
+                self.esc = Escape::Csi;
                 KeyEvent::None
             }
             b'O' => {
-                self.esc = Esc::Ss3;
+                self.esc = Escape::Ss3;
                 KeyEvent::None
             }
             b']' | b'P' | b'_' | b'^' | b'X' => {
-                self.esc = Esc::Str;
+                self.esc = Escape::Str;
                 KeyEvent::None
             }
             0x1b => {
@@ -389,7 +396,7 @@ impl Keys {
             _ => {
                 // Meta-key (Alt-b, Alt-., Alt-d…): readline commands we do
                 // not model.
-                self.esc = Esc::Ground;
+                self.esc = Escape::Ground;
                 self.unreliable = true;
                 KeyEvent::None
             }
@@ -398,7 +405,7 @@ impl Keys {
 
     fn in_csi(&mut self, b: u8) -> KeyEvent {
         match b {
-            0x30..=0x3f | 0x20..=0x2f => {
+            0x20..=0x3f => {
                 if self.nparams < MAX_ESC_PARAMS {
                     self.params[self.nparams] = b;
                     self.nparams += 1;
@@ -406,19 +413,19 @@ impl Keys {
                 KeyEvent::None
             }
             0x40..=0x7e => {
-                self.esc = Esc::Ground;
+                self.esc = Escape::Ground;
                 self.key_csi(b);
                 KeyEvent::None
             }
             0x1b => {
                 // A broken sequence: start over.
-                self.esc = Esc::Esc;
+                self.esc = Escape::Started;
                 self.nparams = 0;
                 KeyEvent::None
             }
             0x18 | 0x1a => {
                 // CAN / SUB abort a sequence (ECMA-48).
-                self.esc = Esc::Ground;
+                self.esc = Escape::Ground;
                 KeyEvent::None
             }
             _ => KeyEvent::None,
@@ -461,6 +468,8 @@ impl Keys {
         match b {
             b'D' => self.left(),
             b'C' => self.right(),
+            // Keypad Enter in application keypad mode.
+            b'M' => return self.enter(),
             b'H' => {
                 self.edit();
                 self.cursor = 0;
@@ -505,9 +514,26 @@ impl Keys {
         }
     }
 
+    fn remove_range(&mut self, start: usize, end: usize) {
+        let gone: usize = self.chars.drain(start..end).map(char::len_utf8).sum();
+        self.bytes -= gone;
+    }
+
     fn remove(&mut self, i: usize) {
         let c = self.chars.remove(i);
         self.bytes -= c.len_utf8();
+    }
+
+    fn insert_newline(&mut self) {
+        if self.bytes < MAX_COMMAND_BYTES {
+            self.chars.insert(self.cursor, '\n');
+            self.cursor += 1;
+            self.bytes += 1;
+        } else {
+            self.truncated = true;
+        }
+        // The echo check compares the first line only; the tail is moot.
+        self.tail_len = 0;
     }
 
     fn insert(&mut self, c: char) {
@@ -593,6 +619,13 @@ mod tests {
     }
 
     #[test]
+    fn other_enters() {
+        assert_eq!(one(b"ls\x1bOM").text, "ls");
+        let l = one(b"ls\x0f");
+        assert!(l.unreliable);
+    }
+
+    #[test]
     fn delete_key() {
         assert_eq!(one(b"lxs\x1b[D\x1b[D\x1b[3~\r").text, "ls");
     }
@@ -643,10 +676,10 @@ mod tests {
     #[test]
     fn bracketed_paste_lines() {
         let mut k = Keys::new();
-        let v = lines(&mut k, b"\x1b[200~echo a\necho b\x1b[D\n\x1b[201~x\r");
+        let v = lines(&mut k, b"\x1b[200~echo a\r\necho b\x1b[D\n\x1b[201~x\r");
         let t: Vec<_> = v.iter().map(|l| l.text.as_str()).collect();
-        assert_eq!(t, ["echo a", "echo b", "x"]);
-        assert!(!v[1].edited);
+        assert_eq!(t, ["echo a\necho b\nx"]);
+        assert!(!v[0].edited);
     }
 
     #[test]

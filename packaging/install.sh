@@ -52,7 +52,7 @@ if $root; then
 else
 	own() { :; }
 	echo "install: not root: no gatehouse account, owners or setuid bit; as root run:" >&2
-	echo "  chown gatehouse:gatehouse $bin && chmod 4755 $bin" >&2
+	echo "  chown gatehouse:gatehouse $bin && chmod 6755 $bin" >&2
 fi
 
 install -d -m 0755 "$(dirname "$bin")" "$(dirname "$snippet")" "$(dirname "$rotate")" \
@@ -60,7 +60,7 @@ install -d -m 0755 "$(dirname "$bin")" "$(dirname "$snippet")" "$(dirname "$rota
 # chown before chmod: chown clears the setuid bit.
 install -m 0755 "$BIN_SRC" "$bin"
 own gatehouse:gatehouse "$bin"
-$root && chmod 4755 "$bin"
+$root && chmod 6755 "$bin"
 
 sed "s#ForceCommand /usr/bin/gatehouse#ForceCommand $PREFIX/bin/gatehouse#" \
 	"$here/sshd_config.d/gatehouse.conf" >"$snippet.tmp"

@@ -81,7 +81,10 @@ fn privileged_build() -> PathBuf {
         .env("GATEHOUSE_SYSTEM_CONFIG", SYS_CONFIG)
         .status()
         .expect("run cargo build");
-    assert!(status.success(), "cargo build of the privileged copy failed");
+    assert!(
+        status.success(),
+        "cargo build of the privileged copy failed"
+    );
     target.join("debug/gatehouse")
 }
 
@@ -320,7 +323,10 @@ fn setup() -> Env {
     // case (to show that even accepted variables change nothing), then the
     // shipped snippet for our group and binary.
     let snippet = SNIPPET
-        .replace("Match Group gatehouse-users", &format!("Match Group {group}"))
+        .replace(
+            "Match Group gatehouse-users",
+            &format!("Match Group {group}"),
+        )
         .replace(
             "ForceCommand /usr/bin/gatehouse",
             &format!("ForceCommand {}", bin.display()),
@@ -384,7 +390,10 @@ fn foreign_processes(uid: u32) -> Vec<String> {
 
 fn assert_no_foreign(env: &Env, op: &str) {
     let f = foreign_processes(env.uid(op));
-    assert!(f.is_empty(), "operator {op} has processes on the bastion: {f:?}");
+    assert!(
+        f.is_empty(),
+        "operator {op} has processes on the bastion: {f:?}"
+    );
 }
 
 fn gatehouse_pids(uid: u32) -> Vec<i32> {
@@ -558,7 +567,10 @@ fn normal_login_is_audited_by_the_setuid_process(env: &Env) {
     );
     assert_eq!(recs[2]["command"], "echo privsep-$((6*7))");
     assert!(recs.iter().all(|r| r["user"] == op));
-    assert!(recs[0]["client"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(recs[0]["client"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:"));
 }
 
 // ---------------------------------------------------------------------------
@@ -574,7 +586,10 @@ fn shell_and_command_requests_are_refused(env: &Env) {
         assert_eq!(code, 1, "{req}: {out}");
         assert!(out.contains("gatehouse:"), "{req}: one clear line: {out}");
         assert!(!out.contains("uid="), "{req} ran: {out}");
-        assert!(env.denied(op).iter().any(|d| d == req), "{req}: no denied record");
+        assert!(
+            env.denied(op).iter().any(|d| d == req),
+            "{req}: no denied record"
+        );
     }
     assert!(!marker.exists(), "a command ran on the bastion");
     assert_no_foreign(env, op);
@@ -584,10 +599,7 @@ fn sftp_subsystem_is_refused(env: &Env) {
     let op = env.op(0);
     let (code, out) = run(env.ssh(op, &["-s", "sftp"]), T);
     assert_ne!(code, 0, "{out}");
-    assert!(env
-        .denied(op)
-        .iter()
-        .any(|d| d.contains("sftp-server")));
+    assert!(env.denied(op).iter().any(|d| d.contains("sftp-server")));
     // The real sftp client cannot fetch a file either.
     let batch = env.scratch("sftp.batch");
     let got = env.scratch("sftp-got");
@@ -815,11 +827,17 @@ fn send_env_changes_nothing(env: &Env) {
     p.expect(MENU).unwrap();
     p.expect("slow01").unwrap();
     p.pump(Duration::from_millis(300));
-    assert!(!p.output().contains("evil01"), "GATEHOUSE_CONFIG was honoured");
+    assert!(
+        !p.output().contains("evil01"),
+        "GATEHOUSE_CONFIG was honoured"
+    );
     leave_menu(&mut p);
     assert!(!marker.exists(), "LD_PRELOAD ran inside gatehouse");
     // The direct request for the planted host is refused as well.
-    let (code, out) = run(env.ssh(op, &["-o", "SendEnv=GATEHOUSE_CONFIG", "evil01"]), T);
+    let (code, out) = run(
+        env.ssh(op, &["-o", "SendEnv=GATEHOUSE_CONFIG", "evil01"]),
+        T,
+    );
     assert_eq!(code, 1, "{out}");
 }
 
@@ -989,7 +1007,10 @@ fn a_shell_reads_no_secret_and_changes_no_log(env: &Env) {
     let bin = env.bin.display();
     let (code, out) = env.as_op(a, &format!("{bin} check"));
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("admin commands are for administrators"), "{out}");
+    assert!(
+        out.contains("admin commands are for administrators"),
+        "{out}"
+    );
     let (code, out) = env.as_op(a, &format!("{bin} check --config {SYS_CONFIG}"));
     assert_ne!(code, 0, "{out}");
     let (code, out) = env.as_op(a, &format!("{bin} --help"));
@@ -997,7 +1018,9 @@ fn a_shell_reads_no_secret_and_changes_no_log(env: &Env) {
     let evil = env.scratch("evil.toml").display().to_string();
     let (code, out) = env.as_op(
         a,
-        &format!("GATEHOUSE_CONFIG={evil} HOME=/tmp XDG_CONFIG_HOME=/tmp {bin} -c evil01 </dev/null"),
+        &format!(
+            "GATEHOUSE_CONFIG={evil} HOME=/tmp XDG_CONFIG_HOME=/tmp {bin} -c evil01 </dev/null"
+        ),
     );
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("no such host"), "{out}");
@@ -1073,7 +1096,10 @@ fn privilege_separation_end_to_end() {
             scp_to_and_from_the_bastion_is_refused,
         ),
         ("rsync_over_ssh_is_refused", rsync_over_ssh_is_refused),
-        ("local_forward_opens_no_tunnel", local_forward_opens_no_tunnel),
+        (
+            "local_forward_opens_no_tunnel",
+            local_forward_opens_no_tunnel,
+        ),
         ("remote_forward_is_refused", remote_forward_is_refused),
         (
             "dynamic_forward_opens_no_tunnel",

@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: all build deps test lint demo bench clean
+.PHONY: all build deps test lint demo bench clean install uninstall deb
 
 all: build
 
@@ -34,3 +34,18 @@ bench:
 clean:
 	$(CARGO) clean
 	rm -rf .demo
+
+# Source install with the package's layout (packaging/install.sh):
+#   make install [DESTDIR=/staging] [PREFIX=/usr/local]
+# As root it creates the gatehouse account and makes the binary setuid to it.
+PREFIX ?= /usr/local
+DESTDIR ?=
+install: build
+	DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" bash packaging/install.sh install
+
+uninstall:
+	DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" bash packaging/install.sh uninstall
+
+# Debian package (cargo install cargo-deb --locked); lands in target/debian/.
+deb:
+	$(CARGO) deb

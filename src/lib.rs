@@ -11,6 +11,7 @@ pub mod invocation;
 pub mod login;
 pub mod menu;
 pub mod policy;
+pub mod privilege;
 pub mod recording;
 pub mod relay;
 pub mod report;
@@ -32,11 +33,27 @@ pub fn run() -> i32 {
             "\r\ngatehouse: internal error; the session was closed. Please tell your administrator.\r",
         );
     }));
+    // Setuid: take the environment, umask and limits away from the
+    // operator before anything reads them (privilege.rs).
+    if let Err(e) = privilege::enter() {
+        report::admin(true, &e);
+        report::unavailable("internal error");
+        return 1;
+    }
     let argv: Vec<OsString> = std::env::args_os().collect();
     let original = std::env::var("SSH_ORIGINAL_COMMAND").ok();
     let result = std::panic::catch_unwind(|| match invocation::parse(&argv, original.as_deref()) {
         Ok(invocation::Invocation::Login { request }) => login::login(&request),
-        Ok(invocation::Invocation::Admin(cmd)) => admin::run(cmd),
+        Ok(invocation::Invocation::Admin(cmd)) => {
+            let harmless = matches!(cmd, invocation::Admin::Help | invocation::Admin::Version);
+            match privilege::admin_allowed() {
+                Err(e) if !harmless => {
+                    eprintln!("gatehouse: {e}");
+                    1
+                }
+                _ => admin::run(cmd),
+            }
+        }
         Err(e) => {
             eprintln!("gatehouse: {e}");
             2

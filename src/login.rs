@@ -79,6 +79,12 @@ pub fn login(request: &str) -> i32 {
             return 1;
         }
     };
+    // Refuse a config that anyone but root or us could change (doas-style).
+    if let Err(e) = crate::privilege::check_files(&config, privileged) {
+        report::admin(privileged, &e.to_string());
+        report::unavailable("unsafe file permissions");
+        return 1;
+    }
     let login_id = uuid::Uuid::now_v7().to_string();
     let client = identity::client_from(env_var(privileged, "SSH_CONNECTION").as_deref());
     let mut audit =

@@ -1547,3 +1547,17 @@ impl Drop for Pty {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Appended for tests/privsep.rs
+// ---------------------------------------------------------------------------
+
+impl Bastion {
+    /// A bastion whose config is the common part plus exactly `extra` (for
+    /// the shipped `packaging/sshd_config.d/gatehouse.conf`, whose `Match`
+    /// block must come last).
+    pub fn start_raw(extra: &str) -> Bastion {
+        let extra = extra.to_string();
+        Bastion(Sshd::start(move |_| extra.clone()))
+    }
+}

@@ -1,0 +1,357 @@
+//! Privilege separation: what changes when Gatehouse runs setuid to the
+//! dedicated `gatehouse` account (real uid ≠ effective uid).
+//!
+//! Installed, the binary is `gatehouse:gatehouse 4755`. The operator is the
+//! real uid; the effective uid is the only account that can read the target
+//! credentials and write the audit trail. So the moment we start we are a
+//! setuid program run by an untrusted user who controls our environment,
+//! our umask, our resource limits and our file descriptors. `enter` takes
+//! that control away before anything else runs; `check_files` refuses a
+//! config whose trust chain someone other than root or us could change (as
+//! OpenBSD doas refuses a writable doas.conf). docs/threat-model.md lists
+//! each threat and the test that proves the mitigation.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use nix::sys::stat::Mode;
+use nix::unistd::{geteuid, getuid};
+
+use crate::config::Config;
+
+/// Real and effective ids differ: we run setuid/setgid for an operator.
+pub fn privileged() -> bool {
+    use nix::unistd::{getegid, getgid};
+    getuid() != geteuid() || getgid() != getegid()
+}
+
+/// Environment variables a privileged Gatehouse keeps; every other one is
+/// removed before any library can read it (`LD_*` is already dropped by
+/// ld.so in secure mode, but `OPENSSL_*`, `SSL_CERT_*`, `GATEHOUSE_CONFIG`,
+/// `HOME`, `XDG_*`, `TZ`, `RUST_*`, locale and whatever the operator sent
+/// with `SendEnv` go too). The kept ones are checked by `keep_value`.
+const KEPT_ENV: &[&str] = &[
+    "TERM",
+    "SSH_CONNECTION",
+    "SSH_CLIENT",
+    "SSH_TTY",
+    "SSH_ORIGINAL_COMMAND",
+];
+
+/// The `PATH` of a privileged Gatehouse. It executes nothing; this is only
+/// so that no library finds an operator-chosen directory first.
+const SAFE_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What a privileged process does before anything else, called first thing
+/// in `run`, while the process is still single-threaded. Unprivileged, it
+/// does nothing (the person running us is their own admin).
+pub fn enter() -> Result<(), String> {
+    if !privileged() {
+        return Ok(());
+    }
+    // Not dumpable, no core: credentials pass through our memory, and a
+    // non-dumpable process's /proc/PID files belong to root, so the operator
+    // cannot ptrace us or read our memory or environment.
+    crate::sys::harden_process().map_err(|e| format!("cannot harden the process: {e}"))?;
+    // The operator's umask would decide the mode of the audit files we
+    // create (a umask of 0277 would make their own log unwritable to us, a
+    // umask of 0077 unreadable to the admins' group).
+    nix::sys::stat::umask(Mode::from_bits_truncate(0o027));
+    raise_file_size_limit()?;
+    scrub_environment();
+    Ok(())
+}
+
+/// A file-size limit set by the operator would cut an audit record in the
+/// middle (a partial `write`, then SIGXFSZ). Raise the soft limit to the
+/// hard one, and refuse to run when the hard limit is finite.
+fn raise_file_size_limit() -> Result<(), String> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
+    let (_, hard) = getrlimit(Resource::RLIMIT_FSIZE)
+        .map_err(|e| format!("cannot read the file size limit: {e}"))?;
+    if hard != RLIM_INFINITY {
+        return Err(format!(
+            "the file size limit is {hard} bytes; audit records could be cut short"
+        ));
+    }
+    setrlimit(Resource::RLIMIT_FSIZE, RLIM_INFINITY, RLIM_INFINITY)
+        .map_err(|e| format!("cannot lift the file size limit: {e}"))
+}
+
+fn scrub_environment() {
+    let names: Vec<std::ffi::OsString> = std::env::vars_os().map(|(k, _)| k).collect();
+    for name in names {
+        let keep = name
+            .to_str()
+            .filter(|n| KEPT_ENV.contains(n))
+            .and_then(|n| std::env::var(n).ok().map(|v| keep_value(n, &v)))
+            .unwrap_or(false);
+        if !keep {
+            std::env::remove_var(&name);
+        }
+    }
+    std::env::set_var("PATH", SAFE_PATH);
+}
+
+/// Whether a kept variable's value is plausible; an implausible one is
+/// dropped (the code reading it then falls back to a safe default).
+/// `TERM` must be what `tty::term_name` accepts as it is; the sshd-set ones
+/// are bounded (sshd sets them, but `SendEnv` through a lax `AcceptEnv *`
+/// could override them).
+pub fn keep_value(name: &str, value: &str) -> bool {
+    match name {
+        "TERM" => crate::tty::term_name(Some(value)) == value,
+        "SSH_ORIGINAL_COMMAND" => value.len() <= 64 * 1024,
+        _ => value.len() <= 256 && !value.chars().any(char::is_control),
+    }
+}
+
+/// Admin subcommands read every log and the whole config. Through the
+/// setuid binary, only root may run them; an operator who somehow has a
+/// shell must not read other operators' logs with our privileges.
+pub fn admin_allowed() -> Result<(), String> {
+    if privileged() && !getuid().is_root() {
+        return Err(
+            "admin commands are for administrators: run them as root (or as the gatehouse account)"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// A file or directory the config depends on that someone else could change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Insecure {
+    pub path: PathBuf,
+    pub why: String,
+}
+
+impl fmt::Display for Insecure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {}; refusing to start (files Gatehouse trusts must be owned by root or uid {} \
+             and not writable by group or others; secrets not readable by others)",
+            self.path.display(),
+            self.why,
+            geteuid()
+        )
+    }
+}
+
+impl std::error::Error for Insecure {}
+
+/// The ownership and mode bits we judge (one `stat`), as plain data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+    pub is_dir: bool,
+}
+
+impl Meta {
+    fn of(m: &std::fs::Metadata) -> Meta {
+        Meta {
+            uid: m.uid(),
+            gid: m.gid(),
+            mode: m.mode(),
+            is_dir: m.is_dir(),
+        }
+    }
+}
+
+/// How a path is used, which decides what is allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A directory on the way to a trusted file. A sticky world-writable
+    /// directory (`/tmp`) is allowed here: nobody else can replace an entry
+    /// in it that they do not own, and the next component is checked too.
+    Ancestor,
+    /// The directory that holds a trusted file: nobody else may add,
+    /// rename or remove entries, sticky or not.
+    Parent,
+    /// A trusted file (config, known_hosts) or the log directory.
+    Trusted,
+    /// A credential (key, password file): also not readable by others.
+    Secret,
+}
+
+/// The pure verdict on one path: `Err(why)` when someone other than root
+/// or `trusted_uid` could change it. Group write is allowed only for group
+/// 0 (root's own group); never for any other group, because the setuid
+/// binary's effective gid is the operator's own.
+pub fn verdict(m: Meta, kind: Kind, trusted_uid: u32) -> Result<(), String> {
+    if m.uid != 0 && m.uid != trusted_uid {
+        return Err(format!("owned by uid {}", m.uid));
+    }
+    let sticky_dir = m.is_dir && m.mode & 0o1000 != 0;
+    let exempt = kind == Kind::Ancestor && sticky_dir;
+    if m.mode & 0o002 != 0 && !exempt {
+        return Err("writable by others".into());
+    }
+    if m.mode & 0o020 != 0 && m.gid != 0 && !exempt {
+        return Err(format!("writable by group {}", m.gid));
+    }
+    if kind == Kind::Secret && !m.is_dir && m.mode & 0o004 != 0 {
+        return Err("a secret readable by others".into());
+    }
+    Ok(())
+}
+
+/// Checks `path` and every directory above it. A missing final component is
+/// allowed (a log directory Gatehouse will create, an `accept-new`
+/// known_hosts), but then its parent must be safe as a `Parent`.
+pub fn check_path(path: &Path, kind: Kind, trusted_uid: u32) -> Result<(), Insecure> {
+    let err = |p: &Path, why: String| Insecure {
+        path: p.to_path_buf(),
+        why,
+    };
+    // Symlinks are resolved first so that the directories actually used are
+    // the ones judged.
+    let (target, leaf_exists) = match std::fs::canonicalize(path) {
+        Ok(p) => (p, true),
+        Err(_) => {
+            let parent = path.parent().unwrap_or(Path::new("/"));
+            let parent = std::fs::canonicalize(parent)
+                .map_err(|e| err(parent, format!("cannot resolve: {e}")))?;
+            (parent, false)
+        }
+    };
+    let chain: Vec<&Path> = target.ancestors().collect();
+    for (i, p) in chain.iter().enumerate() {
+        let meta = std::fs::metadata(p).map_err(|e| err(p, format!("cannot stat: {e}")))?;
+        let k = match (i, leaf_exists) {
+            (0, true) => kind,
+            (0, false) | (1, true) => Kind::Parent,
+            _ => Kind::Ancestor,
+        };
+        verdict(Meta::of(&meta), k, trusted_uid).map_err(|why| err(p, why))?;
+    }
+    Ok(())
+}
+
+/// Every path the config trusts: the config itself, known_hosts, each
+/// host's key and password file, and the log directory.
+pub fn trusted_paths(config: &Config) -> Vec<(PathBuf, Kind)> {
+    let mut v = vec![
+        (config.path.clone(), Kind::Trusted),
+        (config.settings.known_hosts.clone(), Kind::Trusted),
+        (config.settings.log_dir.clone(), Kind::Trusted),
+    ];
+    for h in &config.hosts {
+        for p in h.key.iter().chain(h.password_file.iter()) {
+            if !v.iter().any(|(q, _)| q == p) {
+                v.push((p.clone(), Kind::Secret));
+            }
+        }
+    }
+    v
+}
+
+/// Privileged: `Err` on the first path someone else could change (the
+/// caller refuses to start). Unprivileged: the same findings go to syslog
+/// as warnings, and the login goes on (the user is their own admin).
+pub fn check_files(config: &Config, privileged: bool) -> Result<(), Insecure> {
+    let euid = geteuid().as_raw();
+    for (path, kind) in trusted_paths(config) {
+        if let Err(e) = check_path(&path, kind, euid) {
+            if privileged {
+                return Err(e);
+            }
+            crate::report::syslog(&format!("warning: {e}"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GH: u32 = 998;
+
+    fn m(uid: u32, gid: u32, mode: u32, is_dir: bool) -> Meta {
+        Meta {
+            uid,
+            gid,
+            mode,
+            is_dir,
+        }
+    }
+
+    #[test]
+    fn owners() {
+        assert!(verdict(m(0, 0, 0o640, false), Kind::Trusted, GH).is_ok());
+        assert!(verdict(m(GH, GH, 0o600, false), Kind::Secret, GH).is_ok());
+        assert_eq!(
+            verdict(m(1000, 0, 0o600, false), Kind::Trusted, GH),
+            Err("owned by uid 1000".into())
+        );
+    }
+
+    #[test]
+    fn write_bits() {
+        assert_eq!(
+            verdict(m(0, 0, 0o646, false), Kind::Trusted, GH),
+            Err("writable by others".into())
+        );
+        assert_eq!(
+            verdict(m(0, 1000, 0o660, false), Kind::Trusted, GH),
+            Err("writable by group 1000".into())
+        );
+        // Root's own group may write (only root-equivalent admins are in it).
+        assert!(verdict(m(0, 0, 0o660, false), Kind::Trusted, GH).is_ok());
+        // The packaged log dir: 2750 gatehouse:adm.
+        assert!(verdict(m(GH, 4, 0o42750, true), Kind::Trusted, GH).is_ok());
+    }
+
+    #[test]
+    fn sticky_only_above_the_parent() {
+        let tmp = m(0, 0, 0o41777, true);
+        assert!(verdict(tmp, Kind::Ancestor, GH).is_ok());
+        assert!(verdict(tmp, Kind::Parent, GH).is_err());
+        assert!(verdict(m(0, 0, 0o40777, true), Kind::Ancestor, GH).is_err());
+    }
+
+    #[test]
+    fn secrets_not_world_readable() {
+        assert_eq!(
+            verdict(m(GH, GH, 0o604, false), Kind::Secret, GH),
+            Err("a secret readable by others".into())
+        );
+        assert!(verdict(m(GH, GH, 0o640, false), Kind::Secret, GH).is_ok());
+        // A readable config is fine: it holds no secrets itself.
+        assert!(verdict(m(0, 0, 0o644, false), Kind::Trusted, GH).is_ok());
+    }
+
+    #[test]
+    fn env_values() {
+        assert!(keep_value("TERM", "xterm-256color"));
+        assert!(!keep_value("TERM", "\x1b]0;pwn\x07"));
+        assert!(!keep_value("TERM", &"x".repeat(10_000)));
+        assert!(keep_value("SSH_CONNECTION", "10.0.0.1 5000 10.0.0.2 22"));
+        assert!(!keep_value("SSH_CONNECTION", "a\nb"));
+        assert!(!keep_value("SSH_TTY", &"x".repeat(300)));
+    }
+
+    #[test]
+    fn real_paths() {
+        let euid = geteuid().as_raw();
+        assert!(check_path(Path::new("/usr/bin/env"), Kind::Trusted, euid).is_ok());
+        // A missing file in a root-owned directory: judged by its parent.
+        assert!(check_path(Path::new("/usr/bin/no-such-file"), Kind::Trusted, euid).is_ok());
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let e = check_path(&f, Kind::Trusted, euid).unwrap_err();
+        assert_eq!(e.why, "writable by others");
+        // Directly in /tmp (sticky, world-writable) is refused: anyone can
+        // create a missing file there.
+        assert!(check_path(Path::new("/tmp/gh-no-such"), Kind::Trusted, euid).is_err());
+    }
+}

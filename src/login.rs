@@ -17,10 +17,7 @@ use crate::sys::SignalPipe;
 use crate::tty;
 
 /// Real and effective ids differ: we run setuid/setgid for an operator.
-pub fn privileged() -> bool {
-    use nix::unistd::{getegid, geteuid, getgid, getuid};
-    getuid() != geteuid() || getgid() != getegid()
-}
+pub use crate::privilege::privileged;
 
 /// Where the config is. Privileged: the built-in path only. Otherwise the
 /// person running us is the admin of their own Gatehouse.

@@ -58,10 +58,27 @@ impl S {
         self.p.send(b).unwrap();
     }
 
-    /// Type `text` and wait for its echo.
+    /// Type `text` and wait for its echo: the logical line the cursor is on
+    /// (soft-wrapped rows joined) ends with it.
     fn typed(&mut self, text: &str) {
         self.send(text);
-        self.p.expect(text).unwrap();
+        let deadline = Instant::now() + T;
+        loop {
+            let got = cursor_logical_line(&self.p);
+            if got.ends_with(text) {
+                // Consume what was read so far: later `expect`s look only at
+                // output that follows this echo.
+                self.p.expect(Regex::new(r"(?s)\A.*").unwrap()).unwrap();
+                return;
+            }
+            if Instant::now() >= deadline || self.p.is_eof() {
+                panic!(
+                    "never saw the echo of {text:?}; cursor line {got:?}; screen:\n{}",
+                    self.p.screen_text()
+                );
+            }
+            self.p.pump(Duration::from_millis(20));
+        }
     }
 
     /// Type a whole command, wait for its echo, press Enter, wait for the
@@ -184,6 +201,23 @@ fn cursor_row(p: &Pty) -> String {
         .to_string()
 }
 
+/// The cursor's row and the rows it continues by soft wrap, joined.
+fn cursor_logical_line(p: &Pty) -> String {
+    let s = p.screen();
+    let (row, _) = s.cursor_position();
+    let (_, cols) = s.size();
+    let rows: Vec<String> = s.rows(0, cols.into()).collect();
+    let mut start = row as usize;
+    while start > 0 && s.row_wrapped(start as u16 - 1) {
+        start -= 1;
+    }
+    let mut line = String::new();
+    for r in &rows[start..=(row as usize).min(rows.len() - 1)] {
+        line.push_str(r);
+    }
+    line.trim_end().to_string()
+}
+
 fn commands(gh: &Gh) -> Vec<String> {
     let recs = gh.records("command");
     for (i, r) in recs.iter().enumerate() {
@@ -197,6 +231,12 @@ fn commands(gh: &Gh) -> Vec<String> {
 
 fn command_records(gh: &Gh) -> Vec<Value> {
     gh.records("command")
+}
+
+/// A prompt printed at the start of a line (not the echo of the command
+/// that asks for it, which contains the same words).
+fn at_line_start(prompt: &str) -> Regex {
+    Regex::new(&format!("(?m)^{}", regex::escape(prompt))).unwrap()
 }
 
 /// A distinctive secret, different in every run.
@@ -504,7 +544,7 @@ fn case_secret_read_s_typed_key_by_key() {
     want_file(&s.t, &secret);
     s.typed("read -s -p 'Password: ' x");
     s.send(keys::ENTER);
-    s.p.expect("Password: ").unwrap();
+    s.p.expect(at_line_start("Password: ")).unwrap();
     s.type_slowly(&secret);
     s.send(keys::ENTER);
     s.p.expect(PROMPT).unwrap();
@@ -521,7 +561,7 @@ fn case_secret_read_s_pasted_with_its_enter() {
     want_file(&s.t, &secret);
     s.typed("read -s -p 'Password: ' x");
     s.send(keys::ENTER);
-    s.p.expect("Password: ").unwrap();
+    s.p.expect(at_line_start("Password: ")).unwrap();
     s.send(format!("{secret}\r"));
     s.p.expect(PROMPT).unwrap();
     s.run(CHECK_X, Some("matched-42"));
@@ -538,7 +578,7 @@ fn case_secret_stty_echo_off_prompt() {
     let ask = "stty -echo; printf 'Token: '; read x; stty echo; echo";
     s.typed(ask);
     s.send(keys::ENTER);
-    s.p.expect("Token: ").unwrap();
+    s.p.expect(at_line_start("Token: ")).unwrap();
     s.type_slowly(&secret);
     s.send(keys::ENTER);
     s.p.expect(PROMPT).unwrap();
@@ -556,10 +596,11 @@ fn case_secret_ssh_keygen_passphrase() {
     let gen = "ssh-keygen -q -t ed25519 -C e2e -f ~/k";
     s.typed(gen);
     s.send(keys::ENTER);
-    s.p.expect("Enter passphrase").unwrap();
+    s.p.expect(at_line_start("Enter passphrase")).unwrap();
     s.type_slowly(&secret);
     s.send(keys::ENTER);
-    s.p.expect("Enter same passphrase again: ").unwrap();
+    s.p.expect(at_line_start("Enter same passphrase again: "))
+        .unwrap();
     // The second time pasted with its Enter.
     s.send(format!("{secret}\r"));
     s.p.expect(PROMPT).unwrap();
@@ -633,12 +674,12 @@ fn case_secret_sudo_password_and_passwd() {
     // The target shell is root's; `su` to the user (no password from root)
     // and have sudo ask for the user's password on the terminal.
     let sudo = format!(
-        "su -s /bin/sh {} -c 'sudo -k; sudo -p SudoPw: true && echo sudo-ok-$((6*7))'",
+        "su --pty -s /bin/sh {} -c 'sudo -k; sudo -p SudoPw: true && echo sudo-ok-$((6*7))'",
         user.name
     );
     s.typed(&sudo);
     s.send(keys::ENTER);
-    s.p.expect("SudoPw:").unwrap();
+    s.p.expect(at_line_start("SudoPw:")).unwrap();
     s.type_slowly(&secret);
     s.send(keys::ENTER);
     s.expect_line("sudo-ok-42");
@@ -648,10 +689,10 @@ fn case_secret_sudo_password_and_passwd() {
     let pw = format!("passwd {}", user.name);
     s.typed(&pw);
     s.send(keys::ENTER);
-    s.p.expect("New password: ").unwrap();
+    s.p.expect(at_line_start("New password: ")).unwrap();
     s.type_slowly(&new);
     s.send(keys::ENTER);
-    s.p.expect("new password: ").unwrap();
+    s.p.expect(at_line_start("Retype new password: ")).unwrap();
     s.send(format!("{new}\r"));
     s.p.expect("updated successfully").unwrap();
     s.p.expect(PROMPT).unwrap();
@@ -713,13 +754,14 @@ fn case_top_keys_are_not_commands() {
     let Some(mut s) = S::start() else { return };
     s.typed("top");
     s.send(keys::ENTER);
-    s.alternate(true);
+    // procps-ng top does not switch to the alternate screen: it paints the
+    // main screen with echo off. Its keys must still never be a command,
+    // nor leak into the next line.
     s.screen_until("top's header", |scr| scr.contains("load average"));
     // Keys top understands (sort by memory, toggle idle), then quit.
     s.send("M");
-    s.send("i");
+    s.screen_until("sorted by memory", |scr| scr.contains("%MEM"));
     s.send("q");
-    s.alternate(false);
     s.p.expect(PROMPT).unwrap();
     s.run("echo after-top", Some("after-top"));
     let (cmds, _) = s.finish();

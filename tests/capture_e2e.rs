@@ -611,6 +611,28 @@ fn case_secret_ssh_keygen_passphrase() {
     assert_secret_nowhere(&done, &secret);
 }
 
+/// Keys read without echo and without Enter (a 4-character PIN) are
+/// followed directly by the next command's keys: that command is recorded
+/// exactly, the PIN nowhere. (Regression: the keys ran together and the
+/// command was dropped; corpus `secret_no_enter`.)
+#[test]
+fn case_secret_read_s_n_without_enter() {
+    let Some(mut s) = S::start() else { return };
+    let pin = format!("P{}", &secret()[7..12]);
+    assert_eq!(pin.len(), 6);
+    want_file(&s.t, &pin);
+    let ask = "read -s -n 6 -p 'PIN: ' x; echo";
+    s.typed(ask);
+    s.send(keys::ENTER);
+    s.p.expect(at_line_start("PIN: ")).unwrap();
+    s.type_slowly(&pin);
+    s.p.expect(PROMPT).unwrap();
+    s.run(CHECK_X, Some("matched-42"));
+    let (cmds, done) = s.finish();
+    assert_eq!(cmds, [ask, CHECK_X, "exit"]);
+    assert_secret_nowhere(&done, &pin);
+}
+
 /// A throwaway unix account with a password and sudo rights, removed on drop
 /// (root only; sudo must be installed).
 struct SudoUser {
@@ -756,11 +778,16 @@ fn case_top_keys_are_not_commands() {
     s.send(keys::ENTER);
     // procps-ng top does not switch to the alternate screen: it paints the
     // main screen with echo off. Its keys must still never be a command,
-    // nor leak into the next line.
+    // nor leak into the next line. (Regression: they ran together with the
+    // next command's keys and that command was dropped; corpus
+    // `top_main_screen`.)
     s.screen_until("top's header", |scr| scr.contains("load average"));
-    // Keys top understands (sort by memory, toggle idle), then quit.
-    s.send("M");
-    s.screen_until("sorted by memory", |scr| scr.contains("%MEM"));
+    // Keys top understands, one at a time (top takes keys read together
+    // for an escape sequence): help, back (`q` there), then quit.
+    s.send("h");
+    s.screen_until("top's help", |scr| scr.contains("Help for Interactive"));
+    s.send("q");
+    s.screen_until("the task list", |scr| scr.contains("PID USER"));
     s.send("q");
     s.p.expect(PROMPT).unwrap();
     s.run("echo after-top", Some("after-top"));

@@ -62,13 +62,14 @@ impl S {
     /// (soft-wrapped rows joined) ends with it.
     fn typed(&mut self, text: &str) {
         self.send(text);
+        let everything = Regex::new(r"(?s)\A.*").unwrap();
         let deadline = Instant::now() + T;
         loop {
             let got = cursor_logical_line(&self.p);
             if got.ends_with(text) {
                 // Consume what was read so far: later `expect`s look only at
                 // output that follows this echo.
-                self.p.expect(Regex::new(r"(?s)\A.*").unwrap()).unwrap();
+                self.p.expect(&everything).unwrap();
                 return;
             }
             if Instant::now() >= deadline || self.p.is_eof() {
@@ -401,7 +402,10 @@ fn case_tab_completion_of_a_path() {
     s.cursor_line(&format!("tgt$ cat {name}"));
     s.enter_expect(Some("path-complete-ok"));
     let (cmds, _) = s.finish();
-    assert_eq!(cmds, ["cd".to_string(), format!("cat {name}"), "exit".into()]);
+    assert_eq!(
+        cmds,
+        ["cd".to_string(), format!("cat {name}"), "exit".into()]
+    );
 }
 
 #[test]
@@ -457,7 +461,9 @@ fn long_word(n: usize, seed: char) -> String {
 
 #[test]
 fn case_line_longer_than_the_terminal_wraps() {
-    let Some(mut s) = S::sized(80, 24) else { return };
+    let Some(mut s) = S::sized(80, 24) else {
+        return;
+    };
     let word = long_word(195, 'a');
     let cmd = format!("echo {word}");
     assert_eq!(cmd.len(), 200);
@@ -753,7 +759,9 @@ fn case_less_keys_are_not_commands() {
     let Some(mut s) = S::start() else { return };
     let body: String = (1..=300).map(|i| format!("line {i}\n")).collect::<String>()
         + "the-pattern is here\n"
-        + &(301..=400).map(|i| format!("line {i}\n")).collect::<String>();
+        + &(301..=400)
+            .map(|i| format!("line {i}\n"))
+            .collect::<String>();
     std::fs::write(s.t.home().join("pager.txt"), body).unwrap();
     s.typed("less ~/pager.txt");
     s.send(keys::ENTER);
@@ -822,7 +830,9 @@ fn case_man_keys_are_not_commands() {
 
 #[test]
 fn case_resize_then_long_commands() {
-    let Some(mut s) = S::sized(80, 24) else { return };
+    let Some(mut s) = S::sized(80, 24) else {
+        return;
+    };
     s.run("echo before-resize", Some("before-resize"));
     s.p.resize(120, 30);
     s.run("stty size", Some("30 120"));

@@ -12,7 +12,9 @@
 //!   logical screen line starts with the prompt (or, for type-ahead, is
 //!   the typed text itself) decides it. Plain keys that match are the
 //!   command; edited, completed or recalled keys take the screen's text;
-//!   keys that were never echoed (passwords) are dropped;
+//!   keys that were never echoed (passwords) are dropped; plain keys whose
+//!   echo shows only their end at the prompt began in a program that read
+//!   them without echo or Enter (top, `read -s -n 4`): the screen's text;
 //! - a command that does not look complete (`shell.rs`) waits for the next
 //!   output: a PS2 prompt (`> `) joins the next line to it, anything else
 //!   emits it;
@@ -363,6 +365,21 @@ impl Capture {
                 // A multi-line paste: its first line was echoed.
                 return Verdict::Accept(keys.to_string(), Source::Keys, line.truncated);
             }
+        }
+        if plain
+            && !cmd.is_empty()
+            && at_prompt
+            && (decisive || i == 0)
+            && p.saw_output
+            && keys.len() > cmd.len()
+            && keys.ends_with(cmd)
+        {
+            // The first keys of this line went to a program that read them
+            // without echo and without Enter (top, `read -s -n 4`, a pager
+            // on the main screen); the shell's prompt line shows only what
+            // the shell got. Taken from the screen, so the unechoed keys
+            // (perhaps a PIN) are not recorded.
+            return Verdict::Accept(cmd.to_string(), Source::Screen, false);
         }
         if !plain && !cmd.is_empty() && (decisive || at_prompt && i == 0) {
             if cmd == keys && !line.unreliable {

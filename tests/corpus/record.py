@@ -465,6 +465,35 @@ def _(s):
     s.type("echo after\r")
 
 
+@scenario(
+    "top_main_screen",
+    "top paints the main screen with echo off; its keys must not leak into "
+    "the next command",
+    ["top -d 1", "echo back"],
+)
+def _(s):
+    s.type("top -d 1\r")
+    s.settle(0.3, 2.0)
+    s.type("h")
+    s.settle(0.3, 2.0)
+    s.type("q")
+    s.settle(0.3, 2.0)
+    s.type("q")
+    s.type("echo back\r")
+
+
+@scenario(
+    "secret_no_enter",
+    "read -s -n 4: a PIN typed without Enter, then a command",
+    ["read -s -n 4 pin; echo", "echo back"],
+    secret="Pin7",
+)
+def _(s):
+    s.type("read -s -n 4 pin; echo\r")
+    s.type("Pin7")
+    s.type("echo back\r")
+
+
 def main(names):
     for name in names or SCENARIOS:
         description, expected, secret, cols, rows, fn = SCENARIOS[name]

@@ -4,7 +4,8 @@
 # Required: a C compiler and pkg-config, OpenSSL and zlib headers (libssh2 is
 # compiled from vendored source and links libssl3/zlib), sshd and the OpenSSH
 # client (the integration tests run real loopback servers).
-# Optional: asciinema (recording checks), tmux, jq (pretty demo output).
+# Optional: asciinema (recording checks), tmux, jq (pretty demo output), and
+# the programs some end-to-end tests run (vim, less, man, top, sudo, rsync).
 #
 # As root: `apt-get update` once, then install whatever is missing.
 # Otherwise: print the exact `sudo apt-get install …` line and exit 1 when a
@@ -44,6 +45,16 @@ fi
 want asciinema have asciinema
 want tmux have tmux
 want jq have jq
+# Programs the end-to-end tests run on the loopback target or the bastion:
+# full-screen programs (capture), sudo/passwd prompts (secrets), rsync/scp
+# (escape attempts).
+want vim have vim
+want less have less
+want man-db have man
+want procps have top
+want sudo have sudo
+want rsync have rsync
+want openssh-sftp-server test -x /usr/lib/openssh/sftp-server
 
 if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
     echo "deps: cargo not found; install Rust with rustup (https://rustup.rs)" >&2

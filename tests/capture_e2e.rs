@@ -861,3 +861,16 @@ fn case_resize_then_long_commands() {
         ]
     );
 }
+
+/// Regression: keys with a Tab arriving in one chunk, ahead of any echo (a
+/// paste, or a script driving the terminal), must not run unrecorded: that
+/// would be a way to hide a command from the audit.
+#[test]
+fn tab_completion_pasted_ahead_of_its_echo() {
+    let Some(mut s) = S::start() else { return };
+    s.send("ech\t pasted-$((6*7))\r");
+    s.expect_line("pasted-42");
+    s.p.expect(PROMPT).unwrap();
+    let (cmds, _done) = s.finish();
+    assert_eq!(cmds, ["echo  pasted-$((6*7))", "exit"]);
+}

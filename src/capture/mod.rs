@@ -393,6 +393,14 @@ impl Capture {
                 // for it.
                 return Verdict::Accept(cmd.to_string(), Source::Screen, false);
             }
+            if !keys.is_empty() && is_subsequence(keys, cmd) {
+                // Completion or search typed ahead of its echo (a paste, or
+                // keys faster than the round trip): every key typed stands
+                // on the prompt line, in order, so the line was echoed — a
+                // no-echo prompt shows none of them. Without this, a paste
+                // like "ech\t id\r" would run unrecorded (audit evasion).
+                return Verdict::Accept(cmd.to_string(), Source::Screen, false);
+            }
         }
         if decisive {
             Verdict::Reject
@@ -543,6 +551,12 @@ fn bounded_prompt(p: String) -> Option<String> {
     // Keep nothing rather than a wrong prefix: the line then matches only
     // by its own echo.
     (p.len() <= MAX_PROMPT_BYTES).then_some(p)
+}
+
+/// Every character of `needle` appears in `hay`, in order.
+fn is_subsequence(needle: &str, hay: &str) -> bool {
+    let mut h = hay.chars();
+    needle.chars().all(|c| h.any(|x| x == c))
 }
 
 #[cfg(test)]
@@ -707,6 +721,41 @@ mod tests {
     fn engine_can_move_to_the_relay_thread() {
         fn send<T: Send>() {}
         send::<Capture>();
+    }
+
+    #[test]
+    fn completion_pasted_ahead_of_its_echo_is_recorded() {
+        let mut cap = Capture::new(80, 24);
+        let mut out = Vec::new();
+        cap.output(b"tgt$ ", &mut out);
+        // Keys arrive in one chunk, before any echo: as a paste would.
+        cap.input(b"ech\t gotcha\r", &mut out);
+        cap.output(b"ech", &mut out);
+        cap.output(b"o ", &mut out);
+        cap.output(b" gotcha\r\n", &mut out);
+        cap.output(b"gotcha\r\ntgt$ ", &mut out);
+        cap.finish(&mut out);
+        let texts: Vec<&str> = out.iter().map(|c| c.text.as_str()).collect();
+        assert_eq!(texts, ["echo  gotcha"]);
+    }
+
+    #[test]
+    fn secret_with_a_tab_at_a_no_echo_prompt_is_not_recorded() {
+        let mut cap = Capture::new(80, 24);
+        let mut out = Vec::new();
+        cap.output(b"Password: ", &mut out);
+        cap.input(b"hun\tter2\r", &mut out);
+        cap.output(b"\r\ntgt$ ", &mut out);
+        cap.finish(&mut out);
+        assert!(out.iter().all(|c| !c.text.contains("hun")), "{out:?}");
+    }
+
+    #[test]
+    fn subsequence() {
+        assert!(is_subsequence("ec hi", "echo hi"));
+        assert!(is_subsequence("", "x"));
+        assert!(!is_subsequence("hunter2", "tgt$ "));
+        assert!(!is_subsequence("ab", "ba"));
     }
 
     #[test]

@@ -393,12 +393,13 @@ impl Capture {
                 // for it.
                 return Verdict::Accept(cmd.to_string(), Source::Screen, false);
             }
-            if !keys.is_empty() && is_subsequence(keys, cmd) {
-                // Completion or search typed ahead of its echo (a paste, or
-                // keys faster than the round trip): every key typed stands
-                // on the prompt line, in order, so the line was echoed — a
-                // no-echo prompt shows none of them. Without this, a paste
-                // like "ech\t id\r" would run unrecorded (audit evasion).
+            if is_subsequence(keys, cmd) {
+                // Completion, recall or search typed ahead of its echo (a
+                // paste, or keys faster than the round trip): every key typed
+                // stands on the prompt line, in order, so the line was echoed
+                // — a no-echo prompt shows none of them (and pure recall types
+                // no text that could be a secret). Without this, a paste like
+                // "ech\t id\r" or "\e[A\r" would run unrecorded (evasion).
                 return Verdict::Accept(cmd.to_string(), Source::Screen, false);
             }
         }
@@ -737,6 +738,24 @@ mod tests {
         cap.finish(&mut out);
         let texts: Vec<&str> = out.iter().map(|c| c.text.as_str()).collect();
         assert_eq!(texts, ["echo  gotcha"]);
+    }
+
+    #[test]
+    fn recall_pasted_ahead_of_its_echo_is_recorded() {
+        let mut cap = Capture::new(80, 24);
+        let mut out = Vec::new();
+        cap.output(b"tgt$ ", &mut out);
+        for b in b"echo first" {
+            cap.input(&[*b], &mut out);
+            cap.output(&[*b], &mut out);
+        }
+        cap.input(b"\r", &mut out);
+        cap.output(b"\r\nfirst\r\ntgt$ ", &mut out);
+        cap.input(b"\x1b[A\r", &mut out);
+        cap.output(b"echo first\r\nfirst\r\ntgt$ ", &mut out);
+        cap.finish(&mut out);
+        let texts: Vec<&str> = out.iter().map(|c| c.text.as_str()).collect();
+        assert_eq!(texts, ["echo first", "echo first"]);
     }
 
     #[test]

@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: all build deps test lint demo bench clean install uninstall deb
+.PHONY: all build deps test lint demo bench soak clean install uninstall deb
 
 all: build
 
@@ -30,6 +30,11 @@ demo:
 bench:
 	@if [ -f scripts/bench.sh ]; then bash scripts/bench.sh; \
 	else echo "bench: scripts/bench.sh is not written yet"; fi
+
+# The load tests of `make test` (tests/load.rs), full size, release build:
+# a 1 GB stream to a slow terminal, a minute of idle (BENCHMARKS.md).
+soak: deps
+	LOAD_STREAM_MB=1024 LOAD_IDLE_SECS=60 $(CARGO) test --release --test load -- --test-threads=1 --nocapture
 
 clean:
 	$(CARGO) clean

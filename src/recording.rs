@@ -157,6 +157,19 @@ impl Recorder {
 
     /// Target output as the operator saw it.
     pub fn output(&mut self, data: &[u8]) -> Result<(), RecordingError> {
+        // Fast path (bulk output is almost always valid UTF-8): validate in
+        // place and escape straight from `data`, with none of `decode`'s
+        // three copies. Same text as `decode` would produce.
+        if self.carry.is_empty() {
+            let split = data.len() - incomplete_tail(data);
+            if let Ok(text) = std::str::from_utf8(&data[..split]) {
+                self.carry.extend_from_slice(&data[split..]);
+                if text.is_empty() {
+                    return Ok(());
+                }
+                return self.event("o", text);
+            }
+        }
         let text = self.decode(data);
         if text.is_empty() {
             return Ok(());

@@ -1225,6 +1225,13 @@ impl Pty {
         self.child.id() as i32
     }
 
+    /// The master side, for tests that read the raw stream themselves (a
+    /// slow reader, exact byte counts). Non-blocking. What is read through
+    /// it is not seen by `expect`/`output`/`screen_text`. None after hangup.
+    pub fn master_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.master.as_ref().map(|m| m.as_fd())
+    }
+
     /// Wait for `needle` with the default timeout (`self.timeout`).
     pub fn expect(&mut self, needle: impl Needle) -> Result<Found, PtyError> {
         self.expect_within(needle, self.timeout)

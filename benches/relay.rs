@@ -1,0 +1,704 @@
+//! `make bench`: Gatehouse side by side with the OpenSSH client, through
+//! real ptys, against one loopback target sshd (issue 6, product.md
+//! "Performance").
+//!
+//! A = `ssh -tt` to the target; B = `gatehouse -c tgt` (direct-host mode,
+//! recording and capture on) to the same target. Runs interleave
+//! A/B/A/B… and every figure is the median over the runs. C/D are the whole
+//! path once: a bastion sshd whose ForceCommand is `ssh -tt` onward (C) or
+//! gatehouse (D). Then Gatehouse-only figures measured in-process: a
+//! 10,000-host inventory, the capture engine, the recorder, the JSONL log.
+//!
+//! Prints a table and writes the same as JSON (`$BENCH_JSON`, default
+//! `<target dir>/bench.json`). No assertion anywhere: humans read it.
+//!
+//! Knobs (environment): BENCH_RUNS (3), BENCH_MB (200, output megabytes per
+//! throughput run), BENCH_KEYS (500), BENCH_IDLE_SECS (10), BENCH_SKIP_CD=1,
+//! BENCH_ONLY=A or B (for profiling one side).
+//!
+//! Under `cargo test --all-targets` (no `--bench` argument) it does nothing.
+#![allow(unsafe_code)] // the shared fixture module has its own SAFETY notes
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{sh_quote, spawn_pty, Bastion, Gh, Pty, Sshd, Target};
+use serde_json::{json, Value};
+
+const PROMPT: &str = "tgt$ ";
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+// ---------------------------------------------------------------------------
+// /proc
+// ---------------------------------------------------------------------------
+
+/// utime+stime of `pid` in seconds (clock ticks: 10 ms resolution).
+fn cpu_secs(pid: i32) -> Option<f64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After "pid (comm) ": state is field 3, utime 14, stime 15 (1-based).
+    let ut: f64 = f.get(11)?.parse().ok()?;
+    let st: f64 = f.get(12)?.parse().ok()?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64;
+    Some((ut + st) / hz)
+}
+
+/// A `kB` field of /proc/PID/status (VmHWM, VmRSS), in MiB.
+fn status_mib(pid: i32, field: &str) -> Option<f64> {
+    let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with(field))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn comm(pid: i32) -> String {
+    fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// The relaying process under a bastion sshd: its descendant named `name`.
+fn find_descendant(root: i32, name: &str, timeout: Duration) -> Option<i32> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(p) = common::descendants_of(root)
+            .into_iter()
+            .find(|&p| comm(p) == name)
+        {
+            return Some(p);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// statistics
+// ---------------------------------------------------------------------------
+
+fn percentile(v: &[f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let i = ((p / 100.0) * (s.len() - 1) as f64).round() as usize;
+    s[i.min(s.len() - 1)]
+}
+
+fn median(v: &[f64]) -> f64 {
+    let finite: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    percentile(&finite, 50.0)
+}
+
+// ---------------------------------------------------------------------------
+// one interactive run
+// ---------------------------------------------------------------------------
+
+/// What one session run measured.
+#[derive(Default, Clone)]
+struct Run {
+    first_prompt_ms: f64,
+    echo_p50_ms: f64,
+    echo_p99_ms: f64,
+    throughput_mbs: f64,
+    bytes: u64,
+    cpu_s_per_gb: f64,
+    hwm_mib: f64,
+    idle_cpu_s: f64,
+}
+
+struct Sizes {
+    mb: u64,
+    keys: usize,
+    idle: Duration,
+}
+
+/// Drives one session: `spawn` starts the client in a pty; `relay` finds
+/// the relaying process once the prompt is up.
+fn session_run(
+    mut pty: Pty,
+    started: Instant,
+    relay: impl Fn(&Pty) -> Option<i32>,
+    sz: &Sizes,
+) -> Result<Run, String> {
+    let mut r = Run::default();
+    pty.expect_within(PROMPT, Duration::from_secs(30))
+        .map_err(|e| e.to_string())?;
+    r.first_prompt_ms = started.elapsed().as_secs_f64() * 1e3;
+    let pid = relay(&pty).ok_or("relaying process not found")?;
+
+    // Keystroke echo into `cat` (canonical mode: the target's tty echoes).
+    pty.send_line("cat > /dev/null")
+        .map_err(|e| e.to_string())?;
+    pty.read_until_raw(b"/dev/null\r\n", Duration::from_secs(10))
+        .map_err(|e| e.to_string())?;
+    std::thread::sleep(Duration::from_millis(300));
+    let mut lat = Vec::with_capacity(sz.keys);
+    for i in 0..sz.keys {
+        let c = b'a' + (i % 26) as u8;
+        let t = Instant::now();
+        pty.send([c]).map_err(|e| e.to_string())?;
+        pty.read_until_raw(&[c], Duration::from_secs(10))
+            .map_err(|e| e.to_string())?;
+        lat.push(t.elapsed().as_secs_f64() * 1e3);
+        if i % 64 == 63 {
+            pty.send(b"\r").map_err(|e| e.to_string())?;
+            pty.read_until_raw(b"\n", Duration::from_secs(10))
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    r.echo_p50_ms = percentile(&lat, 50.0);
+    r.echo_p99_ms = percentile(&lat, 99.0);
+    pty.send(b"\r\x04").map_err(|e| e.to_string())?;
+    pty.read_until_raw(PROMPT.as_bytes(), Duration::from_secs(10))
+        .map_err(|e| e.to_string())?;
+
+    // Output throughput: base64 of zeros, 76-column lines. The marker is
+    // computed by the shell so the echoed command line does not match it.
+    let input_bytes = sz.mb * 1_000_000 * 3 / 4;
+    let cpu0 = cpu_secs(pid).unwrap_or(f64::NAN);
+    let t = Instant::now();
+    pty.send_line(&format!(
+        "head -c {input_bytes} /dev/zero | base64; echo MARK$((6*7))"
+    ))
+    .map_err(|e| e.to_string())?;
+    r.bytes = pty
+        .read_until_raw(b"MARK42", Duration::from_secs(600))
+        .map_err(|e| e.to_string())?;
+    let secs = t.elapsed().as_secs_f64();
+    let cpu = cpu_secs(pid).unwrap_or(f64::NAN) - cpu0;
+    r.throughput_mbs = r.bytes as f64 / 1e6 / secs;
+    r.cpu_s_per_gb = cpu / (r.bytes as f64 / 1e9);
+    // The prompt usually arrives in the marker's read: do not wait for it.
+    std::thread::sleep(Duration::from_millis(200));
+
+    // Idle: nothing typed, nothing printed.
+    let c0 = cpu_secs(pid).unwrap_or(f64::NAN);
+    std::thread::sleep(sz.idle);
+    r.idle_cpu_s = cpu_secs(pid).unwrap_or(f64::NAN) - c0;
+
+    // Peak RSS just before the relay exits (VmHWM only grows).
+    r.hwm_mib = status_mib(pid, "VmHWM").unwrap_or(f64::NAN);
+    pty.send_line("exit").map_err(|e| e.to_string())?;
+    pty.wait_exit(Duration::from_secs(10));
+    Ok(r)
+}
+
+fn ssh_tt(t: &Sshd) -> Command {
+    t.ssh_cmd(&["-tt"])
+}
+
+fn run_a(t: &Target, sz: &Sizes) -> Result<Run, String> {
+    let started = Instant::now();
+    let pty = spawn_pty(ssh_tt(t), 80, 24);
+    session_run(pty, started, |p| Some(p.pid()), sz)
+}
+
+fn run_b(gh: &Gh, sz: &Sizes) -> Result<Run, String> {
+    let started = Instant::now();
+    let pty = gh.spawn(&["-c", "tgt"]);
+    session_run(pty, started, |p| Some(p.pid()), sz)
+}
+
+fn run_bastion(b: &Bastion, extra: &[&str], relay: &str, sz: &Sizes) -> Result<Run, String> {
+    let started = Instant::now();
+    let pty = spawn_pty(b.ssh_cmd(extra), 80, 24);
+    let root = b.pid().unwrap_or(0);
+    let relay = relay.to_string();
+    session_run(
+        pty,
+        started,
+        move |_| find_descendant(root, &relay, Duration::from_secs(5)),
+        sz,
+    )
+}
+
+// ---------------------------------------------------------------------------
+// time to menu
+// ---------------------------------------------------------------------------
+
+fn time_to_menu(config: &std::path::Path, n: usize) -> Vec<f64> {
+    let mut v = Vec::new();
+    for _ in 0..n {
+        let mut c = Command::new(common::gatehouse_bin());
+        c.env("GATEHOUSE_CONFIG", config)
+            .env_remove("SSH_ORIGINAL_COMMAND")
+            .env_remove("SSH_CONNECTION");
+        let t = Instant::now();
+        let mut pty = spawn_pty(c, 80, 24);
+        if pty
+            .expect_within("pick a host", Duration::from_secs(20))
+            .is_ok()
+        {
+            v.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        let _ = pty.send(b"\x1b");
+        pty.wait_exit(Duration::from_secs(5));
+    }
+    v
+}
+
+/// A config with `n` hosts (all pointing at the target) for the menu figures.
+fn big_config(gh: &Gh, t: &Target, n: usize) -> PathBuf {
+    let mut toml = format!(
+        "[settings]\nlog_dir = {:?}\nknown_hosts = {:?}\nhost_key_policy = \"strict\"\n\n",
+        gh.log_dir().display().to_string(),
+        gh.known_hosts_path().display().to_string()
+    );
+    let key = t.key_path.display().to_string();
+    for i in 0..n {
+        let _ = write!(
+            toml,
+            "[[hosts]]\nname = \"{kind}{i:05}\"\naddress = \"10.{a}.{b}.{c}\"\nport = {port}\n\
+             user = \"deploy\"\nkey = {key:?}\ndescription = \"{desc} in rack {r}\"\n\
+             groups = [\"{kind}\", \"dc{dc}\"]\n\n",
+            kind = ["web", "db", "cache", "batch"][i % 4],
+            a = (i >> 16) & 255,
+            b = (i >> 8) & 255,
+            c = i & 255,
+            port = t.port,
+            desc = ["frontend", "primary database", "redis", "cron worker"][i % 4],
+            r = i % 97,
+            dc = i % 3,
+        );
+    }
+    toml.push_str("[[access]]\nunix_groups = [\"root\", \"users\"]\nhosts = [\"*\"]\n");
+    let _ = writeln!(
+        toml,
+        "\n[[access]]\nusers = [{:?}]\nhosts = [\"@web\", \"db*\", \"cache*\", \"batch*\"]",
+        gh.user
+    );
+    let p = gh.dir.path().join(format!("config-{n}.toml"));
+    fs::write(&p, toml).unwrap();
+    p
+}
+
+// ---------------------------------------------------------------------------
+// in-process figures
+// ---------------------------------------------------------------------------
+
+fn inventory_figures(path: &std::path::Path) -> (f64, f64, f64, usize) {
+    use fuzzy_matcher::skim::SkimMatcherV2;
+    use fuzzy_matcher::FuzzyMatcher;
+
+    let mut loads = Vec::new();
+    let mut cfg = None;
+    for _ in 0..5 {
+        let t = Instant::now();
+        cfg = Some(gatehouse::config::Config::load(path).expect("10k config loads"));
+        loads.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let cfg = cfg.unwrap();
+    let hosts: Vec<&gatehouse::config::Host> = cfg.hosts.iter().collect();
+    let labels = gatehouse::menu::labels(&hosts);
+
+    // What dialoguer's FuzzySelect does per key: score every label with
+    // SkimMatcherV2, keep the matches, sort by score; then highlight the
+    // visible ones (fuzzy_indices) for at most a screenful.
+    let matcher = SkimMatcherV2::default();
+    let typed = "web0042 rack";
+    let mut per_key = Vec::new();
+    for _ in 0..3 {
+        for end in 1..=typed.len() {
+            let term = &typed[..end];
+            let t = Instant::now();
+            let mut list: Vec<(&String, i64)> = labels
+                .iter()
+                .filter_map(|l| matcher.fuzzy_match(l, term).map(|s| (l, s)))
+                .collect();
+            list.sort_unstable_by_key(|e| std::cmp::Reverse(e.1));
+            for (l, _) in list.iter().take(21) {
+                std::hint::black_box(matcher.fuzzy_indices(l, term));
+            }
+            std::hint::black_box(&list);
+            per_key.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    (
+        median(&loads),
+        median(&per_key),
+        percentile(&per_key, 100.0),
+        labels.len(),
+    )
+}
+
+/// Terminal output like a busy session: long text lines, colour, prompts.
+fn sample_output() -> Vec<u8> {
+    let mut v = Vec::new();
+    let mut i = 0u64;
+    while v.len() < 1 << 20 {
+        match i % 4 {
+            0 => v.extend_from_slice(
+                b"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\n",
+            ),
+            1 => {
+                let _ = write!(VecW(&mut v), "\x1b[01;34mdir{i}\x1b[0m  \x1b[01;32mrun{i}.sh\x1b[0m  file{i}.txt  Ünïcödé-{i}\r\n");
+            }
+            2 => {
+                let _ = write!(
+                    VecW(&mut v),
+                    "2026-01-01T00:00:{:02}Z INFO request id={i} status=200 bytes={}\r\n",
+                    i % 60,
+                    i * 7
+                );
+            }
+            _ => v.extend_from_slice(b"\x1b]0;deploy@web01: ~\x07tgt$ "),
+        }
+        i += 1;
+    }
+    v
+}
+
+struct VecW<'a>(&'a mut Vec<u8>);
+impl std::fmt::Write for VecW<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// MB/s of `Capture::output` over `sample_output`, 16 KiB chunks (a
+/// typical libssh2 read), for about a second.
+fn capture_throughput(sample: &[u8]) -> f64 {
+    let mut cap = gatehouse::capture::Capture::new(80, 24);
+    let mut found = Vec::new();
+    cap.input(b"cat big.log\r", &mut found);
+    let mut bytes = 0u64;
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(1) || bytes < 64 << 20 {
+        for c in sample.chunks(16 * 1024) {
+            cap.output(c, &mut found);
+        }
+        bytes += sample.len() as u64;
+        if t.elapsed() > Duration::from_secs(20) {
+            break;
+        }
+    }
+    bytes as f64 / 1e6 / t.elapsed().as_secs_f64()
+}
+
+/// MB/s of `Recorder::output` (asciicast lines to a file in a temp dir).
+fn recorder_throughput(sample: &[u8]) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let info = gatehouse::recording::SessionInfo {
+        session: "bench",
+        user: "bench",
+        host: "tgt",
+        term: "xterm",
+        cols: 80,
+        rows: 24,
+    };
+    let mut rec = gatehouse::recording::Recorder::create(dir.path(), &info, false).unwrap();
+    let mut bytes = 0u64;
+    let t = Instant::now();
+    while bytes < 256 << 20 {
+        for c in sample.chunks(16 * 1024) {
+            rec.output(c).unwrap();
+        }
+        bytes += sample.len() as u64;
+    }
+    bytes as f64 / 1e6 / t.elapsed().as_secs_f64()
+}
+
+/// µs per `AuditLog::write` of a command record (p50, p99).
+fn jsonl_latency(n: usize) -> (f64, f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = gatehouse::audit::AuditLog::open(dir.path(), "bench", "L", "local").unwrap();
+    let mut v = Vec::with_capacity(n);
+    for i in 0..n {
+        let cmd = format!("systemctl restart nginx && journalctl -u nginx -n {i}");
+        let t = Instant::now();
+        log.write(&gatehouse::audit::Event::Command {
+            session: "0190f7e2-8d3c-7b4a-9c1e-2f5d6a7b8c9d",
+            host: "web01",
+            seq: i as u64,
+            command: &cmd,
+            truncated: false,
+            source: "keys",
+        })
+        .unwrap();
+        v.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    (percentile(&v, 50.0), percentile(&v, 99.0))
+}
+
+// ---------------------------------------------------------------------------
+// report
+// ---------------------------------------------------------------------------
+
+struct Figure {
+    name: &'static str,
+    unit: &'static str,
+    get: fn(&Run) -> f64,
+}
+
+const FIGURES: &[Figure] = &[
+    Figure {
+        name: "output throughput",
+        unit: "MB/s",
+        get: |r| r.throughput_mbs,
+    },
+    Figure {
+        name: "echo latency p50",
+        unit: "ms",
+        get: |r| r.echo_p50_ms,
+    },
+    Figure {
+        name: "echo latency p99",
+        unit: "ms",
+        get: |r| r.echo_p99_ms,
+    },
+    Figure {
+        name: "relay peak RSS (VmHWM)",
+        unit: "MiB",
+        get: |r| r.hwm_mib,
+    },
+    Figure {
+        name: "relay CPU per GB",
+        unit: "s/GB",
+        get: |r| r.cpu_s_per_gb,
+    },
+    Figure {
+        name: "time to first prompt",
+        unit: "ms",
+        get: |r| r.first_prompt_ms,
+    },
+    Figure {
+        name: "idle CPU",
+        unit: "s",
+        get: |r| r.idle_cpu_s,
+    },
+];
+
+fn git(args: &[&str]) -> String {
+    Command::new("git")
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn fmt(x: f64) -> String {
+    if !x.is_finite() {
+        "n/a".into()
+    } else if x.abs() >= 100.0 {
+        format!("{x:.0}")
+    } else if x.abs() >= 10.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.3}")
+    }
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("relay bench: run with `cargo bench --bench relay` (or `make bench`)");
+        return;
+    }
+    let runs = env_num("BENCH_RUNS", 3).max(1) as usize;
+    let sz = Sizes {
+        mb: env_num("BENCH_MB", 200),
+        keys: env_num("BENCH_KEYS", 500) as usize,
+        idle: Duration::from_secs(env_num("BENCH_IDLE_SECS", 10)),
+    };
+    let commit = git(&["rev-parse", "--short", "HEAD"]);
+    let dirty = !git(&["status", "--porcelain", "--untracked-files=no"]).is_empty();
+    let commit = if dirty {
+        format!("{commit}+dirty")
+    } else {
+        commit
+    };
+    eprintln!(
+        "bench: commit {commit}, {runs} interleaved runs, {} MB output, {} keys, {} s idle",
+        sz.mb,
+        sz.keys,
+        sz.idle.as_secs()
+    );
+
+    let target = Target::start();
+    let gh = Gh::builder().target("tgt", &target).build();
+
+    // A/B interleaved.
+    let mut a_runs = Vec::new();
+    let mut b_runs = Vec::new();
+    for i in 0..runs {
+        for (label, out) in [("A", &mut a_runs), ("B", &mut b_runs)] {
+            if std::env::var("BENCH_ONLY").is_ok_and(|o| !o.contains(label)) {
+                continue;
+            }
+            let r = if label == "A" {
+                run_a(&target, &sz)
+            } else {
+                run_b(&gh, &sz)
+            };
+            match r {
+                Ok(r) => {
+                    eprintln!(
+                        "run {}/{runs} {label}: {:.0} MB/s, echo p50 {:.3} ms, HWM {:.1} MiB, {:.2} s/GB, prompt {:.0} ms, idle {:.2} s",
+                        i + 1,
+                        r.throughput_mbs,
+                        r.echo_p50_ms,
+                        r.hwm_mib,
+                        r.cpu_s_per_gb,
+                        r.first_prompt_ms,
+                        r.idle_cpu_s
+                    );
+                    out.push(r);
+                }
+                Err(e) => eprintln!("run {}/{runs} {label}: FAILED: {e}", i + 1),
+            }
+        }
+    }
+    if let (Some(a), Some(b)) = (a_runs.first(), b_runs.first()) {
+        if a.bytes != b.bytes {
+            eprintln!(
+                "note: A read {} bytes, B read {} (marker detection; should match)",
+                a.bytes, b.bytes
+            );
+        }
+    }
+
+    // C/D: the whole path once each (C, D, C, D when runs > 1 would double
+    // the time; one pair, as the issue asks).
+    let mut cd: Option<(Run, Run)> = None;
+    if env_num("BENCH_SKIP_CD", 0) == 0 {
+        let onward: Vec<String> = {
+            let c = ssh_tt(&target);
+            std::iter::once(c.get_program().to_string_lossy().into_owned())
+                .chain(c.get_args().map(|a| a.to_string_lossy().into_owned()))
+                .map(|a| sh_quote(&a))
+                .collect()
+        };
+        let bastion_c = Bastion::start_with(&onward.join(" "), &[]);
+        let bastion_d = Bastion::start(&gh);
+        let c = run_bastion(&bastion_c, &["-tt"], "ssh", &sz);
+        let d = run_bastion(&bastion_d, &["-tt", "tgt"], "gatehouse", &sz);
+        match (c, d) {
+            (Ok(c), Ok(d)) => cd = Some((c, d)),
+            (c, d) => eprintln!(
+                "C/D failed: C {:?} D {:?}",
+                c.err().unwrap_or_default(),
+                d.err().unwrap_or_default()
+            ),
+        }
+    }
+
+    // Gatehouse only.
+    let menu_1 = time_to_menu(gh.config_path(), 5);
+    let big = big_config(&gh, &target, 10_000);
+    let menu_10k = time_to_menu(&big, 5);
+    let (load_ms, filter_p50, filter_max, nlabels) = inventory_figures(&big);
+    let sample = sample_output();
+    let cap_mbs = capture_throughput(&sample);
+    let rec_mbs = recorder_throughput(&sample);
+    let (jsonl_p50, jsonl_p99) = jsonl_latency(10_000);
+
+    // Table.
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nGatehouse bench, commit {commit}: medians of {} A / {} B interleaved runs\n",
+        a_runs.len(),
+        b_runs.len()
+    );
+    let _ = writeln!(
+        out,
+        "{:<26} {:>6} {:>10} {:>10} {:>7} | {:>10} {:>10} {:>7}",
+        "figure", "unit", "A ssh", "B gh", "B/A", "C nested", "D gh", "D/C"
+    );
+    let mut figures = Vec::new();
+    for f in FIGURES {
+        let a = median(&a_runs.iter().map(f.get).collect::<Vec<_>>());
+        let b = median(&b_runs.iter().map(f.get).collect::<Vec<_>>());
+        let (c, d) = cd
+            .as_ref()
+            .map(|(c, d)| ((f.get)(c), (f.get)(d)))
+            .unwrap_or((f64::NAN, f64::NAN));
+        let _ = writeln!(
+            out,
+            "{:<26} {:>6} {:>10} {:>10} {:>7} | {:>10} {:>10} {:>7}",
+            f.name,
+            f.unit,
+            fmt(a),
+            fmt(b),
+            fmt(b / a),
+            fmt(c),
+            fmt(d),
+            fmt(d / c)
+        );
+        figures.push(json!({
+            "figure": f.name, "unit": f.unit,
+            "a": a, "b": b, "ratio_b_a": b / a,
+            "c": c, "d": d, "ratio_d_c": d / c,
+            "a_runs": a_runs.iter().map(f.get).collect::<Vec<_>>(),
+            "b_runs": b_runs.iter().map(f.get).collect::<Vec<_>>(),
+        }));
+    }
+    let only = [
+        ("time to menu (1 host)", "ms", median(&menu_1)),
+        ("time to menu (10,000 hosts)", "ms", median(&menu_10k)),
+        ("config load (10,000 hosts)", "ms", load_ms),
+        ("menu filter per key p50", "ms", filter_p50),
+        ("menu filter per key max", "ms", filter_max),
+        ("capture engine throughput", "MB/s", cap_mbs),
+        ("recorder throughput", "MB/s", rec_mbs),
+        ("JSONL append p50", "us", jsonl_p50),
+        ("JSONL append p99", "us", jsonl_p99),
+    ];
+    let _ = writeln!(out, "\nGatehouse only ({nlabels} menu labels):");
+    let mut only_json = Vec::new();
+    for (name, unit, v) in only {
+        let _ = writeln!(out, "{name:<30} {unit:>5} {:>10}", fmt(v));
+        only_json.push(json!({"figure": name, "unit": unit, "value": v}));
+    }
+    print!("{out}");
+
+    let doc: Value = json!({
+        "commit": commit,
+        "runs": runs,
+        "output_mb": sz.mb,
+        "keys": sz.keys,
+        "idle_secs": sz.idle.as_secs(),
+        "bytes_per_throughput_run": a_runs.first().map(|r| r.bytes),
+        "ab": figures,
+        "gatehouse_only": only_json,
+        "machine": {
+            "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            "kernel": fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+            "loadavg": fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
+        },
+    });
+    let path = std::env::var_os("BENCH_JSON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
+                .join("bench.json")
+        });
+    match fs::write(&path, serde_json::to_string_pretty(&doc).unwrap()) {
+        Ok(()) => println!("\nwritten: {}", path.display()),
+        Err(e) => eprintln!("cannot write {}: {e}", path.display()),
+    }
+}

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# `make bench`: builds with the release profile and runs benches/relay.rs,
+# which starts its own loopback sshd, runs A (ssh -tt) / B (gatehouse)
+# interleaved, prints the table and writes target/bench.json.
+# Knobs: BENCH_RUNS BENCH_MB BENCH_KEYS BENCH_IDLE_SECS BENCH_SKIP_CD BENCH_JSON.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+exec cargo bench --bench relay "$@"

@@ -75,7 +75,10 @@ pub enum Proc {
     Missing,
     Zombie,
     /// Running: its `comm` and its start time (seconds since the epoch).
-    Running { comm: String, started: Option<i64> },
+    Running {
+        comm: String,
+        started: Option<i64>,
+    },
     /// Exists, but we may not look (hidepid).
     Unknown,
 }
@@ -198,11 +201,12 @@ pub fn sweep(path: &Path, tail: Option<u64>) -> Result<Vec<Closed>, SweepError> 
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(read_err(e)),
     };
-    let lock = Flock::lock(file.try_clone().map_err(read_err)?, FlockArg::LockExclusive)
-        .map_err(|(_, err)| SweepError::Lock {
+    let lock = Flock::lock(file.try_clone().map_err(read_err)?, FlockArg::LockExclusive).map_err(
+        |(_, err)| SweepError::Lock {
             path: path.to_path_buf(),
             err,
-        })?;
+        },
+    )?;
     let len = file.metadata().map_err(read_err)?.len();
     let mut reader = JsonlReader::from_file(path, file);
     if let Some(t) = tail {
@@ -331,18 +335,74 @@ mod tests {
     #[test]
     fn decisions() {
         let gone = |l: Liveness| matches!(l, Liveness::Gone(_));
-        assert!(gone(liveness(Some(5), Some("a"), Some("b"), None, |_| Proc::Unknown, "gatehouse")));
-        assert!(gone(liveness(Some(5), Some("a"), Some("a"), None, |_| Proc::Missing, "gatehouse")));
-        assert!(gone(liveness(Some(5), None, Some("a"), None, |_| Proc::Zombie, "gatehouse")));
-        assert!(gone(liveness(Some(5), Some("a"), Some("a"), Some(100), running("bash", 50), "gatehouse")));
-        assert!(gone(liveness(Some(5), Some("a"), Some("a"), Some(100), running("gatehouse", 500), "gatehouse")));
-        assert!(gone(liveness(None, Some("a"), Some("a"), Some(100), |_| Proc::Unknown, "gatehouse")));
+        assert!(gone(liveness(
+            Some(5),
+            Some("a"),
+            Some("b"),
+            None,
+            |_| Proc::Unknown,
+            "gatehouse"
+        )));
+        assert!(gone(liveness(
+            Some(5),
+            Some("a"),
+            Some("a"),
+            None,
+            |_| Proc::Missing,
+            "gatehouse"
+        )));
+        assert!(gone(liveness(
+            Some(5),
+            None,
+            Some("a"),
+            None,
+            |_| Proc::Zombie,
+            "gatehouse"
+        )));
+        assert!(gone(liveness(
+            Some(5),
+            Some("a"),
+            Some("a"),
+            Some(100),
+            running("bash", 50),
+            "gatehouse"
+        )));
+        assert!(gone(liveness(
+            Some(5),
+            Some("a"),
+            Some("a"),
+            Some(100),
+            running("gatehouse", 500),
+            "gatehouse"
+        )));
+        assert!(gone(liveness(
+            None,
+            Some("a"),
+            Some("a"),
+            Some(100),
+            |_| Proc::Unknown,
+            "gatehouse"
+        )));
         assert_eq!(
-            liveness(Some(5), Some("a"), Some("a"), Some(100), running("gatehouse", 99), "gatehouse"),
+            liveness(
+                Some(5),
+                Some("a"),
+                Some("a"),
+                Some(100),
+                running("gatehouse", 99),
+                "gatehouse"
+            ),
             Liveness::Alive
         );
         assert_eq!(
-            liveness(Some(5), Some("a"), Some("a"), Some(100), |_| Proc::Unknown, "gatehouse"),
+            liveness(
+                Some(5),
+                Some("a"),
+                Some("a"),
+                Some(100),
+                |_| Proc::Unknown,
+                "gatehouse"
+            ),
             Liveness::Alive
         );
     }

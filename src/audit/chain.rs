@@ -116,8 +116,7 @@ impl Verifier {
                     )))
                 } else if prev != GENESIS {
                     Some(brk(
-                        "the first record of the chain does not start from the genesis hash"
-                            .into(),
+                        "the first record of the chain does not start from the genesis hash".into(),
                     ))
                 } else {
                     None

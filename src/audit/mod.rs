@@ -272,7 +272,11 @@ mod tests {
     fn records_chain_per_session_and_login() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = AuditLog::open(dir.path(), "alice", "L1", "local").unwrap();
-        log.write(&Event::Login { pid: 1, mode: "menu" }).unwrap();
+        log.write(&Event::Login {
+            pid: 1,
+            mode: "menu",
+        })
+        .unwrap();
         for seq in 1..=2 {
             log.write(&Event::Command {
                 session: "S1",
@@ -287,15 +291,23 @@ mod tests {
         log.write(&Event::Logout { duration_ms: 5 }).unwrap();
         let text = std::fs::read_to_string(log.path()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        let recs: Vec<serde_json::Value> =
-            lines.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let recs: Vec<serde_json::Value> = lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(recs[0]["n"], 1);
         assert_eq!(recs[0]["prev"], chain::GENESIS);
         assert_eq!(recs[1]["n"], 1);
         assert_eq!(recs[2]["n"], 2);
-        assert_eq!(recs[2]["prev"], chain::hash_line(lines[1].as_bytes()).as_str());
+        assert_eq!(
+            recs[2]["prev"],
+            chain::hash_line(lines[1].as_bytes()).as_str()
+        );
         assert_eq!(recs[3]["n"], 2);
-        assert_eq!(recs[3]["prev"], chain::hash_line(lines[0].as_bytes()).as_str());
+        assert_eq!(
+            recs[3]["prev"],
+            chain::hash_line(lines[0].as_bytes()).as_str()
+        );
         let mut v = chain::Verifier::new();
         for (i, (l, r)) in lines.iter().zip(&recs).enumerate() {
             assert_eq!(v.feed(i as u64 + 1, l.as_bytes(), r), None);

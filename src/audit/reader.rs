@@ -115,7 +115,9 @@ impl JsonlReader {
         (!self.partial.is_empty()).then_some(self.next_no)
     }
 
-    fn next_raw(&mut self) -> io::Result<Option<(u64, Vec<u8>, bool)>> {
+    /// The next complete line as bytes (no newline) with its number, or
+    /// `None` so far; `true` when it was longer than `MAX_LINE` (cut).
+    pub fn next_raw(&mut self) -> io::Result<Option<(u64, Vec<u8>, bool)>> {
         loop {
             let buf = match self.reader.fill_buf() {
                 Ok(b) => b,
@@ -201,7 +203,13 @@ mod tests {
         text.push_str("\n{\"ok\":true}\n");
         std::fs::write(&p, text).unwrap();
         let mut r = JsonlReader::open(&p).unwrap();
-        assert!(matches!(r.next_line().unwrap(), Some(Line::Corrupt { no: 1, .. })));
-        assert!(matches!(r.next_line().unwrap(), Some(Line::Record { no: 2, .. })));
+        assert!(matches!(
+            r.next_line().unwrap(),
+            Some(Line::Corrupt { no: 1, .. })
+        ));
+        assert!(matches!(
+            r.next_line().unwrap(),
+            Some(Line::Record { no: 2, .. })
+        ));
     }
 }

@@ -152,7 +152,7 @@ pub fn to_line(common: Common<'_>, event: &Event<'_>, chain: Chain<'_>) -> Vec<u
         event,
         chain,
     })
-        .unwrap_or_else(|_| b"{\"v\":1,\"event\":\"error\",\"reason\":\"serialize\"}".to_vec());
+    .unwrap_or_else(|_| b"{\"v\":1,\"event\":\"error\",\"reason\":\"serialize\"}".to_vec());
     line.push(b'\n');
     line
 }

@@ -24,7 +24,8 @@ fn skip_without_pty() -> bool {
 fn recorded_session(gh: &Gh) -> (String, String) {
     let mut p = gh.spawn(&["-c", "web01"]);
     p.expect("tgt$ ").unwrap();
-    p.send_line("echo MARK-$((6*7)); printf 'caf\\303\\251 \\344\\275\\240\\n'").unwrap();
+    p.send_line("echo MARK-$((6*7)); printf 'caf\\303\\251 \\344\\275\\240\\n'")
+        .unwrap();
     p.expect("MARK-42").unwrap();
     p.expect("tgt$ ").unwrap();
     p.send_line("exit").unwrap();
@@ -93,10 +94,17 @@ fn replay_with_speed_through_a_pty() {
     p.expect("replay stopped").unwrap();
     assert_eq!(p.wait_exit(T), Some(0));
     // An unknown session is one clear line, not a panic.
-    let out = gh.command().args(["replay", "no-such-session"]).output().unwrap();
+    let out = gh
+        .command()
+        .args(["replay", "no-such-session"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no recording of session no-such-session"), "{err}");
+    assert!(
+        err.contains("no recording of session no-such-session"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -15,7 +15,8 @@ const T: Duration = Duration::from_secs(120);
 fn one_run(gh: &Gh, bytes: u64) -> (f64, Option<(u64, u64)>) {
     let mut p = gh.spawn(&["-c", "web01"]);
     p.expect("tgt$ ").unwrap();
-    p.send_line(&format!("yes | head -c {bytes}; echo DONE-$((40+2))")).unwrap();
+    p.send_line(&format!("yes | head -c {bytes}; echo DONE-$((40+2))"))
+        .unwrap();
     // The echo of the typed line contains "DONE-$((40+2))", not "DONE-42".
     let start = Instant::now();
     let n = p.read_until_raw(b"DONE-42", T).unwrap();
@@ -75,9 +76,11 @@ fn readme_example_output() {
     let gh = Gh::with_targets(&[("web01", &t)]);
     let mut p = gh.spawn(&["-c", "web01"]);
     p.expect("tgt$ ").unwrap();
-    for c in ["uptime", "sudo systemctl restart nginx", "exit"] {
+    for c in ["uname -r", "systemctl restart nginx"] {
         p.send_line(c).unwrap();
+        p.expect("tgt$ ").unwrap();
     }
+    p.send_line("exit").unwrap();
     p.wait_exit(T);
     let _ = gh.command().args(["-c", "scp -t /etc"]).output();
     let mut k = gh.spawn(&["-c", "web01"]);
@@ -90,6 +93,7 @@ fn readme_example_output() {
         vec!["audit", "--check"],
         vec!["audit"],
         vec!["audit", "--grep", "systemctl", "--json"],
+        vec!["audit", "--event", "session_end", "--since", "1h"],
         vec!["audit", "--verify"],
     ] {
         let o = gh.command().args(&args).output().unwrap();
@@ -97,4 +101,20 @@ fn readme_example_output() {
         print!("{}", String::from_utf8_lossy(&o.stdout));
         print!("{}", String::from_utf8_lossy(&o.stderr));
     }
+    // A copy of the trail with one command line deleted.
+    let copy = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(gh.jsonl_path()).unwrap();
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains("\"uname -r\""))
+        .collect();
+    std::fs::write(copy.path().join("alice.jsonl"), kept.join("\n") + "\n").unwrap();
+    let dir = copy.path().display().to_string();
+    let o = gh
+        .command()
+        .args(["audit", "--verify", "--log-dir", &dir])
+        .output()
+        .unwrap();
+    println!("$ gatehouse audit --verify --log-dir {dir}");
+    print!("{}", String::from_utf8_lossy(&o.stdout));
 }

@@ -201,12 +201,23 @@ pub fn sweep(path: &Path, tail: Option<u64>) -> Result<Vec<Closed>, SweepError> 
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(read_err(e)),
     };
-    let lock = Flock::lock(file.try_clone().map_err(read_err)?, FlockArg::LockExclusive).map_err(
-        |(_, err)| SweepError::Lock {
-            path: path.to_path_buf(),
-            err,
-        },
-    )?;
+    // At login (`tail`), never wait: another sweep holding the lock is
+    // doing the job, and the operator must not wait behind a full scan.
+    let how = if tail.is_some() {
+        FlockArg::LockExclusiveNonblock
+    } else {
+        FlockArg::LockExclusive
+    };
+    let lock = match Flock::lock(file.try_clone().map_err(read_err)?, how) {
+        Ok(l) => l,
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) if tail.is_some() => return Ok(Vec::new()),
+        Err((_, err)) => {
+            return Err(SweepError::Lock {
+                path: path.to_path_buf(),
+                err,
+            })
+        }
+    };
     let len = file.metadata().map_err(read_err)?.len();
     let mut reader = JsonlReader::from_file(path, file);
     if let Some(t) = tail {
@@ -318,7 +329,7 @@ pub fn sweep(path: &Path, tail: Option<u64>) -> Result<Vec<Closed>, SweepError> 
 }
 
 /// How much of the user's own file every login looks at (bounded work).
-pub const LOGIN_TAIL_BYTES: u64 = 256 * 1024;
+pub const LOGIN_TAIL_BYTES: u64 = 128 * 1024;
 
 #[cfg(test)]
 mod tests {

@@ -41,6 +41,7 @@ fn main() {
         let mut r = Recorder::create(&dir, &info, false).expect("create recording");
         let total: usize = 512 << 20;
         let cpu0 = cpu_secs();
+        let (u0, s0) = user_sys();
         let start = Instant::now();
         let mut fed = 0;
         while fed < total {
@@ -49,12 +50,15 @@ fn main() {
         }
         let secs = start.elapsed().as_secs_f64();
         let cpu = cpu_secs() - cpu0;
+        let (u1, s1) = user_sys();
         let written = std::fs::metadata(r.path()).map(|m| m.len()).unwrap_or(0);
         println!(
-            "{name:<16} {:>6.0} MB/s wall  {:>6.0} MB per CPU-second   {:.2} bytes on disk per byte of output",
+            "{name:<16} {:>6.0} MB/s wall  {:>6.0} MB per CPU-second   {:.2} bytes on disk per byte of output   (user {:.0}% / kernel {:.0}%)",
             fed as f64 / secs / 1e6,
             fed as f64 / cpu / 1e6,
-            written as f64 / fed as f64
+            written as f64 / fed as f64,
+            100.0 * (u1 - u0) / cpu,
+            100.0 * (s1 - s0) / cpu
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -63,8 +67,13 @@ fn main() {
 /// User + system CPU time of this process: the machine may be shared, so
 /// wall-clock MB/s understates what recording costs.
 fn cpu_secs() -> f64 {
+    let (u, s) = user_sys();
+    u + s
+}
+
+fn user_sys() -> (f64, f64) {
     use nix::sys::resource::{getrusage, UsageWho};
     let u = getrusage(UsageWho::RUSAGE_SELF).expect("getrusage");
     let tv = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
-    tv(u.user_time()) + tv(u.system_time())
+    (tv(u.user_time()), tv(u.system_time()))
 }

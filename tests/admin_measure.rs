@@ -46,10 +46,10 @@ fn recording_overhead() {
         .target("web01", &t)
         .extra_settings("recording = false")
         .build();
-    let bytes = 200_000_000;
+    let bytes = 100_000_000;
     let (mut a, mut b) = (Vec::new(), Vec::new());
     let mut ratio = 0.0;
-    for _ in 0..5 {
+    for _ in 0..3 {
         let (r, cast) = one_run(&on, bytes);
         a.push(r);
         if let Some((size, out)) = cast {

@@ -189,18 +189,18 @@ pub fn run(args: Vec<OsString>) -> i32 {
     let opts = match parse(args) {
         Ok(Some(o)) => o,
         Ok(None) => {
-            print!("{USAGE}");
+            crate::report::write_out(USAGE.trim_end());
             return 0;
         }
         Err(e) => {
-            eprintln!("gatehouse: {e}");
+            crate::say_err!("gatehouse: {e}");
             return 2;
         }
     };
     let dir = match log_dir_from_config(opts.log_dir.clone(), opts.config.clone()) {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("gatehouse: {e}");
+            crate::say_err!("gatehouse: {e}");
             return 1;
         }
     };
@@ -214,7 +214,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         // `gatehouse audit | head`: a closed pipe is a normal end.
         Err(AdminError::Io(e)) if e.kind() == io::ErrorKind::BrokenPipe => 0,
         Err(e) => {
-            eprintln!("gatehouse: {e}");
+            crate::say_err!("gatehouse: {e}");
             1
         }
     }
@@ -243,7 +243,7 @@ fn jsonl_files(dir: &Path, users: &[String]) -> Result<Vec<PathBuf>, AdminError>
 }
 
 fn corrupt(path: &Path, no: u64, why: &str) {
-    eprintln!("{}:{no}: {why}; skipped", path.display());
+    crate::say_err!("{}:{no}: {why}; skipped", path.display());
 }
 
 /// Reads records from one file, reporting corrupt lines as it goes.
@@ -273,7 +273,7 @@ fn show(opts: &Opts, dir: &Path) -> Result<i32, AdminError> {
     for p in &files {
         match JsonlReader::open(p) {
             Ok(r) => readers.push(r),
-            Err(e) => eprintln!("gatehouse: cannot read {}: {e}", p.display()),
+            Err(e) => crate::say_err!("gatehouse: cannot read {}: {e}", p.display()),
         }
     }
     let history = !opts.follow || opts.filter.since.is_some();
@@ -386,34 +386,37 @@ fn follow(
 }
 
 fn check(opts: &Opts, dir: &Path) -> Result<i32, AdminError> {
+    let mut out = io::stdout().lock();
     let mut total = 0;
     let mut failed = false;
     for p in jsonl_files(dir, &opts.filter.users)? {
         match abandoned::sweep(&p, None) {
             Ok(closed) => {
                 for c in &closed {
-                    println!(
+                    writeln!(
+                        out,
                         "{}: closed session {} ({}@{}): {}",
                         p.display(),
                         c.session,
                         c.user,
                         c.host,
                         c.detail
-                    );
+                    )?;
                 }
                 total += closed.len();
             }
             Err(e) => {
-                eprintln!("gatehouse: {e}");
+                crate::say_err!("gatehouse: {e}");
                 failed = true;
             }
         }
     }
-    println!("{total} abandoned session(s) closed");
+    writeln!(out, "{total} abandoned session(s) closed")?;
     Ok(if failed { 1 } else { 0 })
 }
 
 fn verify(opts: &Opts, dir: &Path) -> Result<i32, AdminError> {
+    let mut out = io::stdout().lock();
     let mut bad = false;
     for p in jsonl_files(dir, &opts.filter.users)? {
         let mut r = JsonlReader::open(&p).map_err(read_err(&p))?;
@@ -424,7 +427,7 @@ fn verify(opts: &Opts, dir: &Path) -> Result<i32, AdminError> {
         while let Some(line) = r.next_line().map_err(read_err(&p))? {
             match line {
                 Line::Corrupt { no, why } => {
-                    println!("{}:{no}: {why} (edited or damaged)", p.display());
+                    writeln!(out, "{}:{no}: {why} (edited or damaged)", p.display())?;
                     corrupt_lines += 1;
                 }
                 Line::Record { no, bytes, value } => {
@@ -443,24 +446,26 @@ fn verify(opts: &Opts, dir: &Path) -> Result<i32, AdminError> {
                         } else {
                             format!("login {}", b.chain)
                         };
-                        println!("{}:{}: {kind}: {}", p.display(), b.line, b.what);
+                        writeln!(out, "{}:{}: {kind}: {}", p.display(), b.line, b.what)?;
                         breaks += 1;
                     }
                 }
             }
         }
         if let Some(no) = r.truncated_tail() {
-            println!(
+            writeln!(
+                out,
                 "{}:{no}: truncated record (no newline at the end)",
                 p.display()
-            );
+            )?;
         }
         let status = if breaks == 0 && corrupt_lines == 0 {
             "OK"
         } else {
             "BROKEN"
         };
-        println!(
+        writeln!(
+            out,
             "{}: {status}: {} chained record(s) checked, {} broken chain(s), {} damaged line(s){}",
             p.display(),
             v.checked,
@@ -474,7 +479,7 @@ fn verify(opts: &Opts, dir: &Path) -> Result<i32, AdminError> {
             } else {
                 String::new()
             }
-        );
+        )?;
         bad |= breaks > 0 || corrupt_lines > 0;
     }
     Ok(if bad { 1 } else { 0 })

@@ -108,11 +108,11 @@ $GATEHOUSE_CONFIG, then ~/.config/gatehouse/config.toml, then the system path.
 pub fn run(cmd: Admin) -> i32 {
     match cmd {
         Admin::Help => {
-            print!("{HELP}");
+            crate::report::write_out(HELP.trim_end());
             0
         }
         Admin::Version => {
-            println!("gatehouse {}", env!("CARGO_PKG_VERSION"));
+            crate::say_out!("gatehouse {}", env!("CARGO_PKG_VERSION"));
             0
         }
         Admin::Check { config } => {
@@ -121,7 +121,9 @@ pub fn run(cmd: Admin) -> i32 {
                 // An operator with a setuid binary must not make us read
                 // files as the gatehouse account.
                 Some(_) if privileged => {
-                    eprintln!("gatehouse: --config is not allowed when running with privileges");
+                    crate::say_err!(
+                        "gatehouse: --config is not allowed when running with privileges"
+                    );
                     return 1;
                 }
                 Some(p) => p,
@@ -129,7 +131,7 @@ pub fn run(cmd: Admin) -> i32 {
             };
             match Config::load(&path) {
                 Ok(c) => {
-                    println!(
+                    crate::say_out!(
                         "{}: OK ({} hosts, {} access rules; logs in {})",
                         path.display(),
                         c.hosts.len(),
@@ -139,13 +141,13 @@ pub fn run(cmd: Admin) -> i32 {
                     0
                 }
                 Err(e) => {
-                    eprintln!("{e}");
+                    crate::say_err!("{e}");
                     1
                 }
             }
         }
         Admin::Tool { .. } if !tools_allowed() => {
-            eprintln!(
+            crate::say_err!(
                 "gatehouse: the audit tools are for administrators; run them as root or as the log owner, not through the setuid binary"
             );
             1
@@ -154,7 +156,7 @@ pub fn run(cmd: Admin) -> i32 {
             "audit" => audit::run(args),
             "replay" => replay::run(args),
             other => {
-                eprintln!("gatehouse: unknown command {other:?}; try `gatehouse --help`");
+                crate::say_err!("gatehouse: unknown command {other:?}; try `gatehouse --help`");
                 2
             }
         },

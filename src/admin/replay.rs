@@ -96,11 +96,11 @@ pub fn run(args: Vec<OsString>) -> i32 {
     let opts = match parse(args) {
         Ok(Some(o)) => o,
         Ok(None) => {
-            print!("{USAGE}");
+            crate::report::write_out(USAGE.trim_end());
             return 0;
         }
         Err(e) => {
-            eprintln!("gatehouse: {e}");
+            crate::say_err!("gatehouse: {e}");
             return 2;
         }
     };
@@ -108,7 +108,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Ok(()) => 0,
         Err(AdminError::Io(e)) if e.kind() == io::ErrorKind::BrokenPipe => 0,
         Err(e) => {
-            eprintln!("gatehouse: {e}");
+            crate::say_err!("gatehouse: {e}");
             1
         }
     }

@@ -251,12 +251,16 @@ impl Drop for Terminal {
 /// Watches the audit trail for the end of one session (`--follow`).
 struct EndWatch {
     reader: Option<JsonlReader>,
+    done: bool,
     jsonl: PathBuf,
     session: String,
 }
 
 impl EndWatch {
     fn ended(&mut self) -> bool {
+        if self.done {
+            return true;
+        }
         if self.reader.is_none() {
             self.reader = JsonlReader::open(&self.jsonl).ok();
         }
@@ -268,6 +272,7 @@ impl EndWatch {
                 if value.get("event").and_then(|e| e.as_str()) == Some("session_end")
                     && value.get("session").and_then(|s| s.as_str()) == Some(self.session.as_str())
                 {
+                    self.done = true;
                     return true;
                 }
             }
@@ -336,6 +341,7 @@ fn play(o: &Opts) -> Result<(), AdminError> {
     ) {
         (true, Some(log_dir)) if !session.is_empty() && !user.is_empty() => Some(EndWatch {
             reader: None,
+            done: false,
             jsonl: log_dir.join(format!("{user}.jsonl")),
             session: session.clone(),
         }),
@@ -369,10 +375,10 @@ fn play(o: &Opts) -> Result<(), AdminError> {
                 break;
             }
             if end_watch.as_mut().is_some_and(|w| w.ended()) {
-                // Read what was written between our last read and the end.
-                if let Some((_, b, false)) = reader.next_raw().map_err(read_err)? {
+                // The session is over: print what was written between our
+                // last read and its end, then stop.
+                while let Some((_, b, false)) = reader.next_raw().map_err(read_err)? {
                     emit(&stdout, &mut term, &b)?;
-                    continue;
                 }
                 break;
             }

@@ -93,6 +93,7 @@ pub fn login(request: &str) -> i32 {
                 return 1;
             }
         };
+    crate::audit::hooks::after_open(&mut audit, &config.settings, privileged);
     let started = Instant::now();
     let req = invocation::classify(request);
     let mode = if matches!(req, Request::Menu) {

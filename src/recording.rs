@@ -139,14 +139,11 @@ impl Recorder {
     fn event(&mut self, code: &str, text: &str) -> Result<(), RecordingError> {
         let t = self.start.elapsed().as_secs_f64();
         self.line.clear();
-        // `[t, "o", "…"]` — serde_json escapes the text; the timestamp has
-        // microsecond precision as asciinema writes it.
-        let _ = write!(self.line, "[{t:.6}, \"{code}\", ");
-        serde_json::to_writer(&mut self.line, text).map_err(|e| RecordingError {
-            path: self.path.clone(),
-            err: e.into(),
-        })?;
-        self.line.extend_from_slice(b"]\n");
+        // `[t, "o", "…"]` with microsecond precision, as asciinema writes it.
+        let _ = write!(self.line, "[{t:.6}, \"{code}\", \"");
+        escape_json_into(&mut self.line, text);
+        self.line.extend_from_slice(b"\"]\n");
+        // One write per event: a crash loses at most the last moment.
         self.file
             .write_all(&self.line)
             .map_err(|err| RecordingError {
@@ -155,19 +152,20 @@ impl Recorder {
             })
     }
 
-    /// Target output as the operator saw it.
+    /// Target output as the operator saw it. The hot path of a busy
+    /// session: no allocation when the chunk is valid UTF-8 and no
+    /// character was split at the previous read.
     pub fn output(&mut self, data: &[u8]) -> Result<(), RecordingError> {
-        // Fast path (bulk output is almost always valid UTF-8): validate in
-        // place and escape straight from `data`, with none of `decode`'s
-        // three copies. Same text as `decode` would produce.
         if self.carry.is_empty() {
-            let split = data.len() - incomplete_tail(data);
-            if let Ok(text) = std::str::from_utf8(&data[..split]) {
-                self.carry.extend_from_slice(&data[split..]);
-                if text.is_empty() {
-                    return Ok(());
-                }
-                return self.event("o", text);
+            let keep = incomplete_tail(data);
+            let (whole, tail) = data.split_at(data.len() - keep);
+            if let Ok(text) = std::str::from_utf8(whole) {
+                self.carry.extend_from_slice(tail);
+                return if text.is_empty() {
+                    Ok(())
+                } else {
+                    self.event("o", text)
+                };
             }
         }
         let text = self.decode(data);
@@ -201,6 +199,46 @@ impl Recorder {
         self.carry = bytes[split..].to_vec();
         String::from_utf8_lossy(&bytes[..split]).into_owned()
     }
+}
+
+/// Appends `text` as the inside of a JSON string (RFC 8259 section 7):
+/// runs of plain characters are copied at once; `"`, `\\` and control
+/// characters are escaped. Terminal output is mostly plain runs with a
+/// `\r\n` or an escape sequence between them.
+fn escape_json_into(out: &mut Vec<u8>, text: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = text.as_bytes();
+    out.reserve(bytes.len() + bytes.len() / 8);
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b >= 0x20 && b != b'"' && b != b'\\' {
+            i += 1;
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            _ => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(b >> 4) as usize],
+                HEX[(b & 0xf) as usize],
+            ]),
+        }
+        i += 1;
+        start = i;
+    }
+    out.extend_from_slice(&bytes[start..]);
 }
 
 /// How many trailing bytes form the start of a UTF-8 character that is not
@@ -237,6 +275,57 @@ mod tests {
         assert_eq!(incomplete_tail(&"你".as_bytes()[..2]), 2);
         assert_eq!(incomplete_tail(&"😀".as_bytes()[..3]), 3);
         assert_eq!(incomplete_tail(b"\xff"), 0);
+    }
+
+    #[test]
+    fn escaping_matches_serde_json() {
+        let samples = [
+            "plain",
+            "y\r\n",
+            "\u{1b}[1;31mred\u{1b}[0m\t\"q\" \\ back\u{0}\u{7f}\u{8}\u{c}\u{1f}",
+            "你好 — über",
+            "",
+        ];
+        for s in samples {
+            let mut mine = b"\"".to_vec();
+            escape_json_into(&mut mine, s);
+            mine.push(b'"');
+            assert_eq!(
+                serde_json::from_slice::<String>(&mine).unwrap(),
+                s,
+                "{}",
+                String::from_utf8_lossy(&mine)
+            );
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_becomes_replacement() {
+        let dir = tempfile::tempdir().unwrap();
+        let info = SessionInfo {
+            session: "S2",
+            user: "alice",
+            host: "web01",
+            term: "xterm",
+            cols: 80,
+            rows: 24,
+        };
+        let mut r = Recorder::create(dir.path(), &info, false).unwrap();
+        r.output(b"a\xffb").unwrap();
+        r.output("é".as_bytes().split_at(1).0).unwrap();
+        r.output("é".as_bytes().split_at(1).1).unwrap();
+        let text = std::fs::read_to_string(r.path()).unwrap();
+        let out: String = text
+            .lines()
+            .skip(1)
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()[2]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(out, "a\u{fffd}bé");
     }
 
     #[test]

@@ -195,13 +195,14 @@ impl Visit<'_> {
             None
         };
         let recording_path = recording.as_ref().map(|r| r.path().display().to_string());
+        let boot_id = crate::audit::abandoned::boot_id();
         if let Err(e) = self.audit.write(&Event::SessionStart {
             session: &session_id,
             host: &host.name,
             target: format!("{}@{}:{}", host.user, host.address, host.port),
             host_key: &up.host_key,
             pid: std::process::id(),
-            boot_id: None,
+            boot_id: boot_id.as_deref(),
             term: self.term,
             cols,
             rows,

@@ -4,8 +4,13 @@
 //! If a record cannot be written, the caller must not go on (fail closed).
 #![forbid(unsafe_code)]
 
+pub mod abandoned;
+pub mod chain;
+pub mod hooks;
+pub mod reader;
 pub mod record;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -63,13 +68,30 @@ pub struct AuditLog {
     user: String,
     login: String,
     client: String,
+    /// Where each chain this process writes stands (the login's, and one
+    /// per open session): a handful of entries.
+    chains: HashMap<String, chain::Link>,
+    /// `syslog_copy`: also send every record to this datagram socket.
+    syslog: Option<PathBuf>,
 }
 
 impl AuditLog {
     /// Opens (creating, mode 0640) `<log_dir>/<user>.jsonl` for appending.
     /// `user` must already be a safe file name (see `identity`).
     pub fn open(log_dir: &Path, user: &str, login: &str, client: &str) -> Result<Self, AuditError> {
-        let path = log_dir.join(format!("{user}.jsonl"));
+        Self::open_path(&log_dir.join(format!("{user}.jsonl")), user, login, client)
+    }
+
+    /// Same, for an explicit file (the abandoned-session sweep writes into
+    /// the file it scanned, on behalf of the dead login).
+    pub fn open_path(
+        path: &Path,
+        user: &str,
+        login: &str,
+        client: &str,
+    ) -> Result<Self, AuditError> {
+        let path = path.to_path_buf();
+        let log_dir = path.parent().unwrap_or(Path::new("."));
         if !log_dir.is_dir() {
             std::fs::DirBuilder::new()
                 .recursive(true)
@@ -104,7 +126,20 @@ impl AuditLog {
             user: user.to_string(),
             login: login.to_string(),
             client: client.to_string(),
+            chains: HashMap::new(),
+            syslog: None,
         })
+    }
+
+    /// Sends a copy of every record to syslog (`syslog_copy = true`):
+    /// `/dev/log` normally, another socket only in unprivileged runs.
+    pub fn copy_to_syslog(&mut self, socket: PathBuf) {
+        self.syslog = Some(socket);
+    }
+
+    /// Continue a chain another process started (a dead session's).
+    pub fn resume_chain(&mut self, chain: &str, link: chain::Link) {
+        self.chains.insert(chain.to_string(), link);
     }
 
     pub fn path(&self) -> &Path {
@@ -118,6 +153,8 @@ impl AuditLog {
     /// Appends one record with one write(2). A short write is an error: the
     /// line would be torn, and the caller must stop.
     pub fn write(&mut self, event: &Event<'_>) -> Result<(), AuditError> {
+        let key = event.session().unwrap_or(&self.login).to_string();
+        let (n, prev) = chain::Link::next(self.chains.get(&key));
         let line = record::to_line(
             record::Common {
                 v: record::SCHEMA_VERSION,
@@ -128,9 +165,24 @@ impl AuditLog {
                 client: &self.client,
             },
             event,
+            record::Chain { n, prev: &prev },
         );
+        self.append(&line)?;
+        if matches!(event, Event::SessionEnd { .. }) {
+            self.chains.remove(&key);
+        } else {
+            let hash = chain::hash_line(&line);
+            self.chains.insert(key, chain::Link { n, hash });
+        }
+        if let Some(sock) = &self.syslog {
+            syslog_copy(sock, &line);
+        }
+        Ok(())
+    }
+
+    fn append(&mut self, line: &[u8]) -> Result<(), AuditError> {
         loop {
-            match self.file.write(&line) {
+            match self.file.write(line) {
                 Ok(n) if n == line.len() => return Ok(()),
                 Ok(n) => {
                     return Err(AuditError::Short {
@@ -149,6 +201,22 @@ impl AuditLog {
             }
         }
     }
+}
+
+/// syslog facility authpriv, severity info: `<86>`.
+const SYSLOG_PRI: u8 = 10 * 8 + 6;
+
+/// One datagram per record, RFC 3164 style without timestamp/hostname (the
+/// local daemon adds them); the message is the JSON record unchanged.
+/// Best effort: the JSONL is the record of truth, syslog is a copy.
+fn syslog_copy(socket: &Path, line: &[u8]) {
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    let body = line.strip_suffix(b"\n").unwrap_or(line);
+    let mut msg = format!("<{SYSLOG_PRI}>gatehouse[{}]: ", std::process::id()).into_bytes();
+    msg.extend_from_slice(body);
+    let _ = sock.send_to(&msg, socket);
 }
 
 #[cfg(test)]
@@ -198,6 +266,69 @@ mod tests {
                 .permissions(),
         );
         assert_eq!(mode & 0o777, 0o640);
+    }
+
+    #[test]
+    fn records_chain_per_session_and_login() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = AuditLog::open(dir.path(), "alice", "L1", "local").unwrap();
+        log.write(&Event::Login {
+            pid: 1,
+            mode: "menu",
+        })
+        .unwrap();
+        for seq in 1..=2 {
+            log.write(&Event::Command {
+                session: "S1",
+                host: "web01",
+                seq,
+                command: "ls",
+                truncated: false,
+                source: "keys",
+            })
+            .unwrap();
+        }
+        log.write(&Event::Logout { duration_ms: 5 }).unwrap();
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let recs: Vec<serde_json::Value> = lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(recs[0]["n"], 1);
+        assert_eq!(recs[0]["prev"], chain::GENESIS);
+        assert_eq!(recs[1]["n"], 1);
+        assert_eq!(recs[2]["n"], 2);
+        assert_eq!(
+            recs[2]["prev"],
+            chain::hash_line(lines[1].as_bytes()).as_str()
+        );
+        assert_eq!(recs[3]["n"], 2);
+        assert_eq!(
+            recs[3]["prev"],
+            chain::hash_line(lines[0].as_bytes()).as_str()
+        );
+        let mut v = chain::Verifier::new();
+        for (i, (l, r)) in lines.iter().zip(&recs).enumerate() {
+            assert_eq!(v.feed(i as u64 + 1, l.as_bytes(), r), None);
+        }
+    }
+
+    #[test]
+    fn syslog_copy_sends_the_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock_path = dir.path().join("log.sock");
+        let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+        let mut log = AuditLog::open(dir.path(), "alice", "L1", "local").unwrap();
+        log.copy_to_syslog(sock_path);
+        log.write(&Event::Logout { duration_ms: 5 }).unwrap();
+        let mut buf = vec![0u8; 65536];
+        let n = sock.recv(&mut buf).unwrap();
+        let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+        assert!(msg.starts_with("<86>gatehouse["), "{msg}");
+        let json = &msg[msg.find("]: ").unwrap() + 3..];
+        let on_disk = std::fs::read_to_string(log.path()).unwrap();
+        assert_eq!(json, on_disk.trim_end());
     }
 
     #[test]

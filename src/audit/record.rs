@@ -102,6 +102,17 @@ pub enum Event<'a> {
 }
 
 impl Event<'_> {
+    /// The session this record belongs to, if any (it then chains there).
+    pub fn session(&self) -> Option<&str> {
+        match self {
+            Event::SessionStart { session, .. }
+            | Event::Command { session, .. }
+            | Event::SessionEnd { session, .. } => Some(session),
+            Event::Error { session, .. } => *session,
+            _ => None,
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Event::Login { .. } => "login",
@@ -115,18 +126,33 @@ impl Event<'_> {
     }
 }
 
+/// The hash-chain fields every record ends with (`audit::chain`).
+#[derive(Debug, Serialize)]
+pub struct Chain<'a> {
+    /// Place of the record in its chain (its session, else its login): 1, 2, …
+    pub n: u64,
+    /// SHA-256 hex of the previous line of the chain; zeros for the first.
+    pub prev: &'a str,
+}
+
 #[derive(Serialize)]
 struct Record<'a> {
     #[serde(flatten)]
     common: Common<'a>,
     #[serde(flatten)]
     event: &'a Event<'a>,
+    #[serde(flatten)]
+    chain: Chain<'a>,
 }
 
 /// One record as a JSON line, newline included.
-pub fn to_line(common: Common<'_>, event: &Event<'_>) -> Vec<u8> {
-    let mut line = serde_json::to_vec(&Record { common, event })
-        .unwrap_or_else(|_| b"{\"v\":1,\"event\":\"error\",\"reason\":\"serialize\"}".to_vec());
+pub fn to_line(common: Common<'_>, event: &Event<'_>, chain: Chain<'_>) -> Vec<u8> {
+    let mut line = serde_json::to_vec(&Record {
+        common,
+        event,
+        chain,
+    })
+    .unwrap_or_else(|_| b"{\"v\":1,\"event\":\"error\",\"reason\":\"serialize\"}".to_vec());
     line.push(b'\n');
     line
 }

@@ -40,6 +40,10 @@ pub struct Settings {
     pub keepalive_interval: Duration,
     pub recording: bool,
     pub record_input: bool,
+    /// Also send each audit record to syslog (authpriv.info).
+    pub syslog_copy: bool,
+    /// Another syslog socket than /dev/log; ignored when privileged (tests).
+    pub syslog_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -240,6 +244,11 @@ impl Validator<'_> {
             keepalive_interval,
             recording: s.recording.unwrap_or(true),
             record_input: s.record_input.unwrap_or(false),
+            syslog_copy: s.syslog_copy.unwrap_or(false),
+            syslog_socket: match &s.syslog_socket {
+                Some(p) => Some(self.path_value(p)?),
+                None => None,
+            },
         };
 
         let mut hosts = Vec::with_capacity(raw.hosts.len());

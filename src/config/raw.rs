@@ -27,6 +27,8 @@ pub struct RawSettings {
     pub keepalive_interval: Option<Spanned<RawDuration>>,
     pub recording: Option<bool>,
     pub record_input: Option<bool>,
+    pub syslog_copy: Option<bool>,
+    pub syslog_socket: Option<Spanned<String>>,
 }
 
 /// `"30m"` or a bare number of seconds.

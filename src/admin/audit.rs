@@ -1,0 +1,692 @@
+//! `gatehouse audit`: read the JSONL trail under log_dir. Filters, an
+//! aligned table (or the records unchanged with `--json`), `--follow`
+//! across every user's file, and the two repair/inspection passes:
+//! `--check` (close abandoned sessions) and `--verify` (hash chains).
+//!
+//! Everything streams: one line in memory per file, plus a small heap to
+//! merge the files in time order.
+#![forbid(unsafe_code)]
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::ffi::OsString;
+use std::io::{self, IsTerminal, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::args::{Arg, Args};
+use super::filter::{parse_when, ts_key, Filter};
+use super::{log_dir_from_config, AdminError};
+use crate::audit::abandoned;
+use crate::audit::chain::Verifier;
+use crate::audit::reader::{JsonlReader, Line};
+
+pub const USAGE: &str = "\
+Usage: gatehouse audit [OPTIONS]
+
+Reads <log_dir>/*.jsonl (log_dir from the config) and prints the records
+that match every filter, oldest first, as a table or (--json) unchanged.
+
+Filters (repeat --user/--host/--session to allow several):
+  --user NAME            records of this unix user
+  --host NAME|GLOB       records about this host (web01, 'db*')
+  --session ID           a session id, or its first or last characters
+  --event LIST           comma-separated: login,logout,session_start,command,
+                         session_end,denied,error
+  --since WHEN           at or after WHEN: RFC 3339, a date, or an age (2h, 30m, 7d)
+  --until WHEN           at or before WHEN
+  --grep REGEX           commands (and refused requests) matching REGEX
+  -i, --ignore-case      --grep ignores case
+  -F, --fixed-strings    --grep PATTERN is plain text, not a regex
+
+Output:
+  --json                 the matching lines exactly as stored (for jq)
+  --color auto|always|never   (auto: only on a terminal; NO_COLOR is honoured)
+  -f, --follow           keep printing new records, from every file (new files
+                         too); history is shown only with --since
+
+Maintenance:
+  --check                write `session_end` (reason abandoned) for sessions
+                         whose process is gone; prints what it closed
+  --verify               check every hash chain; report the first broken link
+                         of each session or login; exit 1 if any
+
+  --log-dir DIR          read DIR instead of the config's log_dir
+  --config PATH          the config to take log_dir from
+";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Show,
+    Check,
+    Verify,
+}
+
+struct Opts {
+    filter: Filter,
+    json: bool,
+    color: bool,
+    follow: bool,
+    mode: Mode,
+    log_dir: Option<PathBuf>,
+    config: Option<PathBuf>,
+}
+
+fn parse(args: Vec<OsString>) -> Result<Option<Opts>, String> {
+    let mut a = Args::new("audit", args);
+    let mut filter = Filter::default();
+    let (mut json, mut follow, mut mode) = (false, false, Mode::Show);
+    let (mut log_dir, mut config) = (None, None);
+    let mut color = None;
+    let (mut grep, mut icase, mut fixed) = (None, false, false);
+    let now = chrono::Utc::now();
+    while let Some(arg) = a.next()? {
+        let (name, inline) = match arg {
+            Arg::Opt { name, inline } => (name, inline),
+            Arg::Positional(p) => return Err(format!("audit: unexpected argument {p:?}")),
+        };
+        match name.as_str() {
+            "--user" | "-u" => filter.users.push(a.value(&name, inline)?),
+            "--host" => {
+                let v = a.value(&name, inline)?;
+                let p = glob::Pattern::new(&v)
+                    .map_err(|e| format!("audit: --host {v:?} is not a valid pattern: {e}"))?;
+                filter.hosts.push(p);
+            }
+            "--session" | "-s" => filter.sessions.push(a.value(&name, inline)?),
+            "--event" | "-e" => {
+                for e in a.value(&name, inline)?.split(',').filter(|e| !e.is_empty()) {
+                    const KNOWN: [&str; 7] = [
+                        "login",
+                        "logout",
+                        "session_start",
+                        "command",
+                        "session_end",
+                        "denied",
+                        "error",
+                    ];
+                    if !KNOWN.contains(&e) {
+                        return Err(format!(
+                            "audit: unknown event {e:?}; events are {}",
+                            KNOWN.join(", ")
+                        ));
+                    }
+                    filter.events.push(e.to_string());
+                }
+            }
+            "--since" => {
+                let v = a.value(&name, inline)?;
+                filter.since = Some(ts_key(
+                    parse_when(&v, now).map_err(|e| format!("audit: --since: {e}"))?,
+                ));
+            }
+            "--until" => {
+                let v = a.value(&name, inline)?;
+                filter.until = Some(ts_key(
+                    parse_when(&v, now).map_err(|e| format!("audit: --until: {e}"))?,
+                ));
+            }
+            "--grep" | "-g" => grep = Some(a.value(&name, inline)?),
+            "--ignore-case" | "-i" => icase = true,
+            "--fixed-strings" | "-F" => fixed = true,
+            "--json" => json = true,
+            "--color" | "--colour" => {
+                color = Some(match a.value(&name, inline)?.as_str() {
+                    "always" => true,
+                    "never" => false,
+                    "auto" => io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+                    v => {
+                        return Err(format!(
+                            "audit: --color must be auto, always or never, not {v:?}"
+                        ))
+                    }
+                })
+            }
+            "--follow" | "-f" => follow = true,
+            "--check" => mode = Mode::Check,
+            "--verify" => mode = Mode::Verify,
+            "--log-dir" => log_dir = Some(PathBuf::from(a.value(&name, inline)?)),
+            "--config" => config = Some(PathBuf::from(a.value(&name, inline)?)),
+            "--help" | "-h" => return Ok(None),
+            other => {
+                return Err(format!(
+                    "audit: unknown option {other:?}; see `gatehouse audit --help`"
+                ))
+            }
+        }
+    }
+    if let Some(g) = grep {
+        let pat = if fixed { regex::escape(&g) } else { g.clone() };
+        let re = regex::RegexBuilder::new(&pat)
+            .case_insensitive(icase)
+            .size_limit(1 << 22)
+            .build()
+            .map_err(|e| {
+                format!("audit: --grep {g:?} is not a valid regex (use -F for plain text): {e}")
+            })?;
+        filter.grep = Some(re);
+    }
+    if follow && mode != Mode::Show {
+        return Err("audit: --follow cannot be combined with --check or --verify".into());
+    }
+    let color = color
+        .unwrap_or_else(|| io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none());
+    Ok(Some(Opts {
+        filter,
+        json,
+        color: color && !json,
+        follow,
+        mode,
+        log_dir,
+        config,
+    }))
+}
+
+pub fn run(args: Vec<OsString>) -> i32 {
+    let opts = match parse(args) {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            crate::report::write_out(USAGE.trim_end());
+            return 0;
+        }
+        Err(e) => {
+            crate::say_err!("gatehouse: {e}");
+            return 2;
+        }
+    };
+    let dir = match log_dir_from_config(opts.log_dir.clone(), opts.config.clone()) {
+        Ok(d) => d,
+        Err(e) => {
+            crate::say_err!("gatehouse: {e}");
+            return 1;
+        }
+    };
+    let result = match opts.mode {
+        Mode::Show => show(&opts, &dir),
+        Mode::Check => check(&opts, &dir),
+        Mode::Verify => verify(&opts, &dir),
+    };
+    match result {
+        Ok(code) => code,
+        // `gatehouse audit | head`: a closed pipe is a normal end.
+        Err(AdminError::Io(e)) if e.kind() == io::ErrorKind::BrokenPipe => 0,
+        Err(e) => {
+            crate::say_err!("gatehouse: {e}");
+            1
+        }
+    }
+}
+
+/// `<dir>/*.jsonl`, sorted; only the named users' files when `--user`
+/// is given (a user's records live in their own file).
+fn jsonl_files(dir: &Path, users: &[String]) -> Result<Vec<PathBuf>, AdminError> {
+    let rd = std::fs::read_dir(dir).map_err(|err| AdminError::ReadDir {
+        path: dir.to_path_buf(),
+        err,
+    })?;
+    let mut files: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl") && p.is_file())
+        .filter(|p| {
+            users.is_empty()
+                || p.file_stem()
+                    .and_then(|s| s.to_str())
+                    .is_some_and(|s| users.iter().any(|u| u == s))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+fn corrupt(path: &Path, no: u64, why: &str) {
+    crate::say_err!("{}:{no}: {why}; skipped", path.display());
+}
+
+/// Reads records from one file, reporting corrupt lines as it goes.
+fn next_record(r: &mut JsonlReader) -> io::Result<Option<(Vec<u8>, Value)>> {
+    loop {
+        match r.next_line()? {
+            None => return Ok(None),
+            Some(Line::Corrupt { no, why }) => corrupt(r.path(), no, &why),
+            Some(Line::Record { bytes, value, .. }) => return Ok(Some((bytes, value))),
+        }
+    }
+}
+
+fn read_err(path: &Path) -> impl Fn(io::Error) -> AdminError + '_ {
+    move |err| AdminError::Read {
+        path: path.to_path_buf(),
+        err,
+    }
+}
+
+fn show(opts: &Opts, dir: &Path) -> Result<i32, AdminError> {
+    let files = jsonl_files(dir, &opts.filter.users)?;
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+    let mut printer = Printer::new(opts.json, opts.color);
+    let mut readers: Vec<JsonlReader> = Vec::new();
+    for p in &files {
+        match JsonlReader::open(p) {
+            Ok(r) => readers.push(r),
+            Err(e) => crate::say_err!("gatehouse: cannot read {}: {e}", p.display()),
+        }
+    }
+    let history = !opts.follow || opts.filter.since.is_some();
+    if history {
+        // Merge the files in time order: a heap of each file's next record.
+        let mut heap = BinaryHeap::new();
+        let mut pending: Vec<Option<(Vec<u8>, Value)>> = Vec::with_capacity(readers.len());
+        for (i, r) in readers.iter_mut().enumerate() {
+            let rec = next_record(r).map_err(read_err(r.path()))?;
+            if let Some((_, v)) = &rec {
+                heap.push(Reverse((ts_of(v), i)));
+            }
+            pending.push(rec);
+        }
+        while let Some(Reverse((_, i))) = heap.pop() {
+            if let Some((bytes, value)) = pending[i].take() {
+                if opts.filter.matches(&value) {
+                    printer.print(&mut out, &bytes, &value)?;
+                }
+            }
+            let r = &mut readers[i];
+            let rec = next_record(r).map_err(read_err(r.path()))?;
+            if let Some((_, v)) = &rec {
+                heap.push(Reverse((ts_of(v), i)));
+            }
+            pending[i] = rec;
+        }
+        if !opts.follow {
+            for r in &readers {
+                if let Some(no) = r.truncated_tail() {
+                    corrupt(r.path(), no, "truncated record (no newline at the end: cut short, or still being written)");
+                }
+            }
+        }
+    } else {
+        for r in readers.iter_mut() {
+            r.skip_to_end_counting().map_err(read_err(r.path()))?;
+        }
+    }
+    out.flush()?;
+    if !opts.follow {
+        return Ok(0);
+    }
+    follow(opts, dir, files, readers, &mut printer, &mut out)
+}
+
+fn ts_of(v: &Value) -> String {
+    v.get("ts")
+        .and_then(|t| t.as_str())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// A file being followed, and which file it is (rotation makes a new one).
+struct Followed {
+    reader: JsonlReader,
+    ino: u64,
+}
+
+fn follow(
+    opts: &Opts,
+    dir: &Path,
+    files: Vec<PathBuf>,
+    readers: Vec<JsonlReader>,
+    printer: &mut Printer,
+    out: &mut impl Write,
+) -> Result<i32, AdminError> {
+    let mut followed: HashMap<PathBuf, Followed> = HashMap::new();
+    for (p, r) in files.into_iter().zip(readers) {
+        let ino = std::fs::metadata(&p).map(|m| m.ino()).unwrap_or(0);
+        followed.insert(p, Followed { reader: r, ino });
+    }
+    // An admin tool, not a daemon: polling the directory a few times a
+    // second is cheap and needs no inotify dependency.
+    loop {
+        let mut wrote = false;
+        let now_files = jsonl_files(dir, &opts.filter.users)?;
+        for p in now_files {
+            let meta = std::fs::metadata(&p).ok();
+            let ino = meta.as_ref().map(|m| m.ino()).unwrap_or(0);
+            let len = meta.as_ref().map(|m| m.len()).unwrap_or(0);
+            let reopen = match followed.get(&p) {
+                None => true,
+                // Rotated (a new file under the name) or truncated in place.
+                Some(f) => f.ino != ino || len < f.reader.offset(),
+            };
+            if reopen {
+                match JsonlReader::open(&p) {
+                    Ok(reader) => {
+                        followed.insert(p.clone(), Followed { reader, ino });
+                    }
+                    Err(_) => continue,
+                }
+            }
+            let Some(f) = followed.get_mut(&p) else {
+                continue;
+            };
+            while let Some((bytes, value)) = next_record(&mut f.reader).map_err(read_err(&p))? {
+                if opts.filter.matches(&value) {
+                    printer.print(out, &bytes, &value)?;
+                    wrote = true;
+                }
+            }
+        }
+        if wrote {
+            out.flush()?;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn check(opts: &Opts, dir: &Path) -> Result<i32, AdminError> {
+    let mut out = io::stdout().lock();
+    let mut total = 0;
+    let mut failed = false;
+    for p in jsonl_files(dir, &opts.filter.users)? {
+        match abandoned::sweep(&p, None) {
+            Ok(closed) => {
+                for c in &closed {
+                    writeln!(
+                        out,
+                        "{}: closed session {} ({}@{}): {}",
+                        p.display(),
+                        c.session,
+                        c.user,
+                        c.host,
+                        c.detail
+                    )?;
+                }
+                total += closed.len();
+            }
+            Err(e) => {
+                crate::say_err!("gatehouse: {e}");
+                failed = true;
+            }
+        }
+    }
+    writeln!(out, "{total} abandoned session(s) closed")?;
+    Ok(if failed { 1 } else { 0 })
+}
+
+fn verify(opts: &Opts, dir: &Path) -> Result<i32, AdminError> {
+    let mut out = io::stdout().lock();
+    let mut bad = false;
+    for p in jsonl_files(dir, &opts.filter.users)? {
+        let mut r = JsonlReader::open(&p).map_err(read_err(&p))?;
+        let mut v = Verifier::new();
+        let mut breaks = 0u64;
+        let mut corrupt_lines = 0u64;
+        let mut chain_names: HashMap<String, String> = HashMap::new();
+        while let Some(line) = r.next_line().map_err(read_err(&p))? {
+            match line {
+                Line::Corrupt { no, why } => {
+                    writeln!(out, "{}:{no}: {why} (edited or damaged)", p.display())?;
+                    corrupt_lines += 1;
+                }
+                Line::Record { no, bytes, value } => {
+                    if value.get("event").and_then(|e| e.as_str()) == Some("session_start") {
+                        if let Some(s) = value.get("session").and_then(|s| s.as_str()) {
+                            let host = value.get("host").and_then(|h| h.as_str()).unwrap_or("?");
+                            chain_names.insert(s.to_string(), format!("session {s} (host {host})"));
+                        }
+                    }
+                    if let Some(b) = v.feed(no, &bytes, &value) {
+                        let kind = if value.get("session").is_some() {
+                            chain_names
+                                .get(&b.chain)
+                                .cloned()
+                                .unwrap_or_else(|| format!("session {}", b.chain))
+                        } else {
+                            format!("login {}", b.chain)
+                        };
+                        writeln!(out, "{}:{}: {kind}: {}", p.display(), b.line, b.what)?;
+                        breaks += 1;
+                    }
+                }
+            }
+        }
+        if let Some(no) = r.truncated_tail() {
+            writeln!(
+                out,
+                "{}:{no}: truncated record (no newline at the end)",
+                p.display()
+            )?;
+        }
+        let status = if breaks == 0 && corrupt_lines == 0 {
+            "OK"
+        } else {
+            "BROKEN"
+        };
+        writeln!(
+            out,
+            "{}: {status}: {} chained record(s) checked, {} broken chain(s), {} damaged line(s){}",
+            p.display(),
+            v.checked,
+            breaks,
+            corrupt_lines,
+            if v.unchained > 0 {
+                format!(
+                    ", {} record(s) from before chaining not checked",
+                    v.unchained
+                )
+            } else {
+                String::new()
+            }
+        )?;
+        bad |= breaks > 0 || corrupt_lines > 0;
+    }
+    Ok(if bad { 1 } else { 0 })
+}
+
+// ---------------------------------------------------------------------------
+// the table
+// ---------------------------------------------------------------------------
+
+struct Printer {
+    json: bool,
+    color: bool,
+    header_done: bool,
+}
+
+const WIDTHS: [usize; 6] = [19, 10, 21, 10, 8, 13];
+const HEADS: [&str; 6] = ["TIME (UTC)", "USER", "CLIENT", "HOST", "SESSION", "EVENT"];
+
+impl Printer {
+    fn new(json: bool, color: bool) -> Printer {
+        Printer {
+            json,
+            color,
+            header_done: false,
+        }
+    }
+
+    fn print(&mut self, out: &mut impl Write, bytes: &[u8], rec: &Value) -> io::Result<()> {
+        if self.json {
+            out.write_all(bytes)?;
+            return out.write_all(b"\n");
+        }
+        if !self.header_done {
+            self.header_done = true;
+            let mut line = String::new();
+            for (h, w) in HEADS.iter().zip(WIDTHS) {
+                line.push_str(&format!("{h:<w$}  "));
+            }
+            line.push_str("DETAIL");
+            if self.color {
+                writeln!(out, "\x1b[1m{line}\x1b[0m")?;
+            } else {
+                writeln!(out, "{line}")?;
+            }
+        }
+        writeln!(out, "{}", row(rec, self.color))
+    }
+}
+
+fn s<'a>(rec: &'a Value, k: &str) -> &'a str {
+    rec.get(k).and_then(|v| v.as_str()).unwrap_or("")
+}
+
+/// Text from the log, made safe for a terminal: control characters
+/// (escape sequences in a command!) are shown, not obeyed; bounded.
+pub fn visible(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i >= max {
+            out.push('…');
+            break;
+        }
+        match c {
+            '\n' => out.push_str(" ⏎ "),
+            '\t' => out.push(' '),
+            c if c.is_control() => out.push_str(&c.escape_default().to_string()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn detail(rec: &Value) -> String {
+    let n = |k: &str| rec.get(k).and_then(|v| v.as_u64());
+    match s(rec, "event") {
+        "command" => {
+            let mut d = visible(s(rec, "command"), 4000);
+            if rec.get("truncated").and_then(|t| t.as_bool()) == Some(true) {
+                d.push_str("  [truncated]");
+            }
+            d
+        }
+        "login" => format!(
+            "{} (pid {})",
+            s(rec, "mode"),
+            n("pid").map(|p| p.to_string()).unwrap_or_default()
+        ),
+        "logout" => format!("after {}", human_ms(n("duration_ms").unwrap_or(0))),
+        "session_start" => {
+            let mut d = format!(
+                "{} {}",
+                visible(s(rec, "target"), 200),
+                visible(s(rec, "host_key"), 100)
+            );
+            if rec.get("recording").is_some() {
+                d.push_str(" [recorded]");
+            }
+            d
+        }
+        "session_end" => {
+            let status = match rec.get("exit_status") {
+                Some(Value::Number(x)) => format!(" status {x}"),
+                _ => String::new(),
+            };
+            let mut d = format!(
+                "{}{status} after {}, {} in / {} out",
+                s(rec, "reason"),
+                human_ms(n("duration_ms").unwrap_or(0)),
+                human_bytes(n("bytes_in").unwrap_or(0)),
+                human_bytes(n("bytes_out").unwrap_or(0))
+            );
+            if let Some(x) = rec.get("detail").and_then(|d| d.as_str()) {
+                d.push_str(&format!(" ({})", visible(x, 300)));
+            }
+            d
+        }
+        "denied" => format!("{}: {}", s(rec, "reason"), visible(s(rec, "request"), 300)),
+        "error" => format!("{}: {}", s(rec, "reason"), visible(s(rec, "detail"), 300)),
+        _ => String::new(),
+    }
+}
+
+fn row(rec: &Value, color: bool) -> String {
+    let ts = s(rec, "ts");
+    let time = ts.get(..19).unwrap_or(ts).replace('T', " ");
+    let session = s(rec, "session");
+    let short = session.get(session.len().saturating_sub(8)..).unwrap_or("");
+    let event = s(rec, "event");
+    let cells = [
+        time,
+        visible(s(rec, "user"), 32),
+        visible(s(rec, "client"), 64),
+        visible(s(rec, "host"), 64),
+        short.to_string(),
+        visible(event, 32),
+    ];
+    let mut line = String::new();
+    for (i, (c, w)) in cells.iter().zip(WIDTHS).enumerate() {
+        let cell = format!("{c:<w$}");
+        if color && i == 5 {
+            line.push_str(&format!("{}{cell}\x1b[0m", event_color(rec)));
+        } else {
+            line.push_str(&cell);
+        }
+        line.push_str("  ");
+    }
+    line.push_str(&detail(rec));
+    line
+}
+
+fn event_color(rec: &Value) -> &'static str {
+    match s(rec, "event") {
+        "denied" | "error" => "\x1b[31m",
+        "session_end" if s(rec, "reason") == "abandoned" => "\x1b[33m",
+        "session_start" | "session_end" => "\x1b[32m",
+        "command" => "\x1b[1m",
+        _ => "\x1b[2m",
+    }
+}
+
+fn human_ms(ms: u64) -> String {
+    let s = ms / 1000;
+    if s < 60 {
+        format!("{}.{}s", s, (ms % 1000) / 100)
+    } else if s < 3600 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    }
+}
+
+fn human_bytes(b: u64) -> String {
+    match b {
+        b if b < 10 * 1024 => format!("{b} B"),
+        b if b < 10 * 1024 * 1024 => format!("{} KiB", b / 1024),
+        b => format!("{} MiB", b / (1024 * 1024)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn rows_are_aligned_and_safe() {
+        let r = json!({"ts":"2026-11-28T18:24:56.123Z","event":"command","user":"alice",
+            "client":"10.0.0.5:51234","host":"web01","session":"0190-ffff0001",
+            "command":"echo \u{1b}[2J\nls"});
+        let line = row(&r, false);
+        assert!(
+            line.starts_with("2026-11-28 18:24:56  alice       10.0.0.5:51234"),
+            "{line}"
+        );
+        assert!(line.contains("ffff0001"));
+        assert!(line.ends_with("echo \\u{1b}[2J ⏎ ls"), "{line}");
+        assert!(!line.contains('\u{1b}'));
+    }
+
+    #[test]
+    fn parse_rejects_nonsense() {
+        let p = |a: &[&str]| parse(a.iter().map(OsString::from).collect()).map(|_| ());
+        assert!(p(&["--event", "nope"]).is_err());
+        assert!(p(&["--since", "yesterday"]).is_err());
+        assert!(p(&["--grep", "("]).is_err());
+        assert!(p(&["--grep", "(", "-F"]).is_ok());
+        assert!(p(&["--bogus"]).is_err());
+        assert!(p(&["--follow", "--verify"]).is_err());
+    }
+}

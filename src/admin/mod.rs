@@ -1,0 +1,164 @@
+//! Subcommands for admins who run the binary by hand. The login path never
+//! reaches this module.
+//!
+//! Every admin command goes through `run`, which refuses the tools that
+//! read the audit trail when a setuid binary is run by an operator (real
+//! uid not root): they would read every user's records with the gatehouse
+//! account's rights.
+#![forbid(unsafe_code)]
+
+mod args;
+pub mod audit;
+pub mod filter;
+pub mod replay;
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use crate::config::Config;
+use crate::invocation::Admin;
+use crate::login;
+
+/// What can stop an admin tool; each message names the file.
+#[derive(Debug)]
+pub enum AdminError {
+    Config(String),
+    ReadDir { path: PathBuf, err: io::Error },
+    Read { path: PathBuf, err: io::Error },
+    NotFound(String),
+    Io(io::Error),
+}
+
+impl fmt::Display for AdminError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AdminError::Config(m) => f.write_str(m),
+            AdminError::ReadDir { path, err } => {
+                write!(f, "cannot list {}: {err}", path.display())
+            }
+            AdminError::Read { path, err } => write!(f, "cannot read {}: {err}", path.display()),
+            AdminError::NotFound(m) => f.write_str(m),
+            AdminError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl From<io::Error> for AdminError {
+    fn from(e: io::Error) -> Self {
+        AdminError::Io(e)
+    }
+}
+
+/// log_dir: `--log-dir`, or the config's (`--config`, or the usual search).
+/// Privileged (a root admin running the setuid binary), only the system
+/// config is read.
+pub fn log_dir_from_config(
+    log_dir: Option<PathBuf>,
+    config: Option<PathBuf>,
+) -> Result<PathBuf, AdminError> {
+    if let Some(d) = log_dir {
+        return Ok(d);
+    }
+    let privileged = login::privileged();
+    let path = match config {
+        Some(_) if privileged => {
+            return Err(AdminError::Config(
+                "--config is not allowed when running with privileges".into(),
+            ))
+        }
+        Some(p) => p,
+        None => login::config_path(privileged),
+    };
+    Config::load(&path)
+        .map(|c| c.settings.log_dir)
+        .map_err(|e| AdminError::Config(e.to_string()))
+}
+
+/// The audit tools may run setuid only for root: an operator who runs the
+/// installed binary by hand must not read the trail with its rights.
+fn tools_allowed() -> bool {
+    !login::privileged() || nix::unistd::getuid().is_root()
+}
+
+pub const HELP: &str = "\
+gatehouse — an auditing jump-host login shell
+
+As an operator's login shell (or sshd ForceCommand) it shows the hosts the
+operator may use, relays the session, and writes every command to
+<log_dir>/<user>.jsonl. It never runs anything on this machine.
+
+Usage (admins):
+  gatehouse check [--config PATH]   validate the config; exit 0 when valid
+  gatehouse audit [FILTERS] [--json] [--follow] [--check] [--verify]
+                                    read the audit trail (see audit --help)
+  gatehouse replay SESSION|FILE [--speed N] [--idle-limit S] [--follow]
+                                    play a session recording (see replay --help)
+  gatehouse --help | --version
+
+Login invocations (set by sshd, never typed):
+  -gatehouse                 login shell: the host menu
+  gatehouse -c REQUEST       REQUEST is a host name (or refused)
+  gatehouse                  ForceCommand: the request is $SSH_ORIGINAL_COMMAND
+
+Config: /etc/gatehouse/config.toml when installed setuid; otherwise
+$GATEHOUSE_CONFIG, then ~/.config/gatehouse/config.toml, then the system path.
+";
+
+pub fn run(cmd: Admin) -> i32 {
+    match cmd {
+        Admin::Help => {
+            crate::report::write_out(HELP.trim_end());
+            0
+        }
+        Admin::Version => {
+            crate::say_out!("gatehouse {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        Admin::Check { config } => {
+            let privileged = login::privileged();
+            let path = match config {
+                // An operator with a setuid binary must not make us read
+                // files as the gatehouse account.
+                Some(_) if privileged => {
+                    crate::say_err!(
+                        "gatehouse: --config is not allowed when running with privileges"
+                    );
+                    return 1;
+                }
+                Some(p) => p,
+                None => login::config_path(privileged),
+            };
+            match Config::load(&path) {
+                Ok(c) => {
+                    crate::say_out!(
+                        "{}: OK ({} hosts, {} access rules; logs in {})",
+                        path.display(),
+                        c.hosts.len(),
+                        c.access.len(),
+                        c.settings.log_dir.display()
+                    );
+                    0
+                }
+                Err(e) => {
+                    crate::say_err!("{e}");
+                    1
+                }
+            }
+        }
+        Admin::Tool { .. } if !tools_allowed() => {
+            crate::say_err!(
+                "gatehouse: the audit tools are for administrators; run them as root or as the log owner, not through the setuid binary"
+            );
+            1
+        }
+        Admin::Tool { name, args } => match name.as_str() {
+            "audit" => audit::run(args),
+            "replay" => replay::run(args),
+            other => {
+                crate::say_err!("gatehouse: unknown command {other:?}; try `gatehouse --help`");
+                2
+            }
+        },
+    }
+}

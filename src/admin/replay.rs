@@ -1,0 +1,484 @@
+//! `gatehouse replay SESSION|FILE`: plays an asciicast v2 recording in the
+//! terminal with its original timing (`--speed`, `--idle-limit`), or
+//! follows a live one as it is written (`--follow`, like `tail -f`) until
+//! its `session_end` is in the audit trail.
+//!
+//! The recorded output goes to stdout as it was recorded. When stdin is a
+//! terminal it is put in raw mode only to read `q`/Ctrl-C (quit) and space
+//! (pause); a guard restores it, and resets what the recording may have
+//! left switched on (alternate screen, hidden cursor, colours), on every
+//! exit.
+#![forbid(unsafe_code)]
+
+use std::ffi::OsString;
+use std::io::{self, IsTerminal, Read, Write};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use serde_json::Value;
+
+use super::args::{Arg, Args};
+use super::{log_dir_from_config, AdminError};
+use crate::audit::reader::{JsonlReader, Line};
+use crate::tty::RawMode;
+
+pub const USAGE: &str = "\
+Usage: gatehouse replay SESSION|FILE [OPTIONS]
+
+Plays a session recording (asciicast v2) in this terminal. SESSION is a
+session id from the audit trail; the file is <log_dir>/sessions/<user>/SESSION.cast.
+
+  --speed N          play N times faster (0.5 = half speed); default 1
+  --idle-limit S     cap every pause at S seconds
+  -f, --follow       watch a live session: print what is recorded so far at
+                     once, then new output as it is written, until the
+                     session ends (its session_end is in the audit trail)
+  --log-dir DIR      find SESSION under DIR instead of the config's log_dir
+  --config PATH      the config to take log_dir from
+
+Keys: q or Ctrl-C quits, space pauses and resumes.
+";
+
+struct Opts {
+    target: String,
+    speed: f64,
+    idle_limit: Option<f64>,
+    follow: bool,
+    log_dir: Option<PathBuf>,
+    config: Option<PathBuf>,
+}
+
+fn positive(name: &str, v: &str) -> Result<f64, String> {
+    let t = v.trim().trim_end_matches('s');
+    match t.parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
+        _ => Err(format!("replay: {name} needs a positive number, not {v:?}")),
+    }
+}
+
+fn parse(args: Vec<OsString>) -> Result<Option<Opts>, String> {
+    let mut a = Args::new("replay", args);
+    let mut target = None;
+    let mut o = Opts {
+        target: String::new(),
+        speed: 1.0,
+        idle_limit: None,
+        follow: false,
+        log_dir: None,
+        config: None,
+    };
+    while let Some(arg) = a.next()? {
+        match arg {
+            Arg::Positional(p) if target.is_none() => target = Some(p),
+            Arg::Positional(p) => return Err(format!("replay: unexpected argument {p:?}")),
+            Arg::Opt { name, inline } => match name.as_str() {
+                "--speed" => o.speed = positive(&name, &a.value(&name, inline)?)?,
+                "--idle-limit" => o.idle_limit = Some(positive(&name, &a.value(&name, inline)?)?),
+                "--follow" | "-f" => o.follow = true,
+                "--log-dir" => o.log_dir = Some(PathBuf::from(a.value(&name, inline)?)),
+                "--config" => o.config = Some(PathBuf::from(a.value(&name, inline)?)),
+                "--help" | "-h" => return Ok(None),
+                other => {
+                    return Err(format!(
+                        "replay: unknown option {other:?}; see `gatehouse replay --help`"
+                    ))
+                }
+            },
+        }
+    }
+    o.target = target.ok_or("replay: which session? give a session id or a .cast file")?;
+    Ok(Some(o))
+}
+
+pub fn run(args: Vec<OsString>) -> i32 {
+    let opts = match parse(args) {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            crate::report::write_out(USAGE.trim_end());
+            return 0;
+        }
+        Err(e) => {
+            crate::say_err!("gatehouse: {e}");
+            return 2;
+        }
+    };
+    match play(&opts) {
+        Ok(()) => 0,
+        Err(AdminError::Io(e)) if e.kind() == io::ErrorKind::BrokenPipe => 0,
+        Err(e) => {
+            crate::say_err!("gatehouse: {e}");
+            1
+        }
+    }
+}
+
+/// A file path as given, or a session id looked up under log_dir.
+fn resolve(o: &Opts) -> Result<PathBuf, AdminError> {
+    let p = Path::new(&o.target);
+    if p.is_file() {
+        return Ok(p.to_path_buf());
+    }
+    let id = &o.target;
+    if id.contains('/') || id.starts_with('.') || id.is_empty() {
+        return Err(AdminError::NotFound(format!("{id}: no such file")));
+    }
+    let dir = log_dir_from_config(o.log_dir.clone(), o.config.clone())?;
+    let sessions = dir.join("sessions");
+    let rd = std::fs::read_dir(&sessions).map_err(|err| AdminError::ReadDir {
+        path: sessions.clone(),
+        err,
+    })?;
+    for user_dir in rd.filter_map(|e| e.ok()) {
+        let cand = user_dir.path().join(format!("{id}.cast"));
+        if cand.is_file() {
+            return Ok(cand);
+        }
+    }
+    Err(AdminError::NotFound(format!(
+        "no recording of session {id} under {}",
+        sessions.display()
+    )))
+}
+
+/// What the keyboard asked for.
+#[derive(PartialEq, Eq)]
+enum Key {
+    None,
+    Quit,
+}
+
+/// The terminal while we play: stdin raw (if it is a terminal) and the
+/// screen reset on the way out.
+struct Terminal {
+    raw: Option<RawMode>,
+    out_tty: bool,
+    /// The recording switched to the alternate screen and did not leave it.
+    alt_screen: bool,
+    paused: bool,
+}
+
+impl Terminal {
+    fn new() -> Terminal {
+        let raw = if io::stdin().is_terminal() {
+            RawMode::enter().ok()
+        } else {
+            None
+        };
+        Terminal {
+            raw,
+            out_tty: io::stdout().is_terminal(),
+            alt_screen: false,
+            paused: false,
+        }
+    }
+
+    fn note_output(&mut self, data: &str) {
+        for (on, off) in [
+            ("\x1b[?1049h", "\x1b[?1049l"),
+            ("\x1b[?1047h", "\x1b[?1047l"),
+            ("\x1b[?47h", "\x1b[?47l"),
+        ] {
+            match (data.rfind(on), data.rfind(off)) {
+                (Some(a), Some(b)) => self.alt_screen = a > b,
+                (Some(_), None) => self.alt_screen = true,
+                (None, Some(_)) => self.alt_screen = false,
+                (None, None) => {}
+            }
+        }
+    }
+
+    /// Waits `dur` (forever while paused), reading keys if we can.
+    fn wait(&mut self, dur: Duration) -> Key {
+        if self.raw.is_none() {
+            std::thread::sleep(dur);
+            return Key::None;
+        }
+        let deadline = Instant::now() + dur;
+        loop {
+            let timeout = if self.paused {
+                PollTimeout::NONE
+            } else {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Key::None;
+                }
+                PollTimeout::try_from(left.as_millis().min(60_000) as i32 + 1)
+                    .unwrap_or(PollTimeout::MAX)
+            };
+            let stdin = io::stdin();
+            let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, timeout) {
+                Ok(0) => continue,
+                Ok(_) => {
+                    let mut buf = [0u8; 64];
+                    let n = match stdin.lock().read(&mut buf) {
+                        Ok(0) | Err(_) => return Key::Quit, // terminal gone
+                        Ok(n) => n,
+                    };
+                    for &b in &buf[..n] {
+                        match b {
+                            b'q' | b'Q' | 0x03 | 0x04 => return Key::Quit,
+                            b' ' => self.paused = !self.paused,
+                            _ => {}
+                        }
+                    }
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => return Key::Quit,
+            }
+        }
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        if self.out_tty {
+            let mut reset = String::from("\x1b[0m\x1b(B\x1b[?25h\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?2004l\x1b[?1l\x1b>");
+            if self.alt_screen {
+                reset.push_str("\x1b[?1049l");
+            }
+            let mut o = io::stdout().lock();
+            let _ = o.write_all(reset.as_bytes());
+            let _ = o.flush();
+        }
+        // Dropping `raw` restores the saved termios.
+        self.raw = None;
+    }
+}
+
+/// Watches the audit trail for the end of one session (`--follow`).
+struct EndWatch {
+    reader: Option<JsonlReader>,
+    done: bool,
+    jsonl: PathBuf,
+    session: String,
+}
+
+impl EndWatch {
+    fn ended(&mut self) -> bool {
+        if self.done {
+            return true;
+        }
+        if self.reader.is_none() {
+            self.reader = JsonlReader::open(&self.jsonl).ok();
+        }
+        let Some(r) = &mut self.reader else {
+            return false;
+        };
+        while let Ok(Some(line)) = r.next_line() {
+            if let Line::Record { value, .. } = line {
+                if value.get("event").and_then(|e| e.as_str()) == Some("session_end")
+                    && value.get("session").and_then(|s| s.as_str()) == Some(self.session.as_str())
+                {
+                    self.done = true;
+                    return true;
+                }
+            }
+        }
+        false
+    }
+}
+
+fn play(o: &Opts) -> Result<(), AdminError> {
+    let path = resolve(o)?;
+    let read_err = |err| AdminError::Read {
+        path: path.clone(),
+        err,
+    };
+    let mut reader = JsonlReader::open(&path).map_err(read_err)?;
+    // The header may still be being written when following a fresh session.
+    let header: Value = loop {
+        match reader.next_raw().map_err(read_err)? {
+            Some((_, bytes, false)) => match serde_json::from_slice::<Value>(&bytes) {
+                Ok(h) if h.get("version").and_then(|v| v.as_u64()) == Some(2) => break h,
+                _ => {
+                    return Err(AdminError::NotFound(format!(
+                        "{}: not an asciicast v2 recording (bad header line)",
+                        path.display()
+                    )))
+                }
+            },
+            Some(_) => {
+                return Err(AdminError::NotFound(format!(
+                    "{}: not an asciicast v2 recording",
+                    path.display()
+                )))
+            }
+            None if o.follow => std::thread::sleep(Duration::from_millis(100)),
+            None => {
+                return Err(AdminError::NotFound(format!(
+                    "{}: empty recording",
+                    path.display()
+                )))
+            }
+        }
+    };
+    let meta = header.get("gatehouse");
+    let field = |k: &str| {
+        meta.and_then(|m| m.get(k))
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    let (session, user, host) = (field("session"), field("user"), field("host"));
+    let idle_limit = o
+        .idle_limit
+        .or_else(|| header.get("idle_time_limit").and_then(|v| v.as_f64()));
+    let started = header
+        .get("timestamp")
+        .and_then(|t| t.as_i64())
+        .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_default();
+    // <log_dir>/sessions/<user>/<id>.cast → <log_dir>/<user>.jsonl
+    let mut end_watch = match (
+        o.follow,
+        path.parent()
+            .and_then(|p| p.parent())
+            .and_then(|p| p.parent()),
+    ) {
+        (true, Some(log_dir)) if !session.is_empty() && !user.is_empty() => Some(EndWatch {
+            reader: None,
+            done: false,
+            jsonl: log_dir.join(format!("{user}.jsonl")),
+            session: session.clone(),
+        }),
+        _ => None,
+    };
+    let mut term = Terminal::new();
+    let keys = if term.raw.is_some() {
+        "; q quits, space pauses"
+    } else {
+        ""
+    };
+    crate::say_err!(
+        "gatehouse: replaying {} ({}@{}, {}x{}, {started}){keys}\r",
+        if session.is_empty() {
+            path.display().to_string()
+        } else {
+            session.clone()
+        },
+        user,
+        host,
+        header.get("width").and_then(|v| v.as_u64()).unwrap_or(0),
+        header.get("height").and_then(|v| v.as_u64()).unwrap_or(0),
+    );
+    let stdout = io::stdout();
+    let mut prev_t = 0.0f64;
+    let mut bad_lines = 0u64;
+    let mut ended_by_key = false;
+    loop {
+        let Some((no, bytes, cut)) = reader.next_raw().map_err(read_err)? else {
+            if !o.follow {
+                break;
+            }
+            if end_watch.as_mut().is_some_and(|w| w.ended()) {
+                // The session is over: print what was written between our
+                // last read and its end, then stop.
+                while let Some((_, b, false)) = reader.next_raw().map_err(read_err)? {
+                    emit(&stdout, &mut term, &b)?;
+                }
+                break;
+            }
+            if term.wait(Duration::from_millis(100)) == Key::Quit {
+                ended_by_key = true;
+                break;
+            }
+            continue;
+        };
+        if cut {
+            bad_lines += 1;
+            continue;
+        }
+        let Ok(Value::Array(ev)) = serde_json::from_slice::<Value>(&bytes) else {
+            if bad_lines == 0 {
+                crate::say_err!(
+                    "gatehouse: {}:{no}: not an event line; skipped\r",
+                    path.display()
+                );
+            }
+            bad_lines += 1;
+            continue;
+        };
+        let (Some(t), Some(code), Some(data)) = (
+            ev.first().and_then(|t| t.as_f64()),
+            ev.get(1).and_then(|c| c.as_str()),
+            ev.get(2).and_then(|d| d.as_str()),
+        ) else {
+            bad_lines += 1;
+            continue;
+        };
+        if code != "o" {
+            continue;
+        }
+        // Following, the history is shown at once and live output as it
+        // comes: its pauses have already happened in real time.
+        if !o.follow {
+            let mut delay = (t - prev_t).max(0.0);
+            if let Some(l) = idle_limit {
+                delay = delay.min(l);
+            }
+            delay /= o.speed;
+            if delay > 0.0005
+                && term.wait(Duration::from_secs_f64(delay.min(86_400.0))) == Key::Quit
+            {
+                ended_by_key = true;
+                break;
+            }
+        }
+        prev_t = t;
+        term.note_output(data);
+        let mut out = stdout.lock();
+        out.write_all(data.as_bytes())?;
+        out.flush()?;
+    }
+    drop(term);
+    if bad_lines > 1 {
+        crate::say_err!("gatehouse: {} damaged line(s) skipped", bad_lines);
+    }
+    crate::say_err!(
+        "\ngatehouse: {}",
+        if ended_by_key {
+            "replay stopped"
+        } else {
+            "end of recording"
+        }
+    );
+    Ok(())
+}
+
+fn emit(stdout: &io::Stdout, term: &mut Terminal, line: &[u8]) -> Result<(), AdminError> {
+    if let Ok(Value::Array(ev)) = serde_json::from_slice::<Value>(line) {
+        if ev.get(1).and_then(|c| c.as_str()) == Some("o") {
+            if let Some(d) = ev.get(2).and_then(|d| d.as_str()) {
+                term.note_output(d);
+                let mut out = stdout.lock();
+                out.write_all(d.as_bytes())?;
+                out.flush()?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options() {
+        let p = |a: &[&str]| parse(a.iter().map(OsString::from).collect());
+        let o = p(&["S1", "--speed", "4", "--idle-limit=2"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(o.target, "S1");
+        assert_eq!(o.speed, 4.0);
+        assert_eq!(o.idle_limit, Some(2.0));
+        assert!(p(&["S1", "--speed", "0"]).is_err());
+        assert!(p(&["S1", "--speed", "fast"]).is_err());
+        assert!(p(&[]).is_err());
+        assert!(p(&["a", "b"]).is_err());
+    }
+}

@@ -22,7 +22,7 @@ const T: Duration = Duration::from_secs(20);
 
 fn skip_without_pty() -> bool {
     if let Err(why) = sshd_pty_supported() {
-        eprintln!("SKIPPED (loudly): {why}");
+        skip(&why);
         return true;
     }
     false
@@ -648,11 +648,11 @@ struct SudoUser {
 impl SudoUser {
     fn create(password: &str) -> Option<SudoUser> {
         if !nix::unistd::getuid().is_root() {
-            eprintln!("SKIPPED (loudly): a sudo password prompt needs root to create a user");
+            skip("a sudo password prompt needs root to create a user");
             return None;
         }
         if !Path::new("/usr/bin/sudo").exists() {
-            eprintln!("SKIPPED (loudly): sudo is not installed (apt-get install -y sudo)");
+            skip("sudo is not installed (apt-get install -y sudo)");
             return None;
         }
         let name = format!("gh_sudo_{}", std::process::id());
@@ -806,7 +806,7 @@ fn case_top_keys_are_not_commands() {
 #[test]
 fn case_man_keys_are_not_commands() {
     if !Path::new("/usr/share/man/man1/ls.1.gz").exists() {
-        eprintln!("SKIPPED (loudly): no man page for ls");
+        skip("no man page for ls");
         return;
     }
     let Some(mut s) = S::start() else { return };

@@ -16,7 +16,7 @@ fn pty_over_sshd_or_skip() -> bool {
     match sshd_pty_supported() {
         Ok(()) => true,
         Err(why) => {
-            eprintln!("SKIPPED: {why}");
+            skip(&why);
             false
         }
     }

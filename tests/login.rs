@@ -15,7 +15,7 @@ const T: Duration = Duration::from_secs(20);
 
 fn skip_without_pty() -> bool {
     if let Err(why) = sshd_pty_supported() {
-        eprintln!("SKIPPED (loudly): {why}");
+        skip(&why);
         return true;
     }
     false
@@ -759,7 +759,7 @@ struct PasswordUser {
 impl PasswordUser {
     fn create(password: &str) -> Option<PasswordUser> {
         if !nix::unistd::getuid().is_root() {
-            eprintln!("SKIPPED (loudly): password auth needs root to create a user");
+            skip("password auth needs root to create a user");
             return None;
         }
         let name = format!("gh_pw_{}", std::process::id());

@@ -648,7 +648,7 @@ fn scp_to_and_from_the_bastion_is_refused(env: &Env) {
 
 fn rsync_over_ssh_is_refused(env: &Env) {
     if Command::new("rsync").arg("--version").output().is_err() {
-        eprintln!("SKIPPED (loudly): rsync_over_ssh_is_refused: rsync is not installed");
+        skip("rsync_over_ssh_is_refused: rsync is not installed");
         return;
     }
     let op = env.op(0);
@@ -1073,9 +1073,9 @@ fn insecure_files_are_refused(env: &Env) {
 #[test]
 fn privilege_separation_end_to_end() {
     if !nix::unistd::getuid().is_root() {
-        eprintln!(
-            "SKIPPED (loudly): tests/privsep.rs needs root (it creates users, \
-             installs a setuid binary and runs sshd as root); run `make test` as root"
+        skip(
+            "tests/privsep.rs needs root (it creates users, \
+             installs a setuid binary and runs sshd as root); run `make test` as root",
         );
         return;
     }

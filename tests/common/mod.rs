@@ -1568,3 +1568,15 @@ impl Bastion {
         Bastion(Sshd::start(move |_| extra.clone()))
     }
 }
+
+/// Reports a skipped test so that it cannot pass silently: on stderr (shown
+/// with `--nocapture`) and appended to `target/tmp/skipped.txt`, which
+/// `make test` prints after its summary and counts as skipped.
+pub fn skip(why: &str) {
+    eprintln!("SKIPPED (loudly): {why}");
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("skipped.txt");
+    if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
+        let test = std::thread::current().name().unwrap_or("?").to_string();
+        let _ = writeln!(f, "{test}: {why}");
+    }
+}

@@ -27,6 +27,9 @@ use crate::upstream::Upstream;
 const TO_REMOTE_CAP: usize = 64 * 1024;
 const READ_CHUNK: usize = 64 * 1024;
 const LIBSSH2_EAGAIN: i32 = -37;
+/// Keepalives without any answer before the target counts as gone
+/// (OpenSSH's ServerAliveCountMax default).
+const MISSED_KEEPALIVES: u32 = 3;
 /// `detail` of a session the operator left with `~.`.
 pub const ESCAPE_DETAIL: &str = "operator typed ~.";
 
@@ -151,6 +154,11 @@ pub fn run(
     let mut pending_resize: Option<(u16, u16)> = None;
     let mut last_input = Instant::now();
     let mut next_keepalive = Instant::now() + cfg.keepalive;
+    // Liveness, as OpenSSH's ServerAliveCountMax: keepalives ask for a
+    // reply, so a target that sends nothing at all for this long is gone
+    // (frozen, or the network black-holed) even if TCP says otherwise.
+    let silence_limit = cfg.keepalive * MISSED_KEEPALIVES;
+    let mut last_rx = Instant::now();
     let mut remote_eof = false;
 
     let outcome: Result<(), (EndReason, String)> = 'relay: loop {
@@ -164,6 +172,7 @@ pub fn run(
                     break;
                 }
                 Ok(n) => {
+                    last_rx = Instant::now();
                     let data = &buf[..n];
                     if let Err(m) = obs.output(data) {
                         break 'relay Err((EndReason::Error, m));
@@ -217,6 +226,15 @@ pub fn run(
                 }
             }
         }
+        if now.duration_since(last_rx) >= silence_limit {
+            break 'relay Err((
+                EndReason::Disconnect,
+                format!(
+                    "connection lost: the target answered nothing for {}s",
+                    silence_limit.as_secs()
+                ),
+            ));
+        }
         if let Some(idle) = cfg.idle_timeout {
             if now.duration_since(last_input) >= idle {
                 break 'relay Err((
@@ -240,13 +258,16 @@ pub fn run(
         if want_stdin {
             fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
         }
-        let mut deadline = next_keepalive;
+        let mut deadline = next_keepalive.min(last_rx + silence_limit);
         if let Some(idle) = cfg.idle_timeout {
             deadline = deadline.min(last_input + idle);
         }
         match poll(&mut fds, timeout_until(Some(deadline), now)) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => break 'relay Err((EndReason::Error, format!("poll: {e}"))),
+        }
+        if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+            last_rx = Instant::now();
         }
         let sig_ready = fds[1].revents().is_some_and(|r| !r.is_empty());
         let stdin_ready = want_stdin && fds[2].revents().is_some_and(|r| !r.is_empty());

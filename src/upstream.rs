@@ -198,7 +198,8 @@ pub fn connect(
         .keepalive_interval
         .as_secs()
         .clamp(1, u32::MAX as u64) as u32;
-    session.set_keepalive(false, secs);
+    // want_reply: the answers are what proves the target is alive (relay).
+    session.set_keepalive(true, secs);
     session.set_timeout(0);
     Ok(Upstream {
         session,

@@ -848,3 +848,28 @@ fn sigterm_at_the_menu_and_in_a_session_ends_cleanly() {
     assert_eq!(end["reason"], "hangup");
     assert_eq!(gh.records("logout").len(), 2);
 }
+
+#[test]
+fn frozen_target_is_noticed_by_keepalives() {
+    if skip_without_pty() {
+        return;
+    }
+    let t = Target::start();
+    let gh = Gh::builder()
+        .target("web01", &t)
+        .extra_settings("keepalive_interval = \"1s\"")
+        .build();
+    let mut p = gh.spawn(&["-c", "web01"]);
+    p.expect("tgt$ ").unwrap();
+    // Freeze the target's per-connection sshd: TCP stays up (the kernel
+    // still acknowledges), but nothing answers any more.
+    p.send_line("kill -STOP $PPID").unwrap();
+    p.expect("Connection to web01 lost.").unwrap();
+    assert_eq!(wait_exit(&mut p), 255);
+    let end = &gh.records("session_end")[0];
+    assert_eq!(end["reason"], "disconnect");
+    assert!(
+        end["detail"].as_str().unwrap().contains("answered nothing"),
+        "{end}"
+    );
+}

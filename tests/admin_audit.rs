@@ -16,14 +16,6 @@ use serde_json::{json, Value};
 
 const T: Duration = Duration::from_secs(20);
 
-fn skip_without_pty() -> bool {
-    if let Err(why) = sshd_pty_supported() {
-        skip(&why);
-        return true;
-    }
-    false
-}
-
 fn audit(gh: &Gh, args: &[&str]) -> Output {
     gh.command()
         .arg("audit")

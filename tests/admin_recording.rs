@@ -11,14 +11,6 @@ use common::*;
 
 const T: Duration = Duration::from_secs(20);
 
-fn skip_without_pty() -> bool {
-    if let Err(why) = sshd_pty_supported() {
-        skip(&why);
-        return true;
-    }
-    false
-}
-
 /// A direct session to web01 that prints `MARK-42` (computed remotely, so
 /// it appears in the output but not in the typed input), then exits.
 fn recorded_session(gh: &Gh) -> (String, String) {

@@ -20,14 +20,6 @@ use serde_json::Value;
 const PROMPT: &str = "tgt$ ";
 const T: Duration = Duration::from_secs(20);
 
-fn skip_without_pty() -> bool {
-    if let Err(why) = sshd_pty_supported() {
-        skip(&why);
-        return true;
-    }
-    false
-}
-
 /// One operator session on `web01` (a real bash behind a real sshd).
 struct S {
     t: Target,
@@ -639,63 +631,10 @@ fn case_secret_read_s_n_without_enter() {
     assert_secret_nowhere(&done, &pin);
 }
 
-/// A throwaway unix account with a password and sudo rights, removed on drop
-/// (root only; sudo must be installed).
-struct SudoUser {
-    name: String,
-}
-
-impl SudoUser {
-    fn create(password: &str) -> Option<SudoUser> {
-        if !nix::unistd::getuid().is_root() {
-            skip("a sudo password prompt needs root to create a user");
-            return None;
-        }
-        if !Path::new("/usr/bin/sudo").exists() {
-            skip("sudo is not installed (apt-get install -y sudo)");
-            return None;
-        }
-        let name = format!("gh_sudo_{}", std::process::id());
-        let ok = std::process::Command::new("useradd")
-            .args(["-M", "-s", "/bin/sh", &name])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(ok, "useradd failed");
-        let user = SudoUser { name };
-        let mut chpasswd = std::process::Command::new("chpasswd")
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        writeln!(chpasswd.stdin.take().unwrap(), "{}:{password}", user.name).unwrap();
-        assert!(chpasswd.wait().unwrap().success());
-        std::fs::write(
-            user.sudoers(),
-            format!("{0} ALL=(ALL) ALL\nDefaults:{0} lecture=never\n", user.name),
-        )
-        .unwrap();
-        Some(user)
-    }
-
-    fn sudoers(&self) -> std::path::PathBuf {
-        Path::new("/etc/sudoers.d").join(&self.name)
-    }
-}
-
-impl Drop for SudoUser {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(self.sudoers());
-        let _ = std::process::Command::new("userdel")
-            .arg(&self.name)
-            .status();
-    }
-}
-
 #[test]
 fn case_secret_sudo_password_and_passwd() {
     let secret = secret();
-    let Some(user) = SudoUser::create(&secret) else {
+    let Some(user) = TempUser::create("gh_sudo", &secret, true) else {
         return;
     };
     let Some(mut s) = S::start() else { return };

@@ -32,14 +32,6 @@ fn env_num(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn skip_without_pty() -> bool {
-    if let Err(why) = common::sshd_pty_supported() {
-        eprintln!("SKIP: {why}");
-        return true;
-    }
-    false
-}
-
 /// utime+stime of `pid` in clock ticks.
 fn cpu_ticks(pid: i32) -> u64 {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -84,7 +76,7 @@ fn comm(pid: i32) -> String {
 
 #[test]
 fn concurrent_sessions_lose_no_command() {
-    if skip_without_pty() {
+    if common::skip_without_pty() {
         return;
     }
     let sessions = env_num("LOAD_SESSIONS", 50) as usize;
@@ -231,7 +223,7 @@ fn base64_pty_bytes(n: u64) -> u64 {
 
 #[test]
 fn slow_terminal_throttles_the_target_and_loses_nothing() {
-    if skip_without_pty() {
+    if common::skip_without_pty() {
         return;
     }
     let mb = env_num("LOAD_STREAM_MB", 128);
@@ -344,7 +336,7 @@ fn slow_terminal_throttles_the_target_and_loses_nothing() {
 
 #[test]
 fn idle_session_uses_no_cpu() {
-    if skip_without_pty() {
+    if common::skip_without_pty() {
         return;
     }
     let secs = env_num("LOAD_IDLE_SECS", 5);
@@ -365,7 +357,7 @@ fn idle_session_uses_no_cpu() {
 
 #[test]
 fn idle_timeout_ends_on_time_with_its_record() {
-    if skip_without_pty() {
+    if common::skip_without_pty() {
         return;
     }
     let target = Target::start();

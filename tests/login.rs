@@ -13,14 +13,6 @@ use serde_json::Value;
 const MENU: &str = "pick a host";
 const T: Duration = Duration::from_secs(20);
 
-fn skip_without_pty() -> bool {
-    if let Err(why) = sshd_pty_supported() {
-        skip(&why);
-        return true;
-    }
-    false
-}
-
 fn one_target() -> (Target, Gh) {
     let t = Target::start();
     let gh = Gh::builder()
@@ -751,48 +743,10 @@ fn audit_field_names_are_pinned() {
     );
 }
 
-/// A throwaway unix account with a password, removed on drop (root only).
-struct PasswordUser {
-    name: String,
-}
-
-impl PasswordUser {
-    fn create(password: &str) -> Option<PasswordUser> {
-        if !nix::unistd::getuid().is_root() {
-            skip("password auth needs root to create a user");
-            return None;
-        }
-        let name = format!("gh_pw_{}", std::process::id());
-        let ok = std::process::Command::new("useradd")
-            .args(["-M", "-s", "/bin/sh", &name])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(ok, "useradd failed");
-        let user = PasswordUser { name };
-        let mut chpasswd = std::process::Command::new("chpasswd")
-            .stdin(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        writeln!(chpasswd.stdin.take().unwrap(), "{}:{password}", user.name).unwrap();
-        assert!(chpasswd.wait().unwrap().success());
-        Some(user)
-    }
-}
-
-impl Drop for PasswordUser {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("userdel")
-            .arg(&self.name)
-            .status();
-    }
-}
-
 #[test]
 fn password_file_authenticates_and_never_leaks() {
     let secret = "Pw-7f3a9-never-in-logs";
-    let Some(user) = PasswordUser::create(secret) else {
+    let Some(user) = TempUser::create("gh_pw", secret, false) else {
         return;
     };
     let t = Target::start_with_extra(

@@ -1580,3 +1580,72 @@ pub fn skip(why: &str) {
         let _ = writeln!(f, "{test}: {why}");
     }
 }
+
+/// True (after a loud skip) when sshd cannot give sessions a pty here.
+pub fn skip_without_pty() -> bool {
+    match sshd_pty_supported() {
+        Ok(()) => false,
+        Err(why) => {
+            skip(&why);
+            true
+        }
+    }
+}
+
+/// A throwaway unix account with a password (and optionally sudo rights),
+/// removed on drop, panics included. Root only: `None` after a loud skip
+/// otherwise (or when sudo is wanted but not installed).
+pub struct TempUser {
+    pub name: String,
+    sudo: bool,
+}
+
+impl TempUser {
+    pub fn create(prefix: &str, password: &str, sudo: bool) -> Option<TempUser> {
+        if !getuid().is_root() {
+            skip(&format!(
+                "{prefix}: creating a user with a password needs root"
+            ));
+            return None;
+        }
+        if sudo && !Path::new("/usr/bin/sudo").exists() {
+            skip("sudo is not installed (apt-get install -y sudo)");
+            return None;
+        }
+        let name = format!("{prefix}_{}", std::process::id());
+        let ok = Command::new("useradd")
+            .args(["-M", "-s", "/bin/sh", &name])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "useradd {name} failed");
+        let user = TempUser { name, sudo };
+        let mut chpasswd = Command::new("chpasswd")
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("chpasswd");
+        writeln!(chpasswd.stdin.take().unwrap(), "{}:{password}", user.name).unwrap();
+        assert!(chpasswd.wait().unwrap().success(), "chpasswd failed");
+        if sudo {
+            fs::write(
+                user.sudoers(),
+                format!("{0} ALL=(ALL) ALL\nDefaults:{0} lecture=never\n", user.name),
+            )
+            .unwrap();
+        }
+        Some(user)
+    }
+
+    fn sudoers(&self) -> PathBuf {
+        Path::new("/etc/sudoers.d").join(&self.name)
+    }
+}
+
+impl Drop for TempUser {
+    fn drop(&mut self) {
+        if self.sudo {
+            let _ = fs::remove_file(self.sudoers());
+        }
+        let _ = Command::new("userdel").arg(&self.name).status();
+    }
+}

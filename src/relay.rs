@@ -112,6 +112,21 @@ fn write_stdout(mut data: &[u8]) -> Result<(), Errno> {
     Ok(())
 }
 
+/// Writes as much of `pending` as the remote window takes; the rest waits.
+fn flush(channel: &mut ssh2::Channel, pending: &mut Vec<u8>) -> io::Result<()> {
+    while !pending.is_empty() {
+        match channel.write(pending) {
+            Ok(0) => break,
+            Ok(n) => {
+                pending.drain(..n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 fn timeout_until(deadline: Option<Instant>, now: Instant) -> PollTimeout {
     match deadline {
         None => PollTimeout::NONE,
@@ -174,11 +189,14 @@ pub fn run(
                 Ok(n) => {
                     last_rx = Instant::now();
                     let data = &buf[..n];
-                    if let Err(m) = obs.output(data) {
-                        break 'relay Err((EndReason::Error, m));
-                    }
+                    // The operator first (echo latency), then the books. A
+                    // recording that fails ends the session right here, so
+                    // at most this one chunk was seen and not recorded.
                     if let Err(e) = write_stdout(data) {
                         break 'relay Err((EndReason::Hangup, format!("operator terminal: {e}")));
+                    }
+                    if let Err(m) = obs.output(data) {
+                        break 'relay Err((EndReason::Error, m));
                     }
                     end.bytes_out += n as u64;
                 }
@@ -193,17 +211,8 @@ pub fn run(
         }
 
         // 2. Flush what the operator typed, as far as the window allows.
-        while !to_remote.is_empty() {
-            match up.channel.write(&to_remote) {
-                Ok(0) => break,
-                Ok(n) => {
-                    to_remote.drain(..n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    break 'relay Err((EndReason::Disconnect, format!("connection lost: {e}")))
-                }
-            }
+        if let Err(e) = flush(&mut up.channel, &mut to_remote) {
+            break 'relay Err((EndReason::Disconnect, format!("connection lost: {e}")));
         }
 
         // 3. Requests that may have been refused with EAGAIN earlier.
@@ -308,6 +317,14 @@ pub fn run(
                         }
                         end.bytes_in += filtered.len() as u64;
                         to_remote.extend_from_slice(&filtered);
+                        // Send at once: a keystroke should not wait for a
+                        // round of channel reads (echo latency).
+                        if let Err(e) = flush(&mut up.channel, &mut to_remote) {
+                            break 'relay Err((
+                                EndReason::Disconnect,
+                                format!("connection lost: {e}"),
+                            ));
+                        }
                     }
                     if quit {
                         break 'relay Err((EndReason::Disconnect, ESCAPE_DETAIL.into()));

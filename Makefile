@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: all build deps test lint demo bench soak clean install uninstall deb
+.PHONY: all build deps test lint demo bench soak fuzz clean install uninstall deb
 
 all: build
 
@@ -45,6 +45,13 @@ bench:
 # a 1 GB stream to a slow terminal, a minute of idle (BENCHMARKS.md).
 soak: deps
 	LOAD_STREAM_MB=1024 LOAD_IDLE_SECS=60 $(CARGO) test --release --test load -- --test-threads=1 --nocapture
+
+# Coverage-guided fuzzing of the two parsers of untrusted bytes (needs a
+# nightly toolchain and `cargo install cargo-fuzz`). FUZZ_SECS per target.
+FUZZ_SECS ?= 120
+fuzz:
+	cd fuzz && $(CARGO) +nightly fuzz run capture -- -max_total_time=$(FUZZ_SECS)
+	cd fuzz && $(CARGO) +nightly fuzz run config -- -max_total_time=$(FUZZ_SECS)
 
 clean:
 	$(CARGO) clean

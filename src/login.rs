@@ -37,8 +37,9 @@ pub fn config_path(privileged: bool) -> PathBuf {
     PathBuf::from(SYSTEM_CONFIG)
 }
 
-fn env_var(privileged: bool, name: &str) -> Option<String> {
-    let _ = privileged;
+/// An environment value. When privileged, `privilege::enter` has already
+/// dropped every variable but a vetted few (TERM, SSH_*).
+fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
@@ -83,7 +84,7 @@ pub fn login(request: &str) -> i32 {
         return 1;
     }
     let login_id = uuid::Uuid::now_v7().to_string();
-    let client = identity::client_from(env_var(privileged, "SSH_CONNECTION").as_deref());
+    let client = identity::client_from(env_var("SSH_CONNECTION").as_deref());
     let mut audit =
         match AuditLog::open(&config.settings.log_dir, &operator.name, &login_id, &client) {
             Ok(a) => a,
@@ -109,7 +110,7 @@ pub fn login(request: &str) -> i32 {
         report::unavailable("the audit log cannot be written");
         return 1;
     }
-    let term = tty::term_name(env_var(privileged, "TERM").as_deref());
+    let term = tty::term_name(env_var("TERM").as_deref());
     let mut ctx = Ctx {
         config: &config,
         operator: &operator,

@@ -50,10 +50,19 @@ pub struct Upstream {
 #[derive(Debug)]
 pub enum ConnectError {
     Resolve(String),
-    Connect(String),
+    /// `why` is short and safe to show the operator; `detail` names the
+    /// address, which the operator has no need to learn.
+    Connect {
+        detail: String,
+        why: String,
+    },
     Handshake(String),
-    HostKeyUnknown { fingerprint: String },
-    HostKeyMismatch { fingerprint: String },
+    HostKeyUnknown {
+        fingerprint: String,
+    },
+    HostKeyMismatch {
+        fingerprint: String,
+    },
     KnownHosts(String),
     Credentials(String),
     Auth(String),
@@ -65,7 +74,7 @@ impl ConnectError {
     /// The `reason` of the `error` record.
     pub fn reason(&self) -> &'static str {
         match self {
-            ConnectError::Resolve(_) | ConnectError::Connect(_) => "connect_failed",
+            ConnectError::Resolve(_) | ConnectError::Connect { .. } => "connect_failed",
             ConnectError::Handshake(_) => "handshake_failed",
             ConnectError::HostKeyUnknown { .. } => "host_key_unknown",
             ConnectError::HostKeyMismatch { .. } => "host_key_mismatch",
@@ -80,9 +89,8 @@ impl ConnectError {
     /// What the operator reads: short, and nothing about credentials.
     pub fn operator_line(&self, host: &str) -> String {
         match self {
-            ConnectError::Resolve(_) | ConnectError::Connect(_) => {
-                format!("cannot reach {host}: {}", self.detail())
-            }
+            ConnectError::Resolve(_) => format!("cannot reach {host}: its name does not resolve"),
+            ConnectError::Connect { why, .. } => format!("cannot reach {host}: {why}"),
             ConnectError::Handshake(_) => format!("cannot reach {host}: SSH handshake failed"),
             ConnectError::HostKeyUnknown { .. } | ConnectError::HostKeyMismatch { .. } => {
                 format!("{host}: host key verification failed; the administrator has been told")
@@ -102,7 +110,7 @@ impl ConnectError {
     pub fn detail(&self) -> String {
         match self {
             ConnectError::Resolve(s)
-            | ConnectError::Connect(s)
+            | ConnectError::Connect { detail: s, .. }
             | ConnectError::Handshake(s)
             | ConnectError::KnownHosts(s)
             | ConnectError::Credentials(s)
@@ -151,9 +159,10 @@ pub fn connect(
     let timeout = settings.connect_timeout;
     let stream = tcp_connect(&host.address, host.port, timeout)?;
     tune_socket(&stream, settings.keepalive_interval);
-    let socket = stream
-        .try_clone()
-        .map_err(|e| ConnectError::Connect(e.to_string()))?;
+    let socket = stream.try_clone().map_err(|e| ConnectError::Connect {
+        detail: e.to_string(),
+        why: "socket error".into(),
+    })?;
     if interrupted() {
         return Err(ConnectError::Interrupted);
     }
@@ -226,12 +235,15 @@ fn tcp_connect(address: &str, port: u16, timeout: Duration) -> Result<TcpStream,
         }
         match TcpStream::connect_timeout(&addr, left) {
             Ok(s) => return Ok(s),
-            Err(e) => last = Some(format!("{addr}: {}", describe_io(&e))),
+            Err(e) => last = Some((addr.to_string(), describe_io(&e))),
         }
     }
-    Err(ConnectError::Connect(
-        last.unwrap_or_else(|| format!("{address}:{port}: timed out")),
-    ))
+    let (at, why) =
+        last.unwrap_or_else(|| (format!("{address}:{port}"), "connection timed out".into()));
+    Err(ConnectError::Connect {
+        detail: format!("{at}: {why}"),
+        why,
+    })
 }
 
 fn describe_io(e: &io::Error) -> String {

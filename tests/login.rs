@@ -497,13 +497,16 @@ fn unreachable_host_is_one_line_and_back_to_the_menu() {
     p.expect(MENU).unwrap();
     p.send("down01").unwrap();
     p.send(keys::ENTER).unwrap();
-    p.expect("cannot reach down01").unwrap();
+    p.expect("cannot reach down01: connection refused").unwrap();
     p.expect(MENU).unwrap();
     p.send(keys::ESC).unwrap();
     assert_eq!(wait_exit(&mut p), 0);
+    // The operator is not told where the host lives; the admin is.
+    assert!(!p.output().contains("127.0.0.1"), "{}", p.output());
     let err = &gh.records("error")[0];
     assert_eq!(err["reason"], "connect_failed");
     assert_eq!(err["host"], "down01");
+    assert!(err["detail"].as_str().unwrap().starts_with("127.0.0.1:"), "{err}");
 }
 
 #[test]

@@ -122,6 +122,7 @@ pub fn login(request: &str) -> i32 {
     let code = ctx.dispatch(req, request);
     let _ = audit.write(&Event::Logout {
         duration_ms: started.elapsed().as_millis() as u64,
+        reason: crate::sys::menu_timed_out().then_some("idle_timeout"),
     });
     code
 }
@@ -214,7 +215,16 @@ impl Ctx<'_> {
             if self.signals.must_leave() {
                 return 0;
             }
-            match menu::choose(&labels, &self.operator.name) {
+            if let Some(idle) = self.config.settings.idle_timeout {
+                crate::sys::arm_menu_timeout(idle.as_secs().min(u32::MAX as u64) as u32);
+            }
+            let choice = menu::choose(&labels, &self.operator.name);
+            crate::sys::disarm_menu_timeout();
+            if crate::sys::menu_timed_out() {
+                crate::say_err!("gatehouse: idle for too long at the menu; goodbye.");
+                return 0;
+            }
+            match choice {
                 Ok(Choice::Host(i)) => {
                     let host = hosts[i];
                     crate::say_out!("Connecting to {}…", host.name);

@@ -18,13 +18,18 @@ static PENDING: AtomicU32 = AtomicU32::new(0);
 
 /// Set for good by the first SIGHUP or SIGTERM: the process is leaving.
 static LEAVING: AtomicBool = AtomicBool::new(false);
+/// The menu's idle alarm is armed / has fired.
+static MENU_TIMER: AtomicBool = AtomicBool::new(false);
+static MENU_TIMED_OUT: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(signo: nix::libc::c_int) {
     if signo == nix::libc::SIGHUP || signo == nix::libc::SIGTERM || signo == nix::libc::SIGALRM {
         if signo != nix::libc::SIGALRM {
             LEAVING.store(true, Ordering::SeqCst);
+        } else if MENU_TIMER.load(Ordering::SeqCst) {
+            MENU_TIMED_OUT.store(true, Ordering::SeqCst);
         }
-        if LEAVING.load(Ordering::SeqCst) {
+        if LEAVING.load(Ordering::SeqCst) || MENU_TIMED_OUT.load(Ordering::SeqCst) {
             // A signal that lands just before a blocking poll(2) in code we
             // do not own (the menu's key reader) would be missed until the
             // next key. Re-arming an alarm interrupts that poll within a
@@ -151,4 +156,30 @@ impl SignalPipe {
 pub fn harden_process() -> nix::Result<()> {
     nix::sys::prctl::set_dumpable(false)?;
     nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0)
+}
+
+/// Arms the menu's idle timeout: after `secs` the menu's key read is
+/// interrupted and `menu_timed_out` turns true (dialoguer owns the reads,
+/// so an alarm is the only way to wake it).
+pub fn arm_menu_timeout(secs: u32) {
+    MENU_TIMED_OUT.store(false, Ordering::SeqCst);
+    MENU_TIMER.store(true, Ordering::SeqCst);
+    // SAFETY: alarm(2) has no memory effects; SIGALRM's handler is ours.
+    unsafe {
+        nix::libc::alarm(secs.max(1));
+    }
+}
+
+pub fn disarm_menu_timeout() {
+    MENU_TIMER.store(false, Ordering::SeqCst);
+    if !LEAVING.load(Ordering::SeqCst) {
+        // SAFETY: as above; cancels a pending alarm.
+        unsafe {
+            nix::libc::alarm(0);
+        }
+    }
+}
+
+pub fn menu_timed_out() -> bool {
+    MENU_TIMED_OUT.load(Ordering::SeqCst)
 }

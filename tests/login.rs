@@ -506,7 +506,10 @@ fn unreachable_host_is_one_line_and_back_to_the_menu() {
     let err = &gh.records("error")[0];
     assert_eq!(err["reason"], "connect_failed");
     assert_eq!(err["host"], "down01");
-    assert!(err["detail"].as_str().unwrap().starts_with("127.0.0.1:"), "{err}");
+    assert!(
+        err["detail"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -829,4 +832,21 @@ fn frozen_target_is_noticed_by_keepalives() {
         end["detail"].as_str().unwrap().contains("answered nothing"),
         "{end}"
     );
+}
+
+#[test]
+fn idle_timeout_at_the_menu_logs_out() {
+    if skip_without_pty() {
+        return;
+    }
+    let t = Target::start();
+    let gh = Gh::builder().target("web01", &t).idle_timeout("2s").build();
+    let mut p = gh.spawn(&[]);
+    p.expect(MENU).unwrap();
+    p.expect("idle for too long at the menu").unwrap();
+    assert_eq!(wait_exit(&mut p), 0);
+    let logout = &gh.records("logout")[0];
+    assert_eq!(logout["reason"], "idle_timeout");
+    // The cursor dialoguer hid is shown again.
+    assert!(p.raw_output().windows(6).any(|w| w == b"\x1b[?25h"));
 }

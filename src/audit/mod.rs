@@ -288,7 +288,11 @@ mod tests {
             })
             .unwrap();
         }
-        log.write(&Event::Logout { duration_ms: 5 }).unwrap();
+        log.write(&Event::Logout {
+            duration_ms: 5,
+            reason: None,
+        })
+        .unwrap();
         let text = std::fs::read_to_string(log.path()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         let recs: Vec<serde_json::Value> = lines
@@ -321,7 +325,11 @@ mod tests {
         let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
         let mut log = AuditLog::open(dir.path(), "alice", "L1", "local").unwrap();
         log.copy_to_syslog(sock_path);
-        log.write(&Event::Logout { duration_ms: 5 }).unwrap();
+        log.write(&Event::Logout {
+            duration_ms: 5,
+            reason: None,
+        })
+        .unwrap();
         let mut buf = vec![0u8; 65536];
         let n = sock.recv(&mut buf).unwrap();
         let msg = String::from_utf8_lossy(&buf[..n]).to_string();

@@ -48,6 +48,9 @@ pub enum Event<'a> {
     },
     Logout {
         duration_ms: u64,
+        /// Present when Gatehouse ended the login itself (`idle_timeout`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'static str>,
     },
     SessionStart {
         session: &'a str,

@@ -260,18 +260,19 @@ pub fn run(
             sock_flags |= PollFlags::POLLOUT;
         }
         let want_stdin = to_remote.len() < TO_REMOTE_CAP;
-        let mut fds = vec![
+        // A fixed array (no allocation per turn); stdin is left out of the
+        // set while the outgoing buffer is full (backpressure).
+        let mut all = [
             PollFd::new(up.socket.as_fd(), sock_flags),
             PollFd::new(signals.fd(), PollFlags::POLLIN),
+            PollFd::new(stdin.as_fd(), PollFlags::POLLIN),
         ];
-        if want_stdin {
-            fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
-        }
+        let fds = &mut all[..if want_stdin { 3 } else { 2 }];
         let mut deadline = next_keepalive.min(last_rx + silence_limit);
         if let Some(idle) = cfg.idle_timeout {
             deadline = deadline.min(last_input + idle);
         }
-        match poll(&mut fds, timeout_until(Some(deadline), now)) {
+        match poll(fds, timeout_until(Some(deadline), now)) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => break 'relay Err((EndReason::Error, format!("poll: {e}"))),
         }
@@ -280,7 +281,6 @@ pub fn run(
         }
         let sig_ready = fds[1].revents().is_some_and(|r| !r.is_empty());
         let stdin_ready = want_stdin && fds[2].revents().is_some_and(|r| !r.is_empty());
-        drop(fds);
 
         // 5. Signals.
         if sig_ready || signals.must_leave() {

@@ -813,3 +813,48 @@ fn tab_completion_pasted_ahead_of_its_echo() {
     let (cmds, _done) = s.finish();
     assert_eq!(cmds, ["echo  pasted-$((6*7))", "exit"]);
 }
+
+/// Real prompts are coloured and often two lines long; capture must not
+/// depend on the test's plain `tgt$ `.
+#[test]
+fn case_coloured_two_line_prompt() {
+    if skip_without_pty() {
+        return;
+    }
+    let t = Target::start_with_prompt("\\[\\e[1;32m\\]\\u@\\h\\[\\e[0m\\]:\\w\\n\\$ ");
+    let gh = Gh::builder().target("web01", &t).build();
+    let mut c = gh.command();
+    c.args(["-c", "web01"]);
+    let mut p = spawn_pty(c, 80, 24);
+    p.timeout = T;
+    let prompt = Regex::new(r"(?m)^[#$] $").unwrap();
+    p.expect(&prompt).unwrap();
+    for k in ["echo plain-", "one"] {
+        p.send(k).unwrap();
+        p.expect(k).unwrap();
+    }
+    p.send("\r").unwrap();
+    p.expect("plain-one\n").unwrap();
+    p.expect(&prompt).unwrap();
+    // Tab completion, typed at human pace (wait for the completion).
+    p.send("ech").unwrap();
+    p.expect("ech").unwrap();
+    p.send("\t").unwrap();
+    p.expect("o ").unwrap();
+    p.send("two").unwrap();
+    p.expect("two").unwrap();
+    p.send("\r").unwrap();
+    p.expect("\ntwo\n").unwrap();
+    p.expect(&prompt).unwrap();
+    p.send(keys::UP).unwrap();
+    p.expect("echo two").unwrap();
+    p.send("\r").unwrap();
+    p.expect("\ntwo\n").unwrap();
+    p.expect(&prompt).unwrap();
+    p.send_line("exit").unwrap();
+    p.wait_exit(T).expect("gatehouse did not exit");
+    assert_eq!(
+        commands(&gh),
+        ["echo plain-one", "echo two", "echo two", "exit"]
+    );
+}

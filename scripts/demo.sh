@@ -175,7 +175,7 @@ cat <<BANNER
   - pick web01 or db01 (arrows or type to filter, Enter), run a few commands,
     then 'exit' to return to the menu;
   - offline01 shows what an unreachable host looks like;
-  - Esc (or the quit entry) leaves; Ctrl-C, Ctrl-Z and Ctrl-\\ are ignored at the menu;
+  - Esc, Ctrl-D or the quit entry leaves; Ctrl-C, Ctrl-Z and Ctrl-\\ are ignored at the menu;
   - inside a session, ~. at the start of a line disconnects (as in ssh).
   Every command lands in .demo/log/$USER_NAME.jsonl, printed when you quit.
 

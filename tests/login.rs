@@ -412,12 +412,7 @@ fn signals_at_the_menu_keep_the_menu() {
     let (_t, gh) = one_target();
     let mut p = gh.spawn(&[]);
     p.expect(MENU).unwrap();
-    for key in [
-        keys::CTRL_C,
-        keys::CTRL_Z,
-        keys::CTRL_BACKSLASH,
-        keys::CTRL_D,
-    ] {
+    for key in [keys::CTRL_C, keys::CTRL_Z, keys::CTRL_BACKSLASH] {
         p.send(key).unwrap();
         p.pump(Duration::from_millis(200));
         assert!(p.exit_code().is_none(), "gatehouse left on {key:?}");
@@ -849,4 +844,55 @@ fn idle_timeout_at_the_menu_logs_out() {
     assert_eq!(logout["reason"], "idle_timeout");
     // The cursor dialoguer hid is shown again.
     assert!(p.raw_output().windows(6).any(|w| w == b"\x1b[?25h"));
+}
+
+#[test]
+fn ctrl_d_at_the_menu_leaves() {
+    if skip_without_pty() {
+        return;
+    }
+    let (_t, gh) = one_target();
+    let mut p = gh.spawn(&[]);
+    p.expect(MENU).unwrap();
+    // Typing still filters through the key shim.
+    p.send("db").unwrap();
+    p.expect_screen("db01", T).unwrap();
+    p.send(keys::CTRL_D).unwrap();
+    assert_eq!(wait_exit(&mut p), 0);
+    assert!(gh.records("session_start").is_empty());
+    gh.wait_for_record(|r| r["event"] == "logout", T);
+}
+
+#[test]
+fn after_the_menu_sessions_read_the_real_terminal() {
+    if skip_without_pty() {
+        return;
+    }
+    // Menu → session → menu → session: the key shim hands fd 0 back each
+    // time, so typed keys and window sizes reach the target.
+    let (_t, gh) = one_target();
+    let mut p = gh.spawn(&[]);
+    for round in 0..2u16 {
+        p.expect(MENU).unwrap();
+        p.send(keys::ENTER).unwrap();
+        p.expect("tgt$ ").unwrap();
+        p.resize(90 + round, 30);
+        let mut seen = false;
+        for _ in 0..20 {
+            p.send_line("stty size").unwrap();
+            if p.expect("tgt$ ")
+                .unwrap()
+                .before
+                .contains(&format!("30 {}", 90 + round))
+            {
+                seen = true;
+                break;
+            }
+        }
+        assert!(seen, "round {round}: the resize never reached the target");
+        p.send_line("exit").unwrap();
+    }
+    p.expect(MENU).unwrap();
+    p.send(keys::ESC).unwrap();
+    assert_eq!(wait_exit(&mut p), 0);
 }

@@ -167,8 +167,15 @@ pub fn connect(
         return Err(ConnectError::Interrupted);
     }
 
+    let known_text = read_known_hosts(&settings.known_hosts)?;
     let mut session = Session::new().map_err(|e| ConnectError::Handshake(e.to_string()))?;
     session.set_tcp_stream(stream);
+    // Ask for a host key of a type known_hosts holds for this host, as
+    // OpenSSH does: otherwise a host listed only with its RSA key that
+    // prefers ed25519 would look like a changed key.
+    if let Some(prefs) = host_key_prefs(&known_text, &known_hosts_name(&host.address, host.port)) {
+        let _ = session.method_pref(MethodType::HostKey, &prefs);
+    }
     for dir in [MethodType::CryptCs, MethodType::CryptSc] {
         session
             .method_pref(dir, CIPHER_PREFS)
@@ -179,7 +186,7 @@ pub fn connect(
         .handshake()
         .map_err(|e| ConnectError::Handshake(format!("{}:{}: {e}", host.address, host.port)))?;
 
-    let host_key = verify_host_key(&session, host, settings)?;
+    let host_key = verify_host_key(&session, host, settings, &known_text)?;
     if interrupted() {
         return Err(ConnectError::Interrupted);
     }
@@ -299,10 +306,58 @@ pub fn known_hosts_name(address: &str, port: u16) -> String {
     }
 }
 
+/// The known_hosts file as text; a missing file is empty (every key is
+/// then unknown).
+fn read_known_hosts(path: &Path) -> Result<String, ConnectError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(ConnectError::KnownHosts(format!(
+            "cannot read {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// libssh2 host-key algorithms for the key types known_hosts lists under
+/// `name` (plain, unhashed entries; `None` when there are none, and then
+/// libssh2's default order applies).
+pub fn host_key_prefs(known_hosts: &str, name: &str) -> Option<String> {
+    let mut prefs: Vec<&str> = Vec::new();
+    for line in known_hosts.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(names), Some(kind)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        if names.starts_with('#') || names.starts_with('@') {
+            continue;
+        }
+        if !names.split(',').any(|n| n == name) {
+            continue;
+        }
+        let algs: &[&str] = match kind {
+            "ssh-ed25519" => &["ssh-ed25519"],
+            "ecdsa-sha2-nistp256" | "ecdsa-sha2-nistp384" | "ecdsa-sha2-nistp521" => {
+                std::slice::from_ref(&kind)
+            }
+            // The key is RSA; the signature algorithm is negotiated.
+            "ssh-rsa" => &["rsa-sha2-512", "rsa-sha2-256"],
+            _ => &[],
+        };
+        for a in algs {
+            if !prefs.contains(a) {
+                prefs.push(a);
+            }
+        }
+    }
+    (!prefs.is_empty()).then(|| prefs.join(","))
+}
+
 fn verify_host_key(
     session: &Session,
     host: &Host,
     settings: &Settings,
+    known_text: &str,
 ) -> Result<String, ConnectError> {
     let (key, key_type) = session
         .host_key()
@@ -313,25 +368,14 @@ fn verify_host_key(
         .known_hosts()
         .map_err(|e| ConnectError::KnownHosts(e.to_string()))?;
     let path = &settings.known_hosts;
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            // One line at a time: libssh2's read_file stops at the first line
-            // it cannot parse, silently hiding every entry after it.
-            for line in text.lines() {
-                let l = line.trim();
-                if l.is_empty() || l.starts_with('#') {
-                    continue;
-                }
-                let _ = known.read_str(l, KnownHostFileKind::OpenSSH);
-            }
+    // One line at a time: libssh2's read_file stops at the first line it
+    // cannot parse, silently hiding every entry after it.
+    for line in known_text.lines() {
+        let l = line.trim();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(ConnectError::KnownHosts(format!(
-                "cannot read {}: {e}",
-                path.display()
-            )))
-        }
+        let _ = known.read_str(l, KnownHostFileKind::OpenSSH);
     }
     let name = known_hosts_name(&host.address, host.port);
     // Port -1: only the exact name, as OpenSSH does (libssh2 would also
@@ -415,4 +459,37 @@ fn read_secret(path: &Path) -> Result<Zeroizing<String>, ConnectError> {
     })?;
     let first = text.lines().next().unwrap_or("");
     Ok(Zeroizing::new(first.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_key_prefs_follow_known_hosts() {
+        let kh = "\
+# comment
+[10.0.0.1]:2222 ssh-rsa AAAA
+[10.0.0.1]:2222,web01 ecdsa-sha2-nistp256 AAAA
+10.0.0.1 ssh-ed25519 AAAA
+|1|salt=|hash= ssh-ed25519 AAAA
+@cert-authority * ssh-ed25519 AAAA
+";
+        assert_eq!(
+            host_key_prefs(kh, "[10.0.0.1]:2222").as_deref(),
+            Some("rsa-sha2-512,rsa-sha2-256,ecdsa-sha2-nistp256")
+        );
+        assert_eq!(
+            host_key_prefs(kh, "10.0.0.1").as_deref(),
+            Some("ssh-ed25519")
+        );
+        assert_eq!(host_key_prefs(kh, "10.0.0.2"), None);
+        assert_eq!(host_key_prefs("", "x"), None);
+    }
+
+    #[test]
+    fn known_hosts_names_as_openssh() {
+        assert_eq!(known_hosts_name("10.0.0.1", 22), "10.0.0.1");
+        assert_eq!(known_hosts_name("10.0.0.1", 2222), "[10.0.0.1]:2222");
+    }
 }

@@ -186,16 +186,9 @@ fn parse(args: Vec<OsString>) -> Result<Option<Opts>, String> {
 }
 
 pub fn run(args: Vec<OsString>) -> i32 {
-    let opts = match parse(args) {
-        Ok(Some(o)) => o,
-        Ok(None) => {
-            crate::report::write_out(USAGE.trim_end());
-            return 0;
-        }
-        Err(e) => {
-            crate::say_err!("gatehouse: {e}");
-            return 2;
-        }
+    let opts = match super::parsed(parse(args), USAGE) {
+        Ok(o) => o,
+        Err(code) => return code,
     };
     let dir = match log_dir_from_config(opts.log_dir.clone(), opts.config.clone()) {
         Ok(d) => d,

@@ -53,6 +53,22 @@ impl From<io::Error> for AdminError {
 /// log_dir: `--log-dir`, or the config's (`--config`, or the usual search).
 /// Privileged (a root admin running the setuid binary), only the system
 /// config is read.
+/// The shared first step of an admin tool: its options, or the exit code
+/// after `--help` (usage on stdout, 0) or a usage error (stderr, 2).
+fn parsed<T>(r: Result<Option<T>, String>, usage: &str) -> Result<T, i32> {
+    match r {
+        Ok(Some(o)) => Ok(o),
+        Ok(None) => {
+            crate::report::write_out(usage.trim_end());
+            Err(0)
+        }
+        Err(e) => {
+            crate::say_err!("gatehouse: {e}");
+            Err(2)
+        }
+    }
+}
+
 pub fn log_dir_from_config(
     log_dir: Option<PathBuf>,
     config: Option<PathBuf>,

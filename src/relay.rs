@@ -33,12 +33,32 @@ const MISSED_KEEPALIVES: u32 = 3;
 /// `detail` of a session the operator left with `~.`.
 pub const ESCAPE_DETAIL: &str = "operator typed ~.";
 
-/// What the session's bookkeeping (capture, audit, recording) sees. An
-/// `Err` ends the session: the audit trail could not keep up (fail closed).
+/// What the session's bookkeeping (capture, audit, recording, policy)
+/// sees. An `Err` ends the session: the audit trail could not keep up
+/// (fail closed).
 pub trait Observer {
-    fn input(&mut self, data: &[u8]) -> Result<(), String>;
-    fn output(&mut self, data: &[u8]) -> Result<(), String>;
+    /// Operator bytes (after `~` escapes), before any is forwarded: says
+    /// how many may go now and which are an Enter held for a decision.
+    fn input(&mut self, data: &[u8], now: Instant) -> Result<Gate, String>;
+    fn output(&mut self, data: &[u8], now: Instant) -> Result<(), String>;
     fn resize(&mut self, cols: u16, rows: u16) -> Result<(), String>;
+    /// While an Enter is held: when `settle` must be called at the latest.
+    fn deadline(&self) -> Option<Instant>;
+    /// Tries to decide the held Enter; `Some` once decided, with every
+    /// record it needs already written.
+    fn settle(&mut self, now: Instant) -> Result<Option<Release>, String>;
+}
+
+pub use crate::capture::Gate;
+
+/// What happens to a decided Enter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Release {
+    /// Send it on.
+    Forward,
+    /// Never send it: send `cancel` instead (to clear the line on the
+    /// target) and show the operator `notice`.
+    Block { cancel: Vec<u8>, notice: String },
 }
 
 #[derive(Debug)]
@@ -143,6 +163,249 @@ pub struct RelayConfig {
     pub keepalive: Duration,
 }
 
+type Stop = (EndReason, String);
+
+fn lost(e: impl std::fmt::Display) -> Stop {
+    (EndReason::Disconnect, format!("connection lost: {e}"))
+}
+
+/// The relay's state between turns of the loop. Each phase of a turn is
+/// one method; a phase that ends the session returns `Err(Stop)`.
+struct Relay<'a> {
+    up: &'a mut Upstream,
+    obs: &'a mut dyn Observer,
+    cfg: &'a RelayConfig,
+    buf: Vec<u8>,
+    /// Operator bytes read but not yet through the observer's gate.
+    inbox: Vec<u8>,
+    /// An Enter the observer holds until it has decided (and recorded) it.
+    held: Vec<u8>,
+    /// Bytes on their way to the target, waiting for its window.
+    to_remote: Vec<u8>,
+    escapes: Escapes,
+    pending_resize: Option<(u16, u16)>,
+    last_input: Instant,
+    next_keepalive: Instant,
+    last_rx: Instant,
+    silence_limit: Duration,
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+impl Relay<'_> {
+    /// 1. Drain the channel until libssh2 would block. `Ok(true)` at EOF.
+    fn drain_channel(&mut self) -> Result<bool, Stop> {
+        loop {
+            match self.up.channel.read(&mut self.buf) {
+                Ok(0) => return Ok(self.up.channel.eof()),
+                Ok(n) => {
+                    self.last_rx = Instant::now();
+                    let data = &self.buf[..n];
+                    // The operator first (echo latency), then the books. A
+                    // recording that fails ends the session right here, so
+                    // at most this one chunk was seen and not recorded.
+                    write_stdout(data)
+                        .map_err(|e| (EndReason::Hangup, format!("operator terminal: {e}")))?;
+                    self.obs
+                        .output(data, self.last_rx)
+                        .map_err(|m| (EndReason::Error, m))?;
+                    self.bytes_out += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(lost(e)),
+            }
+        }
+    }
+
+    /// 2. Decide a held Enter if the observer can; then let waiting keys
+    ///    through the gate up to the next Enter.
+    fn gate(&mut self, now: Instant) -> Result<(), Stop> {
+        loop {
+            if !self.held.is_empty() {
+                match self.obs.settle(now).map_err(|m| (EndReason::Error, m))? {
+                    None => return Ok(()),
+                    Some(Release::Forward) => {
+                        let held = std::mem::take(&mut self.held);
+                        self.send(&held);
+                    }
+                    Some(Release::Block { cancel, notice }) => {
+                        self.held.clear();
+                        self.send(&cancel);
+                        // The raw terminal needs \r\n.
+                        let line = format!("\r\n{notice}\r\n");
+                        write_stdout(line.as_bytes())
+                            .map_err(|e| (EndReason::Hangup, format!("operator terminal: {e}")))?;
+                    }
+                }
+            }
+            if self.inbox.is_empty() {
+                return Ok(());
+            }
+            let g = self
+                .obs
+                .input(&self.inbox, now)
+                .map_err(|m| (EndReason::Error, m))?;
+            let forward: Vec<u8> = self.inbox[..g.forward].to_vec();
+            self.send(&forward);
+            self.held.extend_from_slice(&self.inbox[g.forward..g.consumed]);
+            self.inbox.drain(..g.consumed);
+            if self.held.is_empty() && g.consumed == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    fn send(&mut self, data: &[u8]) {
+        self.bytes_in += data.len() as u64;
+        self.to_remote.extend_from_slice(data);
+    }
+
+    /// 3. Write what waits for the target, as far as its window allows.
+    fn flush(&mut self) -> Result<(), Stop> {
+        flush(&mut self.up.channel, &mut self.to_remote).map_err(lost)
+    }
+
+    /// 4. Requests refused with EAGAIN earlier, keepalive, liveness, idle.
+    fn housekeeping(&mut self, now: Instant) -> Result<(), Stop> {
+        if let Some((c, r)) = self.pending_resize {
+            match self.up.channel.request_pty_size(c.into(), r.into(), None, None) {
+                Ok(()) => self.pending_resize = None,
+                Err(e) if is_eagain(&e) => {}
+                Err(_) => self.pending_resize = None,
+            }
+        }
+        if now >= self.next_keepalive {
+            match self.up.session.keepalive_send() {
+                Ok(secs) => {
+                    self.next_keepalive = now + Duration::from_secs(u64::from(secs.max(1)));
+                }
+                Err(e) if is_eagain(&e) => self.next_keepalive = now + Duration::from_millis(200),
+                Err(e) => return Err(lost(e)),
+            }
+        }
+        if now.duration_since(self.last_rx) >= self.silence_limit {
+            return Err((
+                EndReason::Disconnect,
+                format!(
+                    "connection lost: the target answered nothing for {}s",
+                    self.silence_limit.as_secs()
+                ),
+            ));
+        }
+        if let Some(idle) = self.cfg.idle_timeout {
+            if now.duration_since(self.last_input) >= idle {
+                return Err((
+                    EndReason::IdleTimeout,
+                    format!("no input for {}s", idle.as_secs()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// 5. Wait for the socket, a signal, the operator, or a deadline.
+    ///    Returns (signal ready, stdin ready).
+    fn wait(&mut self, signals: &SignalPipe, now: Instant) -> Result<(bool, bool), Stop> {
+        let dirs = self.up.session.block_directions();
+        let mut sock_flags = PollFlags::POLLIN;
+        if matches!(dirs, BlockDirections::Outbound | BlockDirections::Both) {
+            sock_flags |= PollFlags::POLLOUT;
+        }
+        // Backpressure: the terminal is not read while the target's window
+        // or a held Enter leaves bytes waiting.
+        let want_stdin = self.to_remote.len() + self.inbox.len() < TO_REMOTE_CAP;
+        let stdin = io::stdin();
+        let mut all = [
+            PollFd::new(self.up.socket.as_fd(), sock_flags),
+            PollFd::new(signals.fd(), PollFlags::POLLIN),
+            PollFd::new(stdin.as_fd(), PollFlags::POLLIN),
+        ];
+        let fds = &mut all[..if want_stdin { 3 } else { 2 }];
+        let mut deadline = self.next_keepalive.min(self.last_rx + self.silence_limit);
+        if let Some(idle) = self.cfg.idle_timeout {
+            deadline = deadline.min(self.last_input + idle);
+        }
+        if let Some(d) = self.obs.deadline() {
+            deadline = deadline.min(d);
+        }
+        match poll(fds, timeout_until(Some(deadline), now)) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return Err((EndReason::Error, format!("poll: {e}"))),
+        }
+        if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+            self.last_rx = Instant::now();
+        }
+        let sig = fds[1].revents().is_some_and(|r| !r.is_empty());
+        let input = want_stdin && fds[2].revents().is_some_and(|r| !r.is_empty());
+        Ok((sig, input))
+    }
+
+    /// 6. Signals: hang-up and terminate end the session; a window change
+    ///    is passed on.
+    fn signals(&mut self, signals: &SignalPipe) -> Result<(), Stop> {
+        for s in signals.take_pending() {
+            match s {
+                Sig::Hangup => return Err((EndReason::Hangup, "SIGHUP".into())),
+                Sig::Terminate => return Err((EndReason::Hangup, "SIGTERM".into())),
+                Sig::WindowChange => {
+                    let (c, r) = crate::tty::window_size();
+                    self.pending_resize = Some((c, r));
+                    self.obs.resize(c, r).map_err(|m| (EndReason::Error, m))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// 7. The operator typed something: into the inbox, minus escapes.
+    fn read_operator(&mut self) -> Result<(), Stop> {
+        let room = TO_REMOTE_CAP.saturating_sub(self.to_remote.len() + self.inbox.len());
+        let mut in_buf = [0u8; 16 * 1024];
+        let want = room.min(in_buf.len());
+        if want == 0 {
+            return Ok(());
+        }
+        match nix::unistd::read(io::stdin().as_fd(), &mut in_buf[..want]) {
+            Ok(0) => Err((EndReason::Hangup, "operator terminal closed".into())),
+            Ok(n) => {
+                self.last_input = Instant::now();
+                let quit = self.escapes.filter(&in_buf[..n], &mut self.inbox);
+                if quit {
+                    // Keys typed before `~.` still count; the rest is gone.
+                    let now = Instant::now();
+                    self.gate(now)?;
+                    return Err((EndReason::Disconnect, ESCAPE_DETAIL.into()));
+                }
+                Ok(())
+            }
+            Err(Errno::EINTR) | Err(Errno::EAGAIN) => Ok(()),
+            Err(e) => Err((EndReason::Hangup, format!("operator terminal: {e}"))),
+        }
+    }
+
+    fn turn(&mut self, signals: &SignalPipe) -> Result<bool, Stop> {
+        if self.drain_channel()? {
+            return Ok(true);
+        }
+        self.gate(Instant::now())?;
+        self.flush()?;
+        let now = Instant::now();
+        self.housekeeping(now)?;
+        let (sig, input) = self.wait(signals, now)?;
+        if sig || signals.must_leave() {
+            self.signals(signals)?;
+        }
+        if input {
+            self.read_operator()?;
+            // Keys go out at once: a keystroke should not wait for a round
+            // of channel reads (echo latency).
+            self.gate(Instant::now())?;
+            self.flush()?;
+        }
+        Ok(false)
+    }
+}
+
 /// Runs the session until it ends; the terminal must already be raw.
 pub fn run(
     up: &mut Upstream,
@@ -150,193 +413,44 @@ pub fn run(
     cfg: &RelayConfig,
     obs: &mut dyn Observer,
 ) -> RelayEnd {
+    up.session.set_blocking(false);
+    let now = Instant::now();
+    let mut r = Relay {
+        up,
+        obs,
+        cfg,
+        buf: vec![0u8; READ_CHUNK],
+        inbox: Vec::with_capacity(16 * 1024),
+        held: Vec::new(),
+        to_remote: Vec::with_capacity(TO_REMOTE_CAP),
+        escapes: Escapes::default(),
+        pending_resize: None,
+        last_input: now,
+        next_keepalive: now + cfg.keepalive,
+        // Liveness, as OpenSSH's ServerAliveCountMax: keepalives ask for a
+        // reply, so a target that sends nothing at all for this long is
+        // gone (frozen, or the network black-holed) even if TCP says not.
+        silence_limit: cfg.keepalive * MISSED_KEEPALIVES,
+        last_rx: now,
+        bytes_in: 0,
+        bytes_out: 0,
+    };
+    let outcome: Result<(), Stop> = loop {
+        match r.turn(signals) {
+            Ok(false) => {}
+            Ok(true) => break Ok(()),
+            Err(stop) => break Err(stop),
+        }
+    };
     let mut end = RelayEnd {
         reason: EndReason::Exit,
         detail: None,
         exit_status: None,
         exit_signal: None,
-        bytes_in: 0,
-        bytes_out: 0,
+        bytes_in: r.bytes_in,
+        bytes_out: r.bytes_out,
     };
-    up.session.set_blocking(false);
-
-    let stdin = io::stdin();
-    let mut buf = vec![0u8; READ_CHUNK];
-    let mut in_buf = vec![0u8; 16 * 1024];
-    let mut to_remote: Vec<u8> = Vec::with_capacity(TO_REMOTE_CAP);
-    let mut filtered: Vec<u8> = Vec::with_capacity(16 * 1024);
-    let mut escapes = Escapes::default();
-    let mut pending_resize: Option<(u16, u16)> = None;
-    let mut last_input = Instant::now();
-    let mut next_keepalive = Instant::now() + cfg.keepalive;
-    // Liveness, as OpenSSH's ServerAliveCountMax: keepalives ask for a
-    // reply, so a target that sends nothing at all for this long is gone
-    // (frozen, or the network black-holed) even if TCP says otherwise.
-    let silence_limit = cfg.keepalive * MISSED_KEEPALIVES;
-    let mut last_rx = Instant::now();
-    let mut remote_eof = false;
-
-    let outcome: Result<(), (EndReason, String)> = 'relay: loop {
-        // 1. Drain the channel until libssh2 would block.
-        loop {
-            match up.channel.read(&mut buf) {
-                Ok(0) => {
-                    if up.channel.eof() {
-                        remote_eof = true;
-                    }
-                    break;
-                }
-                Ok(n) => {
-                    last_rx = Instant::now();
-                    let data = &buf[..n];
-                    // The operator first (echo latency), then the books. A
-                    // recording that fails ends the session right here, so
-                    // at most this one chunk was seen and not recorded.
-                    if let Err(e) = write_stdout(data) {
-                        break 'relay Err((EndReason::Hangup, format!("operator terminal: {e}")));
-                    }
-                    if let Err(m) = obs.output(data) {
-                        break 'relay Err((EndReason::Error, m));
-                    }
-                    end.bytes_out += n as u64;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    break 'relay Err((EndReason::Disconnect, format!("connection lost: {e}")))
-                }
-            }
-        }
-        if remote_eof {
-            break 'relay Ok(());
-        }
-
-        // 2. Flush what the operator typed, as far as the window allows.
-        if let Err(e) = flush(&mut up.channel, &mut to_remote) {
-            break 'relay Err((EndReason::Disconnect, format!("connection lost: {e}")));
-        }
-
-        // 3. Requests that may have been refused with EAGAIN earlier.
-        if let Some((c, r)) = pending_resize {
-            match up.channel.request_pty_size(c.into(), r.into(), None, None) {
-                Ok(()) => pending_resize = None,
-                Err(e) if is_eagain(&e) => {}
-                Err(_) => pending_resize = None,
-            }
-        }
-        let now = Instant::now();
-        if now >= next_keepalive {
-            match up.session.keepalive_send() {
-                Ok(secs) => {
-                    next_keepalive = now + Duration::from_secs(u64::from(secs.max(1)));
-                }
-                Err(e) if is_eagain(&e) => next_keepalive = now + Duration::from_millis(200),
-                Err(e) => {
-                    break 'relay Err((EndReason::Disconnect, format!("connection lost: {e}")))
-                }
-            }
-        }
-        if now.duration_since(last_rx) >= silence_limit {
-            break 'relay Err((
-                EndReason::Disconnect,
-                format!(
-                    "connection lost: the target answered nothing for {}s",
-                    silence_limit.as_secs()
-                ),
-            ));
-        }
-        if let Some(idle) = cfg.idle_timeout {
-            if now.duration_since(last_input) >= idle {
-                break 'relay Err((
-                    EndReason::IdleTimeout,
-                    format!("no input for {}s", idle.as_secs()),
-                ));
-            }
-        }
-
-        // 4. Wait for something to do.
-        let dirs = up.session.block_directions();
-        let mut sock_flags = PollFlags::POLLIN;
-        if matches!(dirs, BlockDirections::Outbound | BlockDirections::Both) {
-            sock_flags |= PollFlags::POLLOUT;
-        }
-        let want_stdin = to_remote.len() < TO_REMOTE_CAP;
-        // A fixed array (no allocation per turn); stdin is left out of the
-        // set while the outgoing buffer is full (backpressure).
-        let mut all = [
-            PollFd::new(up.socket.as_fd(), sock_flags),
-            PollFd::new(signals.fd(), PollFlags::POLLIN),
-            PollFd::new(stdin.as_fd(), PollFlags::POLLIN),
-        ];
-        let fds = &mut all[..if want_stdin { 3 } else { 2 }];
-        let mut deadline = next_keepalive.min(last_rx + silence_limit);
-        if let Some(idle) = cfg.idle_timeout {
-            deadline = deadline.min(last_input + idle);
-        }
-        match poll(fds, timeout_until(Some(deadline), now)) {
-            Ok(_) | Err(Errno::EINTR) => {}
-            Err(e) => break 'relay Err((EndReason::Error, format!("poll: {e}"))),
-        }
-        if fds[0].revents().is_some_and(|r| !r.is_empty()) {
-            last_rx = Instant::now();
-        }
-        let sig_ready = fds[1].revents().is_some_and(|r| !r.is_empty());
-        let stdin_ready = want_stdin && fds[2].revents().is_some_and(|r| !r.is_empty());
-
-        // 5. Signals.
-        if sig_ready || signals.must_leave() {
-            for s in signals.take_pending() {
-                match s {
-                    Sig::Hangup => break 'relay Err((EndReason::Hangup, "SIGHUP".into())),
-                    Sig::Terminate => break 'relay Err((EndReason::Hangup, "SIGTERM".into())),
-                    Sig::WindowChange => {
-                        let (c, r) = crate::tty::window_size();
-                        pending_resize = Some((c, r));
-                        if let Err(m) = obs.resize(c, r) {
-                            break 'relay Err((EndReason::Error, m));
-                        }
-                    }
-                }
-            }
-        }
-
-        // 6. The operator typed something.
-        if stdin_ready {
-            let room = TO_REMOTE_CAP - to_remote.len();
-            let want = room.min(in_buf.len());
-            match nix::unistd::read(stdin.as_fd(), &mut in_buf[..want]) {
-                Ok(0) => {
-                    break 'relay Err((EndReason::Hangup, "operator terminal closed".into()));
-                }
-                Ok(n) => {
-                    last_input = Instant::now();
-                    filtered.clear();
-                    let quit = escapes.filter(&in_buf[..n], &mut filtered);
-                    if !filtered.is_empty() {
-                        if let Err(m) = obs.input(&filtered) {
-                            break 'relay Err((EndReason::Error, m));
-                        }
-                        end.bytes_in += filtered.len() as u64;
-                        to_remote.extend_from_slice(&filtered);
-                        // Send at once: a keystroke should not wait for a
-                        // round of channel reads (echo latency).
-                        if let Err(e) = flush(&mut up.channel, &mut to_remote) {
-                            break 'relay Err((
-                                EndReason::Disconnect,
-                                format!("connection lost: {e}"),
-                            ));
-                        }
-                    }
-                    if quit {
-                        break 'relay Err((EndReason::Disconnect, ESCAPE_DETAIL.into()));
-                    }
-                }
-                Err(Errno::EINTR) | Err(Errno::EAGAIN) => {}
-                Err(e) => {
-                    break 'relay Err((EndReason::Hangup, format!("operator terminal: {e}")));
-                }
-            }
-        }
-    };
+    let up = r.up;
 
     // Wind down in blocking mode, bounded, so a dead target cannot hang us.
     up.session.set_blocking(true);

@@ -10,7 +10,7 @@ use crate::audit::{AuditError, AuditLog, EndReason, Event};
 use crate::capture::{self, Capture};
 use crate::config::{Host, Settings};
 use crate::recording::{Recorder, RecordingError, SessionInfo};
-use crate::relay::{self, Observer, RelayConfig, RelayEnd};
+use crate::relay::{self, Observer, RelayConfig, RelayEnd, Release};
 use crate::sys::SignalPipe;
 use crate::tty::{self, RawMode};
 use crate::upstream::{self, ConnectError, PtyRequest};
@@ -72,23 +72,34 @@ struct Bookkeeper<'a> {
     session: &'a str,
     host: &'a str,
     seq: u64,
-    found: Vec<capture::Command>,
+    found: Vec<capture::Record>,
 }
 
 impl Bookkeeper<'_> {
+    /// Writes what the capture found. Called before the Enter that the
+    /// records account for is forwarded.
     fn flush(&mut self) -> Result<(), String> {
-        for c in std::mem::take(&mut self.found) {
+        for r in std::mem::take(&mut self.found) {
             self.seq += 1;
-            self.audit
-                .write(&Event::Command {
+            let event = match &r {
+                capture::Record::Command(c) => Event::Command {
                     session: self.session,
                     host: self.host,
                     seq: self.seq,
                     command: &c.text,
+                    verified: c.verified,
                     truncated: c.truncated,
+                    length: c.truncated.then_some(c.length),
                     source: c.source.as_str(),
-                })
-                .map_err(|e| audit_failed(&e))?;
+                },
+                capture::Record::Hidden { prompt } => Event::InputHidden {
+                    session: self.session,
+                    host: self.host,
+                    seq: self.seq,
+                    prompt,
+                },
+            };
+            self.audit.write(&event).map_err(|e| audit_failed(&e))?;
         }
         Ok(())
     }
@@ -105,18 +116,20 @@ fn audit_failed(e: &AuditError) -> String {
 }
 
 impl Observer for Bookkeeper<'_> {
-    fn input(&mut self, data: &[u8]) -> Result<(), String> {
+    fn input(&mut self, data: &[u8], now: Instant) -> Result<relay::Gate, String> {
+        let gate = self.capture.input(data, now, &mut self.found);
         if let Some(r) = &mut self.recording {
-            r.input(data).map_err(|e| recording_failed(&e))?;
+            r.input(&data[..gate.consumed])
+                .map_err(|e| recording_failed(&e))?;
         }
-        self.capture.input(data, &mut self.found);
-        self.flush()
+        self.flush()?;
+        Ok(gate)
     }
-    fn output(&mut self, data: &[u8]) -> Result<(), String> {
+    fn output(&mut self, data: &[u8], now: Instant) -> Result<(), String> {
         if let Some(r) = &mut self.recording {
             r.output(data).map_err(|e| recording_failed(&e))?;
         }
-        self.capture.output(data, &mut self.found);
+        self.capture.output(data, now, &mut self.found);
         if self.found.is_empty() {
             Ok(())
         } else {
@@ -129,6 +142,16 @@ impl Observer for Bookkeeper<'_> {
         }
         self.capture.resize(cols, rows);
         Ok(())
+    }
+    fn deadline(&self) -> Option<Instant> {
+        self.capture.deadline()
+    }
+    fn settle(&mut self, now: Instant) -> Result<Option<Release>, String> {
+        let decided = self.capture.settle(now, false, &mut self.found);
+        // On disk before the Enter goes on (fail closed: an error here
+        // ends the session with the Enter still held).
+        self.flush()?;
+        Ok(decided.then_some(Release::Forward))
     }
 }
 
@@ -239,7 +262,7 @@ impl Visit<'_> {
                 bytes_out: 0,
             },
         };
-        rec.capture.finish(&mut rec.found);
+        rec.capture.finish(Instant::now(), &mut rec.found);
         let flushed = rec.flush();
         let written = self.audit.write(&Event::SessionEnd {
             session: &session_id,

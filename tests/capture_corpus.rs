@@ -9,7 +9,9 @@
 //! that must appear in no command.
 
 use base64::Engine as _;
-use gatehouse::capture::{Capture, Command};
+use gatehouse::capture::{Capture, Command, Record};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 use std::path::Path;
 
 enum Event {
@@ -66,28 +68,104 @@ fn load(path: &Path) -> Case {
     }
 }
 
+/// Feeds waiting operator bytes through the gate, as the relay does: up
+/// to each held Enter, which must be decided before the rest goes on.
+fn pump(cap: &mut Capture, pending: &mut VecDeque<u8>, t: Instant, out: &mut Vec<Record>) {
+    while !pending.is_empty() {
+        if cap.holding() && !cap.settle(t, false, out) {
+            return;
+        }
+        let buf: Vec<u8> = pending.iter().copied().collect();
+        let g = cap.input(&buf, t, out);
+        pending.drain(..g.consumed);
+        if g.consumed == 0 {
+            return;
+        }
+    }
+    if cap.holding() {
+        cap.settle(t, false, out);
+    }
+}
+
 /// Replays a case; `split` > 0 cuts every chunk into pieces of that size,
 /// which must not change the result (chunking is arbitrary in the relay).
-fn replay(case: &Case, split: usize) -> Vec<Command> {
+///
+/// Time is simulated: a held Enter is decided as soon as the screen allows,
+/// and at the latest when the recorded stream shows its effect (the
+/// newline that follows it, or the next keys) — in the live relay the
+/// target cannot answer an Enter it has not received.
+fn replay(case: &Case, split: usize) -> Vec<Record> {
     let mut cap = Capture::new(case.cols, case.rows);
     let mut out = Vec::new();
+    let mut pending = VecDeque::new();
+    let mut t = Instant::now();
     for e in &case.events {
+        t += Duration::from_millis(1);
         match e {
-            Event::In(b) | Event::Out(b) => {
+            Event::In(b) => {
+                if cap.holding() {
+                    // The operator typed again: long enough for any deadline.
+                    t += Duration::from_secs(5);
+                    pump(&mut cap, &mut pending, t, &mut out);
+                }
+                pending.extend(b.iter().copied());
+                let size = if split == 0 { b.len().max(1) } else { split };
+                // Split input reaches the gate piece by piece.
+                let mut queued: VecDeque<u8> = std::mem::take(&mut pending);
+                while !queued.is_empty() {
+                    let n = size.min(queued.len());
+                    pending.extend(queued.drain(..n));
+                    pump(&mut cap, &mut pending, t, &mut out);
+                    if cap.holding() {
+                        pending.extend(queued.drain(..));
+                    }
+                }
+            }
+            Event::Out(b) => {
                 let size = if split == 0 { b.len().max(1) } else { split };
                 for piece in b.chunks(size) {
-                    if matches!(e, Event::In(_)) {
-                        cap.input(piece, &mut out);
-                    } else {
-                        cap.output(piece, &mut out);
+                    let mut rest = piece;
+                    while !rest.is_empty() {
+                        let k = rest.iter().position(|&c| c == b'\n');
+                        let (now, later) = match k {
+                            Some(0) => {
+                                if cap.holding() {
+                                    // The screen has been quiet for a while
+                                    // before this newline.
+                                    t += Duration::from_millis(150);
+                                    pump(&mut cap, &mut pending, t, &mut out);
+                                }
+                                rest.split_at(1)
+                            }
+                            Some(k) => rest.split_at(k),
+                            None => (rest, &rest[rest.len()..]),
+                        };
+                        cap.output(now, t, &mut out);
+                        pump(&mut cap, &mut pending, t, &mut out);
+                        rest = later;
                     }
                 }
             }
             Event::Resize(c, r) => cap.resize(*c, *r),
         }
     }
-    cap.finish(&mut out);
+    t += Duration::from_secs(10);
+    if cap.holding() {
+        cap.settle(t, true, &mut out);
+    }
+    pump(&mut cap, &mut pending, t, &mut out);
+    cap.finish(t, &mut out);
     out
+}
+
+fn commands(records: &[Record]) -> Vec<&Command> {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Command(c) => Some(c),
+            Record::Hidden { .. } => None,
+        })
+        .collect()
 }
 
 fn cases() -> Vec<Case> {
@@ -105,11 +183,12 @@ fn cases() -> Vec<Case> {
 fn check(split: usize) {
     let mut failures = Vec::new();
     for case in cases() {
-        let got = replay(&case, split);
+        let records = replay(&case, split);
+        let got = commands(&records);
         let texts: Vec<&str> = got.iter().map(|c| c.text.as_str()).collect();
         for s in &case.secrets {
             assert!(
-                !got.iter().any(|c| c.text.contains(s.as_str())),
+                !records.iter().any(|r| format!("{r:?}").contains(s.as_str())),
                 "{}: secret {s:?} recorded: {texts:?}",
                 case.name
             );

@@ -232,7 +232,9 @@ mod tests {
             host: "web01",
             seq: 1,
             command: "echo \"hi\"\n\u{1b}[31m\u{0}",
+            verified: false,
             truncated: true,
+            length: Some(20000),
             source: "keys",
         })
         .unwrap();
@@ -255,6 +257,8 @@ mod tests {
         assert_eq!(c["client"], "10.0.0.1:5000");
         assert_eq!(c["command"], "echo \"hi\"\n\u{1b}[31m\u{0}");
         assert_eq!(c["truncated"], true);
+        assert_eq!(c["length"], 20000);
+        assert_eq!(c["verified"], false);
         let ts = c["ts"].as_str().unwrap();
         assert_eq!(ts.len(), "2026-11-28T18:24:56.123Z".len(), "{ts}");
         assert!(ts.ends_with('Z'));
@@ -283,7 +287,9 @@ mod tests {
                 host: "web01",
                 seq,
                 command: "ls",
+                verified: true,
                 truncated: false,
+                length: None,
                 source: "keys",
             })
             .unwrap();

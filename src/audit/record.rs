@@ -71,9 +71,22 @@ pub enum Event<'a> {
         host: &'a str,
         seq: u64,
         command: &'a str,
+        /// The screen confirmed the line the shell received.
+        verified: bool,
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         truncated: bool,
+        /// Bytes of the whole command, when `truncated`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        length: Option<usize>,
         source: &'static str,
+    },
+    /// A line typed while the target did not echo, at a prompt that is not
+    /// the shell's (a password): recorded without its content.
+    InputHidden {
+        session: &'a str,
+        host: &'a str,
+        seq: u64,
+        prompt: &'a str,
     },
     SessionEnd {
         session: &'a str,
@@ -110,6 +123,7 @@ impl Event<'_> {
         match self {
             Event::SessionStart { session, .. }
             | Event::Command { session, .. }
+            | Event::InputHidden { session, .. }
             | Event::SessionEnd { session, .. } => Some(session),
             Event::Error { session, .. } => *session,
             _ => None,
@@ -122,6 +136,7 @@ impl Event<'_> {
             Event::Logout { .. } => "logout",
             Event::SessionStart { .. } => "session_start",
             Event::Command { .. } => "command",
+            Event::InputHidden { .. } => "input_hidden",
             Event::SessionEnd { .. } => "session_end",
             Event::Denied { .. } => "denied",
             Event::Error { .. } => "error",

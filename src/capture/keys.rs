@@ -2,10 +2,14 @@
 //! model of readline's default emacs keymap and yields each line at Enter.
 //!
 //! Total and bounded: any byte sequence is valid input, the line is capped
-//! at [`MAX_COMMAND_BYTES`](super::MAX_COMMAND_BYTES) and every other buffer
+//! at [`MAX_LINE_BYTES`] (start and end kept) and every other buffer
 //! has a small constant size.
 
-use super::MAX_COMMAND_BYTES;
+/// Most text a line keeps while it is typed, in bytes. Past it the middle
+/// of the line is dropped (its length is still counted), so the start and
+/// the end of an over-long line are always known; the record keeps 8 KiB of
+/// each (`super::bound_text`).
+pub const MAX_LINE_BYTES: usize = 256 * 1024;
 
 /// Longest escape sequence we keep bytes of; longer ones are still consumed
 /// (we wait for their final byte) but their parameters are forgotten.
@@ -31,6 +35,15 @@ pub struct Line {
     /// The last characters typed, when the line only ever grew at its end:
     /// enough to check the echo of a line that was cut.
     pub echo_tail: String,
+    /// The line as a terminal in canonical mode (no line editor: dash, `cat`,
+    /// `read`) receives it: the kernel's erase, kill and werase applied,
+    /// every other byte literal (an arrow key's escape sequence included).
+    pub cooked: Vec<u8>,
+    /// Bytes of text dropped from the middle of an over-long line.
+    pub lost_bytes: usize,
+    /// Ended by bash's edit-and-execute (Ctrl-X Ctrl-E): the line goes to an
+    /// editor, and what the editor saves runs when it exits.
+    pub editor: bool,
 }
 
 /// What a byte did to the line.
@@ -40,8 +53,72 @@ pub enum KeyEvent {
     None,
     /// Enter: the line was sent (possibly empty).
     Enter(Line),
-    /// Ctrl-C: the line was abandoned.
+    /// Ctrl-C: the line was probably abandoned (the screen decides).
     Cancel,
+}
+
+/// The kernel's canonical-mode line discipline (termios ICANON with the
+/// default control characters), for shells without a line editor.
+#[derive(Debug, Clone, Default)]
+struct Cooked {
+    buf: Vec<u8>,
+    lost: usize,
+    /// After VLNEXT (Ctrl-V): the next byte is literal.
+    lnext: bool,
+}
+
+impl Cooked {
+    fn push(&mut self, b: u8) {
+        if std::mem::take(&mut self.lnext) {
+            self.add(b);
+            return;
+        }
+        match b {
+            // VERASE (^?) and ^H, which many terminals send for Backspace.
+            0x7f | 0x08 => {
+                // Erase one character, not one byte.
+                while let Some(c) = self.buf.pop() {
+                    if c & 0xc0 != 0x80 {
+                        break;
+                    }
+                }
+            }
+            // VKILL
+            0x15 => self.buf.clear(),
+            // VWERASE
+            0x17 => {
+                while self.buf.last().is_some_and(|c| c.is_ascii_whitespace()) {
+                    self.buf.pop();
+                }
+                while self.buf.last().is_some_and(|c| !c.is_ascii_whitespace()) {
+                    self.buf.pop();
+                }
+            }
+            0x16 => self.lnext = true,
+            // VINTR, VQUIT, VSUSP flush the line (ISIG).
+            0x03 | 0x1c | 0x1a => self.buf.clear(),
+            // VREPRINT, VEOF on a non-empty line, VSTOP/VSTART: no text.
+            0x12 | 0x04 | 0x13 | 0x11 => {}
+            _ => self.add(b),
+        }
+    }
+
+    fn add(&mut self, b: u8) {
+        if self.buf.len() >= MAX_LINE_BYTES {
+            // Keep the start and the latest bytes.
+            self.buf.remove(MAX_LINE_BYTES / 2);
+            self.lost += 1;
+        }
+        self.buf.push(b);
+    }
+
+    fn take(&mut self) -> (Vec<u8>, usize) {
+        self.lnext = false;
+        (
+            std::mem::take(&mut self.buf),
+            std::mem::take(&mut self.lost),
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +164,13 @@ pub struct Keys {
     tail_pos: usize,
     /// The previous byte was \r: a following \n is the same Enter.
     after_cr: bool,
+    /// After Ctrl-V (readline's quoted-insert): the next byte is literal.
+    quoted: bool,
+    /// After Ctrl-X: readline's prefix for C-x C-e and friends.
+    ctrl_x: bool,
+    /// Bytes dropped from the middle of an over-long line.
+    lost: usize,
+    cooked: Cooked,
 }
 
 impl Default for Keys {
@@ -117,7 +201,17 @@ impl Keys {
             tail_len: 0,
             tail_pos: 0,
             after_cr: false,
+            quoted: false,
+            ctrl_x: false,
+            lost: 0,
+            cooked: Cooked::default(),
         }
+    }
+
+    /// True between keys: no escape sequence, UTF-8 character or prefix
+    /// key (Ctrl-V, Ctrl-X) is half-way through.
+    pub fn at_key_boundary(&self) -> bool {
+        self.esc == Escape::Ground && self.utf8_need == 0 && !self.quoted && !self.ctrl_x
     }
 
     /// True when no byte has arrived since the last line ended: the next
@@ -128,7 +222,7 @@ impl Keys {
 
     /// Bytes of heap this assembler holds; constant-bounded.
     pub fn approx_heap_bytes(&self) -> usize {
-        self.chars.capacity() * std::mem::size_of::<char>()
+        self.chars.capacity() * std::mem::size_of::<char>() + self.cooked.buf.capacity()
     }
 
     /// Forget everything, as after Ctrl-C or inside a full-screen program.
@@ -160,6 +254,13 @@ impl Keys {
         self.tail_pos = 0;
         self.utf8_len = 0;
         self.utf8_need = 0;
+        self.quoted = false;
+        self.ctrl_x = false;
+        self.lost = 0;
+        self.cooked.take();
+        if self.cooked.buf.capacity() > 16 * 1024 {
+            self.cooked.buf.shrink_to(256);
+        }
     }
 
     fn take_line(&mut self) -> Line {
@@ -170,12 +271,16 @@ impl Keys {
                 echo_tail.push(self.tail[(start + i) % ECHO_TAIL_CHARS]);
             }
         }
+        let (cooked, _) = self.cooked.take();
         let line = Line {
             text: self.chars.iter().collect(),
             truncated: self.truncated,
             edited: self.edited,
             unreliable: self.unreliable,
             echo_tail,
+            cooked,
+            lost_bytes: self.lost,
+            editor: false,
         };
         let pasting = self.pasting;
         self.clear_line();
@@ -186,6 +291,35 @@ impl Keys {
     /// Feed one byte as the operator sent it.
     pub fn push(&mut self, b: u8) -> KeyEvent {
         let after_cr = std::mem::replace(&mut self.after_cr, false);
+        if !matches!(b, b'\r' | b'\n') || self.quoted || self.cooked.lnext {
+            self.cooked.push(b);
+        }
+        if std::mem::take(&mut self.quoted) && self.esc == Escape::Ground {
+            // Ctrl-V: readline inserts the next byte as it is (Ctrl-V Tab is
+            // a tab, Ctrl-V Ctrl-A a ^A); a multi-byte character still
+            // arrives whole through the UTF-8 path.
+            self.fresh = false;
+            if b < 0x80 {
+                self.insert_literal(b as char);
+                return KeyEvent::None;
+            }
+        }
+        if std::mem::take(&mut self.ctrl_x) && self.esc == Escape::Ground {
+            self.fresh = false;
+            if b == 0x05 {
+                // C-x C-e: edit-and-execute-command.
+                self.after_cr = false;
+                self.searching = false;
+                let mut line = self.take_line();
+                line.editor = true;
+                return KeyEvent::Enter(line);
+            }
+            // Other C-x commands (undo, exchange point and mark…).
+            self.unreliable = true;
+            if b != 0x18 {
+                return KeyEvent::None;
+            }
+        }
         match self.esc {
             Escape::Ground => {}
             Escape::Started => return self.after_esc(b),
@@ -281,11 +415,16 @@ impl Keys {
             }
             _ if self.pasting => {
                 // Pasted control characters (a tab, say) are inserted
-                // literally by readline; we keep them out of the text.
-                if b == b'\t' {
-                    self.insert(' ');
-                    self.unreliable = true;
-                }
+                // literally by readline's bracketed paste.
+                self.insert_literal(b as char);
+                KeyEvent::None
+            }
+            0x16 => {
+                self.quoted = true;
+                KeyEvent::None
+            }
+            0x18 => {
+                self.ctrl_x = true;
                 KeyEvent::None
             }
             0x03 => {
@@ -525,7 +664,7 @@ impl Keys {
     }
 
     fn insert_newline(&mut self) {
-        if self.bytes < MAX_COMMAND_BYTES {
+        if self.bytes < MAX_LINE_BYTES {
             self.chars.insert(self.cursor, '\n');
             self.cursor += 1;
             self.bytes += 1;
@@ -540,6 +679,12 @@ impl Keys {
         if c.is_control() {
             return;
         }
+        self.insert_literal(c);
+    }
+
+    /// Inserts `c` even when it is a control character (quoted insert,
+    /// bracketed paste): the shell got it literally, so the record keeps it.
+    fn insert_literal(&mut self, c: char) {
         if self.cursor != self.chars.len() {
             self.edited = true;
         }
@@ -548,9 +693,20 @@ impl Keys {
             self.tail_pos = (self.tail_pos + 1) % ECHO_TAIL_CHARS;
             self.tail_len = (self.tail_len + 1).min(ECHO_TAIL_CHARS);
         }
-        if self.bytes + c.len_utf8() > MAX_COMMAND_BYTES {
+        if self.bytes + c.len_utf8() > MAX_LINE_BYTES {
             self.truncated = true;
-            return;
+            if self.cursor != self.chars.len() || self.chars.len() < 2 {
+                // Editing in the middle of a huge line: we cannot follow.
+                self.unreliable = true;
+                self.lost += c.len_utf8();
+                return;
+            }
+            // Keep the start and the end: drop from the middle.
+            let mid = self.chars.len() / 2;
+            let gone = self.chars.remove(mid);
+            self.bytes -= gone.len_utf8();
+            self.lost += gone.len_utf8();
+            self.cursor -= 1;
         }
         self.chars.insert(self.cursor, c);
         self.cursor += 1;
@@ -686,14 +842,15 @@ mod tests {
     fn long_line_is_cut_on_char_boundary() {
         let mut k = Keys::new();
         let mut input = Vec::new();
-        for _ in 0..(MAX_COMMAND_BYTES / 2 + 10) {
+        for _ in 0..(MAX_LINE_BYTES / 2 + 10) {
             input.extend_from_slice("é".as_bytes());
         }
         input.extend_from_slice(b"xyz\r");
         let v = lines(&mut k, &input);
         assert!(v[0].truncated);
-        assert!(v[0].text.len() <= MAX_COMMAND_BYTES);
-        assert!(v[0].text.chars().all(|c| c == 'é'));
+        assert!(v[0].text.len() <= MAX_LINE_BYTES);
+        assert!(v[0].text.ends_with("éxyz"));
+        assert!(v[0].lost_bytes > 0);
         assert!(v[0].echo_tail.ends_with("éxyz"));
     }
 

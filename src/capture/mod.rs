@@ -1,42 +1,60 @@
-//! Command capture: turns the operator's keystrokes and the target's output
-//! into the commands the remote shell received.
+//! Command capture: decides, at the moment the operator presses Enter and
+//! before that Enter reaches the target, what the remote side is about to
+//! receive — a command, a hidden input (a password), or nothing worth a
+//! record — from the operator's keys and the screen they see.
 //!
-//! This is a pure, total, bounded state machine: it touches no terminal,
-//! socket or file. The relay feeds it both byte streams; it hands back
-//! completed commands.
+//! A pure, total, bounded state machine: no terminal, socket or file; time
+//! comes in as arguments. The relay gives it every key through
+//! [`Capture::input`], which lets keys through at once and *holds* each
+//! Enter; the relay keeps the Enter back until [`Capture::settle`] decides
+//! (normally within one round trip of the last key's echo, at most
+//! [`Timing::max_wait`]) and writes the records it hands back before it
+//! forwards the Enter. That order is the guarantee: no line reaches a shell
+//! before its record is on disk, and a policy can stop it.
 //!
-//! How a command is decided:
-//! - keys are assembled into a line (`keys.rs`); when the operator begins a
-//!   line the text before the cursor is taken as its prompt;
-//! - at Enter the line waits for its echo: the first output newline whose
-//!   logical screen line starts with the prompt (or, for type-ahead, is
-//!   the typed text itself) decides it. Plain keys that match are the
-//!   command; edited, completed or recalled keys take the screen's text;
-//!   keys that were never echoed (passwords) are dropped; plain keys whose
-//!   echo shows only their end at the prompt began in a program that read
-//!   them without echo or Enter (top, `read -s -n 4`): the screen's text;
-//! - a command that does not look complete (`shell.rs`) waits for the next
-//!   output: a PS2 prompt (`> `) joins the next line to it, anything else
-//!   emits it;
-//! - while nobody is typing and no line awaits its echo, output bypasses
-//!   the vt100 model (`screen.rs`): only its tail and the alternate-screen
-//!   mode are kept, and the tail is replayed when the next line is begun.
-//!
-//! Bias: when it is unclear whether a line was echoed it is dropped, since
-//! an unechoed line is most likely a password.
+//! How a held line is decided (`decide`):
+//! - the screen is the witness: the text after the line's prompt on the
+//!   screen, compared with the keys under two models — readline's editing
+//!   (`keys.rs`) and the kernel's canonical mode (dash, `cat`) — decides the
+//!   text and makes the record `verified`; what the keys cannot know (Tab
+//!   completion, history, reverse search, a Ctrl-C that did not cancel) is
+//!   read off the screen;
+//! - nothing echoed: at a shell's prompt (learnt from the screen, or shaped
+//!   like one) the keys are the command, `verified: false`; at any other
+//!   prompt the line is a secret and only its prompt is recorded
+//!   (`input_hidden`);
+//! - the alternate screen (vim, less, top) is not a shell, except where a
+//!   learnt shell prompt is drawn there, a pager's or editor's shell escape
+//!   (`!cmd`, `:!cmd`) is typed, or an editor started by edit-and-execute
+//!   (Ctrl-X Ctrl-E, `fc`) is left;
+//! - a line that leaves a command open (`shell.rs`: a loop, a here-document,
+//!   a quote) goes through without a record and is joined with the next
+//!   lines, whatever the continuation prompt says; the record is written at
+//!   the Enter that completes it.
 #![forbid(unsafe_code)]
 
 mod keys;
 mod screen;
 mod shell;
 
-use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use keys::{KeyEvent, Keys, Line};
 use screen::Screen;
 
-/// Longest command text kept, in bytes; longer ones are cut and marked.
+pub use keys::MAX_LINE_BYTES;
+
+/// Longest command text kept whole, in bytes. A longer one keeps its first
+/// and last [`KEEP_BYTES`] joined by `…` (so the end, where `; rm -rf /`
+/// would hide, is always on record).
 pub const MAX_COMMAND_BYTES: usize = 16 * 1024;
+pub const KEEP_BYTES: usize = 8 * 1024;
+/// A prompt kept in an `input_hidden` record, at most.
+pub const MAX_PROMPT_BYTES: usize = 256;
+/// Prompts longer than this are not ones we learn or strip.
+const MAX_LEARN_PROMPT: usize = 1024;
+/// Shell prompts remembered.
+const MAX_PROMPTS: usize = 8;
 
 /// How the text of a command was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,434 +77,607 @@ impl Source {
 /// One command the operator sent to the remote shell.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Command {
+    /// The text, bounded (see [`MAX_COMMAND_BYTES`]).
     pub text: String,
     pub truncated: bool,
+    /// Length in bytes of the whole text (before bounding).
+    pub length: usize,
+    /// The screen confirmed the line the shell received.
+    pub verified: bool,
     pub source: Source,
 }
 
-/// Pending lines kept at most; older ones are dropped (never logged).
-const MAX_PENDING: usize = 32;
-
-/// A pending line that saw this many newlines, or this much output, without
-/// its echo was never echoed: drop it.
-const MAX_PENDING_LFS: u32 = 4096;
-const MAX_PENDING_OUTPUT: usize = 8 << 20;
-
-/// The continuation prompt we recognise (bash's default PS2).
-const PS2: &str = "> ";
-
-/// A line sent with Enter, waiting for its echo.
-struct Pending {
-    line: Line,
-    /// What stood before the cursor when the line was begun; `None` when
-    /// it was typed ahead of earlier lines' echo (the screen did not show
-    /// its prompt yet).
-    prompt: Option<String>,
-    /// Output arrived while the line was typed: the operator was watching
-    /// an echoing line (a no-echo prompt answers keys with nothing).
-    saw_output: bool,
-    /// Typed over several input chunks (a human typing, not a paste) and
-    /// yet nothing came back: the target was not echoing.
-    typed_unechoed: bool,
-    lfs: u32,
-    output: usize,
+/// What one decided Enter (or a late discovery) puts on record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    Command(Command),
+    /// A line typed while the target did not echo, at a prompt that is not
+    /// the shell's: a secret, recorded without its content.
+    Hidden { prompt: String },
 }
 
-/// A command whose lines are known but which may still continue (PS2).
+/// What [`Capture::input`] did with a chunk of operator bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gate {
+    /// `bytes[..forward]` may go to the target now.
+    pub forward: usize,
+    /// `bytes[forward..consumed]` are an Enter held for a decision (empty
+    /// when nothing is held); `bytes[consumed..]` were not looked at yet.
+    pub consumed: usize,
+}
+
+/// How long a held Enter waits for the screen.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// Waiting for an echo that does not come, at least this long after
+    /// the last key or output (a password typed with nothing coming back).
+    pub min_wait: Duration,
+    /// Never hold an Enter longer than this.
+    pub max_wait: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            min_wait: Duration::from_millis(300),
+            max_wait: Duration::from_millis(2000),
+        }
+    }
+}
+
+/// Where a line was begun: what the screen showed around the cursor.
+#[derive(Debug, Clone, Default)]
+struct Start {
+    /// Text left of the cursor (the prompt); `None` when the screen could
+    /// not show it yet (keys typed right after an Enter, ahead of output).
+    prompt: Option<String>,
+    /// Text right of the cursor on its row (a right prompt).
+    rprompt: String,
+}
+
+struct Held {
+    line: Line,
+    start: Start,
+    /// When the Enter arrived.
+    at: Instant,
+}
+
+/// Lines of one command not complete yet (forwarded without a record).
 struct Multi {
     text: String,
-    truncated: bool,
+    length: usize,
+    verified: bool,
     source: Source,
-    /// The output since its last line showed the PS2 prompt.
-    continued: bool,
+    /// Prompts its later lines were typed at (continuation prompts).
+    prompts: Vec<String>,
+    cancelled: bool,
+}
+
+/// An editor started by edit-and-execute: what it shows runs when it exits.
+#[derive(Default)]
+struct Editor {
+    /// The last screen seen inside the editor.
+    snapshot: String,
+    entered: bool,
 }
 
 enum Verdict {
-    /// This newline is not this line's echo.
-    Skip,
-    /// This newline was this line's and it was not echoed.
-    Reject,
-    /// Echoed: the command text.
-    Accept(String, Source, bool),
+    /// The screen shows exactly what the keys say.
+    Exact(String, Source),
+    /// The screen shows this; take it once the output has settled.
+    Screen(String),
+    /// Something else is on the prompt line (the echo is still coming, or
+    /// output got in the way).
+    Other,
+    /// The screen shows this but it could still be a partial echo: take
+    /// it only at the deadline.
+    ScreenLate(String),
+    /// Nothing after the prompt.
+    NoEcho,
 }
 
 /// The capture engine for one session.
 pub struct Capture {
     keys: Keys,
     screen: Screen,
-    /// Prompt of the line being typed, once its first key arrived.
-    typing: Option<Option<String>>,
-    /// Output arrived since the line being typed was begun.
-    typing_output: bool,
-    /// Input chunks that carried keys of the line being typed.
-    typing_chunks: u32,
-    pending: VecDeque<Pending>,
+    timing: Timing,
+    /// The line being typed, from its first key.
+    start: Option<Start>,
+    held: Option<Held>,
     multi: Option<Multi>,
-    /// The main prompt, learned from the last line it was confirmed on.
-    prompt: Option<String>,
+    editor: Option<Editor>,
+    /// Learnt shell prompts with how often a command was confirmed there.
+    prompts: Vec<(String, u32)>,
+    /// When the last key went to the target, and whether output came since.
+    last_key: Option<Instant>,
+    out_since_key: bool,
+    last_out: Option<Instant>,
+    /// An Enter was forwarded and no output has come since: the screen
+    /// does not show the next prompt yet.
+    after_enter: bool,
+    /// Smoothed key → output delay (the echo round trip).
+    rtt: Duration,
+    alt_before: bool,
 }
 
 impl Capture {
     pub fn new(cols: u16, rows: u16) -> Self {
+        Self::with_timing(cols, rows, Timing::default())
+    }
+
+    pub fn with_timing(cols: u16, rows: u16, timing: Timing) -> Self {
         Capture {
             keys: Keys::new(),
             screen: Screen::new(cols, rows),
-            typing: None,
-            typing_output: false,
-            typing_chunks: 0,
-            pending: VecDeque::new(),
+            timing,
+            start: None,
+            held: None,
             multi: None,
-            prompt: None,
+            editor: None,
+            prompts: Vec::new(),
+            last_key: None,
+            out_since_key: false,
+            last_out: None,
+            after_enter: false,
+            rtt: Duration::from_millis(20),
+            alt_before: false,
         }
     }
 
-    /// Bytes the operator typed, exactly as they are sent to the target.
-    /// Completed commands are appended to `out`.
-    pub fn input(&mut self, bytes: &[u8], out: &mut Vec<Command>) {
-        if self.screen.alternate() {
-            // Keys inside a full-screen program are not commands; keep the
-            // escape framing so a split sequence is not taken for text later.
-            for &b in bytes {
-                let _ = self.keys.push(b);
+    /// An Enter is held, waiting for [`Capture::settle`].
+    pub fn holding(&self) -> bool {
+        self.held.is_some()
+    }
+
+    /// Operator bytes, exactly as typed. Takes keys up to the first Enter,
+    /// which it holds (see [`Gate`]); call again with the rest only after
+    /// [`Capture::settle`] released it.
+    pub fn input(&mut self, bytes: &[u8], now: Instant, out: &mut Vec<Record>) -> Gate {
+        if self.held.is_some() {
+            return Gate {
+                forward: 0,
+                consumed: 0,
+            };
+        }
+        let mut seq_start = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            if self.keys.at_key_boundary() {
+                seq_start = i;
             }
-            self.keys.reset();
-            self.typing = None;
-            return;
-        }
-        if self.typing.is_some() {
-            self.typing_chunks = self.typing_chunks.saturating_add(1);
-        }
-        for &b in bytes {
-            if self.keys.is_fresh() && b != b'\r' && b != b'\n' {
+            if self.keys.is_fresh() && b != b'\r' && b != b'\n' && self.start.is_none() {
                 self.begin_line(out);
             }
             match self.keys.push(b) {
                 KeyEvent::None => {}
                 KeyEvent::Cancel => {
-                    // Ctrl-C abandons a half-typed line, and a command still
-                    // being continued at a PS2 prompt. One that may already
-                    // be running (no PS2 seen) was sent: keep it.
-                    self.typing = None;
-                    self.screen.sync();
-                    self.check_continuation(out);
-                    match &self.multi {
-                        Some(m) if m.continued => self.multi = None,
-                        _ => self.emit_multi(out),
+                    if let Some(m) = &mut self.multi {
+                        // Ctrl-C at a continuation prompt usually drops the
+                        // command; the next prompt tells (`begin_line`).
+                        m.cancelled = true;
+                        self.start = None;
                     }
                 }
                 KeyEvent::Enter(line) => {
-                    let prompt = self.typing.take().flatten();
-                    let blank = line.text.trim().is_empty();
-                    if blank && !line.unreliable && !line.edited {
-                        continue;
-                    }
-                    if self.pending.len() >= MAX_PENDING {
-                        self.pending.pop_front();
-                    }
-                    let saw_output = std::mem::take(&mut self.typing_output);
-                    self.pending.push_back(Pending {
+                    let start = self.start.take().unwrap_or_default();
+                    self.held = Some(Held {
                         line,
-                        prompt,
-                        saw_output,
-                        typed_unechoed: self.typing_chunks > 0 && !saw_output,
-                        lfs: 0,
-                        output: 0,
+                        start,
+                        at: now,
                     });
+                    if seq_start > 0 {
+                        self.key_sent(now);
+                    }
+                    return Gate {
+                        forward: seq_start,
+                        consumed: i + 1,
+                    };
                 }
             }
         }
+        if !bytes.is_empty() {
+            self.key_sent(now);
+        }
+        Gate {
+            forward: bytes.len(),
+            consumed: bytes.len(),
+        }
     }
 
-    fn begin_line(&mut self, out: &mut Vec<Command>) {
+    fn key_sent(&mut self, now: Instant) {
+        self.last_key = Some(now);
+        self.out_since_key = false;
+    }
+
+    /// The operator began a line: remember what the screen shows as its
+    /// prompt, and settle what an earlier open command became.
+    fn begin_line(&mut self, out: &mut Vec<Record>) {
         self.screen.sync();
-        self.check_continuation(out);
-        let prompt = if self.pending.is_empty() {
-            bounded_prompt(self.screen.before_cursor())
-        } else {
-            // Typed ahead of earlier lines' echo: the screen does not show
-            // this line's prompt yet.
+        let prompt = if self.after_enter {
             None
-        };
-        self.typing = Some(prompt);
-        self.typing_output = false;
-        self.typing_chunks = 0;
-    }
-
-    fn idle(&self) -> bool {
-        self.keys.is_fresh() && self.pending.is_empty() && self.multi.is_none()
-    }
-
-    /// Bytes the target sent towards the operator. May complete commands
-    /// whose fate depended on the output (echo, continuation prompts).
-    pub fn output(&mut self, bytes: &[u8], out: &mut Vec<Command>) {
-        if self.idle() {
-            self.screen.skip(bytes);
-            return;
-        }
-        if self.typing.is_some() && !bytes.is_empty() {
-            self.typing_output = true;
-        }
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            if self.pending.is_empty() {
-                if self.idle() {
-                    // The command is known; what follows is its output.
-                    self.screen.skip(rest);
-                } else {
-                    self.screen.feed(rest);
-                }
-                break;
-            }
-            match rest.iter().position(|&b| b == b'\n') {
-                None => {
-                    self.screen.feed(rest);
-                    for p in &mut self.pending {
-                        p.output += rest.len();
-                    }
-                    // Output without newlines never decides a line: bound
-                    // how long a line may wait for its echo.
-                    self.pending.retain(|p| p.output <= MAX_PENDING_OUTPUT);
-                    break;
-                }
-                Some(k) => {
-                    self.screen.feed(&rest[..k]);
-                    for p in &mut self.pending {
-                        p.output += k + 1;
-                    }
-                    self.newline(out);
-                    self.screen.feed(&rest[k..k + 1]);
-                    rest = &rest[k + 1..];
-                }
-            }
-        }
-        self.check_continuation(out);
-    }
-
-    /// The output is about to move to a new line: is the line the cursor is
-    /// on the echo of a pending line?
-    fn newline(&mut self, out: &mut Vec<Command>) {
-        if self.screen.alternate() {
-            // A full-screen program took over: keys typed ahead of it were
-            // meant for it.
-            self.pending.clear();
-            return;
-        }
-        let shown = self.screen.cursor_line();
-        let mut i = 0;
-        while i < self.pending.len() {
-            let p = &mut self.pending[i];
-            p.lfs += 1;
-            match self.verdict(i, &shown) {
-                Verdict::Skip => {
-                    let p = &self.pending[i];
-                    if p.lfs > MAX_PENDING_LFS || p.output > MAX_PENDING_OUTPUT {
-                        self.pending.remove(i);
-                    } else {
-                        i += 1;
-                    }
-                }
-                Verdict::Reject => {
-                    self.pending.remove(i);
-                }
-                Verdict::Accept(text, source, truncated) => {
-                    // Lines before it never showed up: drop them.
-                    let p = self.pending.drain(..=i).next_back();
-                    let continuation = p.as_ref().is_some_and(|p| p.prompt.as_deref() == Some(PS2))
-                        || shown.starts_with(PS2.trim_end())
-                            && !shown.starts_with(self.prompt_str());
-                    if !continuation {
-                        if let Some(prompt) = p.and_then(|p| p.prompt) {
-                            if !prompt.trim().is_empty() {
-                                self.prompt = Some(prompt);
-                            }
-                        }
-                    }
-                    self.accepted(text, source, truncated, continuation, out);
-                    return;
-                }
-            }
-        }
-    }
-
-    fn prompt_str(&self) -> &str {
-        match &self.prompt {
-            Some(p) if !p.trim().is_empty() => p.trim_end(),
-            _ => "\u{0}",
-        }
-    }
-
-    fn verdict(&self, i: usize, shown: &str) -> Verdict {
-        let p = &self.pending[i];
-        let learned = self.prompt_str();
-        let own = p.prompt.as_deref().map(str::trim_end);
-        // `decisive`: this newline ends the line typed at this line's own
-        // prompt, so it is this line's echo or there is none.
-        let line = &p.line;
-        let tail = line.echo_tail.trim();
-        if line.truncated
-            && !line.edited
-            && !line.unreliable
-            && !tail.is_empty()
-            && shown.ends_with(tail)
-        {
-            // Too long for the screen (its prompt scrolled away): the end of
-            // it was echoed.
-            return Verdict::Accept(line.text.trim().to_string(), Source::Keys, true);
-        }
-        let (rest, decisive, at_prompt) = match own {
-            Some(o) if !o.is_empty() && shown.starts_with(o) => (&shown[o.len()..], true, true),
-            _ => match shown.find(learned) {
-                // The main prompt, possibly after output that did not end
-                // in a newline (`read -s` answers Enter with nothing).
-                Some(k) => (&shown[k + learned.len()..], false, true),
-                // Typed ahead while a command continues: its PS2 prompt.
-                None if self.multi.is_some() && shown.starts_with(PS2) => {
-                    (&shown[PS2.len()..], false, true)
-                }
-                // Typed at column 0 or ahead of the echo: a running
-                // command's tty echoes the whole line by itself. Not for
-                // keys a human typed with nothing coming back: a program
-                // printing a secret read at column 0 would look the same.
-                None if own.map_or(true, str::is_empty) && !p.typed_unechoed => {
-                    (shown, false, false)
-                }
-                None => return Verdict::Skip,
-            },
-        };
-        let cmd = rest.trim();
-        let keys = line.text.trim();
-        let first = keys.lines().next().unwrap_or("").trim();
-        let plain = !line.edited && !line.unreliable;
-        if plain && !cmd.is_empty() {
-            if cmd == keys {
-                return Verdict::Accept(keys.to_string(), Source::Keys, line.truncated);
-            }
-            if keys.contains('\n') && cmd == first {
-                // A multi-line paste: its first line was echoed.
-                return Verdict::Accept(keys.to_string(), Source::Keys, line.truncated);
-            }
-        }
-        if plain
-            && !cmd.is_empty()
-            && at_prompt
-            && (decisive || i == 0)
-            && p.saw_output
-            && keys.len() > cmd.len()
-            && keys.ends_with(cmd)
-        {
-            // The first keys of this line went to a program that read them
-            // without echo and without Enter (top, `read -s -n 4`, a pager
-            // on the main screen); the shell's prompt line shows only what
-            // the shell got. Taken from the screen, so the unechoed keys
-            // (perhaps a PIN) are not recorded.
-            return Verdict::Accept(cmd.to_string(), Source::Screen, false);
-        }
-        if !plain && !cmd.is_empty() && (decisive || at_prompt && i == 0) {
-            if cmd == keys && !line.unreliable {
-                // Edited, and the screen agrees with our editing model.
-                return Verdict::Accept(keys.to_string(), Source::Screen, line.truncated);
-            }
-            if p.saw_output {
-                // Completion, recall, search: only the screen knows. Taken
-                // only from a line typed while watching its echo, so text
-                // a program printed after a no-echo prompt is not mistaken
-                // for it.
-                return Verdict::Accept(cmd.to_string(), Source::Screen, false);
-            }
-            if is_subsequence(keys, cmd) {
-                // Completion, recall or search typed ahead of its echo (a
-                // paste, or keys faster than the round trip): every key typed
-                // stands on the prompt line, in order, so the line was echoed
-                // — a no-echo prompt shows none of them (and pure recall types
-                // no text that could be a secret). Without this, a paste like
-                // "ech\t id\r" or "\e[A\r" would run unrecorded (evasion).
-                return Verdict::Accept(cmd.to_string(), Source::Screen, false);
-            }
-        }
-        if decisive {
-            Verdict::Reject
         } else {
-            Verdict::Skip
+            let p = self.screen.before_cursor();
+            (p.len() <= MAX_LEARN_PROMPT).then_some(p)
+        };
+        if let (Some(p), Some(m)) = (&prompt, &self.multi) {
+            // A learnt main prompt where a continuation was expected: the
+            // shell ran the text (our lexer was wrong) or dropped it.
+            let main = self.is_learnt(p) && !m.prompts.iter().any(|q| q == p);
+            if main {
+                let m = self.multi.take().expect("checked");
+                if !m.cancelled {
+                    out.push(Record::Command(bounded(
+                        m.text,
+                        m.length,
+                        false,
+                        m.source,
+                    )));
+                }
+            }
+        }
+        self.start = Some(Start {
+            prompt,
+            rprompt: self.screen.right_of_cursor(),
+        });
+    }
+
+    /// When the relay must call [`Capture::settle`] at the latest.
+    pub fn deadline(&self) -> Option<Instant> {
+        let h = self.held.as_ref()?;
+        let wait = (self.rtt * 4).clamp(self.timing.min_wait, self.timing.max_wait);
+        // Wait for an echo counting from the last sign of life: keys typed
+        // long ago with nothing coming back are decided at once.
+        let mut last = self.last_key.unwrap_or(h.at);
+        if let Some(o) = self.last_out {
+            last = last.max(o);
+        }
+        Some((last + wait).min(h.at + self.timing.max_wait))
+    }
+
+    /// Decides the held Enter if the screen allows it (or the deadline has
+    /// passed, or `force`). True when the Enter is released: its records are
+    /// in `out` and it may be forwarded.
+    pub fn settle(&mut self, now: Instant, force: bool, out: &mut Vec<Record>) -> bool {
+        let Some(deadline) = self.deadline() else {
+            return true;
+        };
+        let late = force || now >= deadline;
+        // Output arrived after the last key and has been quiet for a while:
+        // the line editor has drawn what it will draw.
+        let quiet = self.out_since_key
+            && self
+                .last_out
+                .is_some_and(|o| now.saturating_duration_since(o) >= self.quiet());
+        self.screen.sync();
+        let h = self.held.take().expect("deadline implies a held line");
+        if self.decide(&h, late, late || quiet, out) {
+            self.after_enter = true;
+            self.start = None;
+            true
+        } else {
+            self.held = Some(h);
+            false
         }
     }
 
-    fn accepted(
+    fn quiet(&self) -> Duration {
+        (self.rtt / 2).clamp(Duration::from_millis(10), Duration::from_millis(100))
+    }
+
+    fn decide(&mut self, h: &Held, late: bool, settled: bool, out: &mut Vec<Record>) -> bool {
+        let alt = self.screen.alternate();
+        if h.line.editor && !alt {
+            // Ctrl-X Ctrl-E: nothing runs until the editor exits.
+            self.editor = Some(Editor::default());
+            return true;
+        }
+        if alt && !self.shell_prompt_on_alt(h) {
+            return self.decide_alternate(h, settled, out);
+        }
+        let plain = !h.line.edited && !h.line.unreliable;
+        let (text, verified, source) = match self.verdict(h) {
+            Verdict::Exact(t, src) => (t, true, src),
+            Verdict::Screen(t) if settled => (t, true, Source::Screen),
+            Verdict::ScreenLate(t) if late => (t, true, Source::Screen),
+            _ if !late => return false,
+            Verdict::Screen(t) | Verdict::ScreenLate(t) => (t, true, Source::Screen),
+            Verdict::Other => {
+                let prompt = self.prompt_for_hidden(h);
+                if looks_masked(&self.screen.cursor_line()) || !self.is_shell_prompt(&prompt) {
+                    out.push(Record::Hidden {
+                        prompt: bound_prompt(&prompt),
+                    });
+                    return true;
+                }
+                (key_text(&h.line), false, Source::Keys)
+            }
+            Verdict::NoEcho => {
+                let keys = key_text(&h.line);
+                if keys.trim().is_empty() {
+                    // An empty line: nothing to run, nothing to record.
+                    return true;
+                }
+                let prompt = self.prompt_for_hidden(h);
+                if self.multi.is_none() && !self.is_shell_prompt(&prompt) {
+                    out.push(Record::Hidden {
+                        prompt: bound_prompt(&prompt),
+                    });
+                    return true;
+                }
+                (keys, false, Source::Keys)
+            }
+        };
+        let _ = plain;
+        if text.trim().is_empty() {
+            return true;
+        }
+        if verified && self.multi.is_none() {
+            if let Some(p) = self.matched_prompt(h) {
+                self.learn(p);
+            }
+        }
+        let length = text.len() + h.line.lost_bytes;
+        let prompt = h.start.prompt.clone().unwrap_or_default();
+        self.command(text, length, verified, source, prompt, out);
+        true
+    }
+
+    /// A decided line: join it to an open command, or record it.
+    fn command(
         &mut self,
         text: String,
+        length: usize,
+        verified: bool,
         source: Source,
-        truncated: bool,
-        continuation: bool,
-        out: &mut Vec<Command>,
+        prompt: String,
+        out: &mut Vec<Record>,
     ) {
-        if let Some(m) = &mut self.multi {
-            if continuation || m.continued {
+        let m = match self.multi.take() {
+            Some(mut m) => {
                 m.text.push('\n');
                 m.text.push_str(&text);
-                m.truncated |= truncated;
+                m.length += 1 + length;
+                m.verified &= verified;
                 if source == Source::Screen {
                     m.source = Source::Screen;
                 }
-                m.continued = false;
-            } else {
-                self.emit_multi(out);
-                self.multi = Some(Multi {
-                    text,
-                    truncated,
-                    source,
-                    continued: false,
-                });
+                if m.prompts.len() < MAX_PROMPTS {
+                    m.prompts.push(prompt);
+                }
+                m.cancelled = false;
+                m
             }
-        } else {
-            self.multi = Some(Multi {
+            None => Multi {
                 text,
-                truncated,
+                length,
+                verified,
                 source,
-                continued: false,
-            });
-        }
-        if let Some(m) = &mut self.multi {
-            if m.text.len() > MAX_COMMAND_BYTES {
-                cut(&mut m.text, MAX_COMMAND_BYTES);
-                m.truncated = true;
-            }
-            if shell::looks_complete(&m.text) {
-                self.emit_multi(out);
-            }
-        }
-    }
-
-    fn emit_multi(&mut self, out: &mut Vec<Command>) {
-        if let Some(m) = self.multi.take() {
-            out.push(Command {
-                text: m.text,
-                truncated: m.truncated,
-                source: m.source,
-            });
-        }
-    }
-
-    /// A command that may continue: does the screen now show PS2 (keep it),
-    /// something else (emit it), or nothing yet (wait)?
-    fn check_continuation(&mut self, out: &mut Vec<Command>) {
-        let Some(m) = &mut self.multi else {
-            return;
+                prompts: Vec::new(),
+                cancelled: false,
+            },
         };
-        if m.continued || !self.pending.is_empty() {
-            return;
-        }
-        if self.screen.alternate() {
-            self.emit_multi(out);
-            return;
-        }
-        let before = self.screen.before_cursor();
-        if before.is_empty() || PS2.starts_with(before.as_str()) && before != PS2 {
-            return;
-        }
-        if before == PS2 {
-            m.continued = true;
+        if shell::looks_complete(&m.text) || m.text.len() > MAX_LINE_BYTES {
+            self.editor = starts_editor(&m.text).then(Editor::default);
+            out.push(Record::Command(bounded(m.text, m.length, m.verified, m.source)));
         } else {
-            self.emit_multi(out);
+            self.multi = Some(m);
         }
+    }
+
+    /// On the alternate screen: a shell escape of a pager or editor, the
+    /// exit of an edit-and-execute editor, or keys for a program.
+    fn decide_alternate(&mut self, h: &Held, settled: bool, out: &mut Vec<Record>) -> bool {
+        let typed = key_text(&h.line);
+        let shown = self.screen.cursor_line();
+        let escape = shell_escape(&shown);
+        let quits = self.editor.is_some() && editor_quit(&shown);
+        if escape.is_none() && !quits {
+            // The echo of an escape may still be on its way.
+            let maybe = typed.contains(['!', '|', ':']) || h.line.unreliable;
+            return !maybe || settled;
+        }
+        if let Some(cmd) = escape {
+            let cmd = cmd.trim().to_string();
+            if !cmd.is_empty() {
+                let len = cmd.len();
+                out.push(Record::Command(bounded(cmd, len, true, Source::Screen)));
+            }
+        } else {
+            let ed = self.editor.take().unwrap_or_default();
+            let mut text = editor_text(&self.screen.contents());
+            if text.is_empty() {
+                text = editor_text(&ed.snapshot);
+            }
+            if !text.is_empty() {
+                let len = text.len();
+                out.push(Record::Command(bounded(text, len, false, Source::Screen)));
+            }
+        }
+        true
+    }
+
+    /// A learnt shell prompt drawn on the alternate screen (a prompt that
+    /// switches screens, or `cat` of a file that did).
+    fn shell_prompt_on_alt(&self, h: &Held) -> bool {
+        let before = match &h.start.prompt {
+            Some(p) => p.clone(),
+            None => self.screen.before_cursor(),
+        };
+        self.is_learnt(&before)
+            || self
+                .prompts
+                .iter()
+                .any(|(p, _)| self.screen.cursor_line().starts_with(p.trim_end()))
+    }
+
+    /// Compares the screen with the keys.
+    fn verdict(&self, h: &Held) -> Verdict {
+        let rl = h.line.text.clone();
+        let cooked = String::from_utf8_lossy(&h.line.cooked).into_owned();
+        let plain = !h.line.edited && !h.line.unreliable;
+        let mut prefixes: Vec<&str> = Vec::new();
+        if let Some(p) = &h.start.prompt {
+            prefixes.push(p);
+        }
+        for (p, _) in &self.prompts {
+            prefixes.push(p);
+        }
+        prefixes.push("");
+        let mut other = false;
+        // A multi-line buffer (a paste, a recalled loop) spans that many
+        // more screen lines above the cursor.
+        let lines_up = rl.matches('\n').count();
+        let cursor_line = self.screen.cursor_line();
+        for prefix in prefixes {
+            let p = prefix.trim_end();
+            for upto in [true, false] {
+                let shown = match self.screen.from_prompt(p, upto, lines_up) {
+                    Some(s) => s,
+                    None if !p.is_empty() => match cursor_line.rfind(p) {
+                        // The prompt after output that did not end its line
+                        // (`read -s` answers Enter with nothing).
+                        Some(k) if lines_up == 0 => cursor_line[k..].to_string(),
+                        _ => continue,
+                    },
+                    None => continue,
+                };
+                let Some(mut rest) = shown.strip_prefix(p) else {
+                    continue;
+                };
+                let rp = h.start.rprompt.as_str();
+                if !upto && !rp.is_empty() && rest.trim_end().ends_with(rp) {
+                    let r = rest.trim_end();
+                    rest = &r[..r.len() - rp.len()];
+                }
+                let rest = rest.trim();
+                if rest.is_empty() {
+                    continue;
+                }
+                let shown_n = norm_screen(rest);
+                if shown_n == norm_keys(rl.trim()) && (!rl.trim().is_empty()) {
+                    return Verdict::Exact(rl.trim().to_string(), source_of(plain));
+                }
+                if shown_n == norm_keys(cooked.trim()) && !cooked.trim().is_empty() {
+                    return Verdict::Exact(cooked.trim().to_string(), Source::Keys);
+                }
+                if p.is_empty() && !h.start.prompt.as_deref().is_some_and(|s| s.trim().is_empty()) {
+                    // Without a prompt, only an exact echo counts.
+                    other = true;
+                    continue;
+                }
+                let keys_n = norm_keys(rl.trim());
+                if plain && !keys_n.is_empty() {
+                    // A Ctrl-C that did not cancel (the screen has more in
+                    // front), or keys that partly went to a program that read
+                    // them without echo (the screen has less): the shell has
+                    // what the screen shows.
+                    if shown_n.ends_with(&keys_n) {
+                        return Verdict::Screen(rest.to_string());
+                    }
+                    if keys_n.ends_with(&shown_n) {
+                        return Verdict::ScreenLate(rest.to_string());
+                    }
+                }
+                if !plain && self.out_since_key {
+                    // Completion, history, search: only the screen knows.
+                    // Pasted keys must all show up, in order, or the screen
+                    // may be showing a prompt's own text.
+                    let typed: String = rl.chars().filter(|c| !c.is_whitespace()).collect();
+                    if h.line.unreliable || is_subsequence(&typed, rest) {
+                        return Verdict::Screen(rest.to_string());
+                    }
+                }
+                other = true;
+            }
+        }
+        if other {
+            Verdict::Other
+        } else {
+            Verdict::NoEcho
+        }
+    }
+
+    /// The prompt a confirmed line was typed at, to learn it.
+    fn matched_prompt(&self, h: &Held) -> Option<String> {
+        if self.screen.alternate() {
+            return None;
+        }
+        let p = h.start.prompt.clone()?;
+        if p.trim().is_empty() || p.len() > MAX_LEARN_PROMPT || looks_secret(&p) {
+            return None;
+        }
+        Some(p)
+    }
+
+    fn learn(&mut self, p: String) {
+        if let Some(i) = self.prompts.iter().position(|(q, _)| *q == p) {
+            let mut e = self.prompts.remove(i);
+            e.1 = e.1.saturating_add(1);
+            self.prompts.insert(0, e);
+        } else {
+            if self.prompts.len() >= MAX_PROMPTS {
+                self.prompts.pop();
+            }
+            self.prompts.insert(0, (p, 1));
+        }
+    }
+
+    /// A prompt the shell drew before (a command was confirmed there).
+    fn is_learnt(&self, p: &str) -> bool {
+        !p.trim().is_empty() && self.prompts.iter().any(|(q, _)| q.trim_end() == p.trim_end())
+    }
+
+    /// A prompt at which an unechoed line is a command, not a secret.
+    fn is_shell_prompt(&self, p: &str) -> bool {
+        if looks_secret(p) {
+            return false;
+        }
+        self.is_learnt(p) || looks_like_shell_prompt(p)
+    }
+
+    fn prompt_for_hidden(&self, h: &Held) -> String {
+        match &h.start.prompt {
+            Some(p) if !p.trim().is_empty() => p.clone(),
+            _ => self.screen.before_cursor(),
+        }
+    }
+
+    /// Bytes the target sent towards the operator.
+    pub fn output(&mut self, bytes: &[u8], now: Instant, out: &mut Vec<Record>) {
+        if bytes.is_empty() {
+            return;
+        }
+        if let Some(k) = self.last_key {
+            if !self.out_since_key {
+                let sample = now.saturating_duration_since(k).min(Duration::from_secs(1));
+                self.rtt = (self.rtt * 7 + sample) / 8;
+            }
+        }
+        self.out_since_key = true;
+        self.last_out = Some(now);
+        self.after_enter = false;
+        let watching = self.start.is_some() || self.held.is_some() || self.editor.is_some();
+        if !watching {
+            self.screen.skip(bytes);
+            return;
+        }
+        self.screen.feed(bytes);
+        if let Some(ed) = &mut self.editor {
+            let alt = self.screen.alternate();
+            if alt {
+                ed.entered = true;
+                ed.snapshot = self.screen.contents();
+            } else if ed.entered && self.alt_before {
+                // The editor closed without a decided Enter (ZZ, Ctrl-X in
+                // nano): what it showed last is what runs.
+                let ed = self.editor.take().expect("checked");
+                let text = editor_text(&ed.snapshot);
+                if !text.is_empty() {
+                    let len = text.len();
+                    out.push(Record::Command(bounded(text, len, false, Source::Screen)));
+                }
+            }
+        }
+        self.alt_before = self.screen.alternate();
     }
 
     /// The operator's window changed size.
@@ -494,64 +685,161 @@ impl Capture {
         self.screen.resize(cols, rows);
     }
 
-    /// The session is over: hand back anything still pending that is known
-    /// to be a command. Lines never seen echoed are not.
-    pub fn finish(&mut self, out: &mut Vec<Command>) {
-        if !self.pending.is_empty() {
-            // The session ended before the newline that follows an echoed
-            // line (a dropped connection right after Enter): the screen as
-            // it is now still tells whether the line was echoed.
-            self.screen.sync();
-            self.newline(out);
+    /// The session is over: decide a held Enter from what is known, and
+    /// record an open command (its lines reached the shell).
+    pub fn finish(&mut self, now: Instant, out: &mut Vec<Record>) {
+        if self.held.is_some() {
+            self.settle(now, true, out);
         }
-        self.emit_multi(out);
-        self.pending.clear();
+        if let Some(m) = self.multi.take() {
+            if !m.cancelled {
+                out.push(Record::Command(bounded(m.text, m.length, false, m.source)));
+            }
+        }
         self.keys.reset();
-        self.typing = None;
+        self.start = None;
     }
 
     /// Heap held by the engine, for the boundedness tests.
     pub fn approx_heap_bytes(&self) -> usize {
-        let pending: usize = self
-            .pending
-            .iter()
-            .map(|p| {
-                p.line.text.capacity()
-                    + p.line.echo_tail.capacity()
-                    + p.prompt.as_ref().map_or(0, String::capacity)
-            })
-            .sum();
+        let start = |s: &Start| s.prompt.as_ref().map_or(0, String::capacity) + s.rprompt.capacity();
         self.keys.approx_heap_bytes()
             + self.screen.approx_heap_bytes()
-            + pending
-            + self.pending.capacity() * std::mem::size_of::<Pending>()
-            + self.multi.as_ref().map_or(0, |m| m.text.capacity())
-            + self.prompt.as_ref().map_or(0, |p| p.capacity())
-            + self
-                .typing
-                .as_ref()
-                .map_or(0, |p| p.as_ref().map_or(0, String::capacity))
+            + self.start.as_ref().map_or(0, start)
+            + self.held.as_ref().map_or(0, |h| {
+                h.line.text.capacity() + h.line.cooked.capacity() + start(&h.start)
+            })
+            + self.multi.as_ref().map_or(0, |m| {
+                m.text.capacity() + m.prompts.iter().map(String::capacity).sum::<usize>()
+            })
+            + self.editor.as_ref().map_or(0, |e| e.snapshot.capacity())
+            + self.prompts.iter().map(|(p, _)| p.capacity()).sum::<usize>()
     }
 }
 
-/// Cut `s` to at most `max` bytes on a char boundary.
-fn cut(s: &mut String, max: usize) {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
+fn source_of(plain: bool) -> Source {
+    if plain {
+        Source::Keys
+    } else {
+        Source::Screen
+    }
+}
+
+/// The best text the keys give for a line the screen did not confirm:
+/// readline's model, or the raw line when it carries bytes readline would
+/// have acted on (dash keeps an arrow key's bytes).
+fn key_text(line: &Line) -> String {
+    let rl = line.text.trim();
+    if line.unreliable || rl.is_empty() {
+        let raw = String::from_utf8_lossy(&line.cooked);
+        let raw = raw.trim();
+        if !raw.is_empty() {
+            return raw.to_string();
         }
-        s.truncate(end);
+    }
+    rl.to_string()
+}
+
+/// Keys as a terminal would draw them: control characters in caret
+/// notation, tabs as blanks; blanks collapsed (tabs expand to any width).
+fn norm_keys(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\t' | ' ' | '\n' => out.push(' '),
+            '\u{7f}' => out.push_str("^?"),
+            c if (c as u32) < 0x20 => {
+                out.push('^');
+                out.push(char::from(b'@' + c as u8));
+            }
+            c => out.push(c),
+        }
+    }
+    collapse(&out)
+}
+
+/// The screen's text, normalised the same way; readline shows bytes that
+/// are not valid UTF-8 as `\ooo`, the keys hold them as U+FFFD.
+fn norm_screen(s: &str) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] == '\\'
+            && i + 3 < chars.len()
+            && chars[i + 1..=i + 3].iter().all(|c| ('0'..='7').contains(c))
+        {
+            out.push('\u{fffd}');
+            i += 4;
+            continue;
+        }
+        out.push(if chars[i] == '\n' { ' ' } else { chars[i] });
+        i += 1;
+    }
+    collapse(&out)
+}
+
+fn collapse(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut blank = false;
+    for c in s.trim().chars() {
+        if c == ' ' {
+            if !blank {
+                out.push(' ');
+            }
+            blank = true;
+        } else {
+            out.push(c);
+            blank = false;
+        }
+    }
+    out
+}
+
+/// Bounds a command's text: over [`MAX_COMMAND_BYTES`], the first and last
+/// [`KEEP_BYTES`] joined by `…`.
+fn bounded(mut text: String, length: usize, verified: bool, source: Source) -> Command {
+    let length = length.max(text.len());
+    let truncated = length > MAX_COMMAND_BYTES || text.len() > MAX_COMMAND_BYTES;
+    if text.len() > MAX_COMMAND_BYTES {
+        let mut head = KEEP_BYTES;
+        while !text.is_char_boundary(head) {
+            head -= 1;
+        }
+        let mut tail = text.len() - KEEP_BYTES;
+        while !text.is_char_boundary(tail) {
+            tail += 1;
+        }
+        text = format!("{}…{}", &text[..head], &text[tail..]);
+    } else if truncated {
+        // The middle was lost while typing (a line of megabytes).
+        let mid = text.len() / 2;
+        let mut k = mid;
+        while !text.is_char_boundary(k) {
+            k += 1;
+        }
+        text.insert(k, '…');
+    }
+    Command {
+        text,
+        truncated,
+        length,
+        verified,
+        source,
     }
 }
 
-/// A prompt longer than this is not one we can strip reliably.
-const MAX_PROMPT_BYTES: usize = 4096;
-
-fn bounded_prompt(p: String) -> Option<String> {
-    // Keep nothing rather than a wrong prefix: the line then matches only
-    // by its own echo.
-    (p.len() <= MAX_PROMPT_BYTES).then_some(p)
+fn bound_prompt(p: &str) -> String {
+    let p = p.trim();
+    if p.len() <= MAX_PROMPT_BYTES {
+        return p.to_string();
+    }
+    // The end of a long prompt is the part next to the input.
+    let mut k = p.len() - MAX_PROMPT_BYTES;
+    while !p.is_char_boundary(k) {
+        k += 1;
+    }
+    format!("…{}", &p[k..])
 }
 
 /// Every character of `needle` appears in `hay`, in order.
@@ -560,301 +848,105 @@ fn is_subsequence(needle: &str, hay: &str) -> bool {
     needle.chars().all(|c| h.any(|x| x == c))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// A prompt asking for a secret (sudo, passwd, ssh-keygen, PIN and token
+/// prompts): an unechoed line there is never a command.
+fn looks_secret(p: &str) -> bool {
+    let l = p.to_lowercase();
+    [
+        "password",
+        "passphrase",
+        "passcode",
+        "pin",
+        "secret",
+        "token",
+        "otp",
+        "verification code",
+        "mot de passe",
+        "kennwort",
+        "passwort",
+        "密码",
+    ]
+    .iter()
+    .any(|w| l.contains(w))
+}
 
-    /// Seeded xorshift: deterministic, no crate.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
+/// Shaped like a shell's prompt: ends with `$`, `#`, `%`, `>` or `❯`.
+fn looks_like_shell_prompt(p: &str) -> bool {
+    let t = p.trim_end();
+    t.ends_with(['$', '#', '%', '>', '❯', '»', 'λ'])
+}
+
+/// A line of `*` or `•` answers a password prompt with feedback.
+fn looks_masked(line: &str) -> bool {
+    let t = line.trim_end();
+    let tail: String = t.chars().rev().take_while(|c| !c.is_whitespace()).collect();
+    !tail.is_empty() && tail.chars().all(|c| matches!(c, '*' | '•' | '●'))
+}
+
+/// A pager's or an editor's shell escape on the cursor line: the command
+/// that goes to a shell. less/more/man: `!cmd`, `|Xcmd`; vi/vim/ex:
+/// `:!cmd`, `:r !cmd`, `:w !cmd`, `:{range}!cmd`.
+fn shell_escape(line: &str) -> Option<String> {
+    let t = line.trim_start();
+    if let Some(rest) = t.strip_prefix('!') {
+        return Some(rest.to_string());
     }
-
-    const TOKENS: &[&[u8]] = &[
-        b"\r",
-        b"\n",
-        b"\r\n",
-        b"tgt$ ",
-        b"> ",
-        b"Password: ",
-        b"\x1b[?1049h",
-        b"\x1b[?1049l",
-        b"\x1b[?47h",
-        b"\x1b[200~",
-        b"\x1b[201~",
-        b"\x1b[A",
-        b"\x1b[D",
-        b"\x1bOD",
-        b"\x1b[3~",
-        b"\x1b[",
-        b"\x1b]0;",
-        b"\x07",
-        b"\x1b",
-        b"\x7f",
-        b"\x08",
-        b"\x03",
-        b"\x15",
-        b"\x17",
-        b"\x0b",
-        b"\x01",
-        b"\x05",
-        b"\x12",
-        b"\t",
-        b"echo hi",
-        b"for i in 1; do",
-        b"done",
-        "\u{4f60}\u{597d}".as_bytes(),
-        b"\xe4\xbd",
-        b"\xff",
-        b"\x1b[2J",
-        b"\x1b[H",
-        b"\x1b[K",
-        b"\x1b[5;10H",
-        b"\x1b[?2004h",
-        b"\x1bc",
-        b"x",
-    ];
-
-    fn chunk(rng: &mut Rng) -> Vec<u8> {
-        let mut v = Vec::new();
-        let n = 1 + rng.below(40);
-        for _ in 0..n {
-            if rng.below(3) == 0 {
-                v.push(rng.next() as u8);
-            } else {
-                v.extend_from_slice(TOKENS[rng.below(TOKENS.len())]);
+    if let Some(rest) = t.strip_prefix('|') {
+        // less: `|` then a mark letter (or ^ $ .), then the command.
+        let mut c = rest.chars();
+        c.next()?;
+        return Some(c.as_str().to_string());
+    }
+    let rest = t.strip_prefix(':')?;
+    let rest = rest.trim_start();
+    // An optional range: `%`, `.`, `1,5`, `'<,'>`.
+    let rest = rest.trim_start_matches(|c: char| {
+        c.is_ascii_digit() || matches!(c, '%' | '.' | ',' | '$' | '\'' | '<' | '>' | '+' | '-' | ';')
+    });
+    let rest = rest.trim_start();
+    for prefix in ["read", "r", "write", "w", "silent!", "silent", ""] {
+        if let Some(after) = rest.strip_prefix(prefix) {
+            let after = after.trim_start();
+            if let Some(cmd) = after.strip_prefix('!') {
+                return Some(cmd.to_string());
             }
         }
-        v
     }
+    None
+}
 
-    fn assert_sane(cmds: &[Command]) {
-        for c in cmds {
-            assert!(!c.text.trim().is_empty());
-            assert!(c.text.len() <= MAX_COMMAND_BYTES);
-            assert!(
-                c.text.chars().all(|ch| ch == '\n' || !ch.is_control()),
-                "{c:?}"
-            );
-        }
-    }
+/// An editor command line that leaves the editor (vi/vim: `:wq`, `:x`,
+/// `:q`, `:exit`, with `!` or `a`).
+fn editor_quit(line: &str) -> bool {
+    let t = line.trim();
+    let Some(cmd) = t.strip_prefix(':') else {
+        return false;
+    };
+    let cmd = cmd.trim().trim_end_matches('!');
+    matches!(
+        cmd,
+        "wq" | "x" | "xit" | "exit" | "q" | "quit" | "wqa" | "wqall" | "xa" | "xall" | "qa" | "qall"
+    )
+}
 
-    #[test]
-    fn stress_random_interleaving_is_total_and_bounded() {
-        for seed in 1..=12u64 {
-            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-            let mut cap = Capture::new(rng.below(200) as u16, rng.below(60) as u16);
-            let mut out = Vec::new();
-            for _ in 0..1500 {
-                match rng.below(20) {
-                    // Mostly ordinary sizes; now and then an absurd one.
-                    0 if rng.below(8) == 0 => cap.resize(rng.next() as u16, rng.next() as u16),
-                    0 => cap.resize(rng.below(200) as u16, rng.below(60) as u16),
-                    1..=9 => cap.input(&chunk(&mut rng), &mut out),
-                    _ => cap.output(&chunk(&mut rng), &mut out),
-                }
-                assert!(
-                    cap.approx_heap_bytes() < 40 << 20,
-                    "{}",
-                    cap.approx_heap_bytes()
-                );
-            }
-            cap.finish(&mut out);
-            assert_sane(&out);
-        }
+/// The file an editor shows: its rows minus vim's `~` filler and the
+/// status and command lines at the bottom.
+fn editor_text(screen: &str) -> String {
+    let mut rows: Vec<&str> = screen.lines().collect();
+    // The command line / status line at the bottom.
+    rows.pop();
+    while rows.last().is_some_and(|r| r.trim().is_empty() || r.trim() == "~") {
+        rows.pop();
     }
+    let rows: Vec<&str> = rows
+        .into_iter()
+        .filter(|r| r.trim() != "~")
+        .collect();
+    rows.join("\n").trim().to_string()
+}
 
-    #[test]
-    fn stress_huge_inputs_stay_bounded() {
-        let mut cap = Capture::new(80, 24);
-        let mut out = Vec::new();
-        cap.output(b"tgt$ ", &mut out);
-        // A megabyte line, no Enter, then Ctrl-U and again: memory stays put.
-        let big = vec![b'a'; 1 << 20];
-        cap.input(&big, &mut out);
-        cap.input(b"\x01", &mut out);
-        cap.input(&big, &mut out);
-        cap.input(b"\x15", &mut out);
-        cap.input(&big, &mut out);
-        assert!(cap.approx_heap_bytes() < 8 << 20);
-        // Thousands of lines typed ahead that are never echoed.
-        for _ in 0..5000 {
-            cap.input(b"secret-ish line\r", &mut out);
-        }
-        assert!(cap.pending.len() <= MAX_PENDING);
-        // Output with no newline at all while they wait.
-        let noise = vec![b'z'; 1 << 20];
-        for _ in 0..10 {
-            cap.output(&noise, &mut out);
-        }
-        assert!(cap.pending.is_empty());
-        cap.finish(&mut out);
-        assert_sane(&out);
-        assert!(out.iter().all(|c| !c.text.contains("secret-ish")));
-    }
-
-    #[test]
-    fn many_unechoed_lines_and_a_newline_flood_stay_fast() {
-        let mut cap = Capture::new(500, 500);
-        let mut out = Vec::new();
-        cap.output(b"Password: ", &mut out);
-        for _ in 0..1000 {
-            cap.input(b"not echoed\r", &mut out);
-        }
-        let flood = vec![b'\n'; 1 << 20];
-        let start = std::time::Instant::now();
-        cap.output(&flood, &mut out);
-        assert!(cap.pending.is_empty());
-        // Generous even for a debug build on a busy machine.
-        assert!(start.elapsed().as_secs() < 20, "{:?}", start.elapsed());
-        assert!(out.is_empty());
-    }
-
-    #[test]
-    fn engine_can_move_to_the_relay_thread() {
-        fn send<T: Send>() {}
-        send::<Capture>();
-    }
-
-    #[test]
-    fn completion_pasted_ahead_of_its_echo_is_recorded() {
-        let mut cap = Capture::new(80, 24);
-        let mut out = Vec::new();
-        cap.output(b"tgt$ ", &mut out);
-        // Keys arrive in one chunk, before any echo: as a paste would.
-        cap.input(b"ech\t gotcha\r", &mut out);
-        cap.output(b"ech", &mut out);
-        cap.output(b"o ", &mut out);
-        cap.output(b" gotcha\r\n", &mut out);
-        cap.output(b"gotcha\r\ntgt$ ", &mut out);
-        cap.finish(&mut out);
-        let texts: Vec<&str> = out.iter().map(|c| c.text.as_str()).collect();
-        assert_eq!(texts, ["echo  gotcha"]);
-    }
-
-    #[test]
-    fn recall_pasted_ahead_of_its_echo_is_recorded() {
-        let mut cap = Capture::new(80, 24);
-        let mut out = Vec::new();
-        cap.output(b"tgt$ ", &mut out);
-        for b in b"echo first" {
-            cap.input(&[*b], &mut out);
-            cap.output(&[*b], &mut out);
-        }
-        cap.input(b"\r", &mut out);
-        cap.output(b"\r\nfirst\r\ntgt$ ", &mut out);
-        cap.input(b"\x1b[A\r", &mut out);
-        cap.output(b"echo first\r\nfirst\r\ntgt$ ", &mut out);
-        cap.finish(&mut out);
-        let texts: Vec<&str> = out.iter().map(|c| c.text.as_str()).collect();
-        assert_eq!(texts, ["echo first", "echo first"]);
-    }
-
-    #[test]
-    fn secret_with_a_tab_at_a_no_echo_prompt_is_not_recorded() {
-        let mut cap = Capture::new(80, 24);
-        let mut out = Vec::new();
-        cap.output(b"Password: ", &mut out);
-        cap.input(b"hun\tter2\r", &mut out);
-        cap.output(b"\r\ntgt$ ", &mut out);
-        cap.finish(&mut out);
-        assert!(out.iter().all(|c| !c.text.contains("hun")), "{out:?}");
-    }
-
-    #[test]
-    fn subsequence() {
-        assert!(is_subsequence("ec hi", "echo hi"));
-        assert!(is_subsequence("", "x"));
-        assert!(!is_subsequence("hunter2", "tgt$ "));
-        assert!(!is_subsequence("ab", "ba"));
-    }
-
-    #[test]
-    fn long_command_is_cut_and_marked() {
-        let mut cap = Capture::new(80, 24);
-        let mut out = Vec::new();
-        cap.output(b"tgt$ ", &mut out);
-        let mut line = b"echo ".to_vec();
-        line.extend(std::iter::repeat_n(b'x', 20_000));
-        cap.input(&line, &mut out);
-        cap.output(&line, &mut out);
-        cap.input(b"\r", &mut out);
-        cap.output(b"\r\n", &mut out);
-        assert_eq!(out.len(), 1);
-        assert!(out[0].truncated);
-        assert_eq!(out[0].text.len(), MAX_COMMAND_BYTES);
-        assert!(out[0].text.starts_with("echo xxx"));
-    }
-
-    #[test]
-    fn echoed_line_without_newline_is_kept_at_finish() {
-        let mut cap = Capture::new(80, 24);
-        let mut out = Vec::new();
-        cap.output(b"tgt$ ", &mut out);
-        for &b in b"reboot" {
-            cap.input(&[b], &mut out);
-            cap.output(&[b], &mut out);
-        }
-        cap.input(b"\r", &mut out);
-        assert!(out.is_empty());
-        cap.finish(&mut out);
-        assert_eq!(out[0].text, "reboot");
-        // Not echoed: nothing.
-        let mut cap = Capture::new(80, 24);
-        let mut out = Vec::new();
-        cap.output(b"Password: ", &mut out);
-        cap.input(b"hunter2\r", &mut out);
-        cap.finish(&mut out);
-        assert!(out.is_empty());
-    }
-
-    #[test]
-    fn secret_at_column_zero_printed_back_is_not_a_command() {
-        // `read -s x; echo $x`: no prompt, the password typed key by key
-        // with no echo, then the program prints it on a line of its own.
-        let mut cap = Capture::new(80, 24);
-        let mut out = Vec::new();
-        cap.output(b"tgt$ ", &mut out);
-        cap.input(b"read -s x; echo $x\r", &mut out);
-        cap.output(b"read -s x; echo $x\r\n", &mut out);
-        for &b in b"hunter2\r" {
-            cap.input(&[b], &mut out);
-        }
-        cap.output(b"hunter2\r\ntgt$ ", &mut out);
-        cap.finish(&mut out);
-        let t: Vec<_> = out.iter().map(|c| c.text.as_str()).collect();
-        assert_eq!(t, ["read -s x; echo $x"]);
-    }
-
-    #[test]
-    fn unechoed_line_is_dropped() {
-        let mut cap = Capture::new(80, 24);
-        let mut out = Vec::new();
-        cap.output(b"Password: ", &mut out);
-        cap.input(b"hunter2\r", &mut out);
-        cap.output(b"\r\ntgt$ ", &mut out);
-        cap.input(b"x", &mut out);
-        cap.output(b"x", &mut out);
-        cap.input(b"\x15", &mut out);
-        cap.output(b"\x08 \x08", &mut out);
-        cap.input(b"ls\r", &mut out);
-        cap.output(b"ls\r\n", &mut out);
-        cap.output(b"Password: ", &mut out);
-        // Edited while not echoed, then the program prints on that line.
-        cap.input(b"hunter3\x7f\x7f3\r", &mut out);
-        cap.output(b" thanks\r\ntgt$ ", &mut out);
-        cap.input(b"ls\r", &mut out);
-        cap.output(b"ls\r\n", &mut out);
-        cap.finish(&mut out);
-        let t: Vec<_> = out.iter().map(|c| c.text.as_str()).collect();
-        assert_eq!(t, ["ls", "ls"]);
-    }
+/// `fc` (without `-l`/`-s`) opens an editor whose content runs at its exit.
+fn starts_editor(cmd: &str) -> bool {
+    let mut w = cmd.split_whitespace();
+    w.next() == Some("fc") && !w.any(|a| a.starts_with("-l") || a.starts_with("-s"))
 }

@@ -267,6 +267,96 @@ impl Screen {
         text
     }
 
+    /// Text right of the cursor on its row, trimmed: a right prompt (zsh
+    /// `RPROMPT`) when taken as a line is begun.
+    pub fn right_of_cursor(&self) -> String {
+        self.sync_debug_check();
+        let s = self.parser.screen();
+        let (_, cols) = s.size();
+        let (crow, ccol) = s.cursor_position();
+        let mut text = String::new();
+        for col in ccol..cols.get() {
+            match s.cell(crow, col) {
+                Some(cell) if cell.is_wide_continuation() => {}
+                Some(cell) if cell.has_contents() => text.push_str(cell.contents()),
+                _ => text.push(' '),
+            }
+        }
+        text.trim().to_string()
+    }
+
+    /// The rows from the nearest one at or above the cursor that starts
+    /// with `prompt` down to the cursor's logical line: a command typed at
+    /// that prompt, newlines kept where the rows were not soft-wrapped.
+    /// `upto_cursor` stops at the cursor (leaving out a right prompt).
+    /// `None` when no such row is on the screen.
+    pub fn from_prompt(&self, prompt: &str, upto_cursor: bool, lines_up: usize) -> Option<String> {
+        self.sync_debug_check();
+        let s = self.parser.screen();
+        let (rows, cols) = s.size();
+        let (crow, ccol) = s.cursor_position();
+        let prompt = prompt.trim_end();
+        let mut start = None;
+        let mut row = crow;
+        let mut line = String::new();
+        let mut up = 0;
+        loop {
+            line.clear();
+            self.row_text(row, cols.get(), &mut line);
+            let begins_line = row == 0 || !s.row_wrapped(row - 1);
+            if begins_line && line.starts_with(prompt) {
+                start = Some(row);
+                break;
+            }
+            if row == 0 || begins_line && up >= lines_up {
+                break;
+            }
+            if begins_line {
+                up += 1;
+            }
+            row -= 1;
+        }
+        let start = start?;
+        let mut end = crow;
+        if !upto_cursor {
+            while end + 1 < rows.get() && s.row_wrapped(end) {
+                end += 1;
+            }
+        }
+        let mut text = String::new();
+        for row in start..=end {
+            if row > start && !s.row_wrapped(row - 1) {
+                // Trailing blanks of a row that ended with a newline.
+                text.truncate(text.trim_end_matches(' ').len());
+                text.push('\n');
+            }
+            let upto = if upto_cursor && row == crow {
+                ccol.min(cols.get())
+            } else {
+                cols.get()
+            };
+            self.row_text(row, upto, &mut text);
+        }
+        text.truncate(text.trim_end().len());
+        Some(text)
+    }
+
+    /// The whole visible screen, rows joined with newlines (trailing blanks
+    /// removed): what an editor shows of the file it edits.
+    pub fn contents(&self) -> String {
+        self.sync_debug_check();
+        let s = self.parser.screen();
+        let (rows, cols) = s.size();
+        let mut text = String::new();
+        for row in 0..rows.get() {
+            let mut line = String::new();
+            self.row_text(row, cols.get(), &mut line);
+            text.push_str(line.trim_end());
+            text.push('\n');
+        }
+        text
+    }
+
     fn sync_debug_check(&self) {
         debug_assert!(!self.skipping, "screen read while output was skipped");
     }

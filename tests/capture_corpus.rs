@@ -103,11 +103,6 @@ fn replay(case: &Case, split: usize) -> Vec<Record> {
         t += Duration::from_millis(1);
         match e {
             Event::In(b) => {
-                if cap.holding() {
-                    // The operator typed again: long enough for any deadline.
-                    t += Duration::from_secs(5);
-                    pump(&mut cap, &mut pending, t, &mut out);
-                }
                 pending.extend(b.iter().copied());
                 let size = if split == 0 { b.len().max(1) } else { split };
                 // Split input reaches the gate piece by piece.
@@ -122,6 +117,12 @@ fn replay(case: &Case, split: usize) -> Vec<Record> {
                 }
             }
             Event::Out(b) => {
+                if cap.holding() {
+                    // Recorded keys came one at a time with pauses: the
+                    // screen was quiet before the next output.
+                    t += Duration::from_millis(150);
+                    pump(&mut cap, &mut pending, t, &mut out);
+                }
                 let size = if split == 0 { b.len().max(1) } else { split };
                 for piece in b.chunks(size) {
                     let mut rest = piece;
@@ -130,9 +131,20 @@ fn replay(case: &Case, split: usize) -> Vec<Record> {
                         let (now, later) = match k {
                             Some(0) => {
                                 if cap.holding() {
-                                    // The screen has been quiet for a while
-                                    // before this newline.
-                                    t += Duration::from_millis(150);
+                                    // A newline after a held Enter is its
+                                    // effect: in the live relay the deadline
+                                    // passed first.
+                                    // A typed-ahead line's Enter is still
+                                    // waiting for its echo unless the screen
+                                    // stopped at a prompt that never echoes
+                                    // (live: the deadline passes there).
+                                    let silent_prompt =
+                                        cap.cursor_line().to_lowercase().contains("password");
+                                    t += if cap.held_typed_ahead() && !silent_prompt {
+                                        Duration::from_millis(150)
+                                    } else {
+                                        Duration::from_secs(5)
+                                    };
                                     pump(&mut cap, &mut pending, t, &mut out);
                                 }
                                 rest.split_at(1)

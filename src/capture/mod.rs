@@ -229,6 +229,19 @@ impl Capture {
         self.held.is_some()
     }
 
+    /// The held line was typed ahead of the output (its prompt was not on
+    /// the screen yet). For tools that replay recorded sessions, where
+    /// output after a held Enter may belong to earlier lines.
+    pub fn held_typed_ahead(&self) -> bool {
+        self.held.as_ref().is_some_and(|h| h.start.prompt.is_none())
+    }
+
+    /// The screen line the cursor is on (for replay tools and tests).
+    pub fn cursor_line(&mut self) -> String {
+        self.screen.sync();
+        self.screen.cursor_line()
+    }
+
     /// Operator bytes, exactly as typed. Takes keys up to the first Enter,
     /// which it holds (see [`Gate`]); call again with the rest only after
     /// [`Capture::settle`] released it.
@@ -560,7 +573,15 @@ impl Capture {
                     return Verdict::Exact(cooked.trim().to_string(), Source::Keys);
                 }
                 if p.is_empty() && !h.start.prompt.as_deref().is_some_and(|s| s.trim().is_empty()) {
-                    // Without a prompt, only an exact echo counts.
+                    // A line typed ahead of the output: its prompt was not on
+                    // the screen when it was begun (a continuation prompt of
+                    // any text, or the main one). Its echo ends the line.
+                    let keys_n = norm_keys(rl.trim());
+                    if h.start.prompt.is_none() && plain && !keys_n.is_empty() {
+                        if shown_n.ends_with(&format!(" {keys_n}")) {
+                            return Verdict::Exact(rl.trim().to_string(), Source::Keys);
+                        }
+                    }
                     other = true;
                     continue;
                 }

@@ -535,6 +535,24 @@ impl Capture {
             prefixes.push(p);
         }
         prefixes.push("");
+        if h.line.unreliable {
+            // Enter during readline's incremental search accepts the match
+            // the search line shows: `(reverse-i-search)`needle': cmd`.
+            let line = self.screen.cursor_line();
+            let l = line.trim_start();
+            if l.starts_with("(reverse-i-search)")
+                || l.starts_with("(i-search)")
+                || l.starts_with("(failed reverse-i-search)")
+                || l.starts_with("(failed i-search)")
+            {
+                if let Some(k) = l.find("': ") {
+                    let found = l[k + 3..].trim();
+                    if !found.is_empty() && self.out_since_key {
+                        return Verdict::Screen(found.to_string());
+                    }
+                }
+            }
+        }
         let mut other = false;
         // A multi-line buffer (a paste, a recalled loop) spans that many
         // more screen lines above the cursor.

@@ -863,3 +863,302 @@ fn case_coloured_two_line_prompt() {
         ["echo plain-one", "echo two", "echo two", "exit"]
     );
 }
+
+// ---- Issue 9: no line that reaches a shell goes unrecorded ----------------
+
+/// `command` and `input_hidden` records in order.
+fn lines_on_record(gh: &Gh) -> Vec<Value> {
+    let mut all: Vec<Value> = gh
+        .jsonl()
+        .into_iter()
+        .filter(|r| r["event"] == "command" || r["event"] == "input_hidden")
+        .collect();
+    all.sort_by_key(|r| r["seq"].as_u64().unwrap_or(0));
+    all
+}
+
+fn command_record(gh: &Gh, text: &str) -> Value {
+    gh.records("command")
+        .into_iter()
+        .find(|r| r["command"] == text)
+        .unwrap_or_else(|| panic!("no command {text:?} in {:#?}", gh.records("command")))
+}
+
+impl S {
+    /// Enter, then wait for `prompt` (another shell's).
+    fn enter_until(&mut self, prompt: &str) {
+        self.send(keys::ENTER);
+        self.p.expect(prompt).unwrap();
+    }
+}
+
+#[test]
+fn evasion_stty_echo_off_at_the_shell_prompt_is_recorded_unverified() {
+    let Some(mut s) = S::start() else { return };
+    s.run("stty -echo", None);
+    // Typed blind: nothing comes back until the command's own output.
+    s.send("echo blind-cmd-1");
+    s.send(keys::ENTER);
+    s.expect_line("blind-cmd-1");
+    s.p.expect(PROMPT).unwrap();
+    s.send("stty echo");
+    s.send(keys::ENTER);
+    s.p.expect(PROMPT).unwrap();
+    let (cmds, done) = s.finish();
+    assert_eq!(cmds, ["stty -echo", "echo blind-cmd-1", "stty echo", "exit"]);
+    assert_eq!(command_record(&done.gh, "echo blind-cmd-1")["verified"], false);
+    assert_eq!(command_record(&done.gh, "stty -echo")["verified"], true);
+    assert!(done.gh.records("input_hidden").is_empty());
+}
+
+#[test]
+fn evasion_alternate_screen_switch_does_not_hide_later_commands() {
+    let Some(mut s) = S::start() else { return };
+    // What `cat` of a file holding ESC[?1049h does: the shell's prompt is
+    // drawn on the alternate screen from then on.
+    s.run("printf '\\033[?1049h'", None);
+    s.alternate(true);
+    s.run("echo on-alt-1", Some("on-alt-1"));
+    s.run("echo on-alt-2", Some("on-alt-2"));
+    let (cmds, _) = s.finish();
+    assert_eq!(
+        cmds,
+        ["printf '\\033[?1049h'", "echo on-alt-1", "echo on-alt-2", "exit"]
+    );
+}
+
+#[test]
+fn evasion_ctrl_c_that_does_not_cancel_is_decided_by_the_screen() {
+    let Some(mut s) = S::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("x");
+    s.run("stty intr undef", None);
+    s.typed(&format!("touch {}", f.display()));
+    s.send(keys::CTRL_C);
+    s.p.pump(Duration::from_millis(200));
+    s.typed(" ; echo hi-after");
+    s.enter_expect(Some("hi-after"));
+    let (cmds, _) = s.finish();
+    assert!(f.exists(), "the shell ran the whole line");
+    assert_eq!(cmds[1], format!("touch {} ; echo hi-after", f.display()));
+}
+
+#[test]
+fn evasion_ten_thousand_character_line_is_recorded_whole() {
+    let Some(mut s) = S::start() else { return };
+    let long = format!("echo {}", "b".repeat(10_000));
+    s.send(&long);
+    s.enter_expect(None);
+    let (cmds, done) = s.finish();
+    assert_eq!(cmds, [long.as_str(), "exit"]);
+    let r = command_record(&done.gh, &long);
+    assert!(r.get("truncated").is_none(), "{r}");
+}
+
+#[test]
+fn evasion_seventeen_kib_line_keeps_its_start_and_its_end() {
+    let Some(mut s) = S::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("tail-ran");
+    let long = format!("echo {} ; touch {}", "A".repeat(17 * 1024), f.display());
+    s.send(&long);
+    s.enter_expect(None);
+    let (_, done) = s.finish();
+    assert!(f.exists());
+    let r = done
+        .gh
+        .records("command")
+        .into_iter()
+        .find(|r| r["truncated"] == true)
+        .expect("a truncated record");
+    let text = r["command"].as_str().unwrap();
+    assert!(text.starts_with("echo AAAA"), "{text:.40}");
+    assert!(text.ends_with(&format!("; touch {}", f.display())), "{}", &text[text.len() - 80..]);
+    assert!(text.contains('…'));
+    assert_eq!(r["length"].as_u64().unwrap() as usize, long.len());
+    assert!(text.len() <= 16 * 1024 + 3);
+}
+
+#[test]
+fn evasion_invalid_utf8_in_a_line_keeps_the_record() {
+    let Some(mut s) = S::start() else { return };
+    s.send(b"echo inv\xff\xfeX");
+    s.p.pump(Duration::from_millis(300));
+    s.enter_expect(None);
+    let (cmds, _) = s.finish();
+    assert_eq!(cmds.len(), 2, "{cmds:?}");
+    assert!(cmds[0].starts_with("echo inv"), "{cmds:?}");
+    assert!(cmds[0].contains('\u{fffd}'), "{cmds:?}");
+}
+
+#[test]
+fn evasion_loop_with_any_continuation_prompt_is_one_record() {
+    let Some(mut s) = S::start() else { return };
+    s.run("PS2='cont> '", None);
+    s.typed("for i in 1 2; do");
+    s.enter_until("cont> ");
+    s.typed("echo n$i");
+    s.enter_until("cont> ");
+    s.typed("done");
+    s.enter_expect(Some("n2"));
+    let (cmds, _) = s.finish();
+    assert_eq!(cmds, ["PS2='cont> '", "for i in 1 2; do\necho n$i\ndone", "exit"]);
+}
+
+#[test]
+fn evasion_here_document_is_one_record() {
+    let Some(mut s) = S::start() else { return };
+    s.typed("cat <<EOF");
+    s.enter_until("> ");
+    s.typed("body-line");
+    s.enter_until("> ");
+    s.typed("EOF");
+    s.enter_expect(Some("body-line"));
+    let (cmds, _) = s.finish();
+    assert_eq!(cmds, ["cat <<EOF\nbody-line\nEOF", "exit"]);
+}
+
+#[test]
+fn evasion_ctrl_v_tab_is_recorded_as_a_tab() {
+    let Some(mut s) = S::start() else { return };
+    s.typed("echo a");
+    s.send(b"\x16\t");
+    s.typed("b");
+    s.enter_expect(None);
+    let (cmds, _) = s.finish();
+    assert_eq!(cmds, ["echo a\tb", "exit"]);
+}
+
+#[test]
+fn evasion_dash_without_line_editing_keeps_an_arrow_key_bytes() {
+    let Some(mut s) = S::start() else { return };
+    if !Path::new("/usr/bin/dash").exists() {
+        eprintln!("SKIP: dash not installed");
+        return;
+    }
+    s.typed("exec env PS1='d$ ' dash -i");
+    s.enter_until("d$ ");
+    s.typed("echo dash-x");
+    s.send(keys::LEFT);
+    s.p.pump(Duration::from_millis(300));
+    s.enter_until("d$ ");
+    s.typed("exit");
+    s.send(keys::ENTER);
+    s.p.wait_exit(T).unwrap();
+    let cmds = commands(&s.gh);
+    assert_eq!(cmds[1], "echo dash-x\u{1b}[D", "{cmds:?}");
+}
+
+#[test]
+fn evasion_zsh_right_prompt_is_not_part_of_the_command() {
+    let Some(mut s) = S::start() else { return };
+    if !Path::new("/usr/bin/zsh").exists() {
+        eprintln!("SKIP: zsh not installed");
+        return;
+    }
+    s.typed("exec env PS1='z%% ' RPROMPT='[right-side]' zsh -f -i");
+    s.enter_until("z% ");
+    s.send("echo zsh-1");
+    s.screen_until("the echo left of the right prompt", |t| {
+        t.contains("z% echo zsh-1") && t.contains("[right-side]")
+    });
+    s.send(keys::ENTER);
+    s.expect_line("zsh-1");
+    s.p.expect("z% ").unwrap();
+    s.send("exit");
+    s.screen_until("the echo of exit", |t| t.contains("z% exit"));
+    s.send(keys::ENTER);
+    s.p.wait_exit(T).unwrap();
+    let cmds = commands(&s.gh);
+    assert_eq!(cmds[1], "echo zsh-1", "{cmds:?}");
+}
+
+#[test]
+fn evasion_less_shell_escape_is_recorded() {
+    let Some(mut s) = S::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("from-less");
+    s.typed("less /etc/passwd");
+    s.send(keys::ENTER);
+    s.alternate(true);
+    s.send("!");
+    s.p.pump(Duration::from_millis(300));
+    s.typed(&format!("touch {}", f.display()));
+    s.send(keys::ENTER);
+    s.screen_until("less's prompt to continue", |t| t.contains("done"));
+    s.send(keys::ENTER);
+    s.p.pump(Duration::from_millis(300));
+    s.send("q");
+    s.p.expect(PROMPT).unwrap();
+    let (cmds, _) = s.finish();
+    assert!(f.exists());
+    assert_eq!(
+        cmds,
+        ["less /etc/passwd", &format!("touch {}", f.display()), "exit"]
+    );
+}
+
+#[test]
+fn evasion_vim_bang_command_is_recorded() {
+    let Some(mut s) = S::start() else { return };
+    s.typed("vim -u NONE -N");
+    s.send(keys::ENTER);
+    s.alternate(true);
+    s.typed(":!echo vim-bang-1");
+    s.send(keys::ENTER);
+    s.screen_until("vim's press-enter prompt", |t| t.contains("Press ENTER"));
+    s.send(keys::ENTER);
+    s.p.pump(Duration::from_millis(300));
+    s.typed(":q");
+    s.send(keys::ENTER);
+    s.p.expect(PROMPT).unwrap();
+    let (cmds, _) = s.finish();
+    assert_eq!(cmds, ["vim -u NONE -N", "echo vim-bang-1", "exit"]);
+}
+
+#[test]
+fn evasion_edit_and_execute_is_recorded() {
+    let Some(mut s) = S::start() else { return };
+    s.run("export EDITOR='vim -u NONE -N'", None);
+    s.typed("echo orig");
+    s.send(b"\x18\x05");
+    s.alternate(true);
+    s.screen_until("the line in the editor", |t| t.contains("echo orig"));
+    // Replace the line, write and quit.
+    s.send("ccecho edited-1\x1b");
+    s.p.pump(Duration::from_millis(300));
+    s.typed(":wq");
+    s.send(keys::ENTER);
+    s.expect_line("edited-1");
+    s.p.expect(PROMPT).unwrap();
+    let (cmds, done) = s.finish();
+    assert_eq!(cmds[1], "echo edited-1", "{cmds:?}");
+    assert_eq!(command_record(&done.gh, "echo edited-1")["verified"], false);
+}
+
+#[test]
+fn secret_at_a_program_prompt_is_an_input_hidden_record_with_its_prompt() {
+    let Some(mut s) = S::start() else { return };
+    let secret = secret();
+    s.typed("read -s -p 'Vault token: ' v; echo got-${#v}");
+    s.send(keys::ENTER);
+    s.p.expect(Regex::new(r"(?m)^Vault token: ").unwrap()).unwrap();
+    let (cmds, done) = {
+        s.type_slowly(&secret);
+        s.send(keys::ENTER);
+        s.expect_line(&format!("got-{}", secret.len()));
+        s.p.expect(PROMPT).unwrap();
+        s.finish()
+    };
+    assert_eq!(cmds, ["read -s -p 'Vault token: ' v; echo got-${#v}", "exit"]);
+    let hidden = done.gh.records("input_hidden");
+    assert_eq!(hidden.len(), 1, "{hidden:?}");
+    assert_eq!(hidden[0]["prompt"], "Vault token:");
+    assert_eq!(hidden[0]["seq"], 2);
+    assert_secret_nowhere(&done, &secret);
+    let order: Vec<String> = lines_on_record(&done.gh)
+        .iter()
+        .map(|r| r["event"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(order, ["command", "input_hidden", "command"]);
+}

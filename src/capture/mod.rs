@@ -516,6 +516,7 @@ impl Capture {
             None => self.screen.before_cursor(),
         };
         self.is_learnt(&before)
+            || looks_like_shell_prompt(&before) && !looks_secret(&before)
             || self
                 .prompts
                 .iter()
@@ -583,7 +584,10 @@ impl Capture {
                 if rest.is_empty() {
                     continue;
                 }
-                let shown_n = norm_screen(rest);
+                // Readline draws bytes that are not UTF-8 as `\ooo`; only
+                // then is a backslash and three digits not literal text.
+                let octal = rl.contains('\u{fffd}') || cooked.contains('\u{fffd}');
+                let shown_n = norm_screen(rest, octal);
                 if shown_n == norm_keys(rl.trim()) && (!rl.trim().is_empty()) {
                     return Verdict::Exact(rl.trim().to_string(), source_of(plain));
                 }
@@ -599,6 +603,12 @@ impl Capture {
                         if shown_n.ends_with(&format!(" {keys_n}")) {
                             return Verdict::Exact(rl.trim().to_string(), Source::Keys);
                         }
+                    }
+                    // A line longer than the screen: its prompt scrolled away,
+                    // and an echo that shows the line's end shows all of it
+                    // (echo comes in order).
+                    if plain && shown_n.len() >= 512 && keys_n.ends_with(&shown_n) {
+                        return Verdict::Exact(rl.trim().to_string(), Source::Keys);
                     }
                     other = true;
                     continue;
@@ -799,12 +809,13 @@ fn norm_keys(s: &str) -> String {
 
 /// The screen's text, normalised the same way; readline shows bytes that
 /// are not valid UTF-8 as `\ooo`, the keys hold them as U+FFFD.
-fn norm_screen(s: &str) -> String {
+fn norm_screen(s: &str, octal: bool) -> String {
     let chars: Vec<char> = s.chars().collect();
     let mut out = String::with_capacity(s.len());
     let mut i = 0;
     while i < chars.len() {
-        if chars[i] == '\\'
+        if octal
+            && chars[i] == '\\'
             && i + 3 < chars.len()
             && chars[i + 1..=i + 3].iter().all(|c| ('0'..='7').contains(c))
         {
@@ -988,4 +999,126 @@ fn editor_text(screen: &str) -> String {
 fn starts_editor(cmd: &str) -> bool {
     let mut w = cmd.split_whitespace();
     w.next() == Some("fc") && !w.any(|a| a.starts_with("-l") || a.starts_with("-s"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Types `keys` one at a time with their echo, then Enter; returns
+    /// whether the Enter was released at once.
+    fn type_line(cap: &mut Capture, t: &mut Instant, keys: &str, out: &mut Vec<Record>) -> bool {
+        for ch in keys.chars() {
+            *t += Duration::from_millis(50);
+            let s = ch.to_string();
+            let g = cap.input(s.as_bytes(), *t, out);
+            assert_eq!(g.forward, s.len());
+            *t += Duration::from_millis(5);
+            cap.output(s.as_bytes(), *t, out);
+        }
+        *t += Duration::from_millis(200);
+        let g = cap.input(b"\r", *t, out);
+        assert_eq!((g.forward, g.consumed), (0, 1), "Enter is held");
+        cap.settle(*t, false, out)
+    }
+
+    fn texts(out: &[Record]) -> Vec<String> {
+        out.iter()
+            .map(|r| match r {
+                Record::Command(c) => c.text.clone(),
+                Record::Hidden { prompt } => format!("<hidden {prompt}>"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn prompt_on_the_alternate_screen_is_still_a_shell() {
+        let mut cap = Capture::new(80, 24);
+        let mut out = Vec::new();
+        let mut t = Instant::now();
+        cap.output(b"tgt$ ", t, &mut out);
+        assert!(type_line(&mut cap, &mut t, "printf '\\033[?1049h'", &mut out));
+        cap.output(b"\r\n\x1b[?2004l\r\x1b[?1049h\x1b[?2004htgt$ ", t, &mut out);
+        assert!(type_line(&mut cap, &mut t, "echo on-alt", &mut out));
+        assert_eq!(texts(&out), ["printf '\\033[?1049h'", "echo on-alt"]);
+    }
+
+    #[test]
+    fn enter_is_held_until_the_echo_then_released_verified() {
+        let mut cap = Capture::new(80, 24);
+        let mut out = Vec::new();
+        let t = Instant::now();
+        cap.output(b"tgt$ ", t, &mut out);
+        let g = cap.input(b"ls -l\r", t, &mut out);
+        assert_eq!((g.forward, g.consumed), (5, 6));
+        assert!(!cap.settle(t, false, &mut out), "no echo yet");
+        cap.output(b"ls -l", t + Duration::from_millis(3), &mut out);
+        assert!(cap.settle(t + Duration::from_millis(3), false, &mut out));
+        match &out[..] {
+            [Record::Command(c)] => {
+                assert_eq!(c.text, "ls -l");
+                assert!(c.verified);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn no_echo_at_a_password_prompt_is_hidden_after_the_deadline() {
+        let mut cap = Capture::new(80, 24);
+        let mut out = Vec::new();
+        let t = Instant::now();
+        cap.output(b"[sudo] password for alice: ", t, &mut out);
+        cap.input(b"hunter2\r", t, &mut out);
+        assert!(!cap.settle(t, false, &mut out));
+        let d = cap.deadline().unwrap();
+        assert!(cap.settle(d, false, &mut out));
+        assert_eq!(texts(&out), ["<hidden [sudo] password for alice:>"]);
+    }
+
+    #[test]
+    fn long_lines_keep_head_and_tail() {
+        let text = format!("{}{}", "a".repeat(10_000), "b".repeat(10_000));
+        let c = bounded(text.clone(), text.len(), true, Source::Keys);
+        assert!(c.truncated);
+        assert_eq!(c.length, 20_000);
+        assert!(c.text.starts_with(&"a".repeat(KEEP_BYTES)));
+        assert!(c.text.ends_with(&"b".repeat(KEEP_BYTES)));
+        assert_eq!(c.text.chars().filter(|&ch| ch == '…').count(), 1);
+        let short = bounded("ls".into(), 2, true, Source::Keys);
+        assert!(!short.truncated);
+    }
+
+    #[test]
+    fn escapes_of_pagers_and_editors() {
+        assert_eq!(shell_escape("!touch x").as_deref(), Some("touch x"));
+        assert_eq!(shell_escape(":!ls -l").as_deref(), Some("ls -l"));
+        assert_eq!(shell_escape(":r !date").as_deref(), Some("date"));
+        assert_eq!(shell_escape(":'<,'>!sort").as_deref(), Some("sort"));
+        assert_eq!(shell_escape(":%!jq .").as_deref(), Some("jq ."));
+        assert_eq!(shell_escape(":wq"), None);
+        assert_eq!(shell_escape("/pattern!"), None);
+        assert!(editor_quit(":wq"));
+        assert!(editor_quit(":x"));
+        assert!(editor_quit(":q!"));
+        assert!(!editor_quit(":w"));
+    }
+
+    #[test]
+    fn secret_and_shell_prompts() {
+        assert!(looks_secret("[sudo] password for alice: "));
+        assert!(looks_secret("Enter passphrase (empty for no passphrase): "));
+        assert!(!looks_secret("tgt$ "));
+        assert!(looks_like_shell_prompt("alice@web01:~$ "));
+        assert!(looks_like_shell_prompt("root@db# "));
+        assert!(!looks_like_shell_prompt("Name: "));
+    }
+
+    #[test]
+    fn keys_normalise_like_the_terminal_draws_them() {
+        assert_eq!(norm_keys("echo a\tb"), norm_screen("echo a      b", false));
+        assert_eq!(norm_keys("echo x\u{1b}[D"), norm_screen("echo x^[[D", false));
+        assert_eq!(norm_keys("a\u{fffd}b"), norm_screen("a\\377b", true));
+        assert_eq!(norm_keys("printf '\\033'"), norm_screen("printf '\\033'", false));
+    }
 }

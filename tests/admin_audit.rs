@@ -5,6 +5,7 @@
 mod common;
 
 use std::fs;
+use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::Output;
@@ -251,10 +252,39 @@ fn follow_shows_records_written_after_it_started() {
     let t = Target::start();
     let gh = Gh::with_targets(&[("web01", &t)]);
     synthetic(&gh);
+    let probe_file = gh.log_dir().join("probe.jsonl");
+    let probe = |n: &str| {
+        rec(
+            "2030-01-01T00:00:00.000Z",
+            "probe",
+            "denied",
+            json!({"request": format!("probe-{n}"), "reason":"not_a_host"}),
+        )
+    };
+    write_lines(&probe_file, &[probe("old")]);
     let mut f = gh.spawn(&["audit", "--follow", "--event", "command,denied"]);
-    // Nothing old without --since; give it a moment to reach the end.
-    f.pump(Duration::from_millis(600));
+    // Synchronise on an event, not on time: append to an existing file until
+    // the follower shows one of those lines; from then on it is following.
+    let deadline = std::time::Instant::now() + scaled(T);
+    for i in 0.. {
+        let mut file = fs::OpenOptions::new()
+            .append(true)
+            .open(&probe_file)
+            .unwrap();
+        writeln!(file, "{}", probe(&format!("live-{i}"))).unwrap();
+        f.pump(Duration::from_millis(250));
+        if f.output().contains("probe-live-") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "audit --follow never showed an appended record: {}",
+            f.output()
+        );
+    }
+    // Nothing old without --since.
     assert!(!f.output().contains("DROP TABLE"), "{}", f.output());
+    assert!(!f.output().contains("probe-old"), "{}", f.output());
     // New records in an existing file…
     session(&gh, "web01", &["echo followed-$((3*3))"]);
     f.expect("echo followed-$((3*3))").unwrap();

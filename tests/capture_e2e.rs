@@ -55,7 +55,7 @@ impl S {
     fn typed(&mut self, text: &str) {
         self.send(text);
         let everything = Regex::new(r"(?s)\A.*").unwrap();
-        let deadline = Instant::now() + T;
+        let deadline = Instant::now() + scaled(T);
         loop {
             let got = cursor_logical_line(&self.p);
             if got.ends_with(text) {
@@ -100,7 +100,7 @@ impl S {
     /// Wait until the row the cursor is on reads exactly `want` (trailing
     /// blanks ignored): the terminal shows what readline made of the keys.
     fn cursor_line(&mut self, want: &str) {
-        let deadline = Instant::now() + T;
+        let deadline = Instant::now() + scaled(T);
         loop {
             let got = cursor_row(&self.p);
             if got == want {
@@ -118,7 +118,7 @@ impl S {
 
     /// Wait until the terminal is (or is no longer) on the alternate screen.
     fn alternate(&mut self, on: bool) {
-        let deadline = Instant::now() + T;
+        let deadline = Instant::now() + scaled(T);
         while self.p.screen().alternate_screen() != on {
             if Instant::now() >= deadline || self.p.is_eof() {
                 panic!(
@@ -132,7 +132,7 @@ impl S {
 
     /// Wait until the screen satisfies `pred`.
     fn screen_until(&mut self, what: &str, pred: impl Fn(&str) -> bool) {
-        let deadline = Instant::now() + T;
+        let deadline = Instant::now() + scaled(T);
         loop {
             let s = self.p.screen_text();
             if pred(&s) {

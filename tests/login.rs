@@ -470,7 +470,12 @@ fn idle_timeout_ends_the_session() {
         return;
     }
     let t = Target::start();
-    let gh = Gh::builder().target("web01", &t).idle_timeout("2s").build();
+    // Scaled: the idle clock starts before the target's prompt is drawn, and
+    // a loaded machine must not spend it all on that.
+    let gh = Gh::builder()
+        .target("web01", &t)
+        .idle_timeout(&scaled_setting(2))
+        .build();
     let mut p = gh.spawn(&["-c", "web01"]);
     p.expect("tgt$ ").unwrap();
     p.expect("idle for too long").unwrap();

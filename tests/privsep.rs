@@ -404,7 +404,7 @@ fn gatehouse_pids(uid: u32) -> Vec<i32> {
 }
 
 fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now() + scaled(timeout);
     while !f() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
@@ -432,7 +432,7 @@ fn run(mut cmd: Command, timeout: Duration) -> (i32, String) {
         let _ = err.read_to_string(&mut s);
         s
     });
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now() + scaled(timeout);
     let code = loop {
         if let Some(st) = child.try_wait().unwrap() {
             break st.code().unwrap_or(-1);
@@ -473,7 +473,7 @@ impl Victim {
 }
 
 fn wait_port(port: u16, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now() + scaled(timeout);
     while Instant::now() < deadline {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return true;
@@ -687,7 +687,7 @@ fn local_forward_opens_no_tunnel(env: &Env) {
     let _ssh = bg(env.ssh(op, &["-N", "-L", &spec]));
     assert!(wait_port(lport, T), "ssh -L did not listen locally");
     let mut s = TcpStream::connect(("127.0.0.1", lport)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.set_read_timeout(Some(scaled(Duration::from_secs(5)))).unwrap();
     let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n");
     let mut buf = [0u8; 16];
     assert!(matches!(s.read(&mut buf), Ok(0) | Err(_)), "data came back");
@@ -719,7 +719,7 @@ fn dynamic_forward_opens_no_tunnel(env: &Env) {
     let _ssh = bg(env.ssh(op, &["-N", "-D", &dport.to_string()]));
     assert!(wait_port(dport, T), "ssh -D did not listen locally");
     let mut s = TcpStream::connect(("127.0.0.1", dport)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.set_read_timeout(Some(scaled(Duration::from_secs(5)))).unwrap();
     // SOCKS5: no auth, then CONNECT 127.0.0.1:victim.
     s.write_all(&[5, 1, 0]).unwrap();
     let mut hello = [0u8; 2];

@@ -948,3 +948,70 @@ fn known_rsa_key_is_used_when_the_target_prefers_ed25519() {
         .to_string();
     assert_eq!(gh.records("session_start")[0]["host_key"], fp.as_str());
 }
+
+/// Issue 17: on 10,000 hosts, typing a whole name puts that host under
+/// Enter (not a longer name that merely starts with it: `host999` once
+/// opened `host9998`), a line says how many hosts match, and text that
+/// matches nothing says so instead of showing a blank list.
+#[test]
+fn menu_of_10000_hosts_puts_the_typed_name_under_enter() {
+    let t = Target::start(); // only for a client key that exists
+    let port = closed_port();
+    let mut b = Gh::builder();
+    for i in 1..=10_000 {
+        b = b.host(
+            HostSpec::new(&format!("host{i}"), "127.0.0.1", port, &t.user)
+                .key(&t.key_path)
+                .description(&format!("rack {}", i % 40)),
+        );
+    }
+    let gh = b.build();
+    let mut p = gh.spawn(&[]);
+    p.expect(MENU).unwrap();
+    let count = |n: &str| regex::Regex::new(&format!(r"(?m)^\s*{n} of 10000 hosts\s*$")).unwrap();
+    p.expect_screen(count("10000"), T).unwrap();
+
+    p.send("zzz").unwrap();
+    p.expect_screen(
+        regex::Regex::new(r"(?m)^\s*no host matches\s*$").unwrap(),
+        T,
+    )
+    .unwrap();
+    p.send([keys::BACKSPACE; 3].concat()).unwrap();
+    p.expect_screen(count("10000"), T).unwrap();
+
+    // Exact name first, although 10 longer names start with it.
+    p.send("host999").unwrap();
+    let screen = p
+        .expect_screen(regex::Regex::new(r"(?m)^❯ host999 ").unwrap(), T)
+        .unwrap();
+    assert!(screen.contains("  host9990 "), "prefixes follow:\n{screen}");
+    p.send(keys::ENTER).unwrap();
+    let picked = p
+        .expect(regex::Regex::new(r"Connecting to (\S+)…").unwrap())
+        .unwrap();
+    assert_eq!(picked.groups[1].as_deref(), Some("host999"));
+    p.expect("cannot reach host999").unwrap();
+    p.expect(MENU).unwrap();
+
+    // The shortest name, among 1,111 others starting with it.
+    p.send("host1").unwrap();
+    p.send(keys::ENTER).unwrap();
+    let picked = p
+        .expect(regex::Regex::new(r"Connecting to (\S+)…").unwrap())
+        .unwrap();
+    assert_eq!(picked.groups[1].as_deref(), Some("host1"));
+    p.expect(MENU).unwrap();
+
+    // One match, counted.
+    p.send("host10000").unwrap();
+    p.expect_screen(count("1"), T).unwrap();
+    p.send(keys::ESC).unwrap();
+    assert_eq!(wait_exit(&mut p), 0);
+    let hosts: Vec<String> = gh
+        .records("error")
+        .iter()
+        .map(|r| r["host"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(hosts, ["host999", "host1"]);
+}

@@ -687,7 +687,8 @@ fn local_forward_opens_no_tunnel(env: &Env) {
     let _ssh = bg(env.ssh(op, &["-N", "-L", &spec]));
     assert!(wait_port(lport, T), "ssh -L did not listen locally");
     let mut s = TcpStream::connect(("127.0.0.1", lport)).unwrap();
-    s.set_read_timeout(Some(scaled(Duration::from_secs(5)))).unwrap();
+    s.set_read_timeout(Some(scaled(Duration::from_secs(5))))
+        .unwrap();
     let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n");
     let mut buf = [0u8; 16];
     assert!(matches!(s.read(&mut buf), Ok(0) | Err(_)), "data came back");
@@ -719,7 +720,8 @@ fn dynamic_forward_opens_no_tunnel(env: &Env) {
     let _ssh = bg(env.ssh(op, &["-N", "-D", &dport.to_string()]));
     assert!(wait_port(dport, T), "ssh -D did not listen locally");
     let mut s = TcpStream::connect(("127.0.0.1", dport)).unwrap();
-    s.set_read_timeout(Some(scaled(Duration::from_secs(5)))).unwrap();
+    s.set_read_timeout(Some(scaled(Duration::from_secs(5))))
+        .unwrap();
     // SOCKS5: no auth, then CONNECT 127.0.0.1:victim.
     s.write_all(&[5, 1, 0]).unwrap();
     let mut hello = [0u8; 2];

@@ -316,6 +316,13 @@ fn count_abandoned(gh: &Gh, session: &Value) -> usize {
         .count()
 }
 
+fn abandoned_logouts(gh: &Gh, login: &Value) -> usize {
+    gh.records("logout")
+        .iter()
+        .filter(|r| r["login"] == *login && r["reason"] == "abandoned")
+        .count()
+}
+
 /// kill -9 a live session; return its session_start record.
 fn killed_session(gh: &Gh) -> Value {
     let mut p = gh.spawn(&["-c", "web01"]);
@@ -361,6 +368,15 @@ fn killed_session_gets_an_abandoned_end_exactly_once() {
     assert_eq!(end["host"], "web01");
     assert_eq!(end["exit_status"], Value::Null);
     assert!(end["detail"].as_str().unwrap().contains("is gone"), "{end}");
+    // The byte counts died with the process: left out, not a false 0 …
+    assert!(
+        end.get("bytes_in").is_none() && end.get("bytes_out").is_none(),
+        "{end}"
+    );
+    let table = stdout(&audit(&gh, &["--event", "session_end", "--color", "never"]));
+    assert!(table.contains("bytes unknown"), "{table}");
+    // … and the login the dead process was gets its logout (issue 17).
+    assert_eq!(abandoned_logouts(&gh, &start["login"]), 1);
     // …once: again, and a new login, change nothing.
     let o = audit(&gh, &["--check"]);
     assert!(
@@ -377,7 +393,12 @@ fn killed_session_gets_an_abandoned_end_exactly_once() {
     assert_eq!(count_abandoned(&gh, &start2["session"]), 1);
     assert_eq!(audit(&gh, &["--check"]).status.code(), Some(0));
     assert_eq!(count_abandoned(&gh, &start2["session"]), 1);
-    // The synthetic ends continue the dead sessions' hash chains.
+    assert_eq!(abandoned_logouts(&gh, &start["login"]), 1);
+    assert_eq!(abandoned_logouts(&gh, &start2["login"]), 1);
+    // Every login has exactly one logout.
+    let logins = gh.records("login").len();
+    assert_eq!(gh.records("logout").len(), logins);
+    // The synthetic ends continue the dead sessions' (and logins') hash chains.
     let o = audit(&gh, &["--verify"]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
 }

@@ -54,8 +54,11 @@ Maintenance:
   --verify               check every hash chain; report the first broken link
                          of each session or login; exit 1 if any
 
-  --log-dir DIR          read DIR instead of the config's log_dir
-  --config PATH          the config to take log_dir from
+  --log-dir DIR          read DIR (a log_dir: <user>.jsonl files) instead of
+                         the config's log_dir; --dir DIR is the same
+  --config PATH          the config to take log_dir from (default: as the
+                         login shell finds it: GATEHOUSE_CONFIG, then
+                         ~/.config/gatehouse/config.toml, then /etc/gatehouse)
 ";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,7 +151,7 @@ fn parse(args: Vec<OsString>) -> Result<Option<Opts>, String> {
             "--follow" | "-f" => follow = true,
             "--check" => mode = Mode::Check,
             "--verify" => mode = Mode::Verify,
-            "--log-dir" => log_dir = Some(PathBuf::from(a.value(&name, inline)?)),
+            "--log-dir" | "--dir" => log_dir = Some(PathBuf::from(a.value(&name, inline)?)),
             "--config" => config = Some(PathBuf::from(a.value(&name, inline)?)),
             "--help" | "-h" => return Ok(None),
             other => {
@@ -560,7 +563,14 @@ fn detail(rec: &Value) -> String {
             s(rec, "mode"),
             n("pid").map(|p| p.to_string()).unwrap_or_default()
         ),
-        "logout" => format!("after {}", human_ms(n("duration_ms").unwrap_or(0))),
+        "logout" => match rec.get("reason").and_then(|r| r.as_str()) {
+            Some(r) => format!(
+                "{} after {}",
+                visible(r, 32),
+                human_ms(n("duration_ms").unwrap_or(0))
+            ),
+            None => format!("after {}", human_ms(n("duration_ms").unwrap_or(0))),
+        },
         "session_start" => {
             let mut d = format!(
                 "{} {}",
@@ -577,12 +587,16 @@ fn detail(rec: &Value) -> String {
                 Some(Value::Number(x)) => format!(" status {x}"),
                 _ => String::new(),
             };
+            // No counts (an abandoned session's died with its process):
+            // say so, never print a 0 nobody measured.
+            let bytes = match (n("bytes_in"), n("bytes_out")) {
+                (Some(i), Some(o)) => format!("{} in / {} out", human_bytes(i), human_bytes(o)),
+                _ => "bytes unknown".to_string(),
+            };
             let mut d = format!(
-                "{}{status} after {}, {} in / {} out",
+                "{}{status} after {}, {bytes}",
                 s(rec, "reason"),
                 human_ms(n("duration_ms").unwrap_or(0)),
-                human_bytes(n("bytes_in").unwrap_or(0)),
-                human_bytes(n("bytes_out").unwrap_or(0))
             );
             if let Some(x) = rec.get("detail").and_then(|d| d.as_str()) {
                 d.push_str(&format!(" ({})", visible(x, 300)));

@@ -77,7 +77,7 @@ fn parse(args: Vec<OsString>) -> Result<Option<Opts>, String> {
                 "--speed" => o.speed = positive(&name, &a.value(&name, inline)?)?,
                 "--idle-limit" => o.idle_limit = Some(positive(&name, &a.value(&name, inline)?)?),
                 "--follow" | "-f" => o.follow = true,
-                "--log-dir" => o.log_dir = Some(PathBuf::from(a.value(&name, inline)?)),
+                "--log-dir" | "--dir" => o.log_dir = Some(PathBuf::from(a.value(&name, inline)?)),
                 "--config" => o.config = Some(PathBuf::from(a.value(&name, inline)?)),
                 "--help" | "-h" => return Ok(None),
                 other => {

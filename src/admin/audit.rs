@@ -8,7 +8,7 @@
 #![forbid(unsafe_code)]
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::ffi::OsString;
 use std::io::{self, IsTerminal, Write};
 use std::os::unix::fs::MetadataExt;
@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use super::args::{Arg, Args};
 use super::filter::{parse_when, ts_key, Filter};
+use super::ids::{self, Lookup};
 use super::{log_dir_from_config, AdminError};
 use crate::audit::abandoned;
 use crate::audit::chain::Verifier;
@@ -33,7 +34,8 @@ that match every filter, oldest first, as a table or (--json) unchanged.
 Filters (repeat --user/--host/--session to allow several):
   --user NAME            records of this unix user
   --host NAME|GLOB       records about this host (web01, 'db*')
-  --session ID           a session id, or its first or last characters
+  --session ID           a session: its id, the short form this table prints,
+                         or any other unambiguous prefix or suffix of the id
   --event LIST           comma-separated: login,logout,session_start,command,
                          session_end,denied,error
   --since WHEN           at or after WHEN: RFC 3339, a date, or an age (2h, 30m, 7d)
@@ -189,7 +191,7 @@ fn parse(args: Vec<OsString>) -> Result<Option<Opts>, String> {
 }
 
 pub fn run(args: Vec<OsString>) -> i32 {
-    let opts = match super::parsed(parse(args), USAGE) {
+    let mut opts = match super::parsed(parse(args), USAGE) {
         Ok(o) => o,
         Err(code) => return code,
     };
@@ -201,7 +203,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         }
     };
     let result = match opts.mode {
-        Mode::Show => show(&opts, &dir),
+        Mode::Show => resolve_sessions(&mut opts, &dir).and_then(|()| show(&opts, &dir)),
         Mode::Check => check(&opts, &dir),
         Mode::Verify => verify(&opts, &dir),
     };
@@ -214,6 +216,66 @@ pub fn run(args: Vec<OsString>) -> i32 {
             1
         }
     }
+}
+
+/// Each `--session` as typed → the full id it names (`ids::lookup`: a
+/// prefix or suffix, such as the short form the table prints). Ambiguous:
+/// an error listing the candidates. Naming no session yet: kept as typed
+/// (with --follow it may name a session still to come).
+fn resolve_sessions(opts: &mut Opts, dir: &Path) -> Result<(), AdminError> {
+    if opts.filter.sessions.is_empty() {
+        return Ok(());
+    }
+    // Every session once, in the order met, with what tells it apart.
+    let mut known: Vec<(String, String)> = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
+    for p in jsonl_files(dir, &opts.filter.users)? {
+        let Ok(mut r) = JsonlReader::open(&p) else {
+            continue; // `show` reports it
+        };
+        while let Some(line) = r.next_line().map_err(read_err(&p))? {
+            let Line::Record { value, .. } = line else {
+                continue; // `show` reports corrupt lines
+            };
+            let Some(id) = value.get("session").and_then(|v| v.as_str()) else {
+                continue;
+            };
+            if seen.insert(id.to_string()) {
+                let ts = s(&value, "ts");
+                known.push((
+                    id.to_string(),
+                    format!(
+                        "{}  {}  {}@{}",
+                        visible(id, 64),
+                        ts.get(..19).unwrap_or(ts).replace('T', " "),
+                        visible(s(&value, "user"), 32),
+                        visible(s(&value, "host"), 64)
+                    ),
+                ));
+            }
+        }
+    }
+    for typed in opts.filter.sessions.iter_mut() {
+        match ids::lookup(typed, known.iter().map(|(id, _)| id.as_str())) {
+            Lookup::Found(id) => *typed = id,
+            Lookup::None if !opts.follow => {
+                crate::say_err!("gatehouse: no session matches {:?}", visible(typed, 64));
+            }
+            Lookup::None => {}
+            Lookup::Ambiguous(ids) => {
+                let candidates = ids
+                    .iter()
+                    .filter_map(|id| known.iter().find(|(k, _)| k == id))
+                    .map(|(_, line)| line.clone())
+                    .collect();
+                return Err(AdminError::Ambiguous {
+                    typed: visible(typed, 64),
+                    candidates,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `<dir>/*.jsonl`, sorted; only the named users' files when `--user`
@@ -613,7 +675,7 @@ fn row(rec: &Value, color: bool) -> String {
     let ts = s(rec, "ts");
     let time = ts.get(..19).unwrap_or(ts).replace('T', " ");
     let session = s(rec, "session");
-    let short = session.get(session.len().saturating_sub(8)..).unwrap_or("");
+    let short = ids::short(session);
     let event = s(rec, "event");
     let cells = [
         time,

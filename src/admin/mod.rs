@@ -10,6 +10,7 @@
 mod args;
 pub mod audit;
 pub mod filter;
+pub mod ids;
 pub mod replay;
 
 use std::fmt;
@@ -24,9 +25,21 @@ use crate::login;
 #[derive(Debug)]
 pub enum AdminError {
     Config(String),
-    ReadDir { path: PathBuf, err: io::Error },
-    Read { path: PathBuf, err: io::Error },
+    ReadDir {
+        path: PathBuf,
+        err: io::Error,
+    },
+    Read {
+        path: PathBuf,
+        err: io::Error,
+    },
     NotFound(String),
+    /// A typed session id that names several sessions: the text typed and
+    /// one line per candidate (its id, then what tells them apart).
+    Ambiguous {
+        typed: String,
+        candidates: Vec<String>,
+    },
     Io(io::Error),
 }
 
@@ -39,6 +52,17 @@ impl fmt::Display for AdminError {
             }
             AdminError::Read { path, err } => write!(f, "cannot read {}: {err}", path.display()),
             AdminError::NotFound(m) => f.write_str(m),
+            AdminError::Ambiguous { typed, candidates } => {
+                write!(
+                    f,
+                    "session {typed:?} is ambiguous: it matches {} sessions; give more of the id:",
+                    candidates.len()
+                )?;
+                for c in candidates {
+                    write!(f, "\n  {c}")?;
+                }
+                Ok(())
+            }
             AdminError::Io(e) => write!(f, "{e}"),
         }
     }

@@ -47,6 +47,8 @@ Filters (repeat --user/--host/--session to allow several):
 Output:
   --json                 the matching lines exactly as stored (for jq)
   --color auto|always|never   (auto: only on a terminal; NO_COLOR is honoured)
+                         On a terminal each line is cut to its width (…) and
+                         CLIENT is left out when it is narrow; piped, whole lines
   -f, --follow           keep printing new records, from every file (new files
                          too); history is shown only with --since
 
@@ -551,17 +553,56 @@ struct Printer {
     json: bool,
     color: bool,
     header_done: bool,
+    /// On a terminal, its width: every line is cut to it (the detail, last,
+    /// ends in `…`) instead of wrapping. None (a pipe, a file): whole lines.
+    width: Option<usize>,
 }
 
 const WIDTHS: [usize; 6] = [19, 10, 21, 10, 8, 13];
 const HEADS: [&str; 6] = ["TIME (UTC)", "USER", "CLIENT", "HOST", "SESSION", "EVENT"];
+/// The CLIENT column, left out on a terminal too narrow to show it and
+/// still `MIN_DETAIL` columns of detail (the command is what one reads).
+const CLIENT: usize = 2;
+const MIN_DETAIL: usize = 30;
+
+/// Columns before the detail, with or without CLIENT.
+fn prefix_width(client: bool) -> usize {
+    WIDTHS
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| client || i != CLIENT)
+        .map(|(_, w)| w + 2)
+        .sum()
+}
 
 impl Printer {
     fn new(json: bool, color: bool) -> Printer {
+        let width = if json {
+            None
+        } else {
+            console::Term::stdout()
+                .size_checked()
+                .map(|(_, cols)| cols as usize)
+                .filter(|&c| c > 0)
+        };
         Printer {
             json,
             color,
             header_done: false,
+            width,
+        }
+    }
+
+    fn client_column(&self) -> bool {
+        self.width
+            .is_none_or(|w| w >= prefix_width(true) + MIN_DETAIL)
+    }
+
+    /// `line` cut to the terminal's width (escape sequences do not count).
+    fn fit(&self, line: &str) -> String {
+        match self.width {
+            Some(w) => console::truncate_str(line, w, "…").into_owned(),
+            None => line.to_string(),
         }
     }
 
@@ -570,20 +611,29 @@ impl Printer {
             out.write_all(bytes)?;
             return out.write_all(b"\n");
         }
+        let client = self.client_column();
         if !self.header_done {
             self.header_done = true;
             let mut line = String::new();
-            for (h, w) in HEADS.iter().zip(WIDTHS) {
-                line.push_str(&format!("{h:<w$}  "));
+            for (i, (h, w)) in HEADS.iter().zip(WIDTHS).enumerate() {
+                if client || i != CLIENT {
+                    line.push_str(&format!("{h:<w$}  "));
+                }
             }
             line.push_str("DETAIL");
+            let line = self.fit(&line);
             if self.color {
                 writeln!(out, "\x1b[1m{line}\x1b[0m")?;
             } else {
                 writeln!(out, "{line}")?;
             }
         }
-        writeln!(out, "{}", row(rec, self.color))
+        let line = self.fit(&row(rec, self.color, client));
+        if self.color && self.width.is_some() {
+            // A cut inside the coloured EVENT cell must not colour what follows.
+            return writeln!(out, "{line}\x1b[0m");
+        }
+        writeln!(out, "{line}")
     }
 }
 
@@ -671,7 +721,7 @@ fn detail(rec: &Value) -> String {
     }
 }
 
-fn row(rec: &Value, color: bool) -> String {
+fn row(rec: &Value, color: bool, client: bool) -> String {
     let ts = s(rec, "ts");
     let time = ts.get(..19).unwrap_or(ts).replace('T', " ");
     let session = s(rec, "session");
@@ -687,6 +737,9 @@ fn row(rec: &Value, color: bool) -> String {
     ];
     let mut line = String::new();
     for (i, (c, w)) in cells.iter().zip(WIDTHS).enumerate() {
+        if i == CLIENT && !client {
+            continue;
+        }
         let cell = format!("{c:<w$}");
         if color && i == 5 {
             line.push_str(&format!("{}{cell}\x1b[0m", event_color(rec)));
@@ -738,7 +791,7 @@ mod tests {
         let r = json!({"ts":"2026-11-28T18:24:56.123Z","event":"command","user":"alice",
             "client":"10.0.0.5:51234","host":"web01","session":"0190-ffff0001",
             "command":"echo \u{1b}[2J\nls"});
-        let line = row(&r, false);
+        let line = row(&r, false, true);
         assert!(
             line.starts_with("2026-11-28 18:24:56  alice       10.0.0.5:51234"),
             "{line}"
@@ -746,6 +799,44 @@ mod tests {
         assert!(line.contains("ffff0001"));
         assert!(line.ends_with("echo \\u{1b}[2J ⏎ ls"), "{line}");
         assert!(!line.contains('\u{1b}'));
+    }
+
+    #[test]
+    fn on_a_terminal_lines_fit_its_width() {
+        let r = json!({"ts":"2026-11-28T18:24:56.123Z","event":"command","user":"alice",
+            "client":"10.0.0.5:51234","host":"web01","session":"0190-ffff0001",
+            "command": format!("echo {}", "x".repeat(300))});
+        let mut out = Vec::new();
+        let mut p = Printer::new(false, true);
+        p.width = Some(140);
+        p.print(&mut out, b"", &r).unwrap();
+        p.print(&mut out, b"", &r).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            let w = console::measure_text_width(line);
+            // The header is short; a long row is cut exactly at the edge.
+            assert!(if i == 0 { w <= 140 } else { w == 140 }, "{line:?}");
+        }
+        assert!(text.contains("CLIENT") && text.contains("10.0.0.5:51234"));
+        assert!(text.lines().nth(1).unwrap().contains("echo xxx"));
+        assert!(text.trim_end().ends_with('…'));
+        // Narrower: CLIENT goes, the command stays readable.
+        let mut out = Vec::new();
+        let mut p = Printer::new(false, false);
+        p.width = Some(100);
+        p.print(&mut out, b"", &r).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            !text.contains("CLIENT") && !text.contains("10.0.0.5"),
+            "{text}"
+        );
+        assert!(text.lines().nth(1).unwrap().contains("echo xxxxxxxxxx"));
+        // A pipe (no width): whole lines.
+        let mut out = Vec::new();
+        let mut p = Printer::new(false, false);
+        p.width = None;
+        p.print(&mut out, b"", &r).unwrap();
+        assert!(String::from_utf8(out).unwrap().contains(&"x".repeat(300)));
     }
 
     #[test]

@@ -819,7 +819,7 @@ mod tests {
         }
         assert!(text.contains("CLIENT") && text.contains("10.0.0.5:51234"));
         assert!(text.lines().nth(1).unwrap().contains("echo xxx"));
-        assert!(text.trim_end().ends_with('…'));
+        assert!(text.trim_end().trim_end_matches("\x1b[0m").ends_with('…'));
         // Narrower: CLIENT goes, the command stays readable.
         let mut out = Vec::new();
         let mut p = Printer::new(false, false);

@@ -284,7 +284,24 @@ fn slow_terminal_throttles_the_target_and_loses_nothing() {
             let producer = common::descendants_of(target_pid)
                 .into_iter()
                 .find(|&q| comm(q) == "base64");
-            std::thread::sleep(Duration::from_secs(1));
+            // The buffers between the producer and this terminal (pipe,
+            // sshd, socket, SSH window, relay, pty) take a moment to fill;
+            // on a loaded machine more than a fixed second. Wait until the
+            // producer stopped (at most a scaled deadline: one that never
+            // stops fails the assertion below), then measure.
+            let fill_by = Instant::now() + common::scaled(Duration::from_secs(10));
+            loop {
+                let a = producer.and_then(wchar);
+                std::thread::sleep(Duration::from_secs(1));
+                let b = producer.and_then(wchar);
+                let stopped = match (a, b) {
+                    (Some(a), Some(b)) => b - a <= 256 * 1024,
+                    _ => true,
+                };
+                if stopped || Instant::now() >= fill_by {
+                    break;
+                }
+            }
             let w1 = producer.and_then(wchar);
             let c1 = cpu_ticks(gh_pid);
             std::thread::sleep(Duration::from_secs(2));
@@ -347,7 +364,18 @@ fn idle_session_uses_no_cpu() {
     let gh = Gh::builder().target("tgt", &target).build();
     let mut p = gh.spawn(&["-c", "tgt"]);
     p.expect(PROMPT).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // Start measuring once the relay has finished with the session's start
+    // (its CPU time stopped moving for half a second), not after a fixed
+    // pause a loaded machine may not honour. A relay that spins never
+    // settles and fails below.
+    let settle_by = Instant::now() + common::scaled(Duration::from_secs(10));
+    loop {
+        let before = cpu_ticks(p.pid());
+        p.pump(Duration::from_millis(500));
+        if cpu_ticks(p.pid()) == before || Instant::now() >= settle_by {
+            break;
+        }
+    }
     let t0 = cpu_ticks(p.pid());
     std::thread::sleep(Duration::from_secs(secs));
     let used = cpu_ticks(p.pid()) - t0;

@@ -336,16 +336,7 @@ fn window_resize_reaches_the_target() {
     p.expect("tgt$ ").unwrap();
     p.resize(132, 40);
     // Resize events are asynchronous: ask until the target has it.
-    let mut seen = false;
-    for _ in 0..20 {
-        p.send_line("stty size").unwrap();
-        let f = p.expect("tgt$ ").unwrap();
-        if f.before.contains("40 132") {
-            seen = true;
-            break;
-        }
-    }
-    assert!(seen, "the target never saw 132x40");
+    stty_size_until(&mut p, "tgt$ ", 40, 132, T);
     p.send_line("exit").unwrap();
     wait_exit(&mut p);
 }
@@ -882,19 +873,7 @@ fn after_the_menu_sessions_read_the_real_terminal() {
         p.send(keys::ENTER).unwrap();
         p.expect("tgt$ ").unwrap();
         p.resize(90 + round, 30);
-        let mut seen = false;
-        for _ in 0..20 {
-            p.send_line("stty size").unwrap();
-            if p.expect("tgt$ ")
-                .unwrap()
-                .before
-                .contains(&format!("30 {}", 90 + round))
-            {
-                seen = true;
-                break;
-            }
-        }
-        assert!(seen, "round {round}: the resize never reached the target");
+        stty_size_until(&mut p, "tgt$ ", 30, 90 + round, T);
         p.send_line("exit").unwrap();
     }
     p.expect(MENU).unwrap();

@@ -869,6 +869,26 @@ fn stty_size(p: &Pty, rows: u32, cols: u32) {
     ));
 }
 
+/// Asks the target its window size until it reports `want` (a window
+/// change travels asynchronously: SIGWINCH → ssh → Gatehouse → the target's
+/// pty, racing the typed line). Any size other than `want` or `before`
+/// fails at once; `before` only until the scaled deadline.
+fn target_size_becomes(p: &mut Pty, want: &str, before: &str) {
+    let deadline = Instant::now() + scaled(T);
+    let reported = regex::Regex::new(r"S=(\d+ \d+)\.").unwrap();
+    loop {
+        p.send_line("echo \"S=$(stty size).\"").unwrap();
+        let size = p.expect(&reported).unwrap();
+        match size.groups[1].as_deref() {
+            Some(s) if s == want => return,
+            Some(s) if s == before && Instant::now() < deadline => {
+                p.pump(Duration::from_millis(100))
+            }
+            other => panic!("the target's window is {other:?}, not {want}"),
+        }
+    }
+}
+
 fn extreme_window_sizes_are_clamped(env: &Env) {
     let op = env.op(0);
     let mut p = menu_session(env, op, 0, 0, &[]);
@@ -878,12 +898,11 @@ fn extreme_window_sizes_are_clamped(env: &Env) {
     p.send("web01").unwrap();
     p.send(keys::ENTER).unwrap();
     p.expect("tgt$ ").unwrap();
-    p.send_line("echo \"S=$(stty size).\"").unwrap();
-    p.expect("S=1000 1000.").unwrap();
+    // The menu session began 0x0 (→ 80x24): until the huge size arrives,
+    // the target may still report that.
+    target_size_becomes(&mut p, "1000 1000", "24 80");
     stty_size(&p, 0, 0);
-    p.pump(Duration::from_millis(300));
-    p.send_line("echo \"S=$(stty size).\"").unwrap();
-    p.expect("S=24 80.").unwrap();
+    target_size_becomes(&mut p, "24 80", "1000 1000");
     p.send_line("exit").unwrap();
     p.expect(MENU).unwrap();
     leave_menu(&mut p);

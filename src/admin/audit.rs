@@ -595,7 +595,7 @@ impl Printer {
 
     fn client_column(&self) -> bool {
         self.width
-            .is_none_or(|w| w >= prefix_width(true) + MIN_DETAIL)
+            .map_or(true, |w| w >= prefix_width(true) + MIN_DETAIL)
     }
 
     /// `line` cut to the terminal's width (escape sequences do not count).

@@ -324,7 +324,7 @@ pub fn sweep(path: &Path, tail: Option<u64>) -> Result<Vec<Closed>, SweepError> 
         })
         .map_err(SweepError::Write)?;
         // The process that died was the whole login: close it too, once.
-        if let Some(link) = logins.to_close(login) {
+        if let Some(link) = logins.close(login) {
             log.resume_chain(login, link);
             let duration_ms = match (logins.started_ms(login), last) {
                 (Some(a), Some(b)) if b > a => (b - a) as u64,
@@ -384,7 +384,7 @@ impl Logins {
     /// tail sweep that starts after them): a logout that starts a second
     /// chain for the login would read as tampering; the full sweep
     /// (`gatehouse audit --check`) sees them.
-    fn to_close(&mut self, login: &str) -> Option<Link> {
+    fn close(&mut self, login: &str) -> Option<Link> {
         let link = self.links.get(login).cloned()?;
         self.ended.insert(login.to_string()).then_some(link)
     }
@@ -500,10 +500,10 @@ mod tests {
             link.clone(),
         );
         l.note(&serde_json::json!({"event":"logout","login":"L2"}), link);
-        assert_eq!(l.to_close("L1").map(|k| k.n), Some(3));
-        assert!(l.to_close("L1").is_none(), "a second logout");
-        assert!(l.to_close("L2").is_none(), "L2 has its logout");
-        assert!(l.to_close("L3").is_none(), "L3's records were not seen");
+        assert_eq!(l.close("L1").map(|k| k.n), Some(3));
+        assert!(l.close("L1").is_none(), "a second logout");
+        assert!(l.close("L2").is_none(), "L2 has its logout");
+        assert!(l.close("L3").is_none(), "L3's records were not seen");
         assert_eq!(l.started_ms("L1"), Some(1_767_225_600_000));
     }
 

@@ -1595,6 +1595,36 @@ impl Pty {
     }
 }
 
+/// A window size change travels asynchronously (SIGWINCH → the relay or
+/// ssh client → a window-change request → the target's pty), racing the
+/// next line typed. Runs `stty size` at the target's `prompt` until it
+/// prints `rows cols`, pausing briefly between tries; returns how many
+/// times it ran (each is a typed command). Panics at the scaled deadline.
+pub fn stty_size_until(
+    p: &mut Pty,
+    prompt: &str,
+    rows: u16,
+    cols: u16,
+    timeout: Duration,
+) -> usize {
+    let want = format!("\n{rows} {cols}\n");
+    let deadline = Instant::now() + scaled(timeout);
+    for tries in 1.. {
+        p.send_line("stty size").unwrap();
+        let f = p.expect(prompt).unwrap();
+        if f.before.contains(&want) {
+            return tries;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the target never saw {cols}x{rows} after {tries} tries; last: {:?}",
+            f.before
+        );
+        p.pump(Duration::from_millis(100));
+    }
+    unreachable!()
+}
+
 impl Drop for Pty {
     fn drop(&mut self) {
         self.master = None; // hang up first, then make sure

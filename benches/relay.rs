@@ -298,9 +298,6 @@ fn big_config(gh: &Gh, t: &Target, n: usize) -> PathBuf {
 // ---------------------------------------------------------------------------
 
 fn inventory_figures(path: &std::path::Path) -> (f64, f64, f64, usize) {
-    use fuzzy_matcher::skim::SkimMatcherV2;
-    use fuzzy_matcher::FuzzyMatcher;
-
     let mut loads = Vec::new();
     let mut cfg = None;
     for _ in 0..5 {
@@ -310,27 +307,16 @@ fn inventory_figures(path: &std::path::Path) -> (f64, f64, f64, usize) {
     }
     let cfg = cfg.unwrap();
     let hosts: Vec<&gatehouse::config::Host> = cfg.hosts.iter().collect();
-    let labels = gatehouse::menu::labels(&hosts);
+    let items = gatehouse::menu::Items::new(&hosts);
 
-    // What dialoguer's FuzzySelect does per key: score every label with
-    // SkimMatcherV2, keep the matches, sort by score; then highlight the
-    // visible ones (fuzzy_indices) for at most a screenful.
-    let matcher = SkimMatcherV2::default();
+    // What the menu does per key: rank every host (src/menu.rs `rank`).
     let typed = "web0042 rack";
     let mut per_key = Vec::new();
     for _ in 0..3 {
         for end in 1..=typed.len() {
             let term = &typed[..end];
             let t = Instant::now();
-            let mut list: Vec<(&String, i64)> = labels
-                .iter()
-                .filter_map(|l| matcher.fuzzy_match(l, term).map(|s| (l, s)))
-                .collect();
-            list.sort_unstable_by_key(|e| std::cmp::Reverse(e.1));
-            for (l, _) in list.iter().take(21) {
-                std::hint::black_box(matcher.fuzzy_indices(l, term));
-            }
-            std::hint::black_box(&list);
+            std::hint::black_box(items.rank(term));
             per_key.push(t.elapsed().as_secs_f64() * 1e3);
         }
     }
@@ -338,7 +324,7 @@ fn inventory_figures(path: &std::path::Path) -> (f64, f64, f64, usize) {
         median(&loads),
         median(&per_key),
         percentile(&per_key, 100.0),
-        labels.len(),
+        items.len(),
     )
 }
 

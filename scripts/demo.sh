@@ -4,7 +4,9 @@
 # Starts a throwaway OpenSSH server on loopback (a plain bash behind a fixed
 # prompt, like the test fixture), writes .demo/config.toml with three hosts
 # (two reach that server, one is offline), runs Gatehouse in the foreground,
-# then prints the audit trail it wrote. The sshd is stopped on every exit path.
+# then shows the audit trail it wrote (the `gatehouse audit` table) and the
+# exact command that replays the last session. The sshd is stopped on every
+# exit path.
 #
 #   scripts/demo.sh              the demo
 #   scripts/demo.sh --selfcheck  set up, prove the target answers with the
@@ -114,7 +116,8 @@ while listening "$OFFLINE_PORT" || [ "$OFFLINE_PORT" = "$PORT" ]; do OFFLINE_POR
 echo "[127.0.0.1]:$PORT $(cut -d' ' -f1,2 "$DEMO/ssh_host_ed25519_key.pub")" >"$DEMO/known_hosts"
 
 cat >"$DEMO/config.toml" <<TOML
-# Written by scripts/demo.sh; the format is the one in docs/product.md.
+# Written by scripts/demo.sh (rewritten at every run). The format: README.md,
+# "Configuration", and packaging/config.toml.example (every setting, commented).
 [settings]
 log_dir = "$DEMO/log"
 known_hosts = "$DEMO/known_hosts"
@@ -177,7 +180,8 @@ cat <<BANNER
   - offline01 shows what an unreachable host looks like;
   - Esc, Ctrl-D or the quit entry leaves; Ctrl-C, Ctrl-Z and Ctrl-\\ are ignored at the menu;
   - inside a session, ~. at the start of a line disconnects (as in ssh).
-  Every command lands in .demo/log/$USER_NAME.jsonl, printed when you quit.
+  Every command lands in .demo/log/$USER_NAME.jsonl; when you quit, the demo
+  shows it with 'gatehouse audit' and prints the command that replays it.
 
 BANNER
 
@@ -192,11 +196,23 @@ status=0
 trap ':' INT
 GATEHOUSE_CONFIG="$DEMO/config.toml" "$BIN" || status=$?
 
-JSONL="$DEMO/log/$USER_NAME.jsonl"
+# What was recorded, the way an admin reads it. Paths relative to the
+# checkout, so the commands can be pasted as they are.
+GH=${BIN#"$ROOT"/}
+CFG=.demo/config.toml
 echo
-echo "== audit trail: $JSONL (gatehouse exited with $status) =="
-if [ -s "$JSONL" ]; then
-    if command -v jq >/dev/null 2>&1; then jq -c . "$JSONL"; else cat "$JSONL"; fi
+echo "== what Gatehouse recorded (gatehouse exited with $status) =="
+echo "\$ $GH audit --config $CFG"
+"$BIN" audit --config "$DEMO/config.toml" || true
+# The last session and its short id (the SESSION column above).
+last=$("$BIN" audit --config "$DEMO/config.toml" --event session_start --json 2>/dev/null | tail -n 1)
+session=$(printf '%s' "$last" | sed -n 's/.*"session":"\([^"]*\)".*/\1/p')
+host=$(printf '%s' "$last" | sed -n 's/.*"host":"\([^"]*\)".*/\1/p')
+echo
+if [ -n "$session" ]; then
+    echo "Replay your last session (on $host) as it looked on your screen:"
+    echo "  $GH replay --config $CFG ${session: -8}"
+    echo "The raw records: .demo/log/$USER_NAME.jsonl (one JSON object per line)."
 else
-    echo "(no records)"
+    echo "No session was opened, so nothing to replay: pick web01 next time."
 fi

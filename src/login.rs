@@ -210,7 +210,7 @@ impl Ctx<'_> {
                 "there are no hosts you may use; please ask your administrator.",
             );
         }
-        let labels = menu::labels(&hosts);
+        let items = menu::Items::new(&hosts);
         loop {
             if self.signals.must_leave() {
                 return 0;
@@ -218,7 +218,7 @@ impl Ctx<'_> {
             if let Some(idle) = self.config.settings.idle_timeout {
                 crate::sys::arm_menu_timeout(idle.as_secs().min(u32::MAX as u64) as u32);
             }
-            let choice = menu::choose(&labels, &self.operator.name);
+            let choice = menu::choose(&items, &self.operator.name);
             crate::sys::disarm_menu_timeout();
             if crate::sys::menu_timed_out() {
                 crate::say_err!("gatehouse: idle for too long at the menu; goodbye.");

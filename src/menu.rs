@@ -1,6 +1,14 @@
-//! The host menu: the only user of dialoguer. It owns the cursor (shown
-//! again after every prompt) and makes sure a menu is only drawn on a real
-//! terminal (FuzzySelect would redraw in a hot loop on anything else).
+//! The host menu: the only user of dialoguer (its theme draws the prompt and
+//! the items). It owns the cursor (shown again after every prompt) and is
+//! only drawn on a real terminal (the caller checks).
+//!
+//! What is under Enter must be what a person predicts, because on a bastion
+//! Enter opens a session on a production machine (issue 17). So the ranking
+//! is ours, not a fuzzy score: an exact name first, then names that start
+//! with the typed text, then names that contain it, then names that contain
+//! its letters in order (fuzzy), then hosts whose description contains it;
+//! ties keep the inventory order (`rank`). A line under the list says how
+//! many hosts match ("3 of 120 hosts", "no host matches").
 #![forbid(unsafe_code)]
 
 use std::io;
@@ -12,9 +20,8 @@ use nix::pty::openpty;
 use nix::sys::termios::{self, InputFlags, LocalFlags, SetArg, SpecialCharacterIndices, Termios};
 use nix::unistd::{dup, dup2_stdin, pipe2};
 
-use console::Term;
-use dialoguer::theme::ColorfulTheme;
-use dialoguer::FuzzySelect;
+use console::{Key, Term};
+use dialoguer::theme::{ColorfulTheme, Theme};
 
 use crate::config::Host;
 
@@ -27,22 +34,135 @@ pub enum Choice {
 
 const QUIT_LABEL: &str = "quit — leave Gatehouse";
 
-/// One line per host: name, padded, then the description. Labels must be
-/// unique (FuzzySelect returns the first equal label); host names are.
-pub fn labels(hosts: &[&Host]) -> Vec<String> {
-    let width = hosts.iter().map(|h| h.name.len()).max().unwrap_or(0);
-    let mut items: Vec<String> = hosts
-        .iter()
-        .map(|h| {
-            if h.description.is_empty() {
-                h.name.clone()
-            } else {
-                format!("{:<width$}  {}", h.name, h.description)
+/// How a host matches the typed text; the order of the variants is the
+/// order of the menu.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Match {
+    /// The name is the text (letter case aside).
+    Exact,
+    /// The name starts with the text.
+    Prefix,
+    /// The name contains the text.
+    Substring,
+    /// The name contains the text's characters in order (`w1` → `web01`).
+    Fuzzy,
+    /// The description contains the text.
+    Description,
+}
+
+/// How `name` (and its `description`) match `query`; both already
+/// lowercased, `query` not empty. None: the host is not shown.
+pub fn classify(query: &str, name: &str, description: &str) -> Option<Match> {
+    if name == query {
+        Some(Match::Exact)
+    } else if name.starts_with(query) {
+        Some(Match::Prefix)
+    } else if name.contains(query) {
+        Some(Match::Substring)
+    } else if is_subsequence(query, name) {
+        Some(Match::Fuzzy)
+    } else if description.contains(query) {
+        Some(Match::Description)
+    } else {
+        None
+    }
+}
+
+fn is_subsequence(needle: &str, hay: &str) -> bool {
+    let mut hay = hay.chars();
+    needle.chars().all(|c| hay.any(|h| h == c))
+}
+
+/// Positions (in `hosts`, given as `(name, description)`) of the hosts that
+/// match `query`, best first by `Match`, ties in inventory order. Letter case
+/// and surrounding blanks of the query are ignored; an empty query shows
+/// every host in inventory order.
+pub fn rank<'a>(query: &str, hosts: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<usize> {
+    let q = query.trim().to_lowercase();
+    let lowered = hosts
+        .into_iter()
+        .map(|(n, d)| (n.to_lowercase(), d.to_lowercase()));
+    rank_lowered(&q, lowered)
+}
+
+fn rank_lowered<N: AsRef<str>, D: AsRef<str>>(
+    q: &str,
+    hosts: impl IntoIterator<Item = (N, D)>,
+) -> Vec<usize> {
+    let mut hits: Vec<(Match, usize)> = hosts
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, (n, d))| {
+            if q.is_empty() {
+                return Some((Match::Exact, i));
             }
+            classify(q, n.as_ref(), d.as_ref()).map(|m| (m, i))
         })
         .collect();
-    items.push(QUIT_LABEL.to_string());
-    items
+    // Stable: equal matches stay in inventory order.
+    hits.sort_by_key(|&(m, _)| m);
+    hits.into_iter().map(|(_, i)| i).collect()
+}
+
+/// The menu's entries: one label per host (name, padded, then the
+/// description) and the lowercased text the ranking looks at.
+pub struct Items {
+    labels: Vec<String>,
+    names: Vec<String>,
+    descriptions: Vec<String>,
+}
+
+impl Items {
+    pub fn new(hosts: &[&Host]) -> Items {
+        let width = hosts
+            .iter()
+            .map(|h| h.name.chars().count())
+            .max()
+            .unwrap_or(0);
+        let labels = hosts
+            .iter()
+            .map(|h| {
+                if h.description.is_empty() {
+                    h.name.clone()
+                } else {
+                    format!("{:<width$}  {}", h.name, h.description)
+                }
+            })
+            .collect();
+        Items {
+            labels,
+            names: hosts.iter().map(|h| h.name.to_lowercase()).collect(),
+            descriptions: hosts.iter().map(|h| h.description.to_lowercase()).collect(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// The label shown for host `i`.
+    pub fn label(&self, i: usize) -> &str {
+        &self.labels[i]
+    }
+
+    /// The hosts matching `query`, best first (see `rank`).
+    pub fn rank(&self, query: &str) -> Vec<usize> {
+        let q = query.trim().to_lowercase();
+        rank_lowered(&q, self.names.iter().zip(&self.descriptions))
+    }
+}
+
+/// The line under the list.
+pub fn count_line(shown: usize, total: usize) -> String {
+    match (shown, total) {
+        (0, _) => "no host matches".to_string(),
+        (n, 1) => format!("{n} of 1 host"),
+        (n, t) => format!("{n} of {t} hosts"),
+    }
 }
 
 /// A private pty between the operator's terminal and dialoguer. console
@@ -155,28 +275,298 @@ fn pump_keys(src: OwnedFd, master: OwnedFd, stop: OwnedFd) {
     }
 }
 
-pub fn choose(items: &[String], user: &str) -> io::Result<Choice> {
+/// One row of the list: a host (its position in the inventory) or the
+/// quit entry, which always comes last.
+#[derive(Clone, Copy, PartialEq)]
+enum Row {
+    Host(usize),
+    Quit,
+}
+
+/// Cursor up `n` rows to the start of the first one, then clear to the end
+/// of the screen (nothing when `n` is 0: `CSI 0 A` moves one row).
+fn erase(n: usize) -> String {
+    if n == 0 {
+        "\r\x1b[J".to_string()
+    } else {
+        format!("\x1b[{n}A\r\x1b[J")
+    }
+}
+
+/// Terminal rows a line of `width` columns takes on a `cols`-wide screen.
+fn rows_of(width: usize, cols: usize) -> usize {
+    width.div_ceil(cols.max(1)).max(1)
+}
+
+pub fn choose(items: &Items, user: &str) -> io::Result<Choice> {
     // Without the shim the menu still works; only Ctrl-D does nothing.
     let _shim = KeyShim::install().ok();
     let term = Term::stdout();
-    let rows = term.size().0.max(6) as usize;
-    let result = FuzzySelect::with_theme(&ColorfulTheme::default())
-        .with_prompt(format!(
-            "{user}@gatehouse: pick a host (type to filter, Esc or Ctrl-D to quit)"
-        ))
-        .items(items)
-        .default(0)
-        .max_length(rows.saturating_sub(3).max(3))
-        .clear(true)
-        .interact_on_opt(&term);
+    let result = interact(&term, items, user);
     let _ = term.show_cursor();
     match result {
-        Ok(Some(i)) if i + 1 == items.len() => Ok(Choice::Quit),
-        Ok(Some(i)) => Ok(Choice::Host(i)),
-        Ok(None) => Ok(Choice::Quit),
-        Err(dialoguer::Error::IO(e)) if e.kind() == io::ErrorKind::Interrupted => {
-            Ok(Choice::Interrupted)
+        Ok(Some(Row::Host(i))) => Ok(Choice::Host(i)),
+        Ok(Some(Row::Quit)) | Ok(None) => Ok(Choice::Quit),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Choice::Interrupted),
+        Err(e) => Err(e),
+    }
+}
+
+/// The prompt loop: draw, read one key, repeat. Ok(None) is Esc (or Ctrl-D,
+/// through the key shim); Ctrl-C and signals arrive as an `Interrupted`
+/// error from console's key reader.
+fn interact(term: &Term, items: &Items, user: &str) -> io::Result<Option<Row>> {
+    let theme = ColorfulTheme::default();
+    let prompt = format!("{user}@gatehouse: pick a host (type to filter, Esc or Ctrl-D to quit)");
+    let mut query = String::new();
+    let mut cursor = 0usize; // in chars
+    let mut sel = 0usize;
+    let mut top = 0usize;
+    let mut drawn = 0usize; // terminal rows of the last drawing
+    term.hide_cursor()?;
+    loop {
+        let (rows, cols) = term.size();
+        let (rows, cols) = (rows.max(6) as usize, cols.max(20) as usize);
+        let visible = rows.saturating_sub(3).max(3);
+        let hosts = items.rank(&query);
+        let shown = hosts.len();
+        let mut list: Vec<Row> = hosts.into_iter().map(Row::Host).collect();
+        let q = query.trim().to_lowercase();
+        if q.is_empty() || QUIT_LABEL.contains(&q) {
+            list.push(Row::Quit);
         }
-        Err(dialoguer::Error::IO(e)) => Err(e),
+        sel = sel.min(list.len().saturating_sub(1));
+        if sel < top {
+            top = sel;
+        } else if sel >= top + visible {
+            top = sel + 1 - visible;
+        }
+
+        // One write per drawing: no flicker, even with 10,000 hosts.
+        let mut frame = erase(drawn);
+        drawn = 0;
+        let byte_pos = query
+            .char_indices()
+            .nth(cursor)
+            .map_or(query.len(), |(b, _)| b);
+        let mut line = String::new();
+        let _ = theme.format_fuzzy_select_prompt(&mut line, &prompt, &query, byte_pos);
+        drawn += rows_of(console::measure_text_width(&line), cols);
+        frame.push_str(&line);
+        frame.push_str("\r\n");
+        for (i, row) in list.iter().enumerate().skip(top).take(visible) {
+            let text = match row {
+                Row::Host(h) => items.label(*h),
+                Row::Quit => QUIT_LABEL,
+            };
+            // Two columns go to the theme's marker; longer labels are cut so
+            // every item is one row (the erase above counts on it).
+            let text = console::truncate_str(text, cols - 3, "…");
+            let mut line = String::new();
+            let _ = theme.format_select_prompt_item(&mut line, &text, i == sel);
+            frame.push_str(&line);
+            frame.push_str("\r\n");
+            drawn += 1;
+        }
+        let count = count_line(shown, items.len());
+        frame.push_str(&format!("  {}\r\n", console::style(count).dim()));
+        drawn += 1;
+        term.write_str(&frame)?;
+        term.flush()?;
+
+        let key = term.read_key();
+        let key = match key {
+            Ok(k) => k,
+            Err(e) => {
+                let _ = term.write_str(&erase(drawn));
+                return Err(e);
+            }
+        };
+        let last = list.len().saturating_sub(1);
+        match key {
+            Key::Escape => {
+                term.write_str(&erase(drawn))?;
+                return Ok(None);
+            }
+            Key::Enter => {
+                if let Some(&row) = list.get(sel) {
+                    term.write_str(&erase(drawn))?;
+                    return Ok(Some(row));
+                }
+            }
+            Key::ArrowUp | Key::BackTab => sel = if sel == 0 { last } else { sel - 1 },
+            Key::ArrowDown | Key::Tab => sel = if sel >= last { 0 } else { sel + 1 },
+            Key::PageUp => sel = sel.saturating_sub(visible),
+            Key::PageDown => sel = (sel + visible).min(last),
+            Key::ArrowLeft => cursor = cursor.saturating_sub(1),
+            Key::ArrowRight => cursor = (cursor + 1).min(query.chars().count()),
+            Key::Home => cursor = 0,
+            Key::End => cursor = query.chars().count(),
+            Key::Backspace if cursor > 0 => {
+                cursor -= 1;
+                remove_char(&mut query, cursor);
+                (sel, top) = (0, 0);
+            }
+            Key::Del if cursor < query.chars().count() => {
+                remove_char(&mut query, cursor);
+                (sel, top) = (0, 0);
+            }
+            Key::Char(c) if !c.is_control() => {
+                let at = query
+                    .char_indices()
+                    .nth(cursor)
+                    .map_or(query.len(), |(b, _)| b);
+                query.insert(at, c);
+                cursor += 1;
+                (sel, top) = (0, 0);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn remove_char(s: &mut String, char_index: usize) {
+    if let Some((b, _)) = s.char_indices().nth(char_index) {
+        s.remove(b);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INVENTORY: &[(&str, &str)] = &[
+        ("web01", "frontend"),
+        ("web10", "frontend, rack 1"),
+        ("db01", "primary database"),
+        ("web1", ""),
+        ("xweb1", "legacy"),
+        ("w-e-b-1", ""),
+        ("mail", "relays web1 alerts"),
+        ("Web1-eu", ""),
+    ];
+
+    fn names(query: &str) -> Vec<&'static str> {
+        rank(query, INVENTORY.iter().copied())
+            .into_iter()
+            .map(|i| INVENTORY[i].0)
+            .collect()
+    }
+
+    /// The ranking table: what is typed → the menu, top to bottom.
+    #[test]
+    fn ranking_table() {
+        let table: &[(&str, &[&str])] = &[
+            // exact, then prefixes in inventory order, then substring, then
+            // fuzzy, then the description match.
+            (
+                "web1",
+                &[
+                    "web1", "web10", "Web1-eu", "xweb1", "web01", "w-e-b-1", "mail",
+                ],
+            ),
+            // Letter case and blanks around the text do not matter.
+            (
+                "  WEB1 ",
+                &[
+                    "web1", "web10", "Web1-eu", "xweb1", "web01", "w-e-b-1", "mail",
+                ],
+            ),
+            (
+                "web",
+                &[
+                    "web01", "web10", "web1", "Web1-eu", "xweb1", "w-e-b-1", "mail",
+                ],
+            ),
+            // Only a fuzzy match and a description match.
+            (
+                "wb1",
+                &["web01", "web10", "web1", "xweb1", "w-e-b-1", "Web1-eu"],
+            ),
+            ("database", &["db01"]),
+            ("rack", &["web10"]),
+            ("zzz", &[]),
+            // Nothing typed: the inventory as it is.
+            (
+                "",
+                &[
+                    "web01", "web10", "db01", "web1", "xweb1", "w-e-b-1", "mail", "Web1-eu",
+                ],
+            ),
+        ];
+        for (query, want) in table {
+            assert_eq!(names(query), *want, "typed {query:?}");
+        }
+    }
+
+    /// Issue 17: on 10,000 hosts `host999` put `host9998` first, and `host1`
+    /// put `host10000` first.
+    #[test]
+    fn exact_name_beats_longer_names_on_a_big_inventory() {
+        let inv: Vec<(String, String)> = (1..=10_000)
+            .map(|i| (format!("host{i}"), format!("rack {}", i % 40)))
+            .collect();
+        let r = |q: &str| rank(q, inv.iter().map(|(n, d)| (n.as_str(), d.as_str())));
+        let top = |q: &str| inv[r(q)[0]].0.clone();
+        assert_eq!(top("host999"), "host999");
+        assert_eq!(top("host1"), "host1");
+        assert_eq!(top("HOST10000"), "host10000");
+        // After the exact name, the prefixes in inventory order.
+        let first: Vec<&str> = r("host1")[..4].iter().map(|&i| inv[i].0.as_str()).collect();
+        assert_eq!(first, ["host1", "host10", "host11", "host12"]);
+        // A digit typed that no name has in that order: only descriptions.
+        assert!(r("rack 39").iter().all(|&i| inv[i].1 == "rack 39"));
+    }
+
+    #[test]
+    fn classify_orders_the_kinds_of_match() {
+        assert_eq!(classify("web01", "web01", ""), Some(Match::Exact));
+        assert_eq!(classify("web", "web01", ""), Some(Match::Prefix));
+        assert_eq!(classify("eb0", "web01", ""), Some(Match::Substring));
+        assert_eq!(classify("w01", "web01", ""), Some(Match::Fuzzy));
+        assert_eq!(
+            classify("front", "web01", "frontend"),
+            Some(Match::Description)
+        );
+        assert_eq!(classify("10w", "web01", "frontend"), None);
+        assert!(Match::Exact < Match::Prefix && Match::Fuzzy < Match::Description);
+    }
+
+    #[test]
+    fn count_line_says_how_many_match() {
+        assert_eq!(count_line(3, 120), "3 of 120 hosts");
+        assert_eq!(count_line(1, 1), "1 of 1 host");
+        assert_eq!(count_line(0, 120), "no host matches");
+    }
+
+    #[test]
+    fn items_label_pads_names_and_ranks_like_rank() {
+        let mk = |name: &str, description: &str| Host {
+            name: name.into(),
+            address: "10.0.0.1".into(),
+            port: 22,
+            user: "u".into(),
+            key: None,
+            password_file: None,
+            description: description.into(),
+            groups: Vec::new(),
+        };
+        let hosts = [mk("web01", "frontend"), mk("db", ""), mk("web", "")];
+        let refs: Vec<&Host> = hosts.iter().collect();
+        let items = Items::new(&refs);
+        assert_eq!(items.len(), 3);
+        assert_eq!(items.label(0), "web01  frontend");
+        assert_eq!(items.label(1), "db");
+        assert_eq!(items.rank("WEB"), [2, 0]);
+        assert_eq!(items.rank("front"), [0]);
+    }
+
+    #[test]
+    fn erase_never_moves_up_zero_rows() {
+        assert_eq!(erase(0), "\r\x1b[J");
+        assert_eq!(erase(3), "\x1b[3A\r\x1b[J");
+        assert_eq!(rows_of(80, 80), 1);
+        assert_eq!(rows_of(81, 80), 2);
+        assert_eq!(rows_of(0, 80), 1);
     }
 }

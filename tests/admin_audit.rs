@@ -5,6 +5,7 @@
 mod common;
 
 use std::fs;
+use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::Output;
@@ -251,10 +252,39 @@ fn follow_shows_records_written_after_it_started() {
     let t = Target::start();
     let gh = Gh::with_targets(&[("web01", &t)]);
     synthetic(&gh);
+    let probe_file = gh.log_dir().join("probe.jsonl");
+    let probe = |n: &str| {
+        rec(
+            "2030-01-01T00:00:00.000Z",
+            "probe",
+            "denied",
+            json!({"request": format!("probe-{n}"), "reason":"not_a_host"}),
+        )
+    };
+    write_lines(&probe_file, &[probe("old")]);
     let mut f = gh.spawn(&["audit", "--follow", "--event", "command,denied"]);
-    // Nothing old without --since; give it a moment to reach the end.
-    f.pump(Duration::from_millis(600));
+    // Synchronise on an event, not on time: append to an existing file until
+    // the follower shows one of those lines; from then on it is following.
+    let deadline = std::time::Instant::now() + scaled(T);
+    for i in 0.. {
+        let mut file = fs::OpenOptions::new()
+            .append(true)
+            .open(&probe_file)
+            .unwrap();
+        writeln!(file, "{}", probe(&format!("live-{i}"))).unwrap();
+        f.pump(Duration::from_millis(250));
+        if f.output().contains("probe-live-") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "audit --follow never showed an appended record: {}",
+            f.output()
+        );
+    }
+    // Nothing old without --since.
     assert!(!f.output().contains("DROP TABLE"), "{}", f.output());
+    assert!(!f.output().contains("probe-old"), "{}", f.output());
     // New records in an existing file…
     session(&gh, "web01", &["echo followed-$((3*3))"]);
     f.expect("echo followed-$((3*3))").unwrap();
@@ -283,6 +313,13 @@ fn count_abandoned(gh: &Gh, session: &Value) -> usize {
     gh.records("session_end")
         .iter()
         .filter(|r| r["session"] == *session && r["reason"] == "abandoned")
+        .count()
+}
+
+fn abandoned_logouts(gh: &Gh, login: &Value) -> usize {
+    gh.records("logout")
+        .iter()
+        .filter(|r| r["login"] == *login && r["reason"] == "abandoned")
         .count()
 }
 
@@ -331,6 +368,15 @@ fn killed_session_gets_an_abandoned_end_exactly_once() {
     assert_eq!(end["host"], "web01");
     assert_eq!(end["exit_status"], Value::Null);
     assert!(end["detail"].as_str().unwrap().contains("is gone"), "{end}");
+    // The byte counts died with the process: left out, not a false 0 …
+    assert!(
+        end.get("bytes_in").is_none() && end.get("bytes_out").is_none(),
+        "{end}"
+    );
+    let table = stdout(&audit(&gh, &["--event", "session_end", "--color", "never"]));
+    assert!(table.contains("bytes unknown"), "{table}");
+    // … and the login the dead process was gets its logout (issue 17).
+    assert_eq!(abandoned_logouts(&gh, &start["login"]), 1);
     // …once: again, and a new login, change nothing.
     let o = audit(&gh, &["--check"]);
     assert!(
@@ -347,7 +393,12 @@ fn killed_session_gets_an_abandoned_end_exactly_once() {
     assert_eq!(count_abandoned(&gh, &start2["session"]), 1);
     assert_eq!(audit(&gh, &["--check"]).status.code(), Some(0));
     assert_eq!(count_abandoned(&gh, &start2["session"]), 1);
-    // The synthetic ends continue the dead sessions' hash chains.
+    assert_eq!(abandoned_logouts(&gh, &start["login"]), 1);
+    assert_eq!(abandoned_logouts(&gh, &start2["login"]), 1);
+    // Every login has exactly one logout.
+    let logins = gh.records("login").len();
+    assert_eq!(gh.records("logout").len(), logins);
+    // The synthetic ends continue the dead sessions' (and logins') hash chains.
     let o = audit(&gh, &["--verify"]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
 }

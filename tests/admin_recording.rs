@@ -124,3 +124,79 @@ fn replay_follow_shows_a_live_session_until_it_ends() {
     watch.expect("end of recording").unwrap();
     assert_eq!(watch.wait_exit(T), Some(0));
 }
+
+/// Issue 17: the short id the audit table prints (the random end of the
+/// UUIDv7) names one session in `replay` and `audit --session`; a prefix
+/// that two sessions share (UUIDv7s start with the time) is refused with
+/// both candidates listed, in both tools.
+#[test]
+fn short_ids_name_one_session_and_shared_prefixes_list_the_candidates() {
+    if skip_without_pty() {
+        return;
+    }
+    let t = Target::start();
+    let gh = Gh::with_targets(&[("web01", &t)]);
+    for word in ["first", "second"] {
+        let mut p = gh.spawn(&["-c", "web01"]);
+        p.expect("tgt$ ").unwrap();
+        p.send_line(&format!("echo {word}-$((6*7))")).unwrap();
+        p.expect(format!("{word}-42")).unwrap();
+        p.send_line("exit").unwrap();
+        p.wait_exit(T).expect("gatehouse exits");
+    }
+    let ids: Vec<String> = gh
+        .records("session_start")
+        .iter()
+        .map(|r| r["session"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    let short: Vec<String> = ids.iter().map(|i| i[i.len() - 8..].to_string()).collect();
+    let run = |args: &[&str]| gh.command().args(args).output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+
+    // The table prints the short form…
+    let table = text(&run(&["audit", "--color", "never"]).stdout);
+    for s in &short {
+        assert!(table.contains(s.as_str()), "{s} not in:\n{table}");
+    }
+    // …and both tools take it.
+    let second = run(&["audit", "--session", &short[1], "--color", "never"]);
+    let out = text(&second.stdout);
+    assert_eq!(second.status.code(), Some(0), "{}", text(&second.stderr));
+    assert!(
+        out.contains("echo second") && !out.contains("echo first"),
+        "{out}"
+    );
+    let played = run(&[
+        "replay",
+        &short[0],
+        "--speed",
+        "1000",
+        "--idle-limit",
+        "0.01",
+    ]);
+    assert_eq!(played.status.code(), Some(0), "{}", text(&played.stderr));
+    assert!(text(&played.stdout).contains("first-42"));
+
+    // The time prefix both ids share names no one session.
+    let common = ids[0]
+        .chars()
+        .zip(ids[1].chars())
+        .take_while(|(a, b)| a == b)
+        .count();
+    assert!(common > 0, "{ids:?}");
+    let prefix = &ids[0][..common];
+    for args in [vec!["audit", "--session", prefix], vec!["replay", prefix]] {
+        let o = run(&args);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains("is ambiguous"), "{args:?}: {err}");
+        for id in &ids {
+            assert!(
+                err.contains(id.as_str()),
+                "{args:?}: {id} not listed: {err}"
+            );
+        }
+        assert!(o.stdout.is_empty(), "{args:?}: printed records anyway");
+    }
+}

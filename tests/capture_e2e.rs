@@ -55,7 +55,7 @@ impl S {
     fn typed(&mut self, text: &str) {
         self.send(text);
         let everything = Regex::new(r"(?s)\A.*").unwrap();
-        let deadline = Instant::now() + T;
+        let deadline = Instant::now() + scaled(T);
         loop {
             let got = cursor_logical_line(&self.p);
             if got.ends_with(text) {
@@ -100,7 +100,7 @@ impl S {
     /// Wait until the row the cursor is on reads exactly `want` (trailing
     /// blanks ignored): the terminal shows what readline made of the keys.
     fn cursor_line(&mut self, want: &str) {
-        let deadline = Instant::now() + T;
+        let deadline = Instant::now() + scaled(T);
         loop {
             let got = cursor_row(&self.p);
             if got == want {
@@ -118,7 +118,7 @@ impl S {
 
     /// Wait until the terminal is (or is no longer) on the alternate screen.
     fn alternate(&mut self, on: bool) {
-        let deadline = Instant::now() + T;
+        let deadline = Instant::now() + scaled(T);
         while self.p.screen().alternate_screen() != on {
             if Instant::now() >= deadline || self.p.is_eof() {
                 panic!(
@@ -132,7 +132,7 @@ impl S {
 
     /// Wait until the screen satisfies `pred`.
     fn screen_until(&mut self, what: &str, pred: impl Fn(&str) -> bool) {
-        let deadline = Instant::now() + T;
+        let deadline = Instant::now() + scaled(T);
         loop {
             let s = self.p.screen_text();
             if pred(&s) {
@@ -779,31 +779,32 @@ fn case_resize_then_long_commands() {
     };
     s.run("echo before-resize", Some("before-resize"));
     s.p.resize(120, 30);
-    s.run("stty size", Some("30 120"));
+    // The resize reaches the target asynchronously: ask until it has.
+    let n1 = stty_size_until(&mut s.p, PROMPT, 30, 120, T);
     let w1 = long_word(230, 'k');
     let c1 = format!("echo {w1}");
     s.send(&c1);
     s.screen_until("the tail", |scr| scr.contains(&c1[c1.len() - 30..]));
     s.enter_expect(Some(&w1));
     s.p.resize(50, 20);
-    s.run("stty size", Some("20 50"));
+    let n2 = stty_size_until(&mut s.p, PROMPT, 20, 50, T);
     let w2 = long_word(140, '3');
     let c2 = format!("echo {w2}");
     s.send(&c2);
     s.screen_until("the tail", |scr| scr.contains(&c2[c2.len() - 30..]));
     s.enter_expect(Some(&w2));
     let (cmds, _) = s.finish();
-    assert_eq!(
-        cmds,
-        [
-            "echo before-resize",
-            "stty size",
-            &c1,
-            "stty size",
-            &c2,
-            "exit"
-        ]
-    );
+    let stty = |n: usize| vec!["stty size".to_string(); n];
+    let want: Vec<String> = [
+        vec!["echo before-resize".to_string()],
+        stty(n1),
+        vec![c1.clone()],
+    ]
+    .into_iter()
+    .chain([stty(n2), vec![c2.clone(), "exit".to_string()]])
+    .flatten()
+    .collect();
+    assert_eq!(cmds, want);
 }
 
 /// Regression: keys with a Tab arriving in one chunk, ahead of any echo (a

@@ -41,9 +41,7 @@ fn target_shell_through_pty_echo_resize_exit_status() {
 
     // SIGWINCH reaches the local ssh, which forwards the new size.
     pty.resize(100, 30);
-    pty.send_line("stty size").unwrap();
-    pty.expect("30 100").unwrap();
-    pty.expect("tgt$ ").unwrap();
+    stty_size_until(&mut pty, "tgt$ ", 30, 100, T);
 
     // The deterministic environment of the target shell.
     pty.send_line("echo \"home=$HOME term=$TERM\"").unwrap();

@@ -178,7 +178,7 @@ fn read_slowly(
     timeout: Duration,
     mut on_tick: impl FnMut(u64),
 ) -> u64 {
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now() + common::scaled(timeout);
     let paced_from = Instant::now();
     let mut total = 0u64;
     let mut tail: Vec<u8> = Vec::new();
@@ -235,12 +235,14 @@ fn slow_terminal_throttles_the_target_and_loses_nothing() {
 
     // One command shape, run twice: with no payload (calibrates the bytes
     // around it: echo of Enter, terminal modes, the marker line) and with.
-    // `sleep 1` after the marker keeps the prompt out of the marker's read.
+    // After the marker the target waits for a line we send only once the
+    // marker is read (`read -r _`): the prompt can never share the marker's
+    // read, however slowly this machine schedules us.
     let run = |p: &mut Pty, n: u64, stalls: &mut dyn FnMut(u64)| -> u64 {
-        let cmd = format!("head -c {n} /dev/zero | base64; echo MARK$((6*7)); sleep 1");
+        let cmd = format!("head -c {n} /dev/zero | base64; echo MARK$((6*7)); read -r _");
         p.send(cmd.as_bytes()).unwrap();
-        p.expect("sleep 1").unwrap();
-        std::thread::sleep(Duration::from_millis(300));
+        // The echo of the whole line, then the Enter that runs it.
+        p.expect("read -r _").unwrap();
         p.pump(Duration::from_millis(100));
         p.send(b"\r").unwrap();
         let fd = p.master_fd().unwrap();
@@ -251,6 +253,7 @@ fn slow_terminal_throttles_the_target_and_loses_nothing() {
             Duration::from_secs(1800),
             stalls,
         );
+        p.send(b"\r").unwrap();
         p.expect(PROMPT).unwrap();
         total
     };
@@ -281,7 +284,24 @@ fn slow_terminal_throttles_the_target_and_loses_nothing() {
             let producer = common::descendants_of(target_pid)
                 .into_iter()
                 .find(|&q| comm(q) == "base64");
-            std::thread::sleep(Duration::from_secs(1));
+            // The buffers between the producer and this terminal (pipe,
+            // sshd, socket, SSH window, relay, pty) take a moment to fill;
+            // on a loaded machine more than a fixed second. Wait until the
+            // producer stopped (at most a scaled deadline: one that never
+            // stops fails the assertion below), then measure.
+            let fill_by = Instant::now() + common::scaled(Duration::from_secs(10));
+            loop {
+                let a = producer.and_then(wchar);
+                std::thread::sleep(Duration::from_secs(1));
+                let b = producer.and_then(wchar);
+                let stopped = match (a, b) {
+                    (Some(a), Some(b)) => b - a <= 256 * 1024,
+                    _ => true,
+                };
+                if stopped || Instant::now() >= fill_by {
+                    break;
+                }
+            }
             let w1 = producer.and_then(wchar);
             let c1 = cpu_ticks(gh_pid);
             std::thread::sleep(Duration::from_secs(2));
@@ -344,7 +364,18 @@ fn idle_session_uses_no_cpu() {
     let gh = Gh::builder().target("tgt", &target).build();
     let mut p = gh.spawn(&["-c", "tgt"]);
     p.expect(PROMPT).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // Start measuring once the relay has finished with the session's start
+    // (its CPU time stopped moving for half a second), not after a fixed
+    // pause a loaded machine may not honour. A relay that spins never
+    // settles and fails below.
+    let settle_by = Instant::now() + common::scaled(Duration::from_secs(10));
+    loop {
+        let before = cpu_ticks(p.pid());
+        p.pump(Duration::from_millis(500));
+        if cpu_ticks(p.pid()) == before || Instant::now() >= settle_by {
+            break;
+        }
+    }
     let t0 = cpu_ticks(p.pid());
     std::thread::sleep(Duration::from_secs(secs));
     let used = cpu_ticks(p.pid()) - t0;
@@ -360,24 +391,30 @@ fn idle_timeout_ends_on_time_with_its_record() {
     if common::skip_without_pty() {
         return;
     }
+    // Long enough that a loaded machine cannot spend it before the prompt
+    // appears (the relay's idle clock starts with the session, before the
+    // target's shell has drawn anything): 3 s times the suite's scale.
+    let idle_setting = common::scaled_setting(3);
+    let idle = Duration::from_secs(idle_setting.trim_end_matches('s').parse().unwrap());
     let target = Target::start();
     let gh = Gh::builder()
         .target("tgt", &target)
-        .idle_timeout("3s")
+        .idle_timeout(&idle_setting)
         .build();
     let mut p = gh.spawn(&["-c", "tgt"]);
     p.expect(PROMPT).unwrap();
+    // The clock starts before the last key is sent: Gatehouse reads it
+    // later, so it may not close the session sooner than `idle` after this.
+    let last_key = Instant::now();
     p.send_line("echo last").unwrap();
     p.expect("\nlast\n").unwrap();
-    let last_key = Instant::now();
-    p.expect_within("idle for too long", Duration::from_secs(20))
+    p.expect_within("idle for too long", idle + Duration::from_secs(20))
         .unwrap();
     let after = last_key.elapsed();
-    eprintln!("idle_timeout 3s: session closed {after:?} after the last key");
-    assert!(
-        after >= Duration::from_millis(2900) && after < Duration::from_secs(8),
-        "closed after {after:?}"
-    );
+    eprintln!("idle_timeout {idle_setting}: session closed {after:?} after the last key");
+    // Not early (that would be a bug at any load); "late" only by the
+    // generous, scaled deadline of the expect above.
+    assert!(after >= idle, "closed after {after:?}, before {idle:?}");
     let end = gh.wait_for_record(|r| r["event"] == "session_end", Duration::from_secs(10));
     assert_eq!(end["reason"], "idle_timeout");
     let cmds = gh.records("command");

@@ -336,16 +336,7 @@ fn window_resize_reaches_the_target() {
     p.expect("tgt$ ").unwrap();
     p.resize(132, 40);
     // Resize events are asynchronous: ask until the target has it.
-    let mut seen = false;
-    for _ in 0..20 {
-        p.send_line("stty size").unwrap();
-        let f = p.expect("tgt$ ").unwrap();
-        if f.before.contains("40 132") {
-            seen = true;
-            break;
-        }
-    }
-    assert!(seen, "the target never saw 132x40");
+    stty_size_until(&mut p, "tgt$ ", 40, 132, T);
     p.send_line("exit").unwrap();
     wait_exit(&mut p);
 }
@@ -470,7 +461,12 @@ fn idle_timeout_ends_the_session() {
         return;
     }
     let t = Target::start();
-    let gh = Gh::builder().target("web01", &t).idle_timeout("2s").build();
+    // Scaled: the idle clock starts before the target's prompt is drawn, and
+    // a loaded machine must not spend it all on that.
+    let gh = Gh::builder()
+        .target("web01", &t)
+        .idle_timeout(&scaled_setting(2))
+        .build();
     let mut p = gh.spawn(&["-c", "web01"]);
     p.expect("tgt$ ").unwrap();
     p.expect("idle for too long").unwrap();
@@ -877,19 +873,7 @@ fn after_the_menu_sessions_read_the_real_terminal() {
         p.send(keys::ENTER).unwrap();
         p.expect("tgt$ ").unwrap();
         p.resize(90 + round, 30);
-        let mut seen = false;
-        for _ in 0..20 {
-            p.send_line("stty size").unwrap();
-            if p.expect("tgt$ ")
-                .unwrap()
-                .before
-                .contains(&format!("30 {}", 90 + round))
-            {
-                seen = true;
-                break;
-            }
-        }
-        assert!(seen, "round {round}: the resize never reached the target");
+        stty_size_until(&mut p, "tgt$ ", 30, 90 + round, T);
         p.send_line("exit").unwrap();
     }
     p.expect(MENU).unwrap();
@@ -942,4 +926,71 @@ fn known_rsa_key_is_used_when_the_target_prefers_ed25519() {
         .unwrap()
         .to_string();
     assert_eq!(gh.records("session_start")[0]["host_key"], fp.as_str());
+}
+
+/// Issue 17: on 10,000 hosts, typing a whole name puts that host under
+/// Enter (not a longer name that merely starts with it: `host999` once
+/// opened `host9998`), a line says how many hosts match, and text that
+/// matches nothing says so instead of showing a blank list.
+#[test]
+fn menu_of_10000_hosts_puts_the_typed_name_under_enter() {
+    let t = Target::start(); // only for a client key that exists
+    let port = closed_port();
+    let mut b = Gh::builder();
+    for i in 1..=10_000 {
+        b = b.host(
+            HostSpec::new(&format!("host{i}"), "127.0.0.1", port, &t.user)
+                .key(&t.key_path)
+                .description(&format!("rack {}", i % 40)),
+        );
+    }
+    let gh = b.build();
+    let mut p = gh.spawn(&[]);
+    p.expect(MENU).unwrap();
+    let count = |n: &str| regex::Regex::new(&format!(r"(?m)^\s*{n} of 10000 hosts\s*$")).unwrap();
+    p.expect_screen(count("10000"), T).unwrap();
+
+    p.send("zzz").unwrap();
+    p.expect_screen(
+        regex::Regex::new(r"(?m)^\s*no host matches\s*$").unwrap(),
+        T,
+    )
+    .unwrap();
+    p.send([keys::BACKSPACE; 3].concat()).unwrap();
+    p.expect_screen(count("10000"), T).unwrap();
+
+    // Exact name first, although 10 longer names start with it.
+    p.send("host999").unwrap();
+    let screen = p
+        .expect_screen(regex::Regex::new(r"(?m)^❯ host999 ").unwrap(), T)
+        .unwrap();
+    assert!(screen.contains("  host9990 "), "prefixes follow:\n{screen}");
+    p.send(keys::ENTER).unwrap();
+    let picked = p
+        .expect(regex::Regex::new(r"Connecting to (\S+)…").unwrap())
+        .unwrap();
+    assert_eq!(picked.groups[1].as_deref(), Some("host999"));
+    p.expect("cannot reach host999").unwrap();
+    p.expect(MENU).unwrap();
+
+    // The shortest name, among 1,111 others starting with it.
+    p.send("host1").unwrap();
+    p.send(keys::ENTER).unwrap();
+    let picked = p
+        .expect(regex::Regex::new(r"Connecting to (\S+)…").unwrap())
+        .unwrap();
+    assert_eq!(picked.groups[1].as_deref(), Some("host1"));
+    p.expect(MENU).unwrap();
+
+    // One match, counted.
+    p.send("host10000").unwrap();
+    p.expect_screen(count("1"), T).unwrap();
+    p.send(keys::ESC).unwrap();
+    assert_eq!(wait_exit(&mut p), 0);
+    let hosts: Vec<String> = gh
+        .records("error")
+        .iter()
+        .map(|r| r["host"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(hosts, ["host999", "host1"]);
 }

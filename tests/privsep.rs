@@ -404,7 +404,7 @@ fn gatehouse_pids(uid: u32) -> Vec<i32> {
 }
 
 fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now() + scaled(timeout);
     while !f() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
@@ -432,7 +432,7 @@ fn run(mut cmd: Command, timeout: Duration) -> (i32, String) {
         let _ = err.read_to_string(&mut s);
         s
     });
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now() + scaled(timeout);
     let code = loop {
         if let Some(st) = child.try_wait().unwrap() {
             break st.code().unwrap_or(-1);
@@ -473,7 +473,7 @@ impl Victim {
 }
 
 fn wait_port(port: u16, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now() + scaled(timeout);
     while Instant::now() < deadline {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return true;
@@ -687,7 +687,8 @@ fn local_forward_opens_no_tunnel(env: &Env) {
     let _ssh = bg(env.ssh(op, &["-N", "-L", &spec]));
     assert!(wait_port(lport, T), "ssh -L did not listen locally");
     let mut s = TcpStream::connect(("127.0.0.1", lport)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.set_read_timeout(Some(scaled(Duration::from_secs(5))))
+        .unwrap();
     let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n");
     let mut buf = [0u8; 16];
     assert!(matches!(s.read(&mut buf), Ok(0) | Err(_)), "data came back");
@@ -719,7 +720,8 @@ fn dynamic_forward_opens_no_tunnel(env: &Env) {
     let _ssh = bg(env.ssh(op, &["-N", "-D", &dport.to_string()]));
     assert!(wait_port(dport, T), "ssh -D did not listen locally");
     let mut s = TcpStream::connect(("127.0.0.1", dport)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.set_read_timeout(Some(scaled(Duration::from_secs(5))))
+        .unwrap();
     // SOCKS5: no auth, then CONNECT 127.0.0.1:victim.
     s.write_all(&[5, 1, 0]).unwrap();
     let mut hello = [0u8; 2];
@@ -867,6 +869,26 @@ fn stty_size(p: &Pty, rows: u32, cols: u32) {
     ));
 }
 
+/// Asks the target its window size until it reports `want` (a window
+/// change travels asynchronously: SIGWINCH → ssh → Gatehouse → the target's
+/// pty, racing the typed line). Any size other than `want` or `before`
+/// fails at once; `before` only until the scaled deadline.
+fn target_size_becomes(p: &mut Pty, want: &str, before: &str) {
+    let deadline = Instant::now() + scaled(T);
+    let reported = regex::Regex::new(r"S=(\d+ \d+)\.").unwrap();
+    loop {
+        p.send_line("echo \"S=$(stty size).\"").unwrap();
+        let size = p.expect(&reported).unwrap();
+        match size.groups[1].as_deref() {
+            Some(s) if s == want => return,
+            Some(s) if s == before && Instant::now() < deadline => {
+                p.pump(Duration::from_millis(100))
+            }
+            other => panic!("the target's window is {other:?}, not {want}"),
+        }
+    }
+}
+
 fn extreme_window_sizes_are_clamped(env: &Env) {
     let op = env.op(0);
     let mut p = menu_session(env, op, 0, 0, &[]);
@@ -876,12 +898,11 @@ fn extreme_window_sizes_are_clamped(env: &Env) {
     p.send("web01").unwrap();
     p.send(keys::ENTER).unwrap();
     p.expect("tgt$ ").unwrap();
-    p.send_line("echo \"S=$(stty size).\"").unwrap();
-    p.expect("S=1000 1000.").unwrap();
+    // The menu session began 0x0 (→ 80x24): until the huge size arrives,
+    // the target may still report that.
+    target_size_becomes(&mut p, "1000 1000", "24 80");
     stty_size(&p, 0, 0);
-    p.pump(Duration::from_millis(300));
-    p.send_line("echo \"S=$(stty size).\"").unwrap();
-    p.expect("S=24 80.").unwrap();
+    target_size_becomes(&mut p, "24 80", "1000 1000");
     p.send_line("exit").unwrap();
     p.expect(MENU).unwrap();
     leave_menu(&mut p);

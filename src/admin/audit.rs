@@ -8,7 +8,7 @@
 #![forbid(unsafe_code)]
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::ffi::OsString;
 use std::io::{self, IsTerminal, Write};
 use std::os::unix::fs::MetadataExt;
@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use super::args::{Arg, Args};
 use super::filter::{parse_when, ts_key, Filter};
+use super::ids::{self, Lookup};
 use super::{log_dir_from_config, AdminError};
 use crate::audit::abandoned;
 use crate::audit::chain::Verifier;
@@ -33,7 +34,8 @@ that match every filter, oldest first, as a table or (--json) unchanged.
 Filters (repeat --user/--host/--session to allow several):
   --user NAME            records of this unix user
   --host NAME|GLOB       records about this host (web01, 'db*')
-  --session ID           a session id, or its first or last characters
+  --session ID           a session: its id, the short form this table prints,
+                         or any other unambiguous prefix or suffix of the id
   --event LIST           comma-separated: login,logout,session_start,command,
                          session_end,denied,error
   --since WHEN           at or after WHEN: RFC 3339, a date, or an age (2h, 30m, 7d)
@@ -45,6 +47,8 @@ Filters (repeat --user/--host/--session to allow several):
 Output:
   --json                 the matching lines exactly as stored (for jq)
   --color auto|always|never   (auto: only on a terminal; NO_COLOR is honoured)
+                         On a terminal each line is cut to its width (…) and
+                         CLIENT is left out when it is narrow; piped, whole lines
   -f, --follow           keep printing new records, from every file (new files
                          too); history is shown only with --since
 
@@ -54,8 +58,11 @@ Maintenance:
   --verify               check every hash chain; report the first broken link
                          of each session or login; exit 1 if any
 
-  --log-dir DIR          read DIR instead of the config's log_dir
-  --config PATH          the config to take log_dir from
+  --log-dir DIR          read DIR (a log_dir: <user>.jsonl files) instead of
+                         the config's log_dir; --dir DIR is the same
+  --config PATH          the config to take log_dir from (default: as the
+                         login shell finds it: GATEHOUSE_CONFIG, then
+                         ~/.config/gatehouse/config.toml, then /etc/gatehouse)
 ";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,7 +155,7 @@ fn parse(args: Vec<OsString>) -> Result<Option<Opts>, String> {
             "--follow" | "-f" => follow = true,
             "--check" => mode = Mode::Check,
             "--verify" => mode = Mode::Verify,
-            "--log-dir" => log_dir = Some(PathBuf::from(a.value(&name, inline)?)),
+            "--log-dir" | "--dir" => log_dir = Some(PathBuf::from(a.value(&name, inline)?)),
             "--config" => config = Some(PathBuf::from(a.value(&name, inline)?)),
             "--help" | "-h" => return Ok(None),
             other => {
@@ -186,7 +193,7 @@ fn parse(args: Vec<OsString>) -> Result<Option<Opts>, String> {
 }
 
 pub fn run(args: Vec<OsString>) -> i32 {
-    let opts = match super::parsed(parse(args), USAGE) {
+    let mut opts = match super::parsed(parse(args), USAGE) {
         Ok(o) => o,
         Err(code) => return code,
     };
@@ -198,7 +205,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         }
     };
     let result = match opts.mode {
-        Mode::Show => show(&opts, &dir),
+        Mode::Show => resolve_sessions(&mut opts, &dir).and_then(|()| show(&opts, &dir)),
         Mode::Check => check(&opts, &dir),
         Mode::Verify => verify(&opts, &dir),
     };
@@ -211,6 +218,66 @@ pub fn run(args: Vec<OsString>) -> i32 {
             1
         }
     }
+}
+
+/// Each `--session` as typed → the full id it names (`ids::lookup`: a
+/// prefix or suffix, such as the short form the table prints). Ambiguous:
+/// an error listing the candidates. Naming no session yet: kept as typed
+/// (with --follow it may name a session still to come).
+fn resolve_sessions(opts: &mut Opts, dir: &Path) -> Result<(), AdminError> {
+    if opts.filter.sessions.is_empty() {
+        return Ok(());
+    }
+    // Every session once, in the order met, with what tells it apart.
+    let mut known: Vec<(String, String)> = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
+    for p in jsonl_files(dir, &opts.filter.users)? {
+        let Ok(mut r) = JsonlReader::open(&p) else {
+            continue; // `show` reports it
+        };
+        while let Some(line) = r.next_line().map_err(read_err(&p))? {
+            let Line::Record { value, .. } = line else {
+                continue; // `show` reports corrupt lines
+            };
+            let Some(id) = value.get("session").and_then(|v| v.as_str()) else {
+                continue;
+            };
+            if seen.insert(id.to_string()) {
+                let ts = s(&value, "ts");
+                known.push((
+                    id.to_string(),
+                    format!(
+                        "{}  {}  {}@{}",
+                        visible(id, 64),
+                        ts.get(..19).unwrap_or(ts).replace('T', " "),
+                        visible(s(&value, "user"), 32),
+                        visible(s(&value, "host"), 64)
+                    ),
+                ));
+            }
+        }
+    }
+    for typed in opts.filter.sessions.iter_mut() {
+        match ids::lookup(typed, known.iter().map(|(id, _)| id.as_str())) {
+            Lookup::Found(id) => *typed = id,
+            Lookup::None if !opts.follow => {
+                crate::say_err!("gatehouse: no session matches {:?}", visible(typed, 64));
+            }
+            Lookup::None => {}
+            Lookup::Ambiguous(ids) => {
+                let candidates = ids
+                    .iter()
+                    .filter_map(|id| known.iter().find(|(k, _)| k == id))
+                    .map(|(_, line)| line.clone())
+                    .collect();
+                return Err(AdminError::Ambiguous {
+                    typed: visible(typed, 64),
+                    candidates,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `<dir>/*.jsonl`, sorted; only the named users' files when `--user`
@@ -486,17 +553,56 @@ struct Printer {
     json: bool,
     color: bool,
     header_done: bool,
+    /// On a terminal, its width: every line is cut to it (the detail, last,
+    /// ends in `…`) instead of wrapping. None (a pipe, a file): whole lines.
+    width: Option<usize>,
 }
 
 const WIDTHS: [usize; 6] = [19, 10, 21, 10, 8, 13];
 const HEADS: [&str; 6] = ["TIME (UTC)", "USER", "CLIENT", "HOST", "SESSION", "EVENT"];
+/// The CLIENT column, left out on a terminal too narrow to show it and
+/// still `MIN_DETAIL` columns of detail (the command is what one reads).
+const CLIENT: usize = 2;
+const MIN_DETAIL: usize = 30;
+
+/// Columns before the detail, with or without CLIENT.
+fn prefix_width(client: bool) -> usize {
+    WIDTHS
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| client || i != CLIENT)
+        .map(|(_, w)| w + 2)
+        .sum()
+}
 
 impl Printer {
     fn new(json: bool, color: bool) -> Printer {
+        let width = if json {
+            None
+        } else {
+            console::Term::stdout()
+                .size_checked()
+                .map(|(_, cols)| cols as usize)
+                .filter(|&c| c > 0)
+        };
         Printer {
             json,
             color,
             header_done: false,
+            width,
+        }
+    }
+
+    fn client_column(&self) -> bool {
+        self.width
+            .map_or(true, |w| w >= prefix_width(true) + MIN_DETAIL)
+    }
+
+    /// `line` cut to the terminal's width (escape sequences do not count).
+    fn fit(&self, line: &str) -> String {
+        match self.width {
+            Some(w) => console::truncate_str(line, w, "…").into_owned(),
+            None => line.to_string(),
         }
     }
 
@@ -505,20 +611,29 @@ impl Printer {
             out.write_all(bytes)?;
             return out.write_all(b"\n");
         }
+        let client = self.client_column();
         if !self.header_done {
             self.header_done = true;
             let mut line = String::new();
-            for (h, w) in HEADS.iter().zip(WIDTHS) {
-                line.push_str(&format!("{h:<w$}  "));
+            for (i, (h, w)) in HEADS.iter().zip(WIDTHS).enumerate() {
+                if client || i != CLIENT {
+                    line.push_str(&format!("{h:<w$}  "));
+                }
             }
             line.push_str("DETAIL");
+            let line = self.fit(&line);
             if self.color {
                 writeln!(out, "\x1b[1m{line}\x1b[0m")?;
             } else {
                 writeln!(out, "{line}")?;
             }
         }
-        writeln!(out, "{}", row(rec, self.color))
+        let line = self.fit(&row(rec, self.color, client));
+        if self.color && self.width.is_some() {
+            // A cut inside the coloured EVENT cell must not colour what follows.
+            return writeln!(out, "{line}\x1b[0m");
+        }
+        writeln!(out, "{line}")
     }
 }
 
@@ -560,7 +675,14 @@ fn detail(rec: &Value) -> String {
             s(rec, "mode"),
             n("pid").map(|p| p.to_string()).unwrap_or_default()
         ),
-        "logout" => format!("after {}", human_ms(n("duration_ms").unwrap_or(0))),
+        "logout" => match rec.get("reason").and_then(|r| r.as_str()) {
+            Some(r) => format!(
+                "{} after {}",
+                visible(r, 32),
+                human_ms(n("duration_ms").unwrap_or(0))
+            ),
+            None => format!("after {}", human_ms(n("duration_ms").unwrap_or(0))),
+        },
         "session_start" => {
             let mut d = format!(
                 "{} {}",
@@ -577,12 +699,16 @@ fn detail(rec: &Value) -> String {
                 Some(Value::Number(x)) => format!(" status {x}"),
                 _ => String::new(),
             };
+            // No counts (an abandoned session's died with its process):
+            // say so, never print a 0 nobody measured.
+            let bytes = match (n("bytes_in"), n("bytes_out")) {
+                (Some(i), Some(o)) => format!("{} in / {} out", human_bytes(i), human_bytes(o)),
+                _ => "bytes unknown".to_string(),
+            };
             let mut d = format!(
-                "{}{status} after {}, {} in / {} out",
+                "{}{status} after {}, {bytes}",
                 s(rec, "reason"),
                 human_ms(n("duration_ms").unwrap_or(0)),
-                human_bytes(n("bytes_in").unwrap_or(0)),
-                human_bytes(n("bytes_out").unwrap_or(0))
             );
             if let Some(x) = rec.get("detail").and_then(|d| d.as_str()) {
                 d.push_str(&format!(" ({})", visible(x, 300)));
@@ -595,11 +721,11 @@ fn detail(rec: &Value) -> String {
     }
 }
 
-fn row(rec: &Value, color: bool) -> String {
+fn row(rec: &Value, color: bool, client: bool) -> String {
     let ts = s(rec, "ts");
     let time = ts.get(..19).unwrap_or(ts).replace('T', " ");
     let session = s(rec, "session");
-    let short = session.get(session.len().saturating_sub(8)..).unwrap_or("");
+    let short = ids::short(session);
     let event = s(rec, "event");
     let cells = [
         time,
@@ -611,6 +737,9 @@ fn row(rec: &Value, color: bool) -> String {
     ];
     let mut line = String::new();
     for (i, (c, w)) in cells.iter().zip(WIDTHS).enumerate() {
+        if i == CLIENT && !client {
+            continue;
+        }
         let cell = format!("{c:<w$}");
         if color && i == 5 {
             line.push_str(&format!("{}{cell}\x1b[0m", event_color(rec)));
@@ -662,7 +791,7 @@ mod tests {
         let r = json!({"ts":"2026-11-28T18:24:56.123Z","event":"command","user":"alice",
             "client":"10.0.0.5:51234","host":"web01","session":"0190-ffff0001",
             "command":"echo \u{1b}[2J\nls"});
-        let line = row(&r, false);
+        let line = row(&r, false, true);
         assert!(
             line.starts_with("2026-11-28 18:24:56  alice       10.0.0.5:51234"),
             "{line}"
@@ -670,6 +799,44 @@ mod tests {
         assert!(line.contains("ffff0001"));
         assert!(line.ends_with("echo \\u{1b}[2J ⏎ ls"), "{line}");
         assert!(!line.contains('\u{1b}'));
+    }
+
+    #[test]
+    fn on_a_terminal_lines_fit_its_width() {
+        let r = json!({"ts":"2026-11-28T18:24:56.123Z","event":"command","user":"alice",
+            "client":"10.0.0.5:51234","host":"web01","session":"0190-ffff0001",
+            "command": format!("echo {}", "x".repeat(300))});
+        let mut out = Vec::new();
+        let mut p = Printer::new(false, true);
+        p.width = Some(140);
+        p.print(&mut out, b"", &r).unwrap();
+        p.print(&mut out, b"", &r).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            let w = console::measure_text_width(line);
+            // The header is short; a long row is cut exactly at the edge.
+            assert!(if i == 0 { w <= 140 } else { w == 140 }, "{line:?}");
+        }
+        assert!(text.contains("CLIENT") && text.contains("10.0.0.5:51234"));
+        assert!(text.lines().nth(1).unwrap().contains("echo xxx"));
+        assert!(text.trim_end().trim_end_matches("\x1b[0m").ends_with('…'));
+        // Narrower: CLIENT goes, the command stays readable.
+        let mut out = Vec::new();
+        let mut p = Printer::new(false, false);
+        p.width = Some(100);
+        p.print(&mut out, b"", &r).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            !text.contains("CLIENT") && !text.contains("10.0.0.5"),
+            "{text}"
+        );
+        assert!(text.lines().nth(1).unwrap().contains("echo xxxxxxxxxx"));
+        // A pipe (no width): whole lines.
+        let mut out = Vec::new();
+        let mut p = Printer::new(false, false);
+        p.width = None;
+        p.print(&mut out, b"", &r).unwrap();
+        assert!(String::from_utf8(out).unwrap().contains(&"x".repeat(300)));
     }
 
     #[test]

@@ -10,6 +10,7 @@
 mod args;
 pub mod audit;
 pub mod filter;
+pub mod ids;
 pub mod replay;
 
 use std::fmt;
@@ -24,9 +25,21 @@ use crate::login;
 #[derive(Debug)]
 pub enum AdminError {
     Config(String),
-    ReadDir { path: PathBuf, err: io::Error },
-    Read { path: PathBuf, err: io::Error },
+    ReadDir {
+        path: PathBuf,
+        err: io::Error,
+    },
+    Read {
+        path: PathBuf,
+        err: io::Error,
+    },
     NotFound(String),
+    /// A typed session id that names several sessions: the text typed and
+    /// one line per candidate (its id, then what tells them apart).
+    Ambiguous {
+        typed: String,
+        candidates: Vec<String>,
+    },
     Io(io::Error),
 }
 
@@ -39,6 +52,17 @@ impl fmt::Display for AdminError {
             }
             AdminError::Read { path, err } => write!(f, "cannot read {}: {err}", path.display()),
             AdminError::NotFound(m) => f.write_str(m),
+            AdminError::Ambiguous { typed, candidates } => {
+                write!(
+                    f,
+                    "session {typed:?} is ambiguous: it matches {} sessions; give more of the id:",
+                    candidates.len()
+                )?;
+                for c in candidates {
+                    write!(f, "\n  {c}")?;
+                }
+                Ok(())
+            }
             AdminError::Io(e) => write!(f, "{e}"),
         }
     }
@@ -88,7 +112,24 @@ pub fn log_dir_from_config(
     };
     Config::load(&path)
         .map(|c| c.settings.log_dir)
-        .map_err(|e| AdminError::Config(e.to_string()))
+        .map_err(|e| AdminError::Config(format!("{e}; {}", where_hint(privileged))))
+}
+
+/// What to do when the config that names log_dir cannot be read (issue 17:
+/// a plain `gatehouse audit` on a machine without /etc/gatehouse only named
+/// the missing file).
+fn where_hint(privileged: bool) -> &'static str {
+    if privileged {
+        "read a log dir directly with --log-dir DIR"
+    } else {
+        "point the tool at a config with --config PATH (or GATEHOUSE_CONFIG=PATH), \
+         or at a log dir with --log-dir DIR"
+    }
+}
+
+/// "1 host", "2 hosts", "0 hosts".
+fn counted(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// The audit tools may run setuid only for root: an operator who runs the
@@ -148,10 +189,10 @@ pub fn run(cmd: Admin) -> i32 {
             match Config::load(&path) {
                 Ok(c) => {
                     crate::say_out!(
-                        "{}: OK ({} hosts, {} access rules; logs in {})",
+                        "{}: OK ({}, {}; logs in {})",
                         path.display(),
-                        c.hosts.len(),
-                        c.access.len(),
+                        counted(c.hosts.len(), "host", "hosts"),
+                        counted(c.access.len(), "access rule", "access rules"),
                         c.settings.log_dir.display()
                     );
                     0

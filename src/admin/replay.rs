@@ -28,7 +28,9 @@ pub const USAGE: &str = "\
 Usage: gatehouse replay SESSION|FILE [OPTIONS]
 
 Plays a session recording (asciicast v2) in this terminal. SESSION is a
-session id from the audit trail; the file is <log_dir>/sessions/<user>/SESSION.cast.
+session id from the audit trail: whole, the short form `gatehouse audit`
+prints, or any unambiguous prefix or suffix of it (an ambiguous one lists
+the candidates); the file is <log_dir>/sessions/<user>/SESSION.cast.
 
   --speed N          play N times faster (0.5 = half speed); default 1
   --idle-limit S     cap every pause at S seconds
@@ -36,6 +38,7 @@ session id from the audit trail; the file is <log_dir>/sessions/<user>/SESSION.c
                      once, then new output as it is written, until the
                      session ends (its session_end is in the audit trail)
   --log-dir DIR      find SESSION under DIR instead of the config's log_dir
+                     (--dir DIR is the same)
   --config PATH      the config to take log_dir from
 
 Keys: q or Ctrl-C quits, space pauses and resumes.
@@ -77,7 +80,7 @@ fn parse(args: Vec<OsString>) -> Result<Option<Opts>, String> {
                 "--speed" => o.speed = positive(&name, &a.value(&name, inline)?)?,
                 "--idle-limit" => o.idle_limit = Some(positive(&name, &a.value(&name, inline)?)?),
                 "--follow" | "-f" => o.follow = true,
-                "--log-dir" => o.log_dir = Some(PathBuf::from(a.value(&name, inline)?)),
+                "--log-dir" | "--dir" => o.log_dir = Some(PathBuf::from(a.value(&name, inline)?)),
                 "--config" => o.config = Some(PathBuf::from(a.value(&name, inline)?)),
                 "--help" | "-h" => return Ok(None),
                 other => {
@@ -123,16 +126,43 @@ fn resolve(o: &Opts) -> Result<PathBuf, AdminError> {
         path: sessions.clone(),
         err,
     })?;
+    // Every recording: (session id, user, path). An id can be typed whole
+    // or as any unambiguous prefix or suffix (the audit table's short form).
+    let mut casts: Vec<(String, String, PathBuf)> = Vec::new();
     for user_dir in rd.filter_map(|e| e.ok()) {
-        let cand = user_dir.path().join(format!("{id}.cast"));
-        if cand.is_file() {
-            return Ok(cand);
+        let user = user_dir.file_name().to_string_lossy().into_owned();
+        let Ok(files) = std::fs::read_dir(user_dir.path()) else {
+            continue;
+        };
+        for f in files.filter_map(|e| e.ok()) {
+            let path = f.path();
+            if path.extension().is_some_and(|x| x == "cast") {
+                if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
+                    casts.push((stem.to_string(), user.clone(), path.clone()));
+                }
+            }
         }
     }
-    Err(AdminError::NotFound(format!(
-        "no recording of session {id} under {}",
-        sessions.display()
-    )))
+    casts.sort();
+    match super::ids::lookup(id, casts.iter().map(|(s, _, _)| s.as_str())) {
+        super::ids::Lookup::Found(full) => Ok(casts
+            .into_iter()
+            .find(|(s, _, _)| *s == full)
+            .map(|(_, _, p)| p)
+            .unwrap_or_default()),
+        super::ids::Lookup::Ambiguous(ids) => Err(AdminError::Ambiguous {
+            typed: id.clone(),
+            candidates: ids
+                .iter()
+                .filter_map(|i| casts.iter().find(|(s, _, _)| s == i))
+                .map(|(s, u, _)| format!("{s}  (user {u})"))
+                .collect(),
+        }),
+        super::ids::Lookup::None => Err(AdminError::NotFound(format!(
+            "no recording of session {id} under {}",
+            sessions.display()
+        ))),
+    }
 }
 
 /// What the keyboard asked for.

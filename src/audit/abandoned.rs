@@ -2,6 +2,9 @@
 //! `session_end` (kill -9, OOM, power loss) leaves a `session_start` whose
 //! process is gone. `sweep` finds those and writes the missing end for
 //! them, `reason: "abandoned"`, continuing the dead session's hash chain.
+//! Its byte counts died with the process, so the record leaves them out
+//! (unknown, not 0). The dead process was the whole login: when the login
+//! has no `logout`, the sweep writes one too (`reason: "abandoned"`).
 //!
 //! A session is gone when its `boot_id` is not this boot's, or its `pid`
 //! is not running, or that pid now belongs to another program or to a
@@ -14,7 +17,7 @@
 //! sessions never take the lock (O_APPEND keeps their lines whole).
 #![forbid(unsafe_code)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs::File;
 use std::io;
@@ -25,6 +28,7 @@ use serde_json::Value;
 
 use super::chain::{hash_line, Link};
 use super::reader::{JsonlReader, Line};
+use super::record::UNKNOWN_BYTES;
 use super::{AuditError, AuditLog, EndReason, Event};
 
 /// `/proc/sys/kernel/random/boot_id`: changes at every boot.
@@ -226,17 +230,19 @@ pub fn sweep(path: &Path, tail: Option<u64>) -> Result<Vec<Closed>, SweepError> 
             .map_err(read_err)?;
     }
     let mut open: HashMap<String, Open> = HashMap::new();
+    let mut logins = Logins::default();
     while let Some(line) = reader.next_line().map_err(read_err)? {
         let Line::Record { bytes, value, .. } = line else {
-            continue;
-        };
-        let Some(session) = value.get("session").and_then(|s| s.as_str()) else {
             continue;
         };
         let link = value.get("n").and_then(|n| n.as_u64()).map(|n| Link {
             n,
             hash: hash_line(&bytes),
         });
+        let Some(session) = value.get("session").and_then(|s| s.as_str()) else {
+            logins.note(&value, link);
+            continue;
+        };
         match str_of(&value, "event") {
             "session_start" => {
                 let ms = ts_ms(&value);
@@ -313,10 +319,23 @@ pub fn sweep(path: &Path, tail: Option<u64>) -> Result<Vec<Closed>, SweepError> 
             reason: EndReason::Abandoned,
             detail: Some(&detail),
             duration_ms,
-            bytes_in: 0,
-            bytes_out: 0,
+            bytes_in: UNKNOWN_BYTES,
+            bytes_out: UNKNOWN_BYTES,
         })
         .map_err(SweepError::Write)?;
+        // The process that died was the whole login: close it too, once.
+        if let Some(link) = logins.close(login) {
+            log.resume_chain(login, link);
+            let duration_ms = match (logins.started_ms(login), last) {
+                (Some(a), Some(b)) if b > a => (b - a) as u64,
+                _ => 0,
+            };
+            log.write(&Event::Logout {
+                duration_ms,
+                reason: Some("abandoned"),
+            })
+            .map_err(SweepError::Write)?;
+        }
         closed.push(Closed {
             session,
             user: user.to_string(),
@@ -326,6 +345,53 @@ pub fn sweep(path: &Path, tail: Option<u64>) -> Result<Vec<Closed>, SweepError> 
     }
     drop(lock);
     Ok(closed)
+}
+
+/// The logins seen by a sweep (records without a session): which ended
+/// with a `logout`, where each one's hash chain stands, when each began.
+#[derive(Default)]
+struct Logins {
+    ended: HashSet<String>,
+    links: HashMap<String, Link>,
+    started_ms: HashMap<String, i64>,
+}
+
+impl Logins {
+    fn note(&mut self, rec: &Value, link: Option<Link>) {
+        let login = str_of(rec, "login");
+        if login.is_empty() {
+            return;
+        }
+        match str_of(rec, "event") {
+            "login" => {
+                if let Some(ms) = ts_ms(rec) {
+                    self.started_ms.insert(login.to_string(), ms);
+                }
+            }
+            "logout" => {
+                self.ended.insert(login.to_string());
+            }
+            _ => {}
+        }
+        if let Some(link) = link {
+            self.links.insert(login.to_string(), link);
+        }
+    }
+
+    /// The last link of `login`'s chain when it has no `logout` yet; marks
+    /// it ended, so a login with two abandoned sessions gets one logout.
+    /// None as well when the sweep did not see the login's own records (a
+    /// tail sweep that starts after them): a logout that starts a second
+    /// chain for the login would read as tampering; the full sweep
+    /// (`gatehouse audit --check`) sees them.
+    fn close(&mut self, login: &str) -> Option<Link> {
+        let link = self.links.get(login).cloned()?;
+        self.ended.insert(login.to_string()).then_some(link)
+    }
+
+    fn started_ms(&self, login: &str) -> Option<i64> {
+        self.started_ms.get(login).copied()
+    }
 }
 
 /// How much of the user's own file every login looks at (bounded work).
@@ -416,6 +482,29 @@ mod tests {
             ),
             Liveness::Alive
         );
+    }
+
+    #[test]
+    fn a_login_is_closed_once_and_only_when_its_chain_was_seen() {
+        let mut l = Logins::default();
+        let link = Some(Link {
+            n: 3,
+            hash: "h".into(),
+        });
+        l.note(
+            &serde_json::json!({"event":"login","login":"L1","ts":"2026-01-01T00:00:00.000Z"}),
+            link.clone(),
+        );
+        l.note(
+            &serde_json::json!({"event":"login","login":"L2","ts":"2026-01-01T00:00:00.000Z"}),
+            link.clone(),
+        );
+        l.note(&serde_json::json!({"event":"logout","login":"L2"}), link);
+        assert_eq!(l.close("L1").map(|k| k.n), Some(3));
+        assert!(l.close("L1").is_none(), "a second logout");
+        assert!(l.close("L2").is_none(), "L2 has its logout");
+        assert!(l.close("L3").is_none(), "L3's records were not seen");
+        assert_eq!(l.started_ms("L1"), Some(1_767_225_600_000));
     }
 
     #[test]

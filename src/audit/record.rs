@@ -37,6 +37,14 @@ pub enum DenyReason {
     NoHosts,
 }
 
+/// A `session_end` byte count nobody knows (the sweep of an abandoned
+/// session): the field is left out of the record.
+pub const UNKNOWN_BYTES: u64 = u64::MAX;
+
+fn is_unknown_bytes(b: &u64) -> bool {
+    *b == UNKNOWN_BYTES
+}
+
 /// The event-specific part of a record.
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
@@ -98,7 +106,11 @@ pub enum Event<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         detail: Option<&'a str>,
         duration_ms: u64,
+        /// `UNKNOWN_BYTES` leaves the field out: an abandoned session's
+        /// counts died with its process, and 0 would be a false figure.
+        #[serde(skip_serializing_if = "is_unknown_bytes")]
         bytes_in: u64,
+        #[serde(skip_serializing_if = "is_unknown_bytes")]
         bytes_out: u64,
     },
     Denied {

@@ -8,7 +8,11 @@
 //! unprivileged user (sshd then only serves that user, which is all we need).
 //!
 //! No fixed sleeps: readiness is "the log says it listens and the port
-//! accepts", and every wait has a deadline.
+//! accepts", and every wait has a deadline. Every deadline given to a helper
+//! here is multiplied by one factor, `GATEHOUSE_TEST_TIMEOUT_SCALE` (default
+//! `DEFAULT_TIMEOUT_SCALE`), so a loaded machine needs one knob, not edits to
+//! each test; a wait ends as soon as its event happens, so a large factor
+//! costs nothing while tests pass.
 #![allow(dead_code)]
 // The pty driver needs two syscalls nix has no safe wrapper for
 // (TIOCSWINSZ, TIOCSCTTY in the child before exec). Each block says why it is
@@ -35,8 +39,47 @@ use nix::unistd::{getuid, Pid, User};
 use serde_json::Value;
 use tempfile::TempDir;
 
-/// Default deadline for `Pty::expect` and friends.
+/// Default deadline for `Pty::expect` and friends (before scaling).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The environment variable that multiplies every deadline of the fixtures.
+pub const TIMEOUT_SCALE_VAR: &str = "GATEHOUSE_TEST_TIMEOUT_SCALE";
+
+/// The factor used when `GATEHOUSE_TEST_TIMEOUT_SCALE` is unset. A deadline
+/// only costs time when a test is failing anyway (every wait ends at the
+/// event it waits for), so the default is sized for a 2-core box that is
+/// busy with other builds (issue 17: 15 s was not enough there), not for an
+/// idle one.
+pub const DEFAULT_TIMEOUT_SCALE: f64 = 4.0;
+
+/// The one deadline scale factor of the whole suite: `GATEHOUSE_TEST_TIMEOUT_SCALE`
+/// (a positive number, e.g. `10` on a very slow machine, `1` to find hangs
+/// fast), or `DEFAULT_TIMEOUT_SCALE`.
+pub fn timeout_scale() -> f64 {
+    static SCALE: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *SCALE.get_or_init(|| {
+        std::env::var(TIMEOUT_SCALE_VAR)
+            .ok()
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|f| f.is_finite() && *f > 0.0)
+            .unwrap_or(DEFAULT_TIMEOUT_SCALE)
+    })
+}
+
+/// `d` times the suite's deadline scale factor. Every wait helper here
+/// applies it to the deadline it is given; a test that builds its own wait
+/// loop calls it too. Never use it for a duration the product measures (an
+/// idle timeout the test waits through): see `scaled_setting`.
+pub fn scaled(d: Duration) -> Duration {
+    d.mul_f64(timeout_scale())
+}
+
+/// A product setting (`idle_timeout`, `connect_timeout`) that must not
+/// expire while a loaded machine is still setting the test up: `secs`
+/// scaled, whole seconds, as the config writes durations (`"12s"`).
+pub fn scaled_setting(secs: u64) -> String {
+    format!("{}s", (secs as f64 * timeout_scale()).ceil() as u64)
+}
 
 const SSHD: &str = "/usr/sbin/sshd";
 
@@ -353,6 +396,7 @@ impl Sshd {
     /// Wait until at least `n` connections are being served (authenticated or
     /// not); returns false on timeout.
     pub fn wait_sessions(&self, n: usize, timeout: Duration) -> bool {
+        let timeout = scaled(timeout);
         let deadline = Instant::now() + timeout;
         loop {
             if self.session_children().len() >= n {
@@ -396,7 +440,7 @@ impl Sshd {
         }
         let _ = child.wait();
         // SIGKILL is asynchronous: wait (bounded) until they are really gone.
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + scaled(Duration::from_secs(5));
         while tree.iter().any(|&p| pid_alive(p)) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -440,6 +484,7 @@ impl Drop for Sshd {
 
 /// Err(true): retry on another port; Err(false): give up.
 fn wait_listening(child: &mut Child, port: u16, log: &Path, timeout: Duration) -> Result<(), bool> {
+    let timeout = scaled(timeout);
     let deadline = Instant::now() + timeout;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     loop {
@@ -878,6 +923,7 @@ impl Gh {
     /// Poll the JSONL until a record matches; panics (showing every record)
     /// at the deadline.
     pub fn wait_for_record(&self, pred: impl Fn(&Value) -> bool, timeout: Duration) -> Value {
+        let timeout = scaled(timeout);
         let deadline = Instant::now() + timeout;
         loop {
             let recs = self.jsonl();
@@ -1139,7 +1185,8 @@ pub struct Pty {
     raw: Vec<u8>,
     eof: bool,
     screen: vt100::Parser,
-    /// Deadline used by `expect`, `send`, … (default 15 s).
+    /// Deadline used by `expect`, `send`, … (default 15 s), before the
+    /// suite's scale factor (`timeout_scale`) is applied.
     pub timeout: Duration,
 }
 
@@ -1244,6 +1291,7 @@ impl Pty {
         needle: impl Needle,
         timeout: Duration,
     ) -> Result<Found, PtyError> {
+        let timeout = scaled(timeout);
         let deadline = Instant::now() + timeout;
         loop {
             let hay = &self.text[self.consumed..];
@@ -1275,6 +1323,7 @@ impl Pty {
 
     /// Wait until the output ends (child exited and closed the pty).
     pub fn expect_eof(&mut self, timeout: Duration) -> Result<String, PtyError> {
+        let timeout = scaled(timeout);
         let deadline = Instant::now() + timeout;
         while !self.eof {
             let now = Instant::now();
@@ -1295,6 +1344,7 @@ impl Pty {
         needle: impl Needle,
         timeout: Duration,
     ) -> Result<String, PtyError> {
+        let timeout = scaled(timeout);
         let deadline = Instant::now() + timeout;
         loop {
             let screen = self.screen_text();
@@ -1321,6 +1371,7 @@ impl Pty {
     /// visible to `expect`/`output`/`screen_text`.
     pub fn read_until_raw(&mut self, marker: &[u8], timeout: Duration) -> Result<u64, PtyError> {
         assert!(!marker.is_empty());
+        let timeout = scaled(timeout);
         let deadline = Instant::now() + timeout;
         let mut total = 0u64;
         let mut tail: Vec<u8> = Vec::with_capacity(marker.len() * 2 + 65536);
@@ -1403,7 +1454,7 @@ impl Pty {
     /// neither side can block the other.
     pub fn send(&mut self, bytes: impl AsRef<[u8]>) -> Result<(), PtyError> {
         let mut buf = bytes.as_ref();
-        let deadline = Instant::now() + self.timeout;
+        let deadline = Instant::now() + scaled(self.timeout);
         while !buf.is_empty() {
             let Some(m) = self.master.as_ref() else {
                 return Err(self.error("send after hangup".into()));
@@ -1457,6 +1508,7 @@ impl Pty {
     /// or 128+signal when killed by a signal, as a shell reports it. Output is
     /// read meanwhile so the child never blocks on a full pty.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let timeout = scaled(timeout);
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(code) = self.exit_code() {
@@ -1541,6 +1593,36 @@ impl Pty {
             last_output: self.text[start..].to_string(),
         }
     }
+}
+
+/// A window size change travels asynchronously (SIGWINCH → the relay or
+/// ssh client → a window-change request → the target's pty), racing the
+/// next line typed. Runs `stty size` at the target's `prompt` until it
+/// prints `rows cols`, pausing briefly between tries; returns how many
+/// times it ran (each is a typed command). Panics at the scaled deadline.
+pub fn stty_size_until(
+    p: &mut Pty,
+    prompt: &str,
+    rows: u16,
+    cols: u16,
+    timeout: Duration,
+) -> usize {
+    let want = format!("\n{rows} {cols}\n");
+    let deadline = Instant::now() + scaled(timeout);
+    for tries in 1.. {
+        p.send_line("stty size").unwrap();
+        let f = p.expect(prompt).unwrap();
+        if f.before.contains(&want) {
+            return tries;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the target never saw {cols}x{rows} after {tries} tries; last: {:?}",
+            f.before
+        );
+        p.pump(Duration::from_millis(100));
+    }
+    unreachable!()
 }
 
 impl Drop for Pty {

@@ -295,6 +295,12 @@ pub fn run(
                             break 'relay Err((EndReason::Error, m));
                         }
                     }
+                    // `gatehouse kill`: only with the admin's note (live.rs).
+                    Sig::Kill => {
+                        if let Some(note) = crate::live::kill_note() {
+                            break 'relay Err((EndReason::Killed, note.reason));
+                        }
+                    }
                 }
             }
         }

@@ -41,6 +41,10 @@ impl Outcome {
                 }
                 EndReason::Disconnect => format!("Connection to {host} lost."),
                 EndReason::Hangup => format!("Session on {host} hung up."),
+                EndReason::Killed => format!(
+                    "Session on {host} was ended by an administrator: {}.",
+                    end.detail.as_deref().unwrap_or("no reason given")
+                ),
                 EndReason::Error | EndReason::Abandoned => format!(
                     "Session on {host} ended: {}.",
                     end.detail.as_deref().unwrap_or("error")
@@ -203,6 +207,7 @@ impl Visit<'_> {
             host_key: &up.host_key,
             pid: std::process::id(),
             boot_id: boot_id.as_deref(),
+            proc_start: crate::process::own_start(),
             term: self.term,
             cols,
             rows,
@@ -210,6 +215,14 @@ impl Visit<'_> {
         }) {
             return Outcome::Failed(audit_failed(&e));
         }
+        // Visible to `gatehouse sessions` / `kill` until dropped.
+        let _live = crate::live::register(
+            &self.settings.log_dir,
+            self.audit,
+            self.user,
+            &session_id,
+            &host.name,
+        );
 
         let mut rec = Bookkeeper {
             audit: self.audit,
@@ -241,6 +254,10 @@ impl Visit<'_> {
         };
         rec.capture.finish(&mut rec.found);
         let flushed = rec.flush();
+        let killed_by = (end.reason == EndReason::Killed)
+            .then(crate::live::kill_note)
+            .flatten()
+            .map(|n| n.by);
         let written = self.audit.write(&Event::SessionEnd {
             session: &session_id,
             host: &host.name,
@@ -248,6 +265,7 @@ impl Visit<'_> {
             exit_signal: end.exit_signal.as_deref(),
             reason: end.reason,
             detail: end.detail.as_deref(),
+            by: killed_by.as_deref(),
             duration_ms: started.elapsed().as_millis() as u64,
             bytes_in: end.bytes_in,
             bytes_out: end.bytes_out,

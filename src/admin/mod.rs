@@ -9,6 +9,7 @@
 
 mod args;
 pub mod audit;
+pub mod escapes;
 pub mod filter;
 pub mod replay;
 

@@ -12,6 +12,7 @@ pub mod audit;
 pub mod escapes;
 pub mod filter;
 pub mod replay;
+pub mod sessions;
 
 use std::fmt;
 use std::io;
@@ -109,8 +110,11 @@ Usage (admins):
   gatehouse check [--config PATH]   validate the config; exit 0 when valid
   gatehouse audit [FILTERS] [--json] [--follow] [--check] [--verify]
                                     read the audit trail (see audit --help)
-  gatehouse replay SESSION|FILE [--speed N] [--idle-limit S] [--follow]
+  gatehouse replay SESSION|FILE [--speed N] [--idle-limit S] [--follow] [--raw]
                                     play a session recording (see replay --help)
+  gatehouse sessions [--json]       the sessions running now
+  gatehouse kill SESSION|--user NAME [--reason TEXT]
+                                    end running sessions (see kill --help)
   gatehouse --help | --version
 
 Login invocations (set by sshd, never typed):
@@ -172,6 +176,8 @@ pub fn run(cmd: Admin) -> i32 {
         Admin::Tool { name, args } => match name.as_str() {
             "audit" => audit::run(args),
             "replay" => replay::run(args),
+            "sessions" => sessions::run_sessions(args),
+            "kill" => sessions::run_kill(args),
             other => {
                 crate::say_err!("gatehouse: unknown command {other:?}; try `gatehouse --help`");
                 2

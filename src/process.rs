@@ -114,13 +114,21 @@ pub enum Liveness {
 /// The decision, pure over what was observed. When we cannot tell (no
 /// /proc access), the process counts as alive: a false "gone" would close
 /// a live session's record.
-pub fn judge(rec: Recorded<'_>, this_boot: Option<&str>, state: impl FnOnce(i32) -> State) -> Liveness {
+pub fn judge(
+    rec: Recorded<'_>,
+    this_boot: Option<&str>,
+    state: impl FnOnce(i32) -> State,
+) -> Liveness {
     if let (Some(r), Some(t)) = (rec.boot_id, this_boot) {
         if r != t {
             return Liveness::Gone("the bastion restarted since (boot id changed)".into());
         }
     }
-    let Some(pid) = rec.pid.and_then(|p| i32::try_from(p).ok()).filter(|&p| p > 0) else {
+    let Some(pid) = rec
+        .pid
+        .and_then(|p| i32::try_from(p).ok())
+        .filter(|&p| p > 0)
+    else {
         return Liveness::Gone("the session record names no process".into());
     };
     match state(pid) {
@@ -166,7 +174,10 @@ mod tests {
 
     #[test]
     fn stat_fields_are_counted_from_the_last_parenthesis() {
-        let fields = (3..=22).map(|i| i.to_string()).collect::<Vec<_>>().join(" ");
+        let fields = (3..=22)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(" ");
         let line = format!("42 (a) b (c) S {}", &fields[2..]);
         assert_eq!(parse_stat(&line), Some(('S', 22)));
         assert_eq!(parse_stat("42 (x"), None);
@@ -176,13 +187,19 @@ mod tests {
     #[test]
     fn identity_is_boot_pid_and_start_time() {
         let gone = |l: Liveness| matches!(l, Liveness::Gone(_));
-        assert_eq!(judge(rec(Some(77)), Some("a"), running(77)), Liveness::Alive);
+        assert_eq!(
+            judge(rec(Some(77)), Some("a"), running(77)),
+            Liveness::Alive
+        );
         // The pid is reused by a later process: gone, whatever its name.
         assert!(gone(judge(rec(Some(77)), Some("a"), running(78))));
         assert!(gone(judge(rec(Some(77)), Some("b"), running(77))));
         assert!(gone(judge(rec(Some(77)), Some("a"), |_| State::Missing)));
         assert!(gone(judge(rec(Some(77)), Some("a"), |_| State::Zombie)));
-        assert_eq!(judge(rec(Some(77)), Some("a"), |_| State::Unknown), Liveness::Alive);
+        assert_eq!(
+            judge(rec(Some(77)), Some("a"), |_| State::Unknown),
+            Liveness::Alive
+        );
         let no_pid = Recorded {
             pid: None,
             ..rec(Some(1))
@@ -196,7 +213,10 @@ mod tests {
             start: 1,
             started: Some(1500),
         };
-        assert!(matches!(judge(rec(None), Some("a"), young), Liveness::Gone(_)));
+        assert!(matches!(
+            judge(rec(None), Some("a"), young),
+            Liveness::Gone(_)
+        ));
         assert_eq!(judge(rec(None), Some("a"), running(1)), Liveness::Alive);
     }
 

@@ -73,7 +73,9 @@ fn sessions_lists_and_kill_ends_with_reason_and_record() {
     assert!(s["idle_s"].is_u64(), "{s}");
     let table = text(&admin(&gh, &["sessions"]));
     assert!(
-        table.contains("USER") && table.contains("IDLE") && table.contains(s["session"].as_str().unwrap()),
+        table.contains("USER")
+            && table.contains("IDLE")
+            && table.contains(s["session"].as_str().unwrap()),
         "{table}"
     );
 
@@ -89,9 +91,17 @@ fn sessions_lists_and_kill_ends_with_reason_and_record() {
     let o = admin(&gh, &["kill", short, "--reason", "maintenance window"]);
     let took = asked.elapsed();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(text(&o).contains(&format!("ended session {id}")), "{}", text(&o));
-    eprintln!("kill: the session was over {} ms after the command started", took.as_millis());
-    p.expect("ended by an administrator: maintenance window").unwrap();
+    assert!(
+        text(&o).contains(&format!("ended session {id}")),
+        "{}",
+        text(&o)
+    );
+    eprintln!(
+        "kill: the session was over {} ms after the command started",
+        took.as_millis()
+    );
+    p.expect("ended by an administrator: maintenance window")
+        .unwrap();
     assert_eq!(p.wait_exit(T), Some(255));
 
     let end = gh.wait_for_record(|r| r["event"] == "session_end", T);
@@ -127,7 +137,8 @@ fn kill_user_ends_every_session_of_that_user() {
     let o = admin(&gh, &["kill", "--user", &gh.user]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     for p in [&mut a, &mut b] {
-        p.expect("ended by an administrator: no reason given").unwrap();
+        p.expect("ended by an administrator: no reason given")
+            .unwrap();
         assert_eq!(p.wait_exit(T), Some(255));
     }
     let ends = gh.records("session_end");
@@ -151,7 +162,10 @@ fn an_entry_whose_process_is_gone_is_neither_listed_nor_killed() {
     let s = wait_listed(&gh, 1).remove(0);
     p.signal(Signal::SIGKILL);
     p.wait_exit(T);
-    assert!(live_sessions(&gh).is_empty(), "a dead process is not a running session");
+    assert!(
+        live_sessions(&gh).is_empty(),
+        "a dead process is not a running session"
+    );
     let o = admin(&gh, &["kill", s["session"].as_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
 }
@@ -173,7 +187,12 @@ fn a_session_through_a_symlinked_binary_is_not_abandoned() {
     c.env("PATH", std::env::var("PATH").unwrap_or_default());
     let mut c2 = std::process::Command::new(&link);
     c2.envs(c.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
-    for k in ["SSH_ORIGINAL_COMMAND", "SSH_CONNECTION", "SSH_CLIENT", "SSH_TTY"] {
+    for k in [
+        "SSH_ORIGINAL_COMMAND",
+        "SSH_CONNECTION",
+        "SSH_CLIENT",
+        "SSH_TTY",
+    ] {
         c2.env_remove(k);
     }
     c2.args(["-c", "web01"]);
@@ -188,7 +207,11 @@ fn a_session_through_a_symlinked_binary_is_not_abandoned() {
     assert_eq!(o.status.code(), Some(1));
     // …and so does the full check.
     let o = gh.command().args(["audit", "--check"]).output().unwrap();
-    assert!(text(&o).contains("0 abandoned session(s) closed"), "{}", text(&o));
+    assert!(
+        text(&o).contains("0 abandoned session(s) closed"),
+        "{}",
+        text(&o)
+    );
     assert!(
         gh.records("session_end").is_empty(),
         "a live session was closed: {:?}",

@@ -687,7 +687,10 @@ mod tests {
         for c in ['\u{202e}', '\u{2066}', '\u{200b}', '\u{feff}'] {
             assert!(!line.contains(c), "{c:?} raw in {line:?}");
         }
-        assert!(line.ends_with("echo safe \\u{202e}fr- mr\\u{2066}\\u{200b}\\u{feff}"), "{line}");
+        assert!(
+            line.ends_with("echo safe \\u{202e}fr- mr\\u{2066}\\u{200b}\\u{feff}"),
+            "{line}"
+        );
     }
 
     #[test]

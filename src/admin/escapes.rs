@@ -69,9 +69,10 @@ impl Sink {
         let first = p.first().and_then(|s| s.first()).copied().unwrap_or(0);
         let ok = match (private, action) {
             (false, 'm') => true,
-            (false, 'A' | 'B' | 'C' | 'D' | 'E' | 'F' | 'G' | 'H' | 'f' | 'd' | 'e' | 'a' | '`') => {
-                true
-            }
+            (
+                false,
+                'A' | 'B' | 'C' | 'D' | 'E' | 'F' | 'G' | 'H' | 'f' | 'd' | 'e' | 'a' | '`',
+            ) => true,
             // Erase in display: not 3 (the admin's scrollback).
             (false, 'J') => first <= 2 && p.len() <= 1,
             (false, 'K' | 'X' | '@' | 'P' | 'L' | 'M' | 'S' | 'I' | 'Z' | 'g' | 's' | 'u') => true,
@@ -83,7 +84,11 @@ impl Sink {
             }
             (false, 'h' | 'l') => {
                 // Only insert mode (IRM, 4) among the ANSI modes.
-                let keep: Vec<u16> = p.iter().filter_map(|s| s.first().copied()).filter(|&m| m == 4).collect();
+                let keep: Vec<u16> = p
+                    .iter()
+                    .filter_map(|s| s.first().copied())
+                    .filter(|&m| m == 4)
+                    .collect();
                 return self.modes(false, &keep, action);
             }
             (true, 'h' | 'l') => {
@@ -252,7 +257,9 @@ pub fn restore(alt_screen: bool, margins: bool) -> String {
         s.push_str("\x1b[?1049l");
     }
     s.push_str("\x1b[0m\x1b[4l\x1b(B\x1b)B\x0f\x1b[?25h\x1b[?7h");
-    s.push_str("\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1005l\x1b[?1006l\x1b[?1015l\x1b[?1004l\x1b[?2004l");
+    s.push_str(
+        "\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1005l\x1b[?1006l\x1b[?1015l\x1b[?1004l\x1b[?2004l",
+    );
     s.push_str("\x1b[?1l\x1b>");
     s.push_str("\x1b]104\x1b\\\x1b]110\x1b\\\x1b]111\x1b\\\x1b]112\x1b\\");
     s.push_str("\x1b[23;0t");
@@ -275,32 +282,32 @@ mod tests {
     #[test]
     fn attacks_on_the_admin_terminal_are_dropped() {
         for evil in [
-            "\x1b]52;c;ZWNobyBwd25lZA==\x07",  // clipboard write
+            "\x1b]52;c;ZWNobyBwd25lZA==\x07",   // clipboard write
             "\x1b]52;c;ZWNobyBwd25lZA==\x1b\\", // … ST-terminated
             "\x1b]0;owned\x07",                 // title set
             "\x1b]2;owned\x1b\\",
-            "\x1b[21t",                 // title report
-            "\x1b[8;100;300t",          // window resize
-            "\x1bP$qm\x1b\\",           // DECRQSS
-            "\x1bP1000p\x1b\\",         // DCS of any kind
-            "\x1b[6n",                  // DSR cursor position report
-            "\x1b[5n",                  // DSR status
-            "\x1b[c",                   // DA
-            "\x1b[>c",                  // DA2
-            "\x1b[?1$p",                // DECRQM
-            "\x1b_Gf=100;AAAA\x1b\\",   // APC (kitty graphics)
-            "\x1b^privacy\x1b\\",       // PM
-            "\x1bXsos\x1b\\",           // SOS
-            "\x1b]4;1;rgb:ff/00/00\x07", // palette change
+            "\x1b[21t",                   // title report
+            "\x1b[8;100;300t",            // window resize
+            "\x1bP$qm\x1b\\",             // DECRQSS
+            "\x1bP1000p\x1b\\",           // DCS of any kind
+            "\x1b[6n",                    // DSR cursor position report
+            "\x1b[5n",                    // DSR status
+            "\x1b[c",                     // DA
+            "\x1b[>c",                    // DA2
+            "\x1b[?1$p",                  // DECRQM
+            "\x1b_Gf=100;AAAA\x1b\\",     // APC (kitty graphics)
+            "\x1b^privacy\x1b\\",         // PM
+            "\x1bXsos\x1b\\",             // SOS
+            "\x1b]4;1;rgb:ff/00/00\x07",  // palette change
             "\x1b]8;;http://evil/\x1b\\", // hyperlink
-            "\x1b[?1000h",              // mouse reporting
-            "\x1b[?1004h",              // focus reporting
-            "\x1b[?2004h",              // bracketed paste
-            "\x1bc",                    // full reset
-            "\x05",                     // ENQ: answerback
-            "\u{9b}6n",                 // C1 CSI as a character
-            "\u{9d}0;x\u{9c}",          // C1 OSC
-            "\x1b[3J",                  // erase the admin's scrollback
+            "\x1b[?1000h",                // mouse reporting
+            "\x1b[?1004h",                // focus reporting
+            "\x1b[?2004h",                // bracketed paste
+            "\x1bc",                      // full reset
+            "\x05",                       // ENQ: answerback
+            "\u{9b}6n",                   // C1 CSI as a character
+            "\u{9d}0;x\u{9c}",            // C1 OSC
+            "\x1b[3J",                    // erase the admin's scrollback
         ] {
             let out = filter(&[evil]);
             assert!(
@@ -345,14 +352,29 @@ mod tests {
         f.feed("\x1b[?1049l");
         assert!(!f.alt_screen());
         let r = restore(true, true);
-        for part in ["\x1b[?1049l", "\x1b[0m", "\x1b[4l", "\x1b(B", "\x1b[r", "\x1b[?1000l", "\x1b[23;0t"] {
+        for part in [
+            "\x1b[?1049l",
+            "\x1b[0m",
+            "\x1b[4l",
+            "\x1b(B",
+            "\x1b[r",
+            "\x1b[?1000l",
+            "\x1b[23;0t",
+        ] {
             assert!(r.contains(part), "{part:?}");
         }
     }
 
     #[test]
     fn format_characters() {
-        for c in ['\u{202e}', '\u{2066}', '\u{200b}', '\u{feff}', '\u{ad}', '\u{e0041}'] {
+        for c in [
+            '\u{202e}',
+            '\u{2066}',
+            '\u{200b}',
+            '\u{feff}',
+            '\u{ad}',
+            '\u{e0041}',
+        ] {
             assert!(is_format_char(c), "{c:?}");
         }
         for c in ['a', 'é', '✓', ' ', '\u{3000}'] {

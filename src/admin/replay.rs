@@ -23,8 +23,8 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use serde_json::Value;
 
 use super::args::{Arg, Args};
-use super::{log_dir_from_config, AdminError};
 use super::escapes::{self, ReplayFilter};
+use super::{log_dir_from_config, AdminError};
 use crate::audit::reader::{JsonlReader, Line};
 use crate::tty::RawMode;
 

@@ -221,8 +221,13 @@ fn pick<'a>(list: &'a [Entry], id: &str) -> Result<&'a Entry, String> {
         .collect();
     match m.as_slice() {
         [one] => Ok(one),
-        [] => Err(format!("kill: no running session {id:?} (see `gatehouse sessions`)")),
-        _ => Err(format!("kill: {id:?} names {} sessions; give more of the id", m.len())),
+        [] => Err(format!(
+            "kill: no running session {id:?} (see `gatehouse sessions`)"
+        )),
+        _ => Err(format!(
+            "kill: {id:?} names {} sessions; give more of the id",
+            m.len()
+        )),
     }
 }
 
@@ -251,7 +256,10 @@ fn end_one(log_dir: &Path, e: &Entry, note: &KillNote) -> Result<(), String> {
     };
     if let Err(err) = sent {
         let _ = std::fs::remove_file(live::note_path(log_dir, &e.session));
-        return Err(format!("session {}: cannot signal process {pid}: {err}", e.session));
+        return Err(format!(
+            "session {}: cannot signal process {pid}: {err}",
+            e.session
+        ));
     }
     // The session removes its entry when its session_end is written.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -356,7 +364,10 @@ mod tests {
     #[test]
     fn sessions_are_picked_by_a_unique_part_of_their_id() {
         let l = vec![entry("0190-aaaa-1111"), entry("0190-bbbb-2222")];
-        assert_eq!(pick(&l, "0190-bbbb-2222").unwrap().session, "0190-bbbb-2222");
+        assert_eq!(
+            pick(&l, "0190-bbbb-2222").unwrap().session,
+            "0190-bbbb-2222"
+        );
         assert_eq!(pick(&l, "1111").unwrap().session, "0190-aaaa-1111");
         assert!(pick(&l, "0190").is_err(), "ambiguous");
         assert!(pick(&l, "11").is_err(), "too short");

@@ -126,6 +126,22 @@ Config: /etc/gatehouse/config.toml when installed setuid; otherwise
 $GATEHOUSE_CONFIG, then ~/.config/gatehouse/config.toml, then the system path.
 ";
 
+/// `gatehouse check`: known_hosts lines Gatehouse cannot honour are
+/// warnings (the config is still valid): `path:line: warning: …`.
+fn known_hosts_warnings(path: &std::path::Path) {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return;
+    };
+    for (line, marker) in crate::upstream::unsupported_markers(&text) {
+        crate::say_err!(
+            "{}:{line}: warning: {} lines are not supported and trust nothing \
+             (host certificates cannot be checked); list the host keys themselves",
+            path.display(),
+            audit::visible(&marker, 40)
+        );
+    }
+}
+
 pub fn run(cmd: Admin) -> i32 {
     match cmd {
         Admin::Help => {
@@ -152,6 +168,7 @@ pub fn run(cmd: Admin) -> i32 {
             };
             match Config::load(&path) {
                 Ok(c) => {
+                    known_hosts_warnings(&c.settings.known_hosts);
                     crate::say_out!(
                         "{}: OK ({} hosts, {} access rules; logs in {})",
                         path.display(),

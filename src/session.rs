@@ -80,6 +80,28 @@ struct Bookkeeper<'a> {
 }
 
 impl Bookkeeper<'_> {
+    /// The recording stopped at `max_recording`: say so once in the audit
+    /// trail; the session goes on (commands are still recorded).
+    fn recording_limit(&mut self) -> Result<(), String> {
+        if !self
+            .recording
+            .as_mut()
+            .is_some_and(|r| r.take_limit_reached())
+        {
+            return Ok(());
+        }
+        self.audit
+            .write(&Event::Error {
+                reason: "recording_limit",
+                detail:
+                    "the session recording reached max_recording and stopped; the session goes on",
+                session: Some(self.session),
+                host: Some(self.host),
+                host_key: None,
+            })
+            .map_err(|e| audit_failed(&e))
+    }
+
     fn flush(&mut self) -> Result<(), String> {
         for c in std::mem::take(&mut self.found) {
             self.seq += 1;
@@ -113,6 +135,7 @@ impl Observer for Bookkeeper<'_> {
         if let Some(r) = &mut self.recording {
             r.input(data).map_err(|e| recording_failed(&e))?;
         }
+        self.recording_limit()?;
         self.capture.input(data, &mut self.found);
         self.flush()
     }
@@ -120,6 +143,7 @@ impl Observer for Bookkeeper<'_> {
         if let Some(r) = &mut self.recording {
             r.output(data).map_err(|e| recording_failed(&e))?;
         }
+        self.recording_limit()?;
         self.capture.output(data, &mut self.found);
         if self.found.is_empty() {
             Ok(())
@@ -182,7 +206,10 @@ impl Visit<'_> {
                 rows,
             };
             match Recorder::create(&self.settings.log_dir, &info, self.settings.record_input) {
-                Ok(r) => Some(r),
+                Ok(mut r) => {
+                    r.set_limit(self.settings.max_recording);
+                    Some(r)
+                }
                 Err(e) => {
                     let detail = e.to_string();
                     let _ = self.audit.write(&Event::Error {

@@ -368,12 +368,19 @@ impl std::fmt::Write for VecW<'_> {
 fn capture_throughput(sample: &[u8]) -> f64 {
     let mut cap = gatehouse::capture::Capture::new(80, 24);
     let mut found = Vec::new();
-    cap.input(b"cat big.log\r", &mut found);
+    // The command is decided (and released) before its output starts, as
+    // in the relay: what follows is bulk output of a running command.
+    let t0 = Instant::now();
+    cap.output(b"tgt$ ", t0, &mut found);
+    cap.input(b"cat big.log", t0, &mut found);
+    cap.output(b"cat big.log", t0, &mut found);
+    cap.input(b"\r", t0, &mut found);
+    cap.settle(t0, true, &mut found);
     let mut bytes = 0u64;
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(1) || bytes < 64 << 20 {
         for c in sample.chunks(16 * 1024) {
-            cap.output(c, &mut found);
+            cap.output(c, t, &mut found);
         }
         bytes += sample.len() as u64;
         if t.elapsed() > Duration::from_secs(20) {
@@ -419,7 +426,9 @@ fn jsonl_latency(n: usize) -> (f64, f64) {
             host: "web01",
             seq: i as u64,
             command: &cmd,
+            verified: true,
             truncated: false,
+            length: None,
             source: "keys",
         })
         .unwrap();

@@ -34,6 +34,18 @@ fn bulk_text(total: usize) -> Vec<u8> {
     v
 }
 
+/// Keys through the gate as the relay does; a held Enter is decided at once.
+fn keys(cap: &mut Capture, mut bytes: &[u8], out: &mut Vec<gatehouse::capture::Record>) {
+    let now = Instant::now();
+    while !bytes.is_empty() {
+        let g = cap.input(bytes, now, out);
+        bytes = &bytes[g.consumed..];
+        if cap.holding() {
+            cap.settle(now, true, out);
+        }
+    }
+}
+
 fn main() {
     let total = 256 << 20;
     let data = bulk_text(total);
@@ -41,17 +53,17 @@ fn main() {
 
     // (a) bulk.
     let mut cap = Capture::new(80, 24);
-    cap.output(b"tgt$ ", &mut out);
+    cap.output(b"tgt$ ", Instant::now(), &mut out);
     for &b in b"cat bigfile\r" {
-        cap.input(&[b], &mut out);
+        keys(&mut cap, &[b], &mut out);
     }
     let start = Instant::now();
-    cap.output(b"cat bigfile\r\n", &mut out);
+    cap.output(b"cat bigfile\r\n", Instant::now(), &mut out);
     for chunk in data.chunks(32 * 1024) {
-        cap.output(chunk, &mut out);
+        cap.output(chunk, Instant::now(), &mut out);
     }
-    cap.output(b"tgt$ ", &mut out);
-    cap.input(b"l", &mut out); // forces the resynchronisation
+    cap.output(b"tgt$ ", Instant::now(), &mut out);
+    keys(&mut cap, b"l", &mut out); // forces the resynchronisation
     let secs = start.elapsed().as_secs_f64();
     assert_eq!(out.len(), 1);
     println!(
@@ -63,20 +75,20 @@ fn main() {
     // (b) interactive typing.
     let mut cap = Capture::new(80, 24);
     out.clear();
-    cap.output(b"tgt$ ", &mut out);
+    cap.output(b"tgt$ ", Instant::now(), &mut out);
     let cmd = b"echo hello world and some more words here";
     let rounds = 20_000;
     let mut bytes = 0;
     let start = Instant::now();
     for _ in 0..rounds {
         for &b in cmd {
-            cap.input(&[b], &mut out);
-            cap.output(&[b], &mut out);
+            keys(&mut cap, &[b], &mut out);
+            cap.output(&[b], Instant::now(), &mut out);
             bytes += 2;
         }
-        cap.input(b"\r", &mut out);
+        keys(&mut cap, b"\r", &mut out);
         let reply = b"\r\nhello world and some more words here\r\ntgt$ ";
-        cap.output(reply, &mut out);
+        cap.output(reply, Instant::now(), &mut out);
         bytes += 1 + reply.len();
     }
     let secs = start.elapsed().as_secs_f64();

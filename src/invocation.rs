@@ -32,7 +32,8 @@ pub enum Admin {
     Check {
         config: Option<PathBuf>,
     },
-    /// Admin tools that take their own arguments (`audit`, `replay`).
+    /// Admin tools that take their own arguments (`audit`, `replay`,
+    /// `sessions`, `kill`).
     Tool {
         name: String,
         args: Vec<OsString>,
@@ -110,7 +111,7 @@ pub fn parse(argv: &[OsString], original_command: Option<&str>) -> Result<Invoca
             }
             Ok(Invocation::Admin(Admin::Check { config }))
         }
-        "audit" | "replay" => Ok(Invocation::Admin(Admin::Tool {
+        "audit" | "replay" | "sessions" | "kill" => Ok(Invocation::Admin(Admin::Tool {
             name: first.into_owned(),
             args: rest.to_vec(),
         })),

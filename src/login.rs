@@ -84,7 +84,7 @@ pub fn login(request: &str) -> i32 {
         return 1;
     }
     let login_id = uuid::Uuid::now_v7().to_string();
-    let client = identity::client_from(env_var("SSH_CONNECTION").as_deref());
+    let client = identity::client(env_var("SSH_CONNECTION").as_deref());
     let mut audit =
         match AuditLog::open(&config.settings.log_dir, &operator.name, &login_id, &client) {
             Ok(a) => a,

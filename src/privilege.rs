@@ -80,17 +80,22 @@ fn raise_file_size_limit() -> Result<(), String> {
         .map_err(|e| format!("cannot lift the file size limit: {e}"))
 }
 
+/// Empties the environment but the vetted `KEPT_ENV`, and fixes `PATH`.
+/// The environment is cleared wholesale (`sys::clear_environment`) rather
+/// than name by name: an entry like `==x` (name "=") cannot be removed with
+/// `std::env::remove_var`, which panics on it — before the panic guard, in
+/// a setuid process (issue 12, point 4).
 fn scrub_environment() {
-    let names: Vec<std::ffi::OsString> = std::env::vars_os().map(|(k, _)| k).collect();
-    for name in names {
-        let keep = name
-            .to_str()
-            .filter(|n| KEPT_ENV.contains(n))
-            .and_then(|n| std::env::var(n).ok().map(|v| keep_value(n, &v)))
-            .unwrap_or(false);
-        if !keep {
-            std::env::remove_var(&name);
-        }
+    let kept: Vec<(&str, String)> = KEPT_ENV
+        .iter()
+        .filter_map(|&n| {
+            let v = std::env::var(n).ok()?;
+            keep_value(n, &v).then_some((n, v))
+        })
+        .collect();
+    crate::sys::clear_environment();
+    for (name, value) in kept {
+        std::env::set_var(name, value);
     }
     std::env::set_var("PATH", SAFE_PATH);
 }
@@ -195,13 +200,22 @@ pub fn verdict(m: Meta, kind: Kind, trusted_uid: u32) -> Result<(), String> {
     if m.mode & 0o020 != 0 && m.gid != 0 && !exempt {
         return Err(format!("writable by group {}", m.gid));
     }
-    if kind == Kind::Secret && !m.is_dir && m.mode & 0o004 != 0 {
-        return Err("a secret readable by others".into());
+    // As OpenSSH refuses a private key that group or others can read
+    // ("UNPROTECTED PRIVATE KEY FILE", sshkey_perm_ok: mode & 077).
+    if kind == Kind::Secret && !m.is_dir && m.mode & 0o077 != 0 {
+        return Err(format!(
+            "a secret with mode {:04o} (group and others must have no access)",
+            m.mode & 0o7777
+        ));
     }
     Ok(())
 }
 
-/// Checks `path` and every directory above it. A missing final component is
+/// Checks `path` and every directory above it, twice: the directories of
+/// the path *as given* (each one `stat`ed where it stands, so the directory
+/// holding a symlink on the way is judged, as doas and OpenSSH's
+/// `safe_path` walk it), and the directories of the path the symlinks
+/// resolve to (the ones actually used). A missing final component is
 /// allowed (a log directory Gatehouse will create, an `accept-new`
 /// known_hosts), but then its parent must be safe as a `Parent`.
 pub fn check_path(path: &Path, kind: Kind, trusted_uid: u32) -> Result<(), Insecure> {
@@ -209,28 +223,39 @@ pub fn check_path(path: &Path, kind: Kind, trusted_uid: u32) -> Result<(), Insec
         path: p.to_path_buf(),
         why,
     };
-    // Symlinks are resolved first so that the directories actually used are
-    // the ones judged.
-    let (target, leaf_exists) = match std::fs::canonicalize(path) {
-        Ok(p) => (p, true),
-        Err(_) => {
-            let parent = path.parent().unwrap_or(Path::new("/"));
-            let parent = std::fs::canonicalize(parent)
-                .map_err(|e| err(parent, format!("cannot resolve: {e}")))?;
-            (parent, false)
-        }
+    let given = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| err(path, format!("cannot resolve: {e}")))?
+            .join(path)
     };
-    let chain: Vec<&Path> = target.ancestors().collect();
-    for (i, p) in chain.iter().enumerate() {
-        let meta = std::fs::metadata(p).map_err(|e| err(p, format!("cannot stat: {e}")))?;
-        let k = match (i, leaf_exists) {
-            (0, true) => kind,
-            (0, false) | (1, true) => Kind::Parent,
-            _ => Kind::Ancestor,
-        };
-        verdict(Meta::of(&meta), k, trusted_uid).map_err(|why| err(p, why))?;
-    }
-    Ok(())
+    let leaf_exists = std::fs::metadata(&given).is_ok();
+    let resolved = if leaf_exists {
+        std::fs::canonicalize(&given).map_err(|e| err(&given, format!("cannot resolve: {e}")))?
+    } else {
+        let parent = given.parent().unwrap_or(Path::new("/"));
+        std::fs::canonicalize(parent).map_err(|e| err(parent, format!("cannot resolve: {e}")))?
+    };
+    let judge = |chain: Vec<&Path>, leaf_in_chain: bool| -> Result<(), Insecure> {
+        for (i, p) in chain.iter().enumerate() {
+            let meta = std::fs::metadata(p).map_err(|e| err(p, format!("cannot stat: {e}")))?;
+            let k = match (i, leaf_in_chain) {
+                (0, true) => kind,
+                (0, false) | (1, true) => Kind::Parent,
+                _ => Kind::Ancestor,
+            };
+            verdict(Meta::of(&meta), k, trusted_uid).map_err(|why| err(p, why))?;
+        }
+        Ok(())
+    };
+    let as_given: Vec<&Path> = if leaf_exists {
+        given.ancestors().collect()
+    } else {
+        given.ancestors().skip(1).collect()
+    };
+    judge(as_given, leaf_exists)?;
+    judge(resolved.ancestors().collect(), leaf_exists)
 }
 
 /// Every path the config trusts: the config itself, known_hosts, each
@@ -318,11 +343,16 @@ mod tests {
 
     #[test]
     fn secrets_not_world_readable() {
+        assert!(verdict(m(GH, GH, 0o604, false), Kind::Secret, GH).is_err());
+        assert!(verdict(m(GH, GH, 0o600, false), Kind::Secret, GH).is_ok());
+        assert!(verdict(m(GH, GH, 0o400, false), Kind::Secret, GH).is_ok());
+        // Regression (issue 12, point 7): group-readable is refused, as
+        // OpenSSH refuses such a private key.
         assert_eq!(
-            verdict(m(GH, GH, 0o604, false), Kind::Secret, GH),
-            Err("a secret readable by others".into())
+            verdict(m(GH, GH, 0o640, false), Kind::Secret, GH),
+            Err("a secret with mode 0640 (group and others must have no access)".into())
         );
-        assert!(verdict(m(GH, GH, 0o640, false), Kind::Secret, GH).is_ok());
+        assert!(verdict(m(GH, GH, 0o610, false), Kind::Secret, GH).is_err());
         // A readable config is fine: it holds no secrets itself.
         assert!(verdict(m(0, 0, 0o644, false), Kind::Trusted, GH).is_ok());
     }
@@ -353,5 +383,33 @@ mod tests {
         // Directly in /tmp (sticky, world-writable) is refused: anyone can
         // create a missing file there.
         assert!(check_path(Path::new("/tmp/gh-no-such"), Kind::Trusted, euid).is_err());
+    }
+
+    /// Regression (issue 12, point 7): a symlink on the configured path
+    /// sits in a directory that must be judged too, although the resolved
+    /// path never passes through it.
+    #[test]
+    fn the_directory_holding_a_symlink_is_checked() {
+        use std::os::unix::fs::PermissionsExt;
+        let euid = geteuid().as_raw();
+        let dir = tempfile::tempdir().unwrap();
+        let safe = dir.path().join("safe");
+        std::fs::create_dir(&safe).unwrap();
+        let key = safe.join("key");
+        std::fs::write(&key, "k").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::os::unix::fs::symlink(&safe, open.join("keys")).unwrap();
+        let via_link = open.join("keys").join("key");
+        assert!(check_path(&key, Kind::Secret, euid).is_ok());
+        assert!(check_path(&via_link, Kind::Secret, euid).is_ok());
+        // Anyone may now swap the symlink for one of their own.
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = check_path(&via_link, Kind::Secret, euid).unwrap_err();
+        assert_eq!(e.path, open);
+        assert_eq!(e.why, "writable by others");
+        // The resolved path alone passes: that was the bug.
+        assert!(check_path(&key, Kind::Secret, euid).is_ok());
     }
 }

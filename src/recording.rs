@@ -70,7 +70,20 @@ pub struct Recorder {
     carry: Vec<u8>,
     line: Vec<u8>,
     record_input: bool,
+    /// `max_recording`: bytes this recording may grow to (`None`: no limit).
+    limit: Option<u64>,
+    written: u64,
+    /// Past the limit: nothing more is written.
+    stopped: bool,
+    /// Stopped and not yet reported (`take_limit_reached`).
+    unreported: bool,
 }
+
+/// The marker ("m" event) and the line a player shows where a recording
+/// stopped at its size limit.
+pub const LIMIT_MARKER: &str = "recording stopped: max_recording reached; the session went on";
+const LIMIT_NOTICE: &str =
+    "\r\n[gatehouse: recording stopped here: size limit (max_recording) reached; the session went on, commands are still in the audit log]\r\n";
 
 /// `<log_dir>/sessions/<user>/<session>.cast`
 pub fn path_for(log_dir: &Path, user: &str, session: &str) -> PathBuf {
@@ -112,6 +125,10 @@ impl Recorder {
             carry: Vec::new(),
             line: Vec::with_capacity(64 * 1024),
             record_input,
+            limit: None,
+            written: 0,
+            stopped: false,
+            unreported: false,
         };
         let header = Header {
             version: 2,
@@ -129,7 +146,22 @@ impl Recorder {
         let mut line = serde_json::to_vec(&header).map_err(|e| err(e.into()))?;
         line.push(b'\n');
         rec.file.write_all(&line).map_err(err)?;
+        rec.written = line.len() as u64;
         Ok(rec)
+    }
+
+    /// Caps the file at `limit` bytes (`max_recording`). Past it the
+    /// recording ends with a marker and the session goes on: a full disk
+    /// would end every session (fail closed), so one busy session must not
+    /// fill it. The notice and marker may exceed the cap by their own size.
+    pub fn set_limit(&mut self, limit: Option<u64>) {
+        self.limit = limit;
+    }
+
+    /// True once, when the recording has just stopped at its limit (the
+    /// session then writes an `error` record, `recording_limit`).
+    pub fn take_limit_reached(&mut self) -> bool {
+        std::mem::take(&mut self.unreported)
     }
 
     pub fn path(&self) -> &Path {
@@ -137,12 +169,27 @@ impl Recorder {
     }
 
     fn event(&mut self, code: &str, text: &str) -> Result<(), RecordingError> {
+        if self.stopped {
+            return Ok(());
+        }
         let t = self.start.elapsed().as_secs_f64();
         self.line.clear();
         // `[t, "o", "…"]` with microsecond precision, as asciinema writes it.
         let _ = write!(self.line, "[{t:.6}, \"{code}\", \"");
         escape_json_into(&mut self.line, text);
         self.line.extend_from_slice(b"\"]\n");
+        if self
+            .limit
+            .is_some_and(|l| self.written + self.line.len() as u64 > l)
+        {
+            self.stopped = true;
+            self.unreported = true;
+            self.line.clear();
+            let _ = write!(self.line, "[{t:.6}, \"o\", \"");
+            escape_json_into(&mut self.line, LIMIT_NOTICE);
+            let _ = write!(self.line, "\"]\n[{t:.6}, \"m\", \"{LIMIT_MARKER}\"]\n");
+        }
+        self.written += self.line.len() as u64;
         // One write per event: a crash loses at most the last moment.
         self.file
             .write_all(&self.line)
@@ -275,6 +322,42 @@ mod tests {
         assert_eq!(incomplete_tail(&"你".as_bytes()[..2]), 2);
         assert_eq!(incomplete_tail(&"😀".as_bytes()[..3]), 3);
         assert_eq!(incomplete_tail(b"\xff"), 0);
+    }
+
+    /// Issue 12, point 9: past `max_recording` the file stops growing,
+    /// ends with a notice and a marker, and says so once.
+    #[test]
+    fn the_size_limit_stops_the_recording_with_a_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let info = SessionInfo {
+            session: "S",
+            user: "alice",
+            host: "web01",
+            term: "xterm",
+            cols: 80,
+            rows: 24,
+        };
+        let mut r = Recorder::create(dir.path(), &info, false).unwrap();
+        r.set_limit(Some(4096));
+        let chunk = "x".repeat(1000);
+        let mut reported = 0;
+        for _ in 0..100 {
+            r.output(chunk.as_bytes()).unwrap();
+            reported += usize::from(r.take_limit_reached());
+        }
+        assert_eq!(reported, 1);
+        let text = std::fs::read_to_string(r.path()).unwrap();
+        assert!(text.len() < 4096 + 1024, "{} bytes", text.len());
+        let last: Vec<&str> = text.lines().rev().take(2).collect();
+        assert!(
+            last[0].contains("\"m\"") && last[0].contains(LIMIT_MARKER),
+            "{}",
+            last[0]
+        );
+        assert!(last[1].contains("recording stopped here"), "{}", last[1]);
+        for l in text.lines() {
+            serde_json::from_str::<serde_json::Value>(l).unwrap();
+        }
     }
 
     #[test]

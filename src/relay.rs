@@ -247,7 +247,8 @@ impl Relay<'_> {
                 .map_err(|m| (EndReason::Error, m))?;
             let forward: Vec<u8> = self.inbox[..g.forward].to_vec();
             self.send(&forward);
-            self.held.extend_from_slice(&self.inbox[g.forward..g.consumed]);
+            self.held
+                .extend_from_slice(&self.inbox[g.forward..g.consumed]);
             self.inbox.drain(..g.consumed);
             if self.held.is_empty() && g.consumed == 0 {
                 return Ok(());
@@ -268,7 +269,11 @@ impl Relay<'_> {
     /// 4. Requests refused with EAGAIN earlier, keepalive, liveness, idle.
     fn housekeeping(&mut self, now: Instant) -> Result<(), Stop> {
         if let Some((c, r)) = self.pending_resize {
-            match self.up.channel.request_pty_size(c.into(), r.into(), None, None) {
+            match self
+                .up
+                .channel
+                .request_pty_size(c.into(), r.into(), None, None)
+            {
                 Ok(()) => self.pending_resize = None,
                 Err(e) if is_eagain(&e) => {}
                 Err(_) => self.pending_resize = None,
@@ -351,6 +356,12 @@ impl Relay<'_> {
                     let (c, r) = crate::tty::window_size();
                     self.pending_resize = Some((c, r));
                     self.obs.resize(c, r).map_err(|m| (EndReason::Error, m))?;
+                }
+                // `gatehouse kill`: only with the admin's note (live.rs).
+                Sig::Kill => {
+                    if let Some(note) = crate::live::kill_note() {
+                        return Err((EndReason::Killed, note.reason));
+                    }
                 }
             }
         }

@@ -41,6 +41,10 @@ impl Outcome {
                 }
                 EndReason::Disconnect => format!("Connection to {host} lost."),
                 EndReason::Hangup => format!("Session on {host} hung up."),
+                EndReason::Killed => format!(
+                    "Session on {host} was ended by an administrator: {}.",
+                    end.detail.as_deref().unwrap_or("no reason given")
+                ),
                 EndReason::Error | EndReason::Abandoned => format!(
                     "Session on {host} ended: {}.",
                     end.detail.as_deref().unwrap_or("error")
@@ -76,6 +80,28 @@ struct Bookkeeper<'a> {
 }
 
 impl Bookkeeper<'_> {
+    /// The recording stopped at `max_recording`: say so once in the audit
+    /// trail; the session goes on (commands are still recorded).
+    fn recording_limit(&mut self) -> Result<(), String> {
+        if !self
+            .recording
+            .as_mut()
+            .is_some_and(|r| r.take_limit_reached())
+        {
+            return Ok(());
+        }
+        self.audit
+            .write(&Event::Error {
+                reason: "recording_limit",
+                detail:
+                    "the session recording reached max_recording and stopped; the session goes on",
+                session: Some(self.session),
+                host: Some(self.host),
+                host_key: None,
+            })
+            .map_err(|e| audit_failed(&e))
+    }
+
     /// Writes what the capture found. Called before the Enter that the
     /// records account for is forwarded.
     fn flush(&mut self) -> Result<(), String> {
@@ -122,6 +148,7 @@ impl Observer for Bookkeeper<'_> {
             r.input(&data[..gate.consumed])
                 .map_err(|e| recording_failed(&e))?;
         }
+        self.recording_limit()?;
         self.flush()?;
         Ok(gate)
     }
@@ -129,6 +156,7 @@ impl Observer for Bookkeeper<'_> {
         if let Some(r) = &mut self.recording {
             r.output(data).map_err(|e| recording_failed(&e))?;
         }
+        self.recording_limit()?;
         self.capture.output(data, now, &mut self.found);
         if self.found.is_empty() {
             Ok(())
@@ -201,7 +229,10 @@ impl Visit<'_> {
                 rows,
             };
             match Recorder::create(&self.settings.log_dir, &info, self.settings.record_input) {
-                Ok(r) => Some(r),
+                Ok(mut r) => {
+                    r.set_limit(self.settings.max_recording);
+                    Some(r)
+                }
                 Err(e) => {
                     let detail = e.to_string();
                     let _ = self.audit.write(&Event::Error {
@@ -226,6 +257,7 @@ impl Visit<'_> {
             host_key: &up.host_key,
             pid: std::process::id(),
             boot_id: boot_id.as_deref(),
+            proc_start: crate::process::own_start(),
             term: self.term,
             cols,
             rows,
@@ -233,6 +265,15 @@ impl Visit<'_> {
         }) {
             return Outcome::Failed(audit_failed(&e));
         }
+
+        // Visible to `gatehouse sessions` / `kill` until dropped.
+        let _live = crate::live::register(
+            &self.settings.log_dir,
+            self.audit,
+            self.user,
+            &session_id,
+            &host.name,
+        );
 
         let mut rec = Bookkeeper {
             audit: self.audit,
@@ -264,6 +305,10 @@ impl Visit<'_> {
         };
         rec.capture.finish(Instant::now(), &mut rec.found);
         let flushed = rec.flush();
+        let killed_by = (end.reason == EndReason::Killed)
+            .then(crate::live::kill_note)
+            .flatten()
+            .map(|n| n.by);
         let written = self.audit.write(&Event::SessionEnd {
             session: &session_id,
             host: &host.name,
@@ -271,6 +316,7 @@ impl Visit<'_> {
             exit_signal: end.exit_signal.as_deref(),
             reason: end.reason,
             detail: end.detail.as_deref(),
+            by: killed_by.as_deref(),
             duration_ms: started.elapsed().as_millis() as u64,
             bytes_in: end.bytes_in,
             bytes_out: end.bytes_out,

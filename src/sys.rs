@@ -1,4 +1,5 @@
-//! The only module with `unsafe`: signal dispositions.
+//! The only module with `unsafe`: signal dispositions, the window size
+//! ioctl, the environment reset and pidfd signalling.
 //!
 //! Signals reach the rest of Gatehouse as bytes on a non-blocking pipe (the
 //! self-pipe trick), so the relay sees them in its poll(2) set and the menu
@@ -66,6 +67,10 @@ pub enum Sig {
     Hangup,
     Terminate,
     WindowChange,
+    /// SIGUSR1: an administrator asks the running session to end
+    /// (`gatehouse kill`; the reason waits in a note only the gatehouse
+    /// account can write, see `live.rs`).
+    Kill,
 }
 
 impl Sig {
@@ -74,6 +79,7 @@ impl Sig {
             Sig::Hangup => Signal::SIGHUP,
             Sig::Terminate => Signal::SIGTERM,
             Sig::WindowChange => Signal::SIGWINCH,
+            Sig::Kill => Signal::SIGUSR1,
         }
     }
 }
@@ -116,6 +122,9 @@ impl SignalPipe {
             (Signal::SIGTERM, SaFlags::empty()),
             (Signal::SIGALRM, SaFlags::empty()),
             (Signal::SIGWINCH, SaFlags::SA_RESTART),
+            // Like a resize, a kill request must not disturb a prompt: only
+            // the relay acts on it.
+            (Signal::SIGUSR1, SaFlags::SA_RESTART),
         ] {
             let action = SigAction::new(SigHandler::Handler(on_signal), flags, SigSet::empty());
             // SAFETY: `on_signal` only touches atomics and calls write(2)
@@ -138,7 +147,7 @@ impl SignalPipe {
             }
         }
         let bits = PENDING.swap(0, Ordering::SeqCst);
-        [Sig::Hangup, Sig::Terminate, Sig::WindowChange]
+        [Sig::Hangup, Sig::Terminate, Sig::WindowChange, Sig::Kill]
             .into_iter()
             .filter(|s| bits & (1 << (s.signal() as i32)) != 0)
             .collect()
@@ -182,4 +191,126 @@ pub fn disarm_menu_timeout() {
 
 pub fn menu_timed_out() -> bool {
     MENU_TIMED_OUT.load(Ordering::SeqCst)
+}
+
+/// The window size (columns, rows) of the terminal on `fd`, from the
+/// TIOCGWINSZ ioctl; `None` when `fd` is not a terminal. Never falls back
+/// to running a program (crossterm's `size()` runs `tput` when the ioctl
+/// reports 0×0 — a setuid process must never execute anything).
+pub fn window_size(fd: BorrowedFd<'_>) -> Option<(u16, u16)> {
+    let mut ws = nix::libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes exactly one `struct winsize` through the
+    // pointer, which points to a live, aligned local of that type; `fd` is
+    // a borrowed, open descriptor for the duration of the call.
+    let r = unsafe {
+        nix::libc::ioctl(
+            fd.as_raw_fd(),
+            nix::libc::TIOCGWINSZ,
+            &mut ws as *mut nix::libc::winsize,
+        )
+    };
+    (r == 0).then_some((ws.ws_col, ws.ws_row))
+}
+
+/// Empties the process environment, entries that `std::env` cannot name
+/// included (`==x` has the name "=", which `remove_var` refuses with a
+/// panic). Call only while single-threaded (`privilege::enter`).
+pub fn clear_environment() {
+    // SAFETY: clearenv(3) only resets libc's `environ`; we are still
+    // single-threaded, so no other thread reads the environment meanwhile,
+    // and std keeps no pointers into it.
+    unsafe {
+        nix::libc::clearenv();
+    }
+}
+
+/// A process handle that cannot be redirected by pid reuse: after
+/// `pidfd_open`, the descriptor names that process even if the pid is
+/// recycled, so a signal sent through it never hits another process.
+pub struct PidFd(OwnedFd);
+
+impl PidFd {
+    /// `None` with the errno when the kernel has no pidfd (before 5.3) or
+    /// the process is gone.
+    pub fn open(pid: i32) -> Result<PidFd, nix::errno::Errno> {
+        // SAFETY: pidfd_open(2) takes a pid and flags and returns a new
+        // descriptor or -1; no memory is passed.
+        let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, 0) };
+        if fd < 0 {
+            return Err(nix::errno::Errno::last());
+        }
+        // SAFETY: the kernel just returned this descriptor to us; nothing
+        // else owns it.
+        Ok(PidFd(unsafe {
+            <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32)
+        }))
+    }
+
+    pub fn signal(&self, sig: Signal) -> Result<(), nix::errno::Errno> {
+        // SAFETY: pidfd_send_signal(2) with a null siginfo and no flags
+        // reads no memory of ours; the descriptor is open (owned by self).
+        let r = unsafe {
+            nix::libc::syscall(
+                nix::libc::SYS_pidfd_send_signal,
+                self.0.as_raw_fd(),
+                sig as i32,
+                std::ptr::null::<nix::libc::siginfo_t>(),
+                0,
+            )
+        };
+        if r < 0 {
+            Err(nix::errno::Errno::last())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Set once SIGINT, SIGTERM or SIGHUP reached `gatehouse replay`.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_signo: nix::libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+    let fd = PIPE_WRITE_FD.load(Ordering::SeqCst);
+    if fd >= 0 {
+        let byte = [1u8];
+        // SAFETY: write(2) is async-signal-safe; `fd` is the leaked write
+        // end of the pipe made in `catch_interrupts`, and the buffer is a
+        // live stack array. A full pipe drops the byte; the flag remains.
+        unsafe {
+            nix::libc::write(fd, byte.as_ptr().cast(), 1);
+        }
+    }
+}
+
+/// For `gatehouse replay`: SIGINT (Ctrl-C when the keyboard is not ours),
+/// SIGTERM and SIGHUP end the replay through its normal exit, so the
+/// terminal is restored, instead of killing it mid-sequence. Returns the
+/// read end of a pipe that turns readable when one arrived; `interrupted`
+/// says whether one did.
+pub fn catch_interrupts() -> nix::Result<OwnedFd> {
+    let (read, write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
+    PIPE_WRITE_FD.store(write.as_raw_fd(), Ordering::SeqCst);
+    // The write end must outlive every possible signal delivery.
+    std::mem::forget(write);
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        let action = SigAction::new(
+            SigHandler::Handler(on_interrupt),
+            SaFlags::empty(),
+            SigSet::empty(),
+        );
+        // SAFETY: `on_interrupt` only stores an atomic and calls write(2),
+        // both async-signal-safe.
+        unsafe { sigaction(sig, &action) }?;
+    }
+    Ok(read)
+}
+
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
 }

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 use std::io::{self, IsTerminal};
+use std::os::fd::AsFd;
 use std::sync::Mutex;
 
 use nix::sys::termios::{self, SetArg, Termios};
@@ -78,9 +79,15 @@ pub fn clamp_size(cols: u16, rows: u16) -> (u16, u16) {
     (cols, rows)
 }
 
-/// The operator's window, clamped; 80×24 when unknown.
+/// The operator's window, clamped; 80×24 when unknown. Read with the
+/// TIOCGWINSZ ioctl on stdin, then stdout (`sys::window_size`): nothing is
+/// ever run to find it out (crossterm's `size()` runs `tput` when the ioctl
+/// says 0×0, which an operator can arrange).
 pub fn window_size() -> (u16, u16) {
-    let (c, r) = crossterm::terminal::size().unwrap_or((80, 24));
+    let (c, r) = crate::sys::window_size(io::stdin().as_fd())
+        .filter(|&(c, r)| c > 0 && r > 0)
+        .or_else(|| crate::sys::window_size(io::stdout().as_fd()))
+        .unwrap_or((80, 24));
     clamp_size(c, r)
 }
 

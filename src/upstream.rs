@@ -63,6 +63,11 @@ pub enum ConnectError {
     HostKeyMismatch {
         fingerprint: String,
     },
+    /// The key is listed as `@revoked` in known_hosts: refused under every
+    /// policy, never learnt by `accept-new`.
+    HostKeyRevoked {
+        fingerprint: String,
+    },
     KnownHosts(String),
     Credentials(String),
     Auth(String),
@@ -78,6 +83,7 @@ impl ConnectError {
             ConnectError::Handshake(_) => "handshake_failed",
             ConnectError::HostKeyUnknown { .. } => "host_key_unknown",
             ConnectError::HostKeyMismatch { .. } => "host_key_mismatch",
+            ConnectError::HostKeyRevoked { .. } => "host_key_revoked",
             ConnectError::KnownHosts(_) => "known_hosts_unusable",
             ConnectError::Credentials(_) => "credentials_unusable",
             ConnectError::Auth(_) => "auth_failed",
@@ -92,7 +98,9 @@ impl ConnectError {
             ConnectError::Resolve(_) => format!("cannot reach {host}: its name does not resolve"),
             ConnectError::Connect { why, .. } => format!("cannot reach {host}: {why}"),
             ConnectError::Handshake(_) => format!("cannot reach {host}: SSH handshake failed"),
-            ConnectError::HostKeyUnknown { .. } | ConnectError::HostKeyMismatch { .. } => {
+            ConnectError::HostKeyUnknown { .. }
+            | ConnectError::HostKeyMismatch { .. }
+            | ConnectError::HostKeyRevoked { .. } => {
                 format!("{host}: host key verification failed; the administrator has been told")
             }
             ConnectError::KnownHosts(_) | ConnectError::Credentials(_) => {
@@ -122,6 +130,9 @@ impl ConnectError {
             ConnectError::HostKeyMismatch { fingerprint } => format!(
                 "host key {fingerprint} does not match known_hosts: possible man-in-the-middle, or the host was reinstalled"
             ),
+            ConnectError::HostKeyRevoked { fingerprint } => format!(
+                "host key {fingerprint} is marked @revoked in known_hosts: refused"
+            ),
             ConnectError::Interrupted => "hang-up while connecting".into(),
         }
     }
@@ -129,7 +140,8 @@ impl ConnectError {
     pub fn fingerprint(&self) -> Option<&str> {
         match self {
             ConnectError::HostKeyUnknown { fingerprint }
-            | ConnectError::HostKeyMismatch { fingerprint } => Some(fingerprint),
+            | ConnectError::HostKeyMismatch { fingerprint }
+            | ConnectError::HostKeyRevoked { fingerprint } => Some(fingerprint),
             _ => None,
         }
     }
@@ -368,11 +380,20 @@ fn verify_host_key(
         .known_hosts()
         .map_err(|e| ConnectError::KnownHosts(e.to_string()))?;
     let path = &settings.known_hosts;
+    // libssh2 knows no markers: an `@revoked` line was skipped, so a key
+    // listed only there was "unknown" and `accept-new` appended it as
+    // trusted (issue 12, point 6). A revoked key is refused first, for any
+    // host name (stricter than OpenSSH, which matches the names too).
+    if is_revoked(known_text, key) {
+        return Err(ConnectError::HostKeyRevoked { fingerprint: fp });
+    }
     // One line at a time: libssh2's read_file stops at the first line it
-    // cannot parse, silently hiding every entry after it.
+    // cannot parse, silently hiding every entry after it. Marker lines
+    // (`@revoked` handled above, `@cert-authority` not supported; `gatehouse
+    // check` warns about it) never count as a trusted key.
     for line in known_text.lines() {
         let l = line.trim();
-        if l.is_empty() || l.starts_with('#') {
+        if l.is_empty() || l.starts_with('#') || l.starts_with('@') {
             continue;
         }
         let _ = known.read_str(l, KnownHostFileKind::OpenSSH);
@@ -403,6 +424,33 @@ fn verify_host_key(
             path.display()
         ))),
     }
+}
+
+/// Whether `key` (the raw host key blob) is on an `@revoked` line.
+pub fn is_revoked(known_hosts: &str, key: &[u8]) -> bool {
+    known_hosts.lines().any(|line| {
+        let mut f = line.split_whitespace();
+        // `@revoked NAMES TYPE BASE64`
+        f.next() == Some("@revoked")
+            && f.nth(2)
+                .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+                .is_some_and(|blob| blob == key)
+    })
+}
+
+/// known_hosts lines Gatehouse cannot honour, for `gatehouse check`: a
+/// marker other than `@revoked` (`@cert-authority`: libssh2 has no
+/// certificate support, so such a line trusts nothing). `(line number,
+/// marker)`.
+pub fn unsupported_markers(known_hosts: &str) -> Vec<(usize, String)> {
+    known_hosts
+        .lines()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let first = l.split_whitespace().next()?;
+            (first.starts_with('@') && first != "@revoked").then(|| (i + 1, first.to_string()))
+        })
+        .collect()
 }
 
 /// Appends one line with one write on O_APPEND, so concurrent first
@@ -485,6 +533,27 @@ mod tests {
         );
         assert_eq!(host_key_prefs(kh, "10.0.0.2"), None);
         assert_eq!(host_key_prefs("", "x"), None);
+    }
+
+    #[test]
+    fn revoked_keys_and_unsupported_markers() {
+        let kh = "@revoked * ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA==\n\
+                  @cert-authority *.example ssh-ed25519 AAAA\n\
+                  web01 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIQ==\n";
+        let revoked = base64::engine::general_purpose::STANDARD
+            .decode("AAAAC3NzaC1lZDI1NTE5AAAAIA==")
+            .unwrap();
+        let ok = base64::engine::general_purpose::STANDARD
+            .decode("AAAAC3NzaC1lZDI1NTE5AAAAIQ==")
+            .unwrap();
+        assert!(is_revoked(kh, &revoked));
+        assert!(!is_revoked(kh, &ok));
+        assert_eq!(
+            unsupported_markers(kh),
+            vec![(2, "@cert-authority".to_string())]
+        );
+        // The marker's own key never becomes a preference or a trust.
+        assert_eq!(host_key_prefs(kh, "*"), None);
     }
 
     #[test]

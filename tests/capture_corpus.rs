@@ -11,8 +11,8 @@
 use base64::Engine as _;
 use gatehouse::capture::{Capture, Command, Record};
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 enum Event {
     In(Vec<u8>),
@@ -200,7 +200,9 @@ fn check(split: usize) {
         let texts: Vec<&str> = got.iter().map(|c| c.text.as_str()).collect();
         for s in &case.secrets {
             assert!(
-                !records.iter().any(|r| format!("{r:?}").contains(s.as_str())),
+                !records
+                    .iter()
+                    .any(|r| format!("{r:?}").contains(s.as_str())),
                 "{}: secret {s:?} recorded: {texts:?}",
                 case.name
             );

@@ -906,8 +906,14 @@ fn evasion_stty_echo_off_at_the_shell_prompt_is_recorded_unverified() {
     s.send(keys::ENTER);
     s.p.expect(PROMPT).unwrap();
     let (cmds, done) = s.finish();
-    assert_eq!(cmds, ["stty -echo", "echo blind-cmd-1", "stty echo", "exit"]);
-    assert_eq!(command_record(&done.gh, "echo blind-cmd-1")["verified"], false);
+    assert_eq!(
+        cmds,
+        ["stty -echo", "echo blind-cmd-1", "stty echo", "exit"]
+    );
+    assert_eq!(
+        command_record(&done.gh, "echo blind-cmd-1")["verified"],
+        false
+    );
     assert_eq!(command_record(&done.gh, "stty -echo")["verified"], true);
     assert!(done.gh.records("input_hidden").is_empty());
 }
@@ -924,7 +930,12 @@ fn evasion_alternate_screen_switch_does_not_hide_later_commands() {
     let (cmds, _) = s.finish();
     assert_eq!(
         cmds,
-        ["printf '\\033[?1049h'", "echo on-alt-1", "echo on-alt-2", "exit"]
+        [
+            "printf '\\033[?1049h'",
+            "echo on-alt-1",
+            "echo on-alt-2",
+            "exit"
+        ]
     );
 }
 
@@ -974,7 +985,11 @@ fn evasion_seventeen_kib_line_keeps_its_start_and_its_end() {
         .expect("a truncated record");
     let text = r["command"].as_str().unwrap();
     assert!(text.starts_with("echo AAAA"), "{text:.40}");
-    assert!(text.ends_with(&format!("; touch {}", f.display())), "{}", &text[text.len() - 80..]);
+    assert!(
+        text.ends_with(&format!("; touch {}", f.display())),
+        "{}",
+        &text[text.len() - 80..]
+    );
     assert!(text.contains('…'));
     assert_eq!(r["length"].as_u64().unwrap() as usize, long.len());
     assert!(text.len() <= 16 * 1024 + 3);
@@ -1003,7 +1018,10 @@ fn evasion_loop_with_any_continuation_prompt_is_one_record() {
     s.typed("done");
     s.enter_expect(Some("n2"));
     let (cmds, _) = s.finish();
-    assert_eq!(cmds, ["PS2='cont> '", "for i in 1 2; do\necho n$i\ndone", "exit"]);
+    assert_eq!(
+        cmds,
+        ["PS2='cont> '", "for i in 1 2; do\necho n$i\ndone", "exit"]
+    );
 }
 
 #[test]
@@ -1095,7 +1113,11 @@ fn evasion_less_shell_escape_is_recorded() {
     assert!(f.exists());
     assert_eq!(
         cmds,
-        ["less /etc/passwd", &format!("touch {}", f.display()), "exit"]
+        [
+            "less /etc/passwd",
+            &format!("touch {}", f.display()),
+            "exit"
+        ]
     );
 }
 
@@ -1143,7 +1165,8 @@ fn secret_at_a_program_prompt_is_an_input_hidden_record_with_its_prompt() {
     let secret = secret();
     s.typed("read -s -p 'Vault token: ' v; echo got-${#v}");
     s.send(keys::ENTER);
-    s.p.expect(Regex::new(r"(?m)^Vault token: ").unwrap()).unwrap();
+    s.p.expect(Regex::new(r"(?m)^Vault token: ").unwrap())
+        .unwrap();
     let (cmds, done) = {
         s.type_slowly(&secret);
         s.send(keys::ENTER);
@@ -1151,7 +1174,10 @@ fn secret_at_a_program_prompt_is_an_input_hidden_record_with_its_prompt() {
         s.p.expect(PROMPT).unwrap();
         s.finish()
     };
-    assert_eq!(cmds, ["read -s -p 'Vault token: ' v; echo got-${#v}", "exit"]);
+    assert_eq!(
+        cmds,
+        ["read -s -p 'Vault token: ' v; echo got-${#v}", "exit"]
+    );
     let hidden = done.gh.records("input_hidden");
     assert_eq!(hidden.len(), 1, "{hidden:?}");
     assert_eq!(hidden[0]["prompt"], "Vault token:");
@@ -1187,12 +1213,11 @@ fn kill_nine_right_after_enter_never_loses_a_command_that_ran() {
         }
         if f.exists() {
             ran += 1;
-            let cmds: Vec<String> = s
-                .gh
-                .records("command")
-                .iter()
-                .map(|r| r["command"].as_str().unwrap_or("").to_string())
-                .collect();
+            let cmds: Vec<String> =
+                s.gh.records("command")
+                    .iter()
+                    .map(|r| r["command"].as_str().unwrap_or("").to_string())
+                    .collect();
             assert!(
                 cmds.contains(&cmd),
                 "try {i}: {cmd:?} ran on the target but is not on record: {cmds:?}"

@@ -1069,6 +1069,21 @@ fn insecure_files_are_refused(env: &Env) {
             format!("chmod o+w {BASE}/log"),
             format!("chmod o-w {BASE}/log"),
         ),
+        // Regression (issue 12, point 7): group-readable, as OpenSSH
+        // refuses such a key.
+        (format!("chmod 0640 {key}"), format!("chmod 0600 {key}")),
+        // Regression (issue 12, point 7): the key reached through a
+        // symlink in a directory anyone can write (the resolved path alone
+        // is safe, which is all the old check looked at).
+        (
+            format!(
+                "install -d -m 0777 {BASE}/open && ln -s {BASE}/etc/keys {BASE}/open/keys && \
+                 sed -i 's#{key}#{BASE}/open/keys/target_ed25519#' {SYS_CONFIG}"
+            ),
+            format!(
+                "sed -i 's#{BASE}/open/keys/target_ed25519#{key}#' {SYS_CONFIG} && rm -rf {BASE}/open"
+            ),
+        ),
     ] {
         must(&break_it);
         let (code, out) = run(env.ssh(op, &["web01"]), T);
@@ -1083,6 +1098,27 @@ fn insecure_files_are_refused(env: &Env) {
     let (code, out) = run(env.ssh(op, &["web01"]), T);
     assert_eq!(code, 1);
     assert!(out.contains("needs a terminal"), "{out}");
+}
+
+/// Regression (issue 12, point 4): an environment entry whose name holds
+/// `=` (`==x`) made the setuid process panic (exit 101) while emptying
+/// the environment, before the panic guard.
+fn env_name_with_equals_is_no_panic(env: &Env) {
+    // Run by root, the setuid binary is privileged (real uid 0, effective
+    // uid gatehouse), so it scrubs the environment as for an operator.
+    let mut c = Command::new(&env.bin);
+    c.env_clear()
+        .env("=", "x")
+        .env("=PATH", "/tmp")
+        .env("TERM", "xterm")
+        .args(["-c", "no-such-host"]);
+    let (code, out) = run(c, T);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("no such host"), "{out}");
+    assert!(
+        !out.contains("panicked") && !out.contains("internal error"),
+        "{out}"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -1147,6 +1183,10 @@ fn privilege_separation_end_to_end() {
             a_shell_reads_no_secret_and_changes_no_log,
         ),
         ("insecure_files_are_refused", insecure_files_are_refused),
+        (
+            "env_name_with_equals_is_no_panic",
+            env_name_with_equals_is_no_panic,
+        ),
     ];
     let only = std::env::var("PRIVSEP_CASE").ok();
     let mut failed = Vec::new();

@@ -642,7 +642,9 @@ fn s<'a>(rec: &'a Value, k: &str) -> &'a str {
 }
 
 /// Text from the log, made safe for a terminal: control characters
-/// (escape sequences in a command!) are shown, not obeyed; bounded.
+/// (escape sequences in a command!) are shown, not obeyed, and so are
+/// format characters (bidi overrides like U+202E would reorder the line);
+/// bounded.
 pub fn visible(text: &str, max: usize) -> String {
     let mut out = String::new();
     for (i, c) in text.chars().enumerate() {
@@ -653,7 +655,9 @@ pub fn visible(text: &str, max: usize) -> String {
         match c {
             '\n' => out.push_str(" ⏎ "),
             '\t' => out.push(' '),
-            c if c.is_control() => out.push_str(&c.escape_default().to_string()),
+            c if c.is_control() || super::escapes::is_format_char(c) => {
+                out.push_str(&c.escape_default().to_string())
+            }
             c => out.push(c),
         }
     }
@@ -799,6 +803,23 @@ mod tests {
         assert!(line.contains("ffff0001"));
         assert!(line.ends_with("echo \\u{1b}[2J ⏎ ls"), "{line}");
         assert!(!line.contains('\u{1b}'));
+    }
+
+    /// Regression (issue 12, point 2): bidi and format characters in a
+    /// record are shown escaped, not raw.
+    #[test]
+    fn bidi_and_format_characters_are_escaped() {
+        let r = json!({"ts":"2026-11-28T18:24:56.123Z","event":"command","user":"alice",
+            "client":"local","host":"web01","session":"S",
+            "command":"echo safe \u{202e}fr- mr\u{2066}\u{200b}\u{feff}"});
+        let line = row(&r, false, true);
+        for c in ['\u{202e}', '\u{2066}', '\u{200b}', '\u{feff}'] {
+            assert!(!line.contains(c), "{c:?} raw in {line:?}");
+        }
+        assert!(
+            line.ends_with("echo safe \\u{202e}fr- mr\\u{2066}\\u{200b}\\u{feff}"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -9,9 +9,11 @@
 
 mod args;
 pub mod audit;
+pub mod escapes;
 pub mod filter;
 pub mod ids;
 pub mod replay;
+pub mod sessions;
 
 use std::fmt;
 use std::io;
@@ -149,8 +151,11 @@ Usage (admins):
   gatehouse check [--config PATH]   validate the config; exit 0 when valid
   gatehouse audit [FILTERS] [--json] [--follow] [--check] [--verify]
                                     read the audit trail (see audit --help)
-  gatehouse replay SESSION|FILE [--speed N] [--idle-limit S] [--follow]
+  gatehouse replay SESSION|FILE [--speed N] [--idle-limit S] [--follow] [--raw]
                                     play a session recording (see replay --help)
+  gatehouse sessions [--json]       the sessions running now
+  gatehouse kill SESSION|--user NAME [--reason TEXT]
+                                    end running sessions (see kill --help)
   gatehouse --help | --version
 
 Login invocations (set by sshd, never typed):
@@ -161,6 +166,22 @@ Login invocations (set by sshd, never typed):
 Config: /etc/gatehouse/config.toml when installed setuid; otherwise
 $GATEHOUSE_CONFIG, then ~/.config/gatehouse/config.toml, then the system path.
 ";
+
+/// `gatehouse check`: known_hosts lines Gatehouse cannot honour are
+/// warnings (the config is still valid): `path:line: warning: …`.
+fn known_hosts_warnings(path: &std::path::Path) {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return;
+    };
+    for (line, marker) in crate::upstream::unsupported_markers(&text) {
+        crate::say_err!(
+            "{}:{line}: warning: {} lines are not supported and trust nothing \
+             (host certificates cannot be checked); list the host keys themselves",
+            path.display(),
+            audit::visible(&marker, 40)
+        );
+    }
+}
 
 pub fn run(cmd: Admin) -> i32 {
     match cmd {
@@ -188,6 +209,7 @@ pub fn run(cmd: Admin) -> i32 {
             };
             match Config::load(&path) {
                 Ok(c) => {
+                    known_hosts_warnings(&c.settings.known_hosts);
                     crate::say_out!(
                         "{}: OK ({}, {}; logs in {})",
                         path.display(),
@@ -212,6 +234,8 @@ pub fn run(cmd: Admin) -> i32 {
         Admin::Tool { name, args } => match name.as_str() {
             "audit" => audit::run(args),
             "replay" => replay::run(args),
+            "sessions" => sessions::run_sessions(args),
+            "kill" => sessions::run_kill(args),
             other => {
                 crate::say_err!("gatehouse: unknown command {other:?}; try `gatehouse --help`");
                 2

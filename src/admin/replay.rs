@@ -3,11 +3,14 @@
 //! follows a live one as it is written (`--follow`, like `tail -f`) until
 //! its `session_end` is in the audit trail.
 //!
-//! The recorded output goes to stdout as it was recorded. When stdin is a
-//! terminal it is put in raw mode only to read `q`/Ctrl-C (quit) and space
-//! (pause); a guard restores it, and resets what the recording may have
-//! left switched on (alternate screen, hidden cursor, colours), on every
-//! exit.
+//! The recorded output goes to stdout through `escapes::ReplayFilter`:
+//! what drawing needs passes, what could act on the admin's terminal
+//! (clipboard, title, reports and queries, DCS/APC/PM strings) does not;
+//! `--raw` opts out, with a warning. When stdin is a terminal it is put in
+//! raw mode only to read `q`/Ctrl-C (quit) and space (pause); a guard
+//! restores it and resets everything the recording may have left switched
+//! on (`escapes::restore`), on every exit — Ctrl-C, SIGINT, SIGTERM and
+//! SIGHUP included.
 #![forbid(unsafe_code)]
 
 use std::ffi::OsString;
@@ -20,6 +23,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use serde_json::Value;
 
 use super::args::{Arg, Args};
+use super::escapes::{self, ReplayFilter};
 use super::{log_dir_from_config, AdminError};
 use crate::audit::reader::{JsonlReader, Line};
 use crate::tty::RawMode;
@@ -37,6 +41,9 @@ the candidates); the file is <log_dir>/sessions/<user>/SESSION.cast.
   -f, --follow       watch a live session: print what is recorded so far at
                      once, then new output as it is written, until the
                      session ends (its session_end is in the audit trail)
+  --raw              pass the recording to the terminal unfiltered (it can
+                     then set your clipboard and title or type answers
+                     into your terminal: only for recordings you trust)
   --log-dir DIR      find SESSION under DIR instead of the config's log_dir
                      (--dir DIR is the same)
   --config PATH      the config to take log_dir from
@@ -49,6 +56,7 @@ struct Opts {
     speed: f64,
     idle_limit: Option<f64>,
     follow: bool,
+    raw: bool,
     log_dir: Option<PathBuf>,
     config: Option<PathBuf>,
 }
@@ -69,6 +77,7 @@ fn parse(args: Vec<OsString>) -> Result<Option<Opts>, String> {
         speed: 1.0,
         idle_limit: None,
         follow: false,
+        raw: false,
         log_dir: None,
         config: None,
     };
@@ -80,6 +89,7 @@ fn parse(args: Vec<OsString>) -> Result<Option<Opts>, String> {
                 "--speed" => o.speed = positive(&name, &a.value(&name, inline)?)?,
                 "--idle-limit" => o.idle_limit = Some(positive(&name, &a.value(&name, inline)?)?),
                 "--follow" | "-f" => o.follow = true,
+                "--raw" => o.raw = true,
                 "--log-dir" | "--dir" => o.log_dir = Some(PathBuf::from(a.value(&name, inline)?)),
                 "--config" => o.config = Some(PathBuf::from(a.value(&name, inline)?)),
                 "--help" | "-h" => return Ok(None),
@@ -172,55 +182,64 @@ enum Key {
     Quit,
 }
 
-/// The terminal while we play: stdin raw (if it is a terminal) and the
-/// screen reset on the way out.
+/// The terminal while we play: stdin raw (if it is a terminal), the
+/// output filtered, and the screen reset on the way out.
 struct Terminal {
     raw: Option<RawMode>,
     out_tty: bool,
-    /// The recording switched to the alternate screen and did not leave it.
-    alt_screen: bool,
+    filter: ReplayFilter,
+    /// `--raw`: no filter; the restore then assumes the worst.
+    unfiltered: bool,
+    /// Readable when SIGINT, SIGTERM or SIGHUP arrived.
+    interrupts: Option<std::os::fd::OwnedFd>,
     paused: bool,
 }
 
 impl Terminal {
-    fn new() -> Terminal {
+    fn new(unfiltered: bool) -> Terminal {
+        // Before raw mode: a signal from now on ends the replay through
+        // `Drop`, never in the middle of a sequence.
+        let interrupts = crate::sys::catch_interrupts().ok();
         let raw = if io::stdin().is_terminal() {
             RawMode::enter().ok()
         } else {
             None
         };
+        let out_tty = io::stdout().is_terminal();
+        if out_tty {
+            let mut o = io::stdout().lock();
+            let _ = o.write_all(escapes::SAVE_TITLE.as_bytes());
+            let _ = o.flush();
+        }
         Terminal {
             raw,
-            out_tty: io::stdout().is_terminal(),
-            alt_screen: false,
+            out_tty,
+            filter: ReplayFilter::new(),
+            unfiltered,
+            interrupts,
             paused: false,
         }
     }
 
-    fn note_output(&mut self, data: &str) {
-        for (on, off) in [
-            ("\x1b[?1049h", "\x1b[?1049l"),
-            ("\x1b[?1047h", "\x1b[?1047l"),
-            ("\x1b[?47h", "\x1b[?47l"),
-        ] {
-            match (data.rfind(on), data.rfind(off)) {
-                (Some(a), Some(b)) => self.alt_screen = a > b,
-                (Some(_), None) => self.alt_screen = true,
-                (None, Some(_)) => self.alt_screen = false,
-                (None, None) => {}
-            }
+    /// Writes recorded output, filtered unless `--raw`.
+    fn show(&mut self, out: &mut impl Write, data: &str) -> io::Result<()> {
+        if self.unfiltered {
+            out.write_all(data.as_bytes())?;
+        } else {
+            out.write_all(self.filter.feed(data).as_bytes())?;
         }
+        out.flush()
     }
 
-    /// Waits `dur` (forever while paused), reading keys if we can.
+    /// Waits `dur` (forever while paused), reading keys if we can; a
+    /// signal also ends the wait with `Quit`.
     fn wait(&mut self, dur: Duration) -> Key {
-        if self.raw.is_none() {
-            std::thread::sleep(dur);
-            return Key::None;
-        }
         let deadline = Instant::now() + dur;
         loop {
-            let timeout = if self.paused {
+            if crate::sys::interrupted() {
+                return Key::Quit;
+            }
+            let timeout = if self.paused && self.raw.is_some() {
                 PollTimeout::NONE
             } else {
                 let left = deadline.saturating_duration_since(Instant::now());
@@ -231,10 +250,24 @@ impl Terminal {
                     .unwrap_or(PollTimeout::MAX)
             };
             let stdin = io::stdin();
-            let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
+            let mut fds = Vec::with_capacity(2);
+            if let Some(i) = &self.interrupts {
+                fds.push(PollFd::new(i.as_fd(), PollFlags::POLLIN));
+            }
+            let keys_at = fds.len();
+            if self.raw.is_some() {
+                fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+            }
             match poll(&mut fds, timeout) {
                 Ok(0) => continue,
                 Ok(_) => {
+                    let key_ready = fds
+                        .get(keys_at)
+                        .and_then(|f| f.revents())
+                        .is_some_and(|r| !r.is_empty());
+                    if !key_ready {
+                        continue; // a signal: checked at the top
+                    }
                     let mut buf = [0u8; 64];
                     let n = match stdin.lock().read(&mut buf) {
                         Ok(0) | Err(_) => return Key::Quit, // terminal gone
@@ -258,10 +291,11 @@ impl Terminal {
 impl Drop for Terminal {
     fn drop(&mut self) {
         if self.out_tty {
-            let mut reset = String::from("\x1b[0m\x1b(B\x1b[?25h\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1006l\x1b[?2004l\x1b[?1l\x1b>");
-            if self.alt_screen {
-                reset.push_str("\x1b[?1049l");
-            }
+            let reset = if self.unfiltered {
+                escapes::restore(true, true)
+            } else {
+                escapes::restore(self.filter.alt_screen(), self.filter.moved_margins())
+            };
             let mut o = io::stdout().lock();
             let _ = o.write_all(reset.as_bytes());
             let _ = o.flush();
@@ -370,7 +404,13 @@ fn play(o: &Opts) -> Result<(), AdminError> {
         }),
         _ => None,
     };
-    let mut term = Terminal::new();
+    if o.raw {
+        crate::say_err!(
+            "gatehouse: warning: --raw passes the recording to your terminal unfiltered; \
+             it can set your clipboard and title and make your terminal answer queries"
+        );
+    }
+    let mut term = Terminal::new(o.raw);
     let keys = if term.raw.is_some() {
         "; q quits, space pauses"
     } else {
@@ -378,13 +418,17 @@ fn play(o: &Opts) -> Result<(), AdminError> {
     };
     crate::say_err!(
         "gatehouse: replaying {} ({}@{}, {}x{}, {started}){keys}\r",
-        if session.is_empty() {
-            path.display().to_string()
-        } else {
-            session.clone()
-        },
-        user,
-        host,
+        super::audit::visible(
+            &if session.is_empty() {
+                path.display().to_string()
+            } else {
+                session.clone()
+            },
+            200
+        ),
+        super::audit::visible(&user, 64),
+        super::audit::visible(&host, 64),
+        // From the file: shown, never obeyed.
         header.get("width").and_then(|v| v.as_u64()).unwrap_or(0),
         header.get("height").and_then(|v| v.as_u64()).unwrap_or(0),
     );
@@ -452,12 +496,19 @@ fn play(o: &Opts) -> Result<(), AdminError> {
             }
         }
         prev_t = t;
-        term.note_output(data);
-        let mut out = stdout.lock();
-        out.write_all(data.as_bytes())?;
-        out.flush()?;
+        term.show(&mut stdout.lock(), data)?;
+        if crate::sys::interrupted() {
+            ended_by_key = true;
+            break;
+        }
     }
+    let filtered = term.filter.dropped();
     drop(term);
+    if filtered > 0 {
+        crate::say_err!(
+            "gatehouse: {filtered} escape sequence(s) that could act on your terminal were not passed (--raw would pass them)"
+        );
+    }
     if bad_lines > 1 {
         crate::say_err!("gatehouse: {} damaged line(s) skipped", bad_lines);
     }
@@ -476,10 +527,7 @@ fn emit(stdout: &io::Stdout, term: &mut Terminal, line: &[u8]) -> Result<(), Adm
     if let Ok(Value::Array(ev)) = serde_json::from_slice::<Value>(line) {
         if ev.get(1).and_then(|c| c.as_str()) == Some("o") {
             if let Some(d) = ev.get(2).and_then(|d| d.as_str()) {
-                term.note_output(d);
-                let mut out = stdout.lock();
-                out.write_all(d.as_bytes())?;
-                out.flush()?;
+                term.show(&mut stdout.lock(), d)?;
             }
         }
     }

@@ -7,8 +7,8 @@
 //! has no `logout`, the sweep writes one too (`reason: "abandoned"`).
 //!
 //! A session is gone when its `boot_id` is not this boot's, or its `pid`
-//! is not running, or that pid now belongs to another program or to a
-//! process started after the session did (pid reuse). When we cannot tell
+//! is not running, or that pid now belongs to a process with another start
+//! time (`proc_start`; pid reuse) — see `crate::process`. When we cannot tell
 //! (no /proc access), it is treated as alive: a false "abandoned" would be
 //! worse than a late one.
 //!
@@ -31,12 +31,9 @@ use super::reader::{JsonlReader, Line};
 use super::record::UNKNOWN_BYTES;
 use super::{AuditError, AuditLog, EndReason, Event};
 
-/// `/proc/sys/kernel/random/boot_id`: changes at every boot.
-pub fn boot_id() -> Option<String> {
-    let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
-    let id = id.trim();
-    (!id.is_empty()).then(|| id.to_string())
-}
+/// The boot id a `session_start` carries (see `process`).
+pub use crate::process::boot_id;
+use crate::process::{Liveness, Recorded};
 
 #[derive(Debug)]
 pub enum SweepError {
@@ -64,114 +61,6 @@ pub struct Closed {
     pub user: String,
     pub host: String,
     pub detail: String,
-}
-
-/// Whether the process that wrote a session is still there.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Liveness {
-    Alive,
-    Gone(String),
-}
-
-/// What /proc says about a pid.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Proc {
-    Missing,
-    Zombie,
-    /// Running: its `comm` and its start time (seconds since the epoch).
-    Running {
-        comm: String,
-        started: Option<i64>,
-    },
-    /// Exists, but we may not look (hidepid).
-    Unknown,
-}
-
-pub fn probe(pid: i32) -> Proc {
-    let stat = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            // hidepid hides other users' processes: ask the kernel directly.
-            return match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
-                Err(nix::errno::Errno::ESRCH) => Proc::Missing,
-                _ => Proc::Unknown,
-            };
-        }
-        Err(_) => return Proc::Unknown,
-    };
-    let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-        return Proc::Unknown;
-    };
-    let comm = stat[open + 1..close].to_string();
-    let rest: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-    if matches!(rest.first(), Some(&"Z") | Some(&"X")) {
-        return Proc::Zombie;
-    }
-    // Field 22 (starttime, clock ticks since boot) is rest[19].
-    let started = rest
-        .get(19)
-        .and_then(|t| t.parse::<i64>().ok())
-        .and_then(|ticks| Some(boot_time()? + ticks / clock_ticks()));
-    Proc::Running { comm, started }
-}
-
-fn clock_ticks() -> i64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .filter(|&t| t > 0)
-        .unwrap_or(100) as i64
-}
-
-fn boot_time() -> Option<i64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    stat.lines()
-        .find_map(|l| l.strip_prefix("btime "))
-        .and_then(|v| v.trim().parse().ok())
-}
-
-fn own_comm() -> String {
-    std::fs::read_to_string("/proc/self/comm")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "gatehouse".into())
-}
-
-/// The decision, pure over what was observed.
-pub fn liveness(
-    pid: Option<i64>,
-    rec_boot: Option<&str>,
-    this_boot: Option<&str>,
-    session_started: Option<i64>,
-    proc_: impl FnOnce(i32) -> Proc,
-    our_comm: &str,
-) -> Liveness {
-    if let (Some(r), Some(t)) = (rec_boot, this_boot) {
-        if r != t {
-            return Liveness::Gone("the bastion restarted since (boot id changed)".into());
-        }
-    }
-    let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()).filter(|&p| p > 0) else {
-        return Liveness::Gone("the session record names no process".into());
-    };
-    match proc_(pid) {
-        Proc::Missing | Proc::Zombie => Liveness::Gone(format!("process {pid} is gone")),
-        Proc::Unknown => Liveness::Alive,
-        Proc::Running { comm, started } => {
-            if comm != "gatehouse" && comm != our_comm {
-                return Liveness::Gone(format!("process {pid} is gone (pid now used by {comm:?})"));
-            }
-            // A process younger than the session cannot have written it
-            // (2 s of slack for clock-tick rounding).
-            if let (Some(p), Some(s)) = (started, session_started) {
-                if p > s + 2 {
-                    return Liveness::Gone(format!(
-                        "process {pid} is gone (pid reused by a newer gatehouse)"
-                    ));
-                }
-            }
-            Liveness::Alive
-        }
-    }
 }
 
 struct Open {
@@ -270,19 +159,22 @@ pub fn sweep(path: &Path, tail: Option<u64>) -> Result<Vec<Closed>, SweepError> 
         }
     }
     let this_boot = boot_id();
-    let our_comm = own_comm();
     let mut closed = Vec::new();
     let mut sessions: Vec<(String, Open)> = open.into_iter().collect();
     sessions.sort_by_key(|(_, o)| o.start_ms);
     for (session, o) in sessions {
         let s = &o.start;
-        let verdict = liveness(
-            s.get("pid").and_then(|p| p.as_i64()),
-            s.get("boot_id").and_then(|b| b.as_str()),
+        // Boot id + pid + process start time, never the process name
+        // (issue 12, point 3: a symlinked binary has another name).
+        let verdict = crate::process::judge(
+            Recorded {
+                pid: s.get("pid").and_then(|p| p.as_i64()),
+                boot_id: s.get("boot_id").and_then(|b| b.as_str()),
+                start: s.get("proc_start").and_then(|p| p.as_u64()),
+                session_started: o.start_ms.map(|ms| ms / 1000),
+            },
             this_boot.as_deref(),
-            o.start_ms.map(|ms| ms / 1000),
-            probe,
-            &our_comm,
+            crate::process::state,
         );
         let Liveness::Gone(why) = verdict else {
             continue;
@@ -318,6 +210,7 @@ pub fn sweep(path: &Path, tail: Option<u64>) -> Result<Vec<Closed>, SweepError> 
             exit_signal: None,
             reason: EndReason::Abandoned,
             detail: Some(&detail),
+            by: None,
             duration_ms,
             bytes_in: UNKNOWN_BYTES,
             bytes_out: UNKNOWN_BYTES,
@@ -401,89 +294,6 @@ pub const LOGIN_TAIL_BYTES: u64 = 128 * 1024;
 mod tests {
     use super::*;
 
-    fn running(comm: &str, started: i64) -> impl FnOnce(i32) -> Proc {
-        let comm = comm.to_string();
-        move |_| Proc::Running {
-            comm,
-            started: Some(started),
-        }
-    }
-
-    #[test]
-    fn decisions() {
-        let gone = |l: Liveness| matches!(l, Liveness::Gone(_));
-        assert!(gone(liveness(
-            Some(5),
-            Some("a"),
-            Some("b"),
-            None,
-            |_| Proc::Unknown,
-            "gatehouse"
-        )));
-        assert!(gone(liveness(
-            Some(5),
-            Some("a"),
-            Some("a"),
-            None,
-            |_| Proc::Missing,
-            "gatehouse"
-        )));
-        assert!(gone(liveness(
-            Some(5),
-            None,
-            Some("a"),
-            None,
-            |_| Proc::Zombie,
-            "gatehouse"
-        )));
-        assert!(gone(liveness(
-            Some(5),
-            Some("a"),
-            Some("a"),
-            Some(100),
-            running("bash", 50),
-            "gatehouse"
-        )));
-        assert!(gone(liveness(
-            Some(5),
-            Some("a"),
-            Some("a"),
-            Some(100),
-            running("gatehouse", 500),
-            "gatehouse"
-        )));
-        assert!(gone(liveness(
-            None,
-            Some("a"),
-            Some("a"),
-            Some(100),
-            |_| Proc::Unknown,
-            "gatehouse"
-        )));
-        assert_eq!(
-            liveness(
-                Some(5),
-                Some("a"),
-                Some("a"),
-                Some(100),
-                running("gatehouse", 99),
-                "gatehouse"
-            ),
-            Liveness::Alive
-        );
-        assert_eq!(
-            liveness(
-                Some(5),
-                Some("a"),
-                Some("a"),
-                Some(100),
-                |_| Proc::Unknown,
-                "gatehouse"
-            ),
-            Liveness::Alive
-        );
-    }
-
     #[test]
     fn a_login_is_closed_once_and_only_when_its_chain_was_seen() {
         let mut l = Logins::default();
@@ -505,13 +315,5 @@ mod tests {
         assert!(l.close("L2").is_none(), "L2 has its logout");
         assert!(l.close("L3").is_none(), "L3's records were not seen");
         assert_eq!(l.started_ms("L1"), Some(1_767_225_600_000));
-    }
-
-    #[test]
-    fn probe_sees_ourselves() {
-        match probe(std::process::id() as i32) {
-            Proc::Running { started, .. } => assert!(started.is_some()),
-            other => panic!("{other:?}"),
-        }
     }
 }

@@ -133,6 +133,16 @@ impl AuditLog {
 
     /// Sends a copy of every record to syslog (`syslog_copy = true`):
     /// `/dev/log` normally, another socket only in unprivileged runs.
+    /// The login id every record of this login carries.
+    pub fn login(&self) -> &str {
+        &self.login
+    }
+
+    /// The operator's `client`, as every record carries it.
+    pub fn client(&self) -> &str {
+        &self.client
+    }
+
     pub fn copy_to_syslog(&mut self, socket: PathBuf) {
         self.syslog = Some(socket);
     }

@@ -26,6 +26,9 @@ pub enum EndReason {
     Disconnect,
     Error,
     Abandoned,
+    /// An administrator ended it (`gatehouse kill`); `by` and `detail` say
+    /// who and why.
+    Killed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -68,6 +71,11 @@ pub enum Event<'a> {
         pid: u32,
         #[serde(skip_serializing_if = "Option::is_none")]
         boot_id: Option<&'a str>,
+        /// The process's start time (clock ticks since boot, field 22 of
+        /// /proc/PID/stat): with `boot_id` and `pid`, names the process so
+        /// that a reused pid is never taken for it (`crate::process`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        proc_start: Option<u64>,
         term: &'a str,
         cols: u16,
         rows: u16,
@@ -105,6 +113,9 @@ pub enum Event<'a> {
         reason: EndReason,
         #[serde(skip_serializing_if = "Option::is_none")]
         detail: Option<&'a str>,
+        /// For `killed`: the administrator who ended it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        by: Option<&'a str>,
         duration_ms: u64,
         /// `UNKNOWN_BYTES` leaves the field out: an abandoned session's
         /// counts died with its process, and 0 would be a false figure.

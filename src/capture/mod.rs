@@ -93,7 +93,9 @@ pub enum Record {
     Command(Command),
     /// A line typed while the target did not echo, at a prompt that is not
     /// the shell's: a secret, recorded without its content.
-    Hidden { prompt: String },
+    Hidden {
+        prompt: String,
+    },
 }
 
 /// What [`Capture::input`] did with a chunk of operator bytes.
@@ -318,12 +320,7 @@ impl Capture {
             if main {
                 let m = self.multi.take().expect("checked");
                 if !m.cancelled {
-                    out.push(Record::Command(bounded(
-                        m.text,
-                        m.length,
-                        false,
-                        m.source,
-                    )));
+                    out.push(Record::Command(bounded(m.text, m.length, false, m.source)));
                 }
             }
         }
@@ -470,7 +467,9 @@ impl Capture {
         };
         if shell::looks_complete(&m.text) || m.text.len() > MAX_LINE_BYTES {
             self.editor = starts_editor(&m.text).then(Editor::default);
-            out.push(Record::Command(bounded(m.text, m.length, m.verified, m.source)));
+            out.push(Record::Command(bounded(
+                m.text, m.length, m.verified, m.source,
+            )));
         } else {
             self.multi = Some(m);
         }
@@ -562,7 +561,7 @@ impl Capture {
         for prefix in prefixes {
             let p = prefix.trim_end();
             for upto in [true, false] {
-                let shown = match self.screen.from_prompt(p, upto, lines_up) {
+                let shown = match self.screen.text_from_prompt(p, upto, lines_up) {
                     Some(s) => s,
                     None if !p.is_empty() => match cursor_line.rfind(p) {
                         // The prompt after output that did not end its line
@@ -594,15 +593,23 @@ impl Capture {
                 if shown_n == norm_keys(cooked.trim()) && !cooked.trim().is_empty() {
                     return Verdict::Exact(cooked.trim().to_string(), Source::Keys);
                 }
-                if p.is_empty() && !h.start.prompt.as_deref().is_some_and(|s| s.trim().is_empty()) {
+                if p.is_empty()
+                    && !h
+                        .start
+                        .prompt
+                        .as_deref()
+                        .is_some_and(|s| s.trim().is_empty())
+                {
                     // A line typed ahead of the output: its prompt was not on
                     // the screen when it was begun (a continuation prompt of
                     // any text, or the main one). Its echo ends the line.
                     let keys_n = norm_keys(rl.trim());
-                    if h.start.prompt.is_none() && plain && !keys_n.is_empty() {
-                        if shown_n.ends_with(&format!(" {keys_n}")) {
-                            return Verdict::Exact(rl.trim().to_string(), Source::Keys);
-                        }
+                    if h.start.prompt.is_none()
+                        && plain
+                        && !keys_n.is_empty()
+                        && shown_n.ends_with(&format!(" {keys_n}"))
+                    {
+                        return Verdict::Exact(rl.trim().to_string(), Source::Keys);
                     }
                     // A line longer than the screen: its prompt scrolled away,
                     // and an echo that shows the line's end shows all of it
@@ -672,7 +679,11 @@ impl Capture {
 
     /// A prompt the shell drew before (a command was confirmed there).
     fn is_learnt(&self, p: &str) -> bool {
-        !p.trim().is_empty() && self.prompts.iter().any(|(q, _)| q.trim_end() == p.trim_end())
+        !p.trim().is_empty()
+            && self
+                .prompts
+                .iter()
+                .any(|(q, _)| q.trim_end() == p.trim_end())
     }
 
     /// A prompt at which an unechoed line is a command, not a secret.
@@ -751,7 +762,8 @@ impl Capture {
 
     /// Heap held by the engine, for the boundedness tests.
     pub fn approx_heap_bytes(&self) -> usize {
-        let start = |s: &Start| s.prompt.as_ref().map_or(0, String::capacity) + s.rprompt.capacity();
+        let start =
+            |s: &Start| s.prompt.as_ref().map_or(0, String::capacity) + s.rprompt.capacity();
         self.keys.approx_heap_bytes()
             + self.screen.approx_heap_bytes()
             + self.start.as_ref().map_or(0, start)
@@ -762,7 +774,11 @@ impl Capture {
                 m.text.capacity() + m.prompts.iter().map(String::capacity).sum::<usize>()
             })
             + self.editor.as_ref().map_or(0, |e| e.snapshot.capacity())
-            + self.prompts.iter().map(|(p, _)| p.capacity()).sum::<usize>()
+            + self
+                .prompts
+                .iter()
+                .map(|(p, _)| p.capacity())
+                .sum::<usize>()
     }
 }
 
@@ -951,7 +967,11 @@ fn shell_escape(line: &str) -> Option<String> {
     let rest = rest.trim_start();
     // An optional range: `%`, `.`, `1,5`, `'<,'>`.
     let rest = rest.trim_start_matches(|c: char| {
-        c.is_ascii_digit() || matches!(c, '%' | '.' | ',' | '$' | '\'' | '<' | '>' | '+' | '-' | ';')
+        c.is_ascii_digit()
+            || matches!(
+                c,
+                '%' | '.' | ',' | '$' | '\'' | '<' | '>' | '+' | '-' | ';'
+            )
     });
     let rest = rest.trim_start();
     for prefix in ["read", "r", "write", "w", "silent!", "silent", ""] {
@@ -975,7 +995,17 @@ fn editor_quit(line: &str) -> bool {
     let cmd = cmd.trim().trim_end_matches('!');
     matches!(
         cmd,
-        "wq" | "x" | "xit" | "exit" | "q" | "quit" | "wqa" | "wqall" | "xa" | "xall" | "qa" | "qall"
+        "wq" | "x"
+            | "xit"
+            | "exit"
+            | "q"
+            | "quit"
+            | "wqa"
+            | "wqall"
+            | "xa"
+            | "xall"
+            | "qa"
+            | "qall"
     )
 }
 
@@ -985,13 +1015,13 @@ fn editor_text(screen: &str) -> String {
     let mut rows: Vec<&str> = screen.lines().collect();
     // The command line / status line at the bottom.
     rows.pop();
-    while rows.last().is_some_and(|r| r.trim().is_empty() || r.trim() == "~") {
+    while rows
+        .last()
+        .is_some_and(|r| r.trim().is_empty() || r.trim() == "~")
+    {
         rows.pop();
     }
-    let rows: Vec<&str> = rows
-        .into_iter()
-        .filter(|r| r.trim() != "~")
-        .collect();
+    let rows: Vec<&str> = rows.into_iter().filter(|r| r.trim() != "~").collect();
     rows.join("\n").trim().to_string()
 }
 
@@ -1037,7 +1067,12 @@ mod tests {
         let mut out = Vec::new();
         let mut t = Instant::now();
         cap.output(b"tgt$ ", t, &mut out);
-        assert!(type_line(&mut cap, &mut t, "printf '\\033[?1049h'", &mut out));
+        assert!(type_line(
+            &mut cap,
+            &mut t,
+            "printf '\\033[?1049h'",
+            &mut out
+        ));
         cap.output(b"\r\n\x1b[?2004l\r\x1b[?1049h\x1b[?2004htgt$ ", t, &mut out);
         assert!(type_line(&mut cap, &mut t, "echo on-alt", &mut out));
         assert_eq!(texts(&out), ["printf '\\033[?1049h'", "echo on-alt"]);
@@ -1117,8 +1152,14 @@ mod tests {
     #[test]
     fn keys_normalise_like_the_terminal_draws_them() {
         assert_eq!(norm_keys("echo a\tb"), norm_screen("echo a      b", false));
-        assert_eq!(norm_keys("echo x\u{1b}[D"), norm_screen("echo x^[[D", false));
+        assert_eq!(
+            norm_keys("echo x\u{1b}[D"),
+            norm_screen("echo x^[[D", false)
+        );
         assert_eq!(norm_keys("a\u{fffd}b"), norm_screen("a\\377b", true));
-        assert_eq!(norm_keys("printf '\\033'"), norm_screen("printf '\\033'", false));
+        assert_eq!(
+            norm_keys("printf '\\033'"),
+            norm_screen("printf '\\033'", false)
+        );
     }
 }

@@ -290,7 +290,12 @@ impl Screen {
     /// that prompt, newlines kept where the rows were not soft-wrapped.
     /// `upto_cursor` stops at the cursor (leaving out a right prompt).
     /// `None` when no such row is on the screen.
-    pub fn from_prompt(&self, prompt: &str, upto_cursor: bool, lines_up: usize) -> Option<String> {
+    pub fn text_from_prompt(
+        &self,
+        prompt: &str,
+        upto_cursor: bool,
+        lines_up: usize,
+    ) -> Option<String> {
         self.sync_debug_check();
         let s = self.parser.screen();
         let (rows, cols) = s.size();

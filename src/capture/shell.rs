@@ -242,7 +242,10 @@ pub fn looks_complete(text: &str) -> bool {
                 }
                 let mut delim = String::new();
                 while let Some(&d) = chars.get(i) {
-                    if matches!(d, ' ' | '\t' | '\n' | ';' | '&' | '|' | '<' | '>' | '(' | ')') {
+                    if matches!(
+                        d,
+                        ' ' | '\t' | '\n' | ';' | '&' | '|' | '<' | '>' | '(' | ')'
+                    ) {
                         break;
                     }
                     i += 1;

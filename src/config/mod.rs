@@ -9,7 +9,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use raw::{RawConfig, RawDuration, RawRule};
+use raw::{RawConfig, RawDuration, RawRule, RawSize};
 use toml::Spanned;
 
 /// Where an installed (privileged) Gatehouse reads its config. Fixed at
@@ -40,6 +40,9 @@ pub struct Settings {
     pub keepalive_interval: Duration,
     pub recording: bool,
     pub record_input: bool,
+    /// Size cap of one session's recording (`None`: no cap). Past it the
+    /// recording stops with a marker; the session goes on.
+    pub max_recording: Option<u64>,
     /// Also send each audit record to syslog (authpriv.info).
     pub syslog_copy: bool,
     /// Another syslog socket than /dev/log; ignored when privileged (tests).
@@ -244,6 +247,18 @@ impl Validator<'_> {
             keepalive_interval,
             recording: s.recording.unwrap_or(true),
             record_input: s.record_input.unwrap_or(false),
+            max_recording: match &s.max_recording {
+                None => Some(DEFAULT_MAX_RECORDING),
+                Some(v) => {
+                    let n = match v.get_ref() {
+                        RawSize::Text(t) => parse_size(t),
+                        RawSize::Bytes(b) => u64::try_from(*b)
+                            .map_err(|_| format!("max_recording must not be negative, not {b}")),
+                    }
+                    .map_err(|m| self.err(v, m))?;
+                    (n > 0).then_some(n)
+                }
+            },
             syslog_copy: s.syslog_copy.unwrap_or(false),
             syslog_socket: match &s.syslog_socket {
                 Some(p) => Some(self.path_value(p)?),
@@ -412,6 +427,33 @@ impl FloorCharBoundary for str {
     }
 }
 
+/// The default `max_recording`: 1 GiB, about an hour of a busy build log
+/// or `tail -f` (README, "Recordings: cost"), far more than interactive
+/// work ever prints.
+pub const DEFAULT_MAX_RECORDING: u64 = 1 << 30;
+
+/// `"1G"`, `"500M"`, `"64K"`, `"2048"` (bytes; binary units), `"0"` = no limit.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let bad = || {
+        format!("{text:?} is not a size: write a number with a unit, like \"500M\" or \"2G\" (\"0\" means no limit)")
+    };
+    let t = text.trim();
+    let (num, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => t.split_at(i),
+        None => (t, ""),
+    };
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let mult: u64 = match unit.trim_end_matches(['B', 'b', 'i']) {
+        "" => 1,
+        "K" | "k" => 1 << 10,
+        "M" | "m" => 1 << 20,
+        "G" | "g" => 1 << 30,
+        "T" | "t" => 1 << 40,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(mult).ok_or_else(bad)
+}
+
 /// `"90s"`, `"30m"`, `"2h"`, `"1d"`, `"0"`, or a combination like `"1h30m"`.
 pub fn parse_duration(text: &str) -> Result<u64, String> {
     let bad = || {
@@ -537,6 +579,18 @@ hosts = ["web01", "db*", "@prod"]
         assert!(parse_duration("5x").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("99999999999999999999h").is_err());
+    }
+
+    #[test]
+    fn recording_sizes() {
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("500M"), Ok(500 << 20));
+        assert_eq!(parse_size("64KiB"), Ok(64 << 10));
+        assert_eq!(parse_size("2048"), Ok(2048));
+        assert_eq!(parse_size("0"), Ok(0));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("5X").is_err());
+        assert!(parse_size("99999999999T").is_err());
     }
 
     #[test]

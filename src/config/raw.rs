@@ -27,6 +27,7 @@ pub struct RawSettings {
     pub keepalive_interval: Option<Spanned<RawDuration>>,
     pub recording: Option<bool>,
     pub record_input: Option<bool>,
+    pub max_recording: Option<Spanned<RawSize>>,
     pub syslog_copy: Option<bool>,
     pub syslog_socket: Option<Spanned<String>>,
 }
@@ -37,6 +38,14 @@ pub struct RawSettings {
 pub enum RawDuration {
     Text(String),
     Seconds(i64),
+}
+
+/// `"1G"`, `"500M"`, `"0"`, or a bare number of bytes.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawSize {
+    Text(String),
+    Bytes(i64),
 }
 
 #[derive(Debug, Deserialize)]

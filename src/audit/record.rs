@@ -4,6 +4,8 @@
 
 use serde::Serialize;
 
+use crate::command_policy::Action;
+
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// Fields every record carries; the event-specific ones follow them.
@@ -35,6 +37,22 @@ pub enum DenyReason {
     NotAHost,
     NoTty,
     NoHosts,
+}
+
+/// What became of a command a `[[policy]]` rule matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyOutcome {
+    /// `deny`, or a `confirm` the operator answered wrongly: the line was
+    /// cancelled on the target.
+    Blocked,
+    /// `confirm` answered with the host's name: the command ran.
+    Confirmed,
+    /// `confirm` not answered with the host's name (or given up): the
+    /// line was cancelled, as for `deny`.
+    Cancelled,
+    /// `alert`: the command ran.
+    Allowed,
 }
 
 /// The event-specific part of a record.
@@ -75,6 +93,21 @@ pub enum Event<'a> {
         truncated: bool,
         source: &'static str,
     },
+    /// A `[[policy]]` rule matched a command (written before the command
+    /// runs, or instead of it).
+    Policy {
+        session: &'a str,
+        host: &'a str,
+        /// The rule's name, or `gatehouse:unverified` /
+        /// `gatehouse:too-complex` (command_policy).
+        rule: &'a str,
+        action: Action,
+        outcome: PolicyOutcome,
+        /// The command as recorded (bounded like a `command` record's).
+        command: &'a str,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        truncated: bool,
+    },
     SessionEnd {
         session: &'a str,
         host: &'a str,
@@ -110,6 +143,7 @@ impl Event<'_> {
         match self {
             Event::SessionStart { session, .. }
             | Event::Command { session, .. }
+            | Event::Policy { session, .. }
             | Event::SessionEnd { session, .. } => Some(session),
             Event::Error { session, .. } => *session,
             _ => None,
@@ -122,6 +156,7 @@ impl Event<'_> {
             Event::Logout { .. } => "logout",
             Event::SessionStart { .. } => "session_start",
             Event::Command { .. } => "command",
+            Event::Policy { .. } => "policy",
             Event::SessionEnd { .. } => "session_end",
             Event::Denied { .. } => "denied",
             Event::Error { .. } => "error",

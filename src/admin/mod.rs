@@ -9,6 +9,7 @@
 
 mod args;
 pub mod audit;
+pub mod explain;
 pub mod filter;
 pub mod replay;
 
@@ -91,6 +92,32 @@ pub fn log_dir_from_config(
         .map_err(|e| AdminError::Config(e.to_string()))
 }
 
+/// `check --explain`: the user's groups from NSS, the host from the
+/// config, then the explanation on stdout. 1 when either is unknown.
+fn explain_command(config: &Config, e: &crate::invocation::Explain) -> i32 {
+    let Some(host) = config.host(&e.host) else {
+        crate::say_err!(
+            "gatehouse: --explain: no host named {:?} in the config",
+            e.host
+        );
+        return 1;
+    };
+    let groups = match crate::identity::groups_of_user(&e.user) {
+        Ok(g) => g,
+        Err(err) => {
+            crate::say_err!("gatehouse: --explain: {err}");
+            return 1;
+        }
+    };
+    let who = crate::command_policy::Who {
+        user: &e.user,
+        groups: &groups,
+    };
+    let text = explain::render(config, &who, host, &e.command, !e.unverified);
+    crate::report::write_out(text.trim_end());
+    0
+}
+
 /// The audit tools may run setuid only for root: an operator who runs the
 /// installed binary by hand must not read the trail with its rights.
 fn tools_allowed() -> bool {
@@ -106,6 +133,8 @@ operator may use, relays the session, and writes every command to
 
 Usage (admins):
   gatehouse check [--config PATH]   validate the config; exit 0 when valid
+  gatehouse check --explain USER HOST 'COMMAND' [--unverified]
+                                    how the [[policy]] rules decide COMMAND
   gatehouse audit [FILTERS] [--json] [--follow] [--check] [--verify]
                                     read the audit trail (see audit --help)
   gatehouse replay SESSION|FILE [--speed N] [--idle-limit S] [--follow]
@@ -131,7 +160,7 @@ pub fn run(cmd: Admin) -> i32 {
             crate::say_out!("gatehouse {}", env!("CARGO_PKG_VERSION"));
             0
         }
-        Admin::Check { config } => {
+        Admin::Check { config, explain } => {
             let privileged = login::privileged();
             let path = match config {
                 // An operator with a setuid binary must not make us read
@@ -147,14 +176,21 @@ pub fn run(cmd: Admin) -> i32 {
             };
             match Config::load(&path) {
                 Ok(c) => {
+                    let rules = match c.policy.rules.len() {
+                        0 => String::new(),
+                        n => format!(", {n} policy rules"),
+                    };
                     crate::say_out!(
-                        "{}: OK ({} hosts, {} access rules; logs in {})",
+                        "{}: OK ({} hosts, {} access rules{rules}; logs in {})",
                         path.display(),
                         c.hosts.len(),
                         c.access.len(),
                         c.settings.log_dir.display()
                     );
-                    0
+                    match explain {
+                        Some(e) => explain_command(&c, &e),
+                        None => 0,
+                    }
                 }
                 Err(e) => {
                     crate::say_err!("{e}");

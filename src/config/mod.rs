@@ -538,6 +538,17 @@ pub fn valid_rule_name(name: &str) -> bool {
 /// One line from the `regex` crate's error, which is several: the
 /// pattern, a caret line, then `error: what`. Says where in the pattern.
 fn regex_error(pattern: &str, e: &regex::Error) -> String {
+    // The pattern as the admin wrote it, control characters made visible.
+    let shown: String = pattern
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect();
     match e {
         regex::Error::Syntax(text) => {
             let lines: Vec<&str> = text.lines().collect();
@@ -546,21 +557,31 @@ fn regex_error(pattern: &str, e: &regex::Error) -> String {
                 .rev()
                 .find_map(|l| l.trim().strip_prefix("error: "))
                 .unwrap_or("syntax error");
-            // The caret line is indented like the pattern line above it.
-            let at = lines.iter().position(|l| l.trim_start().starts_with('^')).and_then(|i| {
-                let caret = lines[i].find('^')?;
-                let indent = lines.get(i.checked_sub(1)?)?.len() - lines[i - 1].trim_start().len();
-                Some(lines[i][indent..caret].chars().count() + 1)
-            });
+            // The caret line (only blanks and `^`) sits under the pattern
+            // line, both indented alike.
+            let at = lines
+                .iter()
+                .rposition(|l| !l.trim().is_empty() && l.trim().chars().all(|c| c == '^'))
+                .and_then(|i| {
+                    let above = lines.get(i.checked_sub(1)?)?;
+                    let indent = above.len() - above.trim_start().len();
+                    let caret = lines[i].find('^')?;
+                    Some(lines[i].get(indent..caret)?.chars().count() + 1)
+                });
             match at {
-                Some(col) => format!("bad regex {pattern:?}: {what} (at character {col} of the pattern)"),
-                None => format!("bad regex {pattern:?}: {what}"),
+                Some(col) => {
+                    format!("bad regex '{shown}': {what} (at character {col} of the pattern)")
+                }
+                None => format!("bad regex '{shown}': {what}"),
             }
         }
         regex::Error::CompiledTooBig(limit) => format!(
-            "regex {pattern:?} is too big: over {limit} bytes compiled; simplify it or split it into several"
+            "regex '{shown}' is too big: over {limit} bytes compiled; simplify it or split it into several"
         ),
-        other => format!("bad regex {pattern:?}: {}", other.to_string().lines().last().unwrap_or("")),
+        other => format!(
+            "bad regex '{shown}': {}",
+            other.to_string().lines().last().unwrap_or("")
+        ),
     }
 }
 
@@ -839,7 +860,10 @@ message = "Not on production; use the change process."
             "{e}"
         );
         assert!(e.contains("bad regex"), "{e}");
-        assert!(e.contains("unclosed group"), "{e}");
+        assert!(
+            e.contains("bad regex '^(shutdown((|reboot|halt)\\b': unclosed group (at character 11 of the pattern)"),
+            "{e}"
+        );
         assert_eq!(e.lines().count(), 1, "one line: {e}");
     }
 

@@ -45,6 +45,9 @@ fn because(b: &Because<'_>) -> String {
             "the command is unverified, a deny rule applies here, and policy_unverified says so"
                 .to_string()
         }
+        Because::HistoryExpansion => {
+            "the line uses history expansion (!!, !n, ^a^b), which no rule can see through, and a deny rule applies here".to_string()
+        }
         Because::TooComplex => {
             "the command is too complex to take apart (a normalizer limit), and a deny rule applies here: fail closed".to_string()
         }
@@ -151,7 +154,7 @@ pub fn render(
                 d.action.as_str(),
                 d.rule
             );
-            if matches!(d.because, Because::Unverified | Because::TooComplex) {
+            if !matches!(d.because, Because::Matched { .. }) {
                 let _ = writeln!(o, "  because {}", because(&d.because));
             }
             let _ = writeln!(o, "the operator sees: {}", shown(&d.operator_line()));

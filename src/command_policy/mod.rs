@@ -122,6 +122,7 @@ impl PolicyRule {
 /// names cannot contain `:`, so these never collide with one.
 pub const RULE_UNVERIFIED: &str = "gatehouse:unverified";
 pub const RULE_TOO_COMPLEX: &str = "gatehouse:too-complex";
+pub const RULE_HISTORY: &str = "gatehouse:history-expansion";
 
 /// All `[[policy]]` rules in config order, and the unverified setting.
 #[derive(Debug, Clone, Default)]
@@ -161,6 +162,10 @@ pub enum Because<'p> {
     /// The normalizer hit a limit (`normalize::Normalized::complete`) on a
     /// host where a deny rule applies: blocked, fail closed.
     TooComplex,
+    /// The line uses history expansion (`!!`, `!rm`, `^a^b`) on a host
+    /// where a deny rule applies: the shell would run text no rule can
+    /// see, so it is blocked (the arrow keys recall it visibly instead).
+    HistoryExpansion,
 }
 
 /// What the relay must do with a command.
@@ -191,6 +196,9 @@ impl Decision<'_> {
             }
             (None, Because::TooComplex) => {
                 "This command is too complex to check; split it up.".to_string()
+            }
+            (None, Because::HistoryExpansion) => {
+                "History expansion (!!, !n, ^a^b) cannot be checked; recall the command with the arrow keys or type it out.".to_string()
             }
             (None, _) => String::new(),
         };
@@ -312,8 +320,11 @@ impl CommandPolicy {
         // A deny rule applies here and none matched: a line we could not
         // read fully, or could not confirm, may be one it would have.
         let complete = ex.normalized.as_ref().map_or(true, |n| n.complete);
+        let history = ex.normalized.as_ref().is_some_and(|n| n.history_expansion);
         let guard = if !complete {
             Some((Action::Deny, RULE_TOO_COMPLEX, Because::TooComplex))
+        } else if history {
+            Some((Action::Deny, RULE_HISTORY, Because::HistoryExpansion))
         } else if !verified {
             match self.unverified {
                 Unverified::Match => None,
@@ -540,6 +551,33 @@ users = ["alice"]
         assert_eq!((d.rule, d.action), (RULE_TOO_COMPLEX, Action::Deny));
         assert_eq!(
             c.policy.decide(&bob, c.host("dev01").unwrap(), &line, true),
+            None
+        );
+    }
+
+    #[test]
+    fn history_expansion_blocked_only_where_deny_applies() {
+        let c = config(CONFIG);
+        let g: Vec<String> = vec![];
+        let bob = who("bob", &g);
+        let d = c
+            .policy
+            .decide(&bob, c.host("web01").unwrap(), "sudo !!", true)
+            .unwrap();
+        assert_eq!((d.rule, d.action), (RULE_HISTORY, Action::Deny));
+        assert!(
+            d.operator_line().contains("arrow keys"),
+            "{}",
+            d.operator_line()
+        );
+        assert_eq!(
+            c.policy
+                .decide(&bob, c.host("dev01").unwrap(), "sudo !!", true),
+            None
+        );
+        assert_eq!(
+            c.policy
+                .decide(&bob, c.host("web01").unwrap(), "echo 'hi!'", true),
             None
         );
     }

@@ -60,6 +60,10 @@ pub struct Normalized {
     /// False when a limit cut the work short: some of the line was not
     /// taken apart.
     pub complete: bool,
+    /// The line uses bash history expansion (`!!`, `!-2`, `!rm`, `^a^b`):
+    /// the shell will run text that is not on the line, so no rule can
+    /// see it. (Recalling with the arrow keys puts the text on the line.)
+    pub history_expansion: bool,
 }
 
 /// Normalizes one command line. Pure and total.
@@ -69,11 +73,13 @@ pub fn normalize(line: &str) -> Normalized {
         bytes: 0,
         complete: true,
         full: false,
+        history: line.trim_start().starts_with('^'),
     };
     Lexer::new(line, 0).list(0, Until::End, &mut out);
     Normalized {
         commands: out.commands,
         complete: out.complete,
+        history_expansion: out.history,
     }
 }
 
@@ -83,6 +89,7 @@ struct Out {
     complete: bool,
     /// A push was refused: later work would be refused too, so skip it.
     full: bool,
+    history: bool,
 }
 
 impl Out {
@@ -321,7 +328,26 @@ impl Lexer {
                 w.push_str(SUBST, true);
             }
             '$' => self.dollar(w, cmd, false, depth, out),
+            '!' => {
+                self.bang(false, out);
+                w.push('!', false);
+            }
             c => w.push(c, false),
+        }
+    }
+
+    /// Just after a `!` outside single quotes: does it start a history
+    /// expansion? Not before a blank, newline, `=` or `(`, nor before the
+    /// closing `"` (bash(1), HISTORY EXPANSION). Only typed lines are
+    /// expanded, not `sh -c` strings.
+    fn bang(&self, in_quotes: bool, out: &mut Out) {
+        let expands = match self.peek() {
+            None | Some(' ' | '\t' | '\n' | '\r' | '=' | '(') => false,
+            Some('"') => !in_quotes,
+            Some(_) => true,
+        };
+        if expands && self.reparse == 0 {
+            out.history = true;
         }
     }
 
@@ -346,6 +372,10 @@ impl Lexer {
                 '$' => {
                     let mut unused = Vec::new();
                     self.dollar(w, &mut unused, true, depth, out)
+                }
+                '!' => {
+                    self.bang(true, out);
+                    w.push('!', true);
                 }
                 c => w.push(c, true),
             }
@@ -1380,6 +1410,35 @@ mod tests {
         is("echo '{a,b}'", &["echo {a,b}"]);
         is("echo {a,{b,c}}", &["echo a b c"]);
         is("echo {a}", &["echo {a}"]);
+    }
+
+    #[test]
+    fn history_expansion_is_noticed() {
+        for line in [
+            "!!",
+            "sudo !!",
+            "!-2",
+            "!rm",
+            "!?rm?",
+            "echo \"!!\"",
+            "^foo^bar",
+            "ls; !42",
+        ] {
+            assert!(normalize(line).history_expansion, "{line:?}");
+        }
+        for line in [
+            "echo 'a!!b'",
+            "echo \\!!",
+            "[ ! -f x ]",
+            "test a != b",
+            "echo \"hello!\"",
+            "echo hello!",
+            "bash -c 'echo !!'",
+            "echo $'!!'",
+            "echo a^b",
+        ] {
+            assert!(!normalize(line).history_expansion, "{line:?}");
+        }
     }
 
     #[test]

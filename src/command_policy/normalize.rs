@@ -1492,6 +1492,34 @@ mod tests {
         format!("'{}'", s.replace('\'', "'\\''"))
     }
 
+    /// A small seeded stand-in for the fuzz target (fuzz/, not run in CI):
+    /// soups of shell syntax must come out bounded, and the same twice.
+    #[test]
+    fn random_shell_soup_is_total() {
+        const PARTS: &[&str] = &[
+            "rm", " ", "\t", "\n", ";", "&", "&&", "|", "||", "(", ")", "$(", "`", "\\`", "'",
+            "\"", "\\", "\\\n", "$'", "\\x7", "${", "}", "{", ",", "<<", "<<-", "EOF", "<", ">",
+            "2>&1", "#", "!", "^", "sudo", "-u", "env", "A=1", "sh", "-c", "eval", "$IFS", "$((",
+            "/bin/", "é", "\u{0}",
+        ];
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..3000 {
+            let len = (next() % 40) as usize;
+            let line: String = (0..len)
+                .map(|_| PARTS[(next() % PARTS.len() as u64) as usize])
+                .collect();
+            let a = normalize(&line);
+            assert!(a.commands.len() <= MAX_COMMANDS);
+            assert_eq!(a, normalize(&line), "{line:?}");
+        }
+    }
+
     #[test]
     fn deep_nesting_does_not_overflow() {
         for unit in ["$(", "(", "`", "\"$(", "${", "<(", "bash -c "] {

@@ -200,3 +200,50 @@ fn explain_refuses_unknown_user_and_host() {
     let out = check(&path, &["--explain", "alice", "web01"]);
     assert_eq!(out.status.code(), Some(2), "usage error");
 }
+
+/// The README's "Command policy" example, with a host for its `@prod`, is
+/// a valid config, and decides as the README says.
+#[test]
+fn readme_example_is_valid() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let at = readme
+        .find("## Command policy")
+        .expect("README has a Command policy section");
+    let start = readme[at..].find("```toml\n").unwrap() + at + "```toml\n".len();
+    let end = readme[start..].find("```").unwrap() + start;
+    let host = "[[hosts]]\nname = \"web01\"\naddress = \"a\"\nuser = \"u\"\nkey = \"/k\"\ngroups = [\"prod\"]\n\n";
+    let body = readme[start..end].replacen("[[policy]]", &format!("{host}[[policy]]"), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), &body);
+    let out = check(
+        &path,
+        &[
+            "--explain",
+            &current_user(),
+            "web01",
+            "cd / && sudo \\rm -rf / 2>/dev/null",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let o = text(&out.stdout);
+    assert!(
+        o.contains("   1. 'cd /'\n   2. 'sudo rm -rf /'\n   3. 'rm -rf /'\n"),
+        "{o}"
+    );
+    assert!(o.contains("decision: deny by \"no-root-wipe\""), "{o}");
+    let out = check(
+        &path,
+        &[
+            "--explain",
+            &current_user(),
+            "web01",
+            "sudo usermod -aG wheel bob",
+        ],
+    );
+    assert!(
+        text(&out.stdout).contains("decision: alert by \"accounts\""),
+        "{}",
+        text(&out.stdout)
+    );
+}

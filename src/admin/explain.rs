@@ -157,7 +157,11 @@ pub fn render(
             if !matches!(d.because, Because::Matched { .. }) {
                 let _ = writeln!(o, "  because {}", because(&d.because));
             }
-            let _ = writeln!(o, "the operator sees: {}", shown(&d.operator_line()));
+            if d.action == Action::Alert {
+                let _ = writeln!(o, "the operator sees: nothing (an alert is for the log)");
+            } else {
+                let _ = writeln!(o, "the operator sees: {}", shown(&d.operator_line()));
+            }
         }
     }
     if !verified && policy.unverified == Unverified::Match {

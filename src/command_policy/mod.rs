@@ -181,8 +181,9 @@ pub struct Decision<'p> {
 }
 
 impl Decision<'_> {
-    /// The one line shown to the operator (no newline, no `\r`): the
-    /// rule's name and message.
+    /// The one line shown to the operator for a deny or a confirm (no
+    /// newline, no `\r`): the rule's name and message. An alert is silent
+    /// to the operator; it is for the log.
     pub fn operator_line(&self) -> String {
         let what = match self.action {
             Action::Deny => "blocked",

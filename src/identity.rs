@@ -23,6 +23,8 @@ pub enum IdentityError {
     Lookup(Uid, nix::Error),
     NoSuchUser(Uid),
     UnsafeName(Uid),
+    LookupName(String, nix::Error),
+    UnknownUser(String),
 }
 
 impl fmt::Display for IdentityError {
@@ -33,6 +35,8 @@ impl fmt::Display for IdentityError {
             IdentityError::UnsafeName(uid) => {
                 write!(f, "the user name of uid {uid} is not usable in a file name")
             }
+            IdentityError::LookupName(name, e) => write!(f, "cannot look up user {name:?}: {e}"),
+            IdentityError::UnknownUser(name) => write!(f, "no user named {name:?} (NSS)"),
         }
     }
 }
@@ -48,24 +52,41 @@ impl Operator {
         if !safe_user_name(&user.name) {
             return Err(IdentityError::UnsafeName(uid));
         }
-        let mut groups = Vec::new();
-        let gids: Vec<Gid> = CString::new(user.name.as_str())
-            .ok()
-            .and_then(|c| getgrouplist(&c, user.gid).ok())
-            .unwrap_or_else(|| vec![user.gid]);
-        for gid in gids {
-            if let Ok(Some(g)) = Group::from_gid(gid) {
-                if !groups.contains(&g.name) {
-                    groups.push(g.name);
-                }
-            }
-        }
+        let groups = group_names(&user);
         Ok(Operator {
             uid: uid.as_raw(),
             name: user.name,
             groups,
         })
     }
+}
+
+/// Names of every group `user` is in (primary and supplementary), as NSS
+/// reports them.
+fn group_names(user: &User) -> Vec<String> {
+    let mut groups = Vec::new();
+    let gids: Vec<Gid> = CString::new(user.name.as_str())
+        .ok()
+        .and_then(|c| getgrouplist(&c, user.gid).ok())
+        .unwrap_or_else(|| vec![user.gid]);
+    for gid in gids {
+        if let Ok(Some(g)) = Group::from_gid(gid) {
+            if !groups.contains(&g.name) {
+                groups.push(g.name);
+            }
+        }
+    }
+    groups
+}
+
+/// The unix groups of the user called `name`, looked up through NSS (so
+/// LDAP/SSSD users work), for an admin's `gatehouse check --explain`. It
+/// gives names only, never an `Operator`: that always means the real uid.
+pub fn groups_of_user(name: &str) -> Result<Vec<String>, IdentityError> {
+    let user = User::from_name(name)
+        .map_err(|e| IdentityError::LookupName(name.to_string(), e))?
+        .ok_or_else(|| IdentityError::UnknownUser(name.to_string()))?;
+    Ok(group_names(&user))
 }
 
 /// The user name becomes `<log_dir>/<name>.jsonl`: it must not be able to
@@ -231,6 +252,16 @@ mod tests {
         assert!(!safe_user_name(".."));
         assert!(!safe_user_name("a/b"));
         assert!(!safe_user_name(""));
+    }
+
+    #[test]
+    fn groups_by_name() {
+        let op = Operator::from_real_uid().unwrap();
+        assert_eq!(groups_of_user(&op.name).unwrap(), op.groups);
+        assert!(matches!(
+            groups_of_user("no-such-user-gatehouse-test"),
+            Err(IdentityError::UnknownUser(_))
+        ));
     }
 
     #[test]

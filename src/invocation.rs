@@ -31,6 +31,8 @@ pub enum Invocation {
 pub enum Admin {
     Check {
         config: Option<PathBuf>,
+        /// `--explain USER HOST COMMAND`: how the command policy decides.
+        explain: Option<Explain>,
     },
     /// Admin tools that take their own arguments (`audit`, `replay`,
     /// `sessions`, `kill`).
@@ -40,6 +42,16 @@ pub enum Admin {
     },
     Help,
     Version,
+}
+
+/// `gatehouse check --explain USER HOST 'COMMAND' [--unverified]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Explain {
+    pub user: String,
+    pub host: String,
+    pub command: String,
+    /// Decide as for a command the screen did not confirm.
+    pub unverified: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +106,8 @@ pub fn parse(argv: &[OsString], original_command: Option<&str>) -> Result<Invoca
     match first.as_ref() {
         "check" => {
             let mut config = None;
+            let mut explain: Option<Explain> = None;
+            let mut unverified = false;
             let mut it = rest.iter();
             while let Some(a) = it.next() {
                 match a.to_str() {
@@ -101,6 +115,25 @@ pub fn parse(argv: &[OsString], original_command: Option<&str>) -> Result<Invoca
                         Some(p) => config = Some(PathBuf::from(p)),
                         None => return Err(UsageError("--config needs a path".into())),
                     },
+                    Some("--explain") => {
+                        let mut take = || it.next().map(|v| v.to_string_lossy().into_owned());
+                        match (take(), take(), take()) {
+                            (Some(user), Some(host), Some(command)) => {
+                                explain = Some(Explain {
+                                    user,
+                                    host,
+                                    command,
+                                    unverified: false,
+                                })
+                            }
+                            _ => {
+                                return Err(UsageError(
+                                    "--explain needs USER HOST 'COMMAND'".into(),
+                                ))
+                            }
+                        }
+                    }
+                    Some("--unverified") => unverified = true,
                     _ => {
                         return Err(UsageError(format!(
                             "check: unexpected argument {:?}",
@@ -109,7 +142,12 @@ pub fn parse(argv: &[OsString], original_command: Option<&str>) -> Result<Invoca
                     }
                 }
             }
-            Ok(Invocation::Admin(Admin::Check { config }))
+            if let Some(e) = &mut explain {
+                e.unverified = unverified;
+            } else if unverified {
+                return Err(UsageError("--unverified goes with --explain".into()));
+            }
+            Ok(Invocation::Admin(Admin::Check { config, explain }))
         }
         "audit" | "replay" | "sessions" | "kill" => Ok(Invocation::Admin(Admin::Tool {
             name: first.into_owned(),
@@ -227,13 +265,46 @@ mod tests {
         assert_eq!(
             parse(&argv(&["gatehouse", "check", "--config", "/x.toml"]), None),
             Ok(Invocation::Admin(Admin::Check {
-                config: Some("/x.toml".into())
+                config: Some("/x.toml".into()),
+                explain: None,
             }))
         );
         assert_eq!(
             parse(&argv(&["gatehouse", "check"]), None),
-            Ok(Invocation::Admin(Admin::Check { config: None }))
+            Ok(Invocation::Admin(Admin::Check {
+                config: None,
+                explain: None
+            }))
         );
+        assert_eq!(
+            parse(
+                &argv(&[
+                    "gatehouse",
+                    "check",
+                    "--explain",
+                    "alice",
+                    "web01",
+                    "rm -rf /",
+                    "--unverified"
+                ]),
+                None
+            ),
+            Ok(Invocation::Admin(Admin::Check {
+                config: None,
+                explain: Some(Explain {
+                    user: "alice".into(),
+                    host: "web01".into(),
+                    command: "rm -rf /".into(),
+                    unverified: true,
+                })
+            }))
+        );
+        assert!(parse(
+            &argv(&["gatehouse", "check", "--explain", "alice", "web01"]),
+            None
+        )
+        .is_err());
+        assert!(parse(&argv(&["gatehouse", "check", "--unverified"]), None).is_err());
         assert!(parse(&argv(&["gatehouse", "bash"]), None).is_err());
         assert!(parse(&argv(&["gatehouse", "check", "--config"]), None).is_err());
         // Through sshd, "audit" is a host name request.

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod audit;
 pub mod capture;
+pub mod command_policy;
 pub mod config;
 pub mod identity;
 pub mod invocation;

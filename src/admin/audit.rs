@@ -37,7 +37,7 @@ Filters (repeat --user/--host/--session to allow several):
   --session ID           a session: its id, the short form this table prints,
                          or any other unambiguous prefix or suffix of the id
   --event LIST           comma-separated: login,logout,session_start,command,
-                         session_end,denied,error
+                         policy,session_end,denied,error
   --since WHEN           at or after WHEN: RFC 3339, a date, or an age (2h, 30m, 7d)
   --until WHEN           at or before WHEN
   --grep REGEX           commands (and refused requests) matching REGEX
@@ -106,11 +106,12 @@ fn parse(args: Vec<OsString>) -> Result<Option<Opts>, String> {
             "--session" | "-s" => filter.sessions.push(a.value(&name, inline)?),
             "--event" | "-e" => {
                 for e in a.value(&name, inline)?.split(',').filter(|e| !e.is_empty()) {
-                    const KNOWN: [&str; 7] = [
+                    const KNOWN: [&str; 8] = [
                         "login",
                         "logout",
                         "session_start",
                         "command",
+                        "policy",
                         "session_end",
                         "denied",
                         "error",
@@ -719,6 +720,13 @@ fn detail(rec: &Value) -> String {
             }
             d
         }
+        "policy" => format!(
+            "{} {} by {}: {}",
+            visible(s(rec, "action"), 16),
+            visible(s(rec, "outcome"), 16),
+            visible(s(rec, "rule"), 80),
+            visible(s(rec, "command"), 4000)
+        ),
         "denied" => format!("{}: {}", s(rec, "reason"), visible(s(rec, "request"), 300)),
         "error" => format!("{}: {}", s(rec, "reason"), visible(s(rec, "detail"), 300)),
         _ => String::new(),
@@ -759,6 +767,7 @@ fn row(rec: &Value, color: bool, client: bool) -> String {
 fn event_color(rec: &Value) -> &'static str {
     match s(rec, "event") {
         "denied" | "error" => "\x1b[31m",
+        "policy" => "\x1b[35m",
         "session_end" if s(rec, "reason") == "abandoned" => "\x1b[33m",
         "session_start" | "session_end" => "\x1b[32m",
         "command" => "\x1b[1m",
@@ -858,6 +867,20 @@ mod tests {
         p.width = None;
         p.print(&mut out, b"", &r).unwrap();
         assert!(String::from_utf8(out).unwrap().contains(&"x".repeat(300)));
+    }
+
+    #[test]
+    fn policy_rows_say_rule_action_outcome() {
+        let r = json!({"ts":"2026-11-28T18:24:56.123Z","event":"policy","user":"alice",
+            "client":"local","host":"web01","session":"0190-ffff0001","rule":"no-root-wipe",
+            "action":"deny","outcome":"blocked","command":"rm -rf /\u{1b}[2J"});
+        let line = row(&r, false);
+        assert!(
+            line.ends_with("deny blocked by no-root-wipe: rm -rf /\\u{1b}[2J"),
+            "{line}"
+        );
+        let p = |a: &[&str]| parse(a.iter().map(OsString::from).collect()).map(|_| ());
+        assert!(p(&["--event", "policy"]).is_ok());
     }
 
     #[test]

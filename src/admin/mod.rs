@@ -10,6 +10,7 @@
 mod args;
 pub mod audit;
 pub mod escapes;
+pub mod explain;
 pub mod filter;
 pub mod ids;
 pub mod replay;
@@ -134,6 +135,32 @@ fn counted(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
+/// `check --explain`: the user's groups from NSS, the host from the
+/// config, then the explanation on stdout. 1 when either is unknown.
+fn explain_command(config: &Config, e: &crate::invocation::Explain) -> i32 {
+    let Some(host) = config.host(&e.host) else {
+        crate::say_err!(
+            "gatehouse: --explain: no host named {:?} in the config",
+            e.host
+        );
+        return 1;
+    };
+    let groups = match crate::identity::groups_of_user(&e.user) {
+        Ok(g) => g,
+        Err(err) => {
+            crate::say_err!("gatehouse: --explain: {err}");
+            return 1;
+        }
+    };
+    let who = crate::command_policy::Who {
+        user: &e.user,
+        groups: &groups,
+    };
+    let text = explain::render(config, &who, host, &e.command, !e.unverified);
+    crate::report::write_out(text.trim_end());
+    0
+}
+
 /// The audit tools may run setuid only for root: an operator who runs the
 /// installed binary by hand must not read the trail with its rights.
 fn tools_allowed() -> bool {
@@ -149,6 +176,8 @@ operator may use, relays the session, and writes every command to
 
 Usage (admins):
   gatehouse check [--config PATH]   validate the config; exit 0 when valid
+  gatehouse check --explain USER HOST 'COMMAND' [--unverified]
+                                    how the [[policy]] rules decide COMMAND
   gatehouse audit [FILTERS] [--json] [--follow] [--check] [--verify]
                                     read the audit trail (see audit --help)
   gatehouse replay SESSION|FILE [--speed N] [--idle-limit S] [--follow] [--raw]
@@ -193,7 +222,7 @@ pub fn run(cmd: Admin) -> i32 {
             crate::say_out!("gatehouse {}", env!("CARGO_PKG_VERSION"));
             0
         }
-        Admin::Check { config } => {
+        Admin::Check { config, explain } => {
             let privileged = login::privileged();
             let path = match config {
                 // An operator with a setuid binary must not make us read
@@ -210,14 +239,21 @@ pub fn run(cmd: Admin) -> i32 {
             match Config::load(&path) {
                 Ok(c) => {
                     known_hosts_warnings(&c.settings.known_hosts);
+                    let rules = match c.policy.rules.len() {
+                        0 => String::new(),
+                        n => format!(", {}", counted(n, "policy rule", "policy rules")),
+                    };
                     crate::say_out!(
-                        "{}: OK ({}, {}; logs in {})",
+                        "{}: OK ({}, {}{rules}; logs in {})",
                         path.display(),
                         counted(c.hosts.len(), "host", "hosts"),
                         counted(c.access.len(), "access rule", "access rules"),
                         c.settings.log_dir.display()
                     );
-                    0
+                    match explain {
+                        Some(e) => explain_command(&c, &e),
+                        None => 0,
+                    }
                 }
                 Err(e) => {
                     crate::say_err!("{e}");

@@ -283,6 +283,55 @@ mod tests {
     }
 
     #[test]
+    fn policy_record_has_the_contract_fields() {
+        use crate::audit::record::PolicyOutcome;
+        use crate::command_policy::Action;
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = AuditLog::open(dir.path(), "alice", "L1", "local").unwrap();
+        for (action, outcome, want) in [
+            (Action::Deny, PolicyOutcome::Blocked, ("deny", "blocked")),
+            (
+                Action::Confirm,
+                PolicyOutcome::Confirmed,
+                ("confirm", "confirmed"),
+            ),
+            (
+                Action::Confirm,
+                PolicyOutcome::Cancelled,
+                ("confirm", "cancelled"),
+            ),
+            (Action::Alert, PolicyOutcome::Allowed, ("alert", "allowed")),
+        ] {
+            log.write(&Event::Policy {
+                session: "S1",
+                host: "web01",
+                rule: "no-root-wipe",
+                action,
+                outcome,
+                command: "sudo rm -rf /",
+                truncated: false,
+            })
+            .unwrap();
+            let text = std::fs::read_to_string(log.path()).unwrap();
+            let r: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+            assert_eq!(r["event"], "policy");
+            assert_eq!(r["session"], "S1");
+            assert_eq!(r["host"], "web01");
+            assert_eq!(r["rule"], "no-root-wipe");
+            assert_eq!(
+                (r["action"].as_str(), r["outcome"].as_str()),
+                (Some(want.0), Some(want.1))
+            );
+            assert_eq!(r["command"], "sudo rm -rf /");
+            assert!(r.get("truncated").is_none());
+        }
+        // It chains in its session: n counts on from the session's records.
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        assert_eq!(last["n"], 4);
+    }
+
+    #[test]
     fn records_chain_per_session_and_login() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = AuditLog::open(dir.path(), "alice", "L1", "local").unwrap();

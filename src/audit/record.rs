@@ -4,6 +4,8 @@
 
 use serde::Serialize;
 
+use crate::command_policy::Action;
+
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// Fields every record carries; the event-specific ones follow them.
@@ -46,6 +48,23 @@ pub const UNKNOWN_BYTES: u64 = u64::MAX;
 
 fn is_unknown_bytes(b: &u64) -> bool {
     *b == UNKNOWN_BYTES
+
+}
+
+/// What became of a command a `[[policy]]` rule matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyOutcome {
+    /// `deny`, or a `confirm` the operator answered wrongly: the line was
+    /// cancelled on the target.
+    Blocked,
+    /// `confirm` answered with the host's name: the command ran.
+    Confirmed,
+    /// `confirm` not answered with the host's name (or given up): the
+    /// line was cancelled, as for `deny`.
+    Cancelled,
+    /// `alert`: the command ran.
+    Allowed,
 }
 
 /// The event-specific part of a record.
@@ -104,6 +123,21 @@ pub enum Event<'a> {
         seq: u64,
         prompt: &'a str,
     },
+    /// A `[[policy]]` rule matched a command (written before the command
+    /// runs, or instead of it).
+    Policy {
+        session: &'a str,
+        host: &'a str,
+        /// The rule's name, or `gatehouse:unverified` /
+        /// `gatehouse:too-complex` (command_policy).
+        rule: &'a str,
+        action: Action,
+        outcome: PolicyOutcome,
+        /// The command as recorded (bounded like a `command` record's).
+        command: &'a str,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        truncated: bool,
+    },
     SessionEnd {
         session: &'a str,
         host: &'a str,
@@ -147,6 +181,7 @@ impl Event<'_> {
             Event::SessionStart { session, .. }
             | Event::Command { session, .. }
             | Event::InputHidden { session, .. }
+            | Event::Policy { session, .. }
             | Event::SessionEnd { session, .. } => Some(session),
             Event::Error { session, .. } => *session,
             _ => None,
@@ -160,6 +195,7 @@ impl Event<'_> {
             Event::SessionStart { .. } => "session_start",
             Event::Command { .. } => "command",
             Event::InputHidden { .. } => "input_hidden",
+            Event::Policy { .. } => "policy",
             Event::SessionEnd { .. } => "session_end",
             Event::Denied { .. } => "denied",
             Event::Error { .. } => "error",

@@ -9,8 +9,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use raw::{RawConfig, RawDuration, RawRule, RawSize};
+use raw::{RawConfig, RawDuration, RawPolicy, RawRule, RawSize};
 use toml::Spanned;
+
+use crate::command_policy::{Action, CommandPolicy, PolicyRule, Unverified};
 
 /// Where an installed (privileged) Gatehouse reads its config. Fixed at
 /// build time: nothing the operator controls may change it.
@@ -91,6 +93,8 @@ pub struct Config {
     pub settings: Settings,
     pub hosts: Vec<Host>,
     pub access: Vec<Rule>,
+    /// `[[policy]]` command rules and `policy_unverified`.
+    pub policy: CommandPolicy,
 }
 
 #[derive(Debug)]
@@ -345,11 +349,159 @@ impl Validator<'_> {
             access.push(self.rule(r, &names, &host_groups)?);
         }
 
+        let unverified = match &s.policy_unverified {
+            None => Unverified::default(),
+            Some(p) => match p.get_ref().as_str() {
+                "match" => Unverified::Match,
+                "confirm" => Unverified::Confirm,
+                "block" => Unverified::Block,
+                other => {
+                    return Err(self.err(
+                        p,
+                        format!(
+                            "policy_unverified must be \"match\", \"confirm\" or \"block\", not {other:?}"
+                        ),
+                    ))
+                }
+            },
+        };
+        let mut rules = Vec::with_capacity(raw.policy.len());
+        let mut rule_names = HashSet::new();
+        for p in &raw.policy {
+            let rule = self.policy_rule(p, &names, &host_groups)?;
+            if !rule_names.insert(rule.name.clone()) {
+                return Err(self.err(
+                    &p.name,
+                    format!("policy rule {:?} is defined twice", rule.name),
+                ));
+            }
+            rules.push(rule);
+        }
+
         Ok(Config {
             path: self.path.to_path_buf(),
             settings,
             hosts,
             access,
+            policy: CommandPolicy { rules, unverified },
+        })
+    }
+
+    /// `names`, `globs*` and `@groups`, as in `[[access]]`.
+    fn host_patterns(
+        &self,
+        list: &[Spanned<String>],
+        names: &HashSet<String>,
+        groups: &HashSet<String>,
+    ) -> Result<Vec<HostPattern>, ConfigError> {
+        let mut hosts = Vec::new();
+        for p in list {
+            let text = p.get_ref();
+            let pattern = if let Some(g) = text.strip_prefix('@') {
+                if !groups.contains(g) {
+                    return Err(self.err(p, format!("no host is in group {g:?}")));
+                }
+                HostPattern::Group(g.to_string())
+            } else if text.contains(['*', '?', '[']) {
+                match glob::Pattern::new(text) {
+                    Ok(g) => HostPattern::Glob(g),
+                    Err(e) => {
+                        return Err(self.err(p, format!("bad host pattern {text:?}: {}", e.msg)))
+                    }
+                }
+            } else {
+                if !names.contains(text) {
+                    return Err(self.err(p, format!("no host named {text:?} in [[hosts]]")));
+                }
+                HostPattern::Name(text.clone())
+            };
+            hosts.push(pattern);
+        }
+        Ok(hosts)
+    }
+
+    /// A `[[policy]]` rule: every regex compiled (linear time, bounded
+    /// size), every name checked.
+    fn policy_rule(
+        &self,
+        p: &RawPolicy,
+        names: &HashSet<String>,
+        groups: &HashSet<String>,
+    ) -> Result<PolicyRule, ConfigError> {
+        let name = p.name.get_ref();
+        if !valid_rule_name(name) {
+            return Err(self.err(
+                &p.name,
+                format!(
+                    "policy rule name {name:?} must be 1-63 characters of letters, digits, '.', '_' or '-'"
+                ),
+            ));
+        }
+        let action = match p.action.get_ref().as_str() {
+            "deny" => Action::Deny,
+            "confirm" => Action::Confirm,
+            "alert" => Action::Alert,
+            other => {
+                return Err(self.err(
+                    &p.action,
+                    format!("action must be \"deny\", \"confirm\" or \"alert\", not {other:?}"),
+                ))
+            }
+        };
+        if p.commands.get_ref().is_empty() {
+            return Err(self.err(
+                &p.commands,
+                format!("policy rule {name:?} lists no `commands` regexes"),
+            ));
+        }
+        let mut commands = Vec::with_capacity(p.commands.get_ref().len());
+        for c in p.commands.get_ref() {
+            let re = regex::RegexBuilder::new(c.get_ref())
+                .size_limit(REGEX_SIZE_LIMIT)
+                .dfa_size_limit(REGEX_SIZE_LIMIT)
+                .build()
+                .map_err(|e| self.err(c, regex_error(c.get_ref(), &e)))?;
+            commands.push((c.get_ref().clone(), re));
+        }
+        let hosts = match &p.hosts {
+            None => None,
+            Some(h) if h.get_ref().is_empty() => {
+                return Err(self.err(h, "`hosts` lists no hosts; leave it out to mean every host"))
+            }
+            Some(h) => Some(self.host_patterns(h.get_ref(), names, groups)?),
+        };
+        let who = |list: &Option<Spanned<Vec<Spanned<String>>>>, what: &str| match list {
+            None => Ok(None),
+            Some(l) if l.get_ref().is_empty() => Err(self.err(
+                l,
+                format!("`{what}` lists no one; leave it out to mean everyone"),
+            )),
+            Some(l) => {
+                let mut v = Vec::new();
+                for u in l.get_ref() {
+                    if u.get_ref().is_empty() || u.get_ref().chars().any(|c| c.is_control()) {
+                        return Err(self.err(u, "not a valid user or group name"));
+                    }
+                    v.push(u.get_ref().clone());
+                }
+                Ok(Some(v))
+            }
+        };
+        let users = who(&p.users, "users")?;
+        let unix_groups = who(&p.unix_groups, "unix_groups")?;
+        let message = p
+            .message
+            .as_ref()
+            .map(|m| sanitize_text(m.get_ref(), 300))
+            .filter(|m| !m.trim().is_empty());
+        Ok(PolicyRule {
+            name: name.clone(),
+            action,
+            commands,
+            hosts,
+            users,
+            unix_groups,
+            message,
         })
     }
 
@@ -373,34 +525,78 @@ impl Validator<'_> {
                 return Err(self.err(u, "not a valid user or group name"));
             }
         }
-        let mut hosts = Vec::new();
-        for p in r.hosts.get_ref() {
-            let text = p.get_ref();
-            let pattern = if let Some(g) = text.strip_prefix('@') {
-                if !groups.contains(g) {
-                    return Err(self.err(p, format!("no host is in group {g:?}")));
-                }
-                HostPattern::Group(g.to_string())
-            } else if text.contains(['*', '?', '[']) {
-                match glob::Pattern::new(text) {
-                    Ok(g) => HostPattern::Glob(g),
-                    Err(e) => {
-                        return Err(self.err(p, format!("bad host pattern {text:?}: {}", e.msg)))
-                    }
-                }
-            } else {
-                if !names.contains(text) {
-                    return Err(self.err(p, format!("no host named {text:?} in [[hosts]]")));
-                }
-                HostPattern::Name(text.clone())
-            };
-            hosts.push(pattern);
-        }
+        let hosts = self.host_patterns(r.hosts.get_ref(), names, groups)?;
         Ok(Rule {
             users: r.users.iter().map(|u| u.get_ref().clone()).collect(),
             unix_groups: r.unix_groups.iter().map(|u| u.get_ref().clone()).collect(),
             hosts,
         })
+    }
+}
+
+/// Compiled size limit of one policy regex (the `regex` crate's own
+/// default is 10 MiB): a pattern is a few KiB; this only stops a runaway
+/// one from costing memory in every session.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// Policy rule names are shown to operators and written to records; like
+/// host names, but `:` is kept out so Gatehouse's own decisions
+/// (`gatehouse:unverified`) can never be mistaken for a rule.
+pub fn valid_rule_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+}
+
+/// One line from the `regex` crate's error, which is several: the
+/// pattern, a caret line, then `error: what`. Says where in the pattern.
+fn regex_error(pattern: &str, e: &regex::Error) -> String {
+    // The pattern as the admin wrote it, control characters made visible.
+    let shown: String = pattern
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect();
+    match e {
+        regex::Error::Syntax(text) => {
+            let lines: Vec<&str> = text.lines().collect();
+            let what = lines
+                .iter()
+                .rev()
+                .find_map(|l| l.trim().strip_prefix("error: "))
+                .unwrap_or("syntax error");
+            // The caret line (only blanks and `^`) sits under the pattern
+            // line, both indented alike.
+            let at = lines
+                .iter()
+                .rposition(|l| !l.trim().is_empty() && l.trim().chars().all(|c| c == '^'))
+                .and_then(|i| {
+                    let above = lines.get(i.checked_sub(1)?)?;
+                    let indent = above.len() - above.trim_start().len();
+                    let caret = lines[i].find('^')?;
+                    Some(lines[i].get(indent..caret)?.chars().count() + 1)
+                });
+            match at {
+                Some(col) => {
+                    format!("bad regex '{shown}': {what} (at character {col} of the pattern)")
+                }
+                None => format!("bad regex '{shown}': {what}"),
+            }
+        }
+        regex::Error::CompiledTooBig(limit) => format!(
+            "regex '{shown}' is too big: over {limit} bytes compiled; simplify it or split it into several"
+        ),
+        other => format!(
+            "bad regex '{shown}': {}",
+            other.to_string().lines().last().unwrap_or("")
+        ),
     }
 }
 
@@ -671,6 +867,171 @@ hosts = ["web01", "db*", "@prod"]
     fn description_loses_control_characters() {
         let c = parse(&GOOD.replace("\"frontend\"", "\"front\\u001b[31mend\"")).unwrap();
         assert_eq!(c.hosts[0].description, "front[31mend");
+    }
+
+    const POLICY: &str = r#"
+[[policy]]
+name = "no-root-wipe"
+action = "deny"
+commands = ['^rm\s+(-\w+\s+)*/\s*$', '^(shutdown|reboot|halt)\b']
+hosts = ["@prod"]
+users = ["alice"]
+unix_groups = ["ops"]
+message = "Not on production; use the change process."
+"#;
+
+    fn with_policy(policy: &str) -> String {
+        format!("{GOOD}{policy}")
+    }
+
+    /// Line of the first line of `text` that contains `needle`.
+    fn line_of(text: &str, needle: &str) -> usize {
+        text.lines().position(|l| l.contains(needle)).unwrap() + 1
+    }
+
+    #[test]
+    fn product_policy_example_loads() {
+        let c = parse(&with_policy(POLICY)).unwrap();
+        assert_eq!(c.policy.rules.len(), 1);
+        let r = &c.policy.rules[0];
+        assert_eq!(r.name, "no-root-wipe");
+        assert_eq!(r.action, Action::Deny);
+        assert_eq!(r.commands.len(), 2);
+        assert_eq!(r.hosts.as_ref().map(|h| h.len()), Some(1));
+        assert_eq!(r.users.as_deref(), Some(&["alice".to_string()][..]));
+        assert_eq!(c.policy.unverified, Unverified::Match, "the default");
+        // No [[policy]] at all: an empty policy.
+        assert!(parse(GOOD).unwrap().policy.is_empty());
+    }
+
+    #[test]
+    fn policy_bad_regex_points_at_it() {
+        let text = with_policy(&POLICY.replace("'^(shutdown", "'^(shutdown(("));
+        let e = err(&text);
+        let line = line_of(&text, "shutdown((");
+        assert!(
+            e.starts_with(&format!("/etc/gatehouse/config.toml:{line}:")),
+            "{e}"
+        );
+        assert!(e.contains("bad regex"), "{e}");
+        assert!(
+            e.contains("bad regex '^(shutdown((|reboot|halt)\\b': unclosed group (at character 11 of the pattern)"),
+            "{e}"
+        );
+        assert_eq!(e.lines().count(), 1, "one line: {e}");
+    }
+
+    #[test]
+    fn policy_regex_size_is_bounded() {
+        let e = err(&with_policy(
+            &POLICY.replace("'^(shutdown|reboot|halt)\\b'", "'\\w{1000}\\w{1000}'"),
+        ));
+        assert!(e.contains("too big"), "{e}");
+    }
+
+    #[test]
+    fn policy_field_errors() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "action = \"deny\"",
+                "action = \"block\"",
+                "action must be \"deny\", \"confirm\" or \"alert\", not \"block\"",
+            ),
+            ("commands = [", "commands = [] #", "lists no `commands`"),
+            (
+                "name = \"no-root-wipe\"",
+                "name = \"no root\"",
+                "policy rule name",
+            ),
+            (
+                "name = \"no-root-wipe\"",
+                "name = \"gatehouse:x\"",
+                "policy rule name",
+            ),
+            (
+                "hosts = [\"@prod\"]",
+                "hosts = []",
+                "leave it out to mean every host",
+            ),
+            (
+                "hosts = [\"@prod\"]",
+                "hosts = [\"web02\"]",
+                "no host named \"web02\"",
+            ),
+            (
+                "hosts = [\"@prod\"]",
+                "hosts = [\"@nope\"]",
+                "no host is in group \"nope\"",
+            ),
+            (
+                "users = [\"alice\"]",
+                "users = []",
+                "leave it out to mean everyone",
+            ),
+            ("message =", "mesage =", "unknown field"),
+        ];
+        for (from, to, want) in cases {
+            let policy = POLICY.replace(from, to);
+            assert_ne!(policy, POLICY, "{from}");
+            let e = err(&with_policy(&policy));
+            assert!(e.contains(want), "{from} -> {to}: {e}");
+            assert!(e.starts_with("/etc/gatehouse/config.toml:"), "{e}");
+        }
+    }
+
+    #[test]
+    fn policy_names_are_unique() {
+        let text = with_policy(&format!("{POLICY}{POLICY}"));
+        let e = err(&text);
+        assert!(
+            e.contains("policy rule \"no-root-wipe\" is defined twice"),
+            "{e}"
+        );
+        let second = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| l.contains("name = \"no-root-wipe\""))
+            .nth(1)
+            .unwrap()
+            .0
+            + 1;
+        assert!(e.contains(&format!(":{second}:8: ")), "{e}");
+    }
+
+    #[test]
+    fn policy_unverified_setting() {
+        let set = |v: &str| {
+            GOOD.replace(
+                "idle_timeout = \"30m\"",
+                &format!("idle_timeout = \"30m\"\npolicy_unverified = \"{v}\""),
+            )
+        };
+        assert_eq!(
+            parse(&set("block")).unwrap().policy.unverified,
+            Unverified::Block
+        );
+        assert_eq!(
+            parse(&set("confirm")).unwrap().policy.unverified,
+            Unverified::Confirm
+        );
+        assert_eq!(
+            parse(&set("match")).unwrap().policy.unverified,
+            Unverified::Match
+        );
+        let e = err(&set("deny"));
+        assert!(e.contains(":7:21: policy_unverified must be"), "{e}");
+    }
+
+    #[test]
+    fn policy_message_loses_control_characters() {
+        let c = parse(&with_policy(
+            &POLICY.replace("Not on production;", "Not\\u001b[2J on production;"),
+        ))
+        .unwrap();
+        assert_eq!(
+            c.policy.rules[0].message.as_deref(),
+            Some("Not[2J on production; use the change process.")
+        );
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub struct RawConfig {
     pub hosts: Vec<RawHost>,
     #[serde(default)]
     pub access: Vec<RawRule>,
+    #[serde(default)]
+    pub policy: Vec<RawPolicy>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -30,6 +32,7 @@ pub struct RawSettings {
     pub max_recording: Option<Spanned<RawSize>>,
     pub syslog_copy: Option<bool>,
     pub syslog_socket: Option<Spanned<String>>,
+    pub policy_unverified: Option<Spanned<String>>,
 }
 
 /// `"30m"` or a bare number of seconds.
@@ -70,4 +73,17 @@ pub struct RawRule {
     #[serde(default)]
     pub unix_groups: Vec<Spanned<String>>,
     pub hosts: Spanned<Vec<Spanned<String>>>,
+}
+
+/// A `[[policy]]` command rule as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    pub name: Spanned<String>,
+    pub action: Spanned<String>,
+    pub commands: Spanned<Vec<Spanned<String>>>,
+    pub hosts: Option<Spanned<Vec<Spanned<String>>>>,
+    pub users: Option<Spanned<Vec<Spanned<String>>>>,
+    pub unix_groups: Option<Spanned<Vec<Spanned<String>>>>,
+    pub message: Option<Spanned<String>>,
 }

@@ -874,7 +874,7 @@ mod tests {
         let r = json!({"ts":"2026-11-28T18:24:56.123Z","event":"policy","user":"alice",
             "client":"local","host":"web01","session":"0190-ffff0001","rule":"no-root-wipe",
             "action":"deny","outcome":"blocked","command":"rm -rf /\u{1b}[2J"});
-        let line = row(&r, false);
+        let line = row(&r, false, true);
         assert!(
             line.ends_with("deny blocked by no-root-wipe: rm -rf /\\u{1b}[2J"),
             "{line}"

@@ -48,7 +48,6 @@ pub const UNKNOWN_BYTES: u64 = u64::MAX;
 
 fn is_unknown_bytes(b: &u64) -> bool {
     *b == UNKNOWN_BYTES
-
 }
 
 /// What became of a command a `[[policy]]` rule matched.

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::audit::{AuditLog, DenyReason, Event};
+use crate::command_policy::Who;
 use crate::config::{Config, SYSTEM_CONFIG};
 use crate::identity::{self, Operator};
 use crate::invocation::{self, Request};
@@ -194,6 +195,8 @@ impl Ctx<'_> {
         Visit {
             audit: self.audit,
             user: &self.operator.name,
+            who: Who::from(self.operator),
+            policy: &self.config.policy,
             settings: &self.config.settings,
             signals: self.signals,
             term: self.term,

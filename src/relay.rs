@@ -47,7 +47,13 @@ pub trait Observer {
     /// Tries to decide the held Enter; `Some` once decided, with every
     /// record it needs already written.
     fn settle(&mut self, now: Instant) -> Result<Option<Release>, String>;
+    /// The operator's answer to an [`Release::Ask`] (`None`: they gave up);
+    /// returns `Forward` or `Block`, and the bytes that repaint the screen.
+    fn answer(&mut self, answer: Option<&str>) -> Result<(Release, Vec<u8>), String>;
 }
+
+/// Longest answer to a policy question we keep.
+const MAX_ANSWER: usize = 256;
 
 pub use crate::capture::Gate;
 
@@ -59,6 +65,9 @@ pub enum Release {
     /// Never send it: send `cancel` instead (to clear the line on the
     /// target) and show the operator `notice`.
     Block { cancel: Vec<u8>, notice: String },
+    /// Ask the operator first (`question`, one line); their answer goes to
+    /// [`Observer::answer`], which decides.
+    Ask { question: String },
 }
 
 #[derive(Debug)]
@@ -173,6 +182,7 @@ fn lost(e: impl std::fmt::Display) -> Stop {
 /// one method; a phase that ends the session returns `Err(Stop)`.
 struct Relay<'a> {
     up: &'a mut Upstream,
+    signals: &'a SignalPipe,
     obs: &'a mut dyn Observer,
     cfg: &'a RelayConfig,
     buf: Vec<u8>,
@@ -222,8 +232,22 @@ impl Relay<'_> {
     fn gate(&mut self, now: Instant) -> Result<(), Stop> {
         loop {
             if !self.held.is_empty() {
-                match self.obs.settle(now).map_err(|m| (EndReason::Error, m))? {
+                let mut release = self.obs.settle(now).map_err(|m| (EndReason::Error, m))?;
+                if let Some(Release::Ask { question }) = &release {
+                    let answer = self.ask(question)?;
+                    let (r, redraw) = self
+                        .obs
+                        .answer(answer.as_deref())
+                        .map_err(|m| (EndReason::Error, m))?;
+                    write_stdout(&redraw)
+                        .map_err(|e| (EndReason::Hangup, format!("operator terminal: {e}")))?;
+                    release = Some(r);
+                }
+                match release {
                     None => return Ok(()),
+                    Some(Release::Ask { .. }) => {
+                        return Err((EndReason::Error, "policy asked twice".into()))
+                    }
                     Some(Release::Forward) => {
                         let held = std::mem::take(&mut self.held);
                         self.send(&held);
@@ -252,6 +276,70 @@ impl Relay<'_> {
             self.inbox.drain(..g.consumed);
             if self.held.is_empty() && g.consumed == 0 {
                 return Ok(());
+            }
+        }
+    }
+
+    /// Draws `question` below the cursor and reads one line of answer from
+    /// the operator, echoing it (the target sees none of this). Ctrl-C,
+    /// Ctrl-D or Escape give up. Signals still end the session.
+    fn ask(&mut self, question: &str) -> Result<Option<String>, Stop> {
+        let out = |b: &[u8]| {
+            write_stdout(b).map_err(|e| (EndReason::Hangup, format!("operator terminal: {e}")))
+        };
+        out(format!("\r\n\x1b[K{question} ").as_bytes())?;
+        let mut answer = String::new();
+        let mut pending = std::mem::take(&mut self.inbox);
+        loop {
+            while !pending.is_empty() {
+                let b = pending.remove(0);
+                match b {
+                    b'\r' | b'\n' => {
+                        // Keys typed after the answer stay for the target.
+                        self.inbox = pending;
+                        out(b"\r\n")?;
+                        return Ok(Some(answer));
+                    }
+                    0x03 | 0x04 | 0x1b => {
+                        self.inbox = pending;
+                        out(b"\r\n")?;
+                        return Ok(None);
+                    }
+                    0x7f | 0x08 if answer.pop().is_some() => out(b"\x08 \x08")?,
+                    0x20..=0x7e if answer.len() < MAX_ANSWER => {
+                        answer.push(char::from(b));
+                        out(&[b])?;
+                    }
+                    _ => {}
+                }
+            }
+            let stdin = io::stdin();
+            let mut fds = [
+                PollFd::new(stdin.as_fd(), PollFlags::POLLIN),
+                PollFd::new(self.signals.fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => return Err((EndReason::Error, format!("poll: {e}"))),
+            }
+            if fds[1].revents().is_some_and(|r| !r.is_empty()) || self.signals.must_leave() {
+                // Hang-up, terminate or kill end the session; a resize is
+                // passed on.
+                let signals = self.signals;
+                self.signals(signals)?;
+            }
+            if !fds[0].revents().is_some_and(|r| !r.is_empty()) {
+                continue;
+            }
+            let mut buf = [0u8; 256];
+            match nix::unistd::read(stdin.as_fd(), &mut buf) {
+                Ok(0) => return Err((EndReason::Hangup, "operator terminal closed".into())),
+                Ok(n) => {
+                    self.last_input = Instant::now();
+                    pending.extend_from_slice(&buf[..n]);
+                }
+                Err(Errno::EINTR) | Err(Errno::EAGAIN) => {}
+                Err(e) => return Err((EndReason::Hangup, format!("operator terminal: {e}"))),
             }
         }
     }
@@ -428,6 +516,7 @@ pub fn run(
     let now = Instant::now();
     let mut r = Relay {
         up,
+        signals,
         obs,
         cfg,
         buf: vec![0u8; READ_CHUNK],

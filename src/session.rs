@@ -6,8 +6,10 @@
 
 use std::time::Instant;
 
+use crate::audit::record::PolicyOutcome;
 use crate::audit::{AuditError, AuditLog, EndReason, Event};
 use crate::capture::{self, Capture};
+use crate::command_policy::{Action, CommandPolicy, Who};
 use crate::config::{Host, Settings};
 use crate::recording::{Recorder, RecordingError, SessionInfo};
 use crate::relay::{self, Observer, RelayConfig, RelayEnd, Release};
@@ -69,6 +71,18 @@ impl Outcome {
     }
 }
 
+/// Keys that clear a line on the target after a policy block: end of line
+/// and kill to its start (readline, zsh, fish; the kernel's VKILL for a
+/// shell without a line editor), then an interrupt for the lines of a
+/// multi-line command the shell may still hold.
+const CANCEL_LINE: &[u8] = b"\x05\x15\x03";
+
+/// A command waiting for the operator's answer to a `confirm` rule.
+struct Asking {
+    command: capture::Command,
+    rule: String,
+}
+
 struct Bookkeeper<'a> {
     audit: &'a mut AuditLog,
     recording: Option<Recorder>,
@@ -77,6 +91,10 @@ struct Bookkeeper<'a> {
     host: &'a str,
     seq: u64,
     found: Vec<capture::Record>,
+    policy: &'a CommandPolicy,
+    who: Who<'a>,
+    host_cfg: &'a Host,
+    asking: Option<Asking>,
 }
 
 impl Bookkeeper<'_> {
@@ -100,6 +118,86 @@ impl Bookkeeper<'_> {
                 host_key: None,
             })
             .map_err(|e| audit_failed(&e))
+    }
+
+    fn write_command(&mut self, c: &capture::Command) -> Result<(), String> {
+        self.seq += 1;
+        self.audit
+            .write(&Event::Command {
+                session: self.session,
+                host: self.host,
+                seq: self.seq,
+                command: &c.text,
+                verified: c.verified,
+                truncated: c.truncated,
+                length: c.truncated.then_some(c.length),
+                source: c.source.as_str(),
+            })
+            .map_err(|e| audit_failed(&e))
+    }
+
+    fn write_policy(
+        &mut self,
+        c: &capture::Command,
+        rule: &str,
+        action: Action,
+        outcome: PolicyOutcome,
+    ) -> Result<(), String> {
+        self.audit
+            .write(&Event::Policy {
+                session: self.session,
+                host: self.host,
+                rule,
+                action,
+                outcome,
+                command: &c.text,
+                truncated: c.truncated,
+            })
+            .map_err(|e| audit_failed(&e))
+    }
+
+    /// Writes the records of a decided Enter, the policy applied to its
+    /// command: what the relay does with the Enter.
+    fn decide(&mut self) -> Result<Release, String> {
+        let mut release = Release::Forward;
+        for r in std::mem::take(&mut self.found) {
+            let c = match r {
+                capture::Record::Command(c) => c,
+                hidden => {
+                    self.found.push(hidden);
+                    self.flush()?;
+                    continue;
+                }
+            };
+            let decision = self
+                .policy
+                .decide(&self.who, self.host_cfg, &c.text, c.verified)
+                .map(|d| (d.rule.to_string(), d.action, d.operator_line()));
+            match decision {
+                None => self.write_command(&c)?,
+                Some((rule, Action::Alert, _)) => {
+                    self.write_policy(&c, &rule, Action::Alert, PolicyOutcome::Allowed)?;
+                    self.write_command(&c)?;
+                }
+                Some((rule, Action::Deny, line)) => {
+                    self.write_policy(&c, &rule, Action::Deny, PolicyOutcome::Blocked)?;
+                    self.capture.blocked(&c.text);
+                    release = Release::Block {
+                        cancel: CANCEL_LINE.to_vec(),
+                        notice: line,
+                    };
+                }
+                Some((rule, Action::Confirm, line)) => {
+                    let question = format!(
+                        "{line}\r\n\x1b[Kgatehouse: type the host's name ({}) to run it:",
+                        self.host
+                    );
+                    self.asking = Some(Asking { command: c, rule });
+                    release = Release::Ask { question };
+                }
+            }
+        }
+        Ok(release)
     }
 
     /// Writes what the capture found. Called before the Enter that the
@@ -175,17 +273,44 @@ impl Observer for Bookkeeper<'_> {
         self.capture.deadline()
     }
     fn settle(&mut self, now: Instant) -> Result<Option<Release>, String> {
-        let decided = self.capture.settle(now, false, &mut self.found);
+        if !self.capture.settle(now, false, &mut self.found) {
+            self.flush()?;
+            return Ok(None);
+        }
         // On disk before the Enter goes on (fail closed: an error here
         // ends the session with the Enter still held).
-        self.flush()?;
-        Ok(decided.then_some(Release::Forward))
+        self.decide().map(Some)
+    }
+    fn answer(&mut self, answer: Option<&str>) -> Result<(Release, Vec<u8>), String> {
+        let redraw = self.capture.redraw();
+        let Some(Asking { command, rule }) = self.asking.take() else {
+            return Ok((Release::Forward, redraw));
+        };
+        if answer.map(str::trim) == Some(self.host) {
+            self.write_policy(&command, &rule, Action::Confirm, PolicyOutcome::Confirmed)?;
+            self.write_command(&command)?;
+            return Ok((Release::Forward, redraw));
+        }
+        self.write_policy(&command, &rule, Action::Confirm, PolicyOutcome::Cancelled)?;
+        self.capture.blocked(&command.text);
+        Ok((
+            Release::Block {
+                cancel: CANCEL_LINE.to_vec(),
+                notice: format!(
+                    "gatehouse: not confirmed; the command did not run (policy \"{rule}\")"
+                ),
+            },
+            redraw,
+        ))
     }
 }
 
 pub struct Visit<'a> {
     pub audit: &'a mut AuditLog,
     pub user: &'a str,
+    /// The operator and their groups, for `[[policy]]` rules.
+    pub who: Who<'a>,
+    pub policy: &'a CommandPolicy,
     pub settings: &'a Settings,
     pub signals: &'a SignalPipe,
     pub term: &'a str,
@@ -283,6 +408,10 @@ impl Visit<'_> {
             host: &host.name,
             seq: 0,
             found: Vec::new(),
+            policy: self.policy,
+            who: self.who,
+            host_cfg: host,
+            asking: None,
         };
         let end = match RawMode::enter() {
             Ok(_raw) => relay::run(

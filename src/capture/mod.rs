@@ -740,6 +740,31 @@ impl Capture {
         self.alt_before = self.screen.alternate();
     }
 
+    /// A decided command was blocked (policy) and the relay sent the target
+    /// keys that kill the line and interrupt. The earlier lines of a
+    /// multi-line command may still sit in the shell if the interrupt did
+    /// not work (`stty intr undef`): keep them, so whatever completes them
+    /// later is checked as the whole command. Dropped when the next line
+    /// starts at the main prompt.
+    pub fn blocked(&mut self, text: &str) {
+        if let Some((earlier, _)) = text.rsplit_once('\n') {
+            self.multi = Some(Multi {
+                text: earlier.to_string(),
+                length: earlier.len(),
+                verified: false,
+                source: Source::Keys,
+                prompts: Vec::new(),
+                cancelled: true,
+            });
+        }
+    }
+
+    /// Bytes that repaint the operator's screen as the target left it (after
+    /// a policy question was drawn over it).
+    pub fn redraw(&mut self) -> Vec<u8> {
+        self.screen.redraw()
+    }
+
     /// The operator's window changed size.
     pub fn resize(&mut self, cols: u16, rows: u16) {
         self.screen.resize(cols, rows);

@@ -207,6 +207,14 @@ impl Screen {
         }
     }
 
+    /// Escape codes that paint the screen as the model has it (contents,
+    /// attributes, cursor): to restore the operator's view after Gatehouse
+    /// drew on it.
+    pub fn redraw(&mut self) -> Vec<u8> {
+        self.sync();
+        self.parser.screen().contents_formatted().into()
+    }
+
     pub fn approx_heap_bytes(&self) -> usize {
         let (rows, cols) = self.parser.screen().size();
         // Two grids (main, alternate) of cells of ~32 bytes.

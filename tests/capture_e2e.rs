@@ -1226,3 +1226,188 @@ fn kill_nine_right_after_enter_never_loses_a_command_that_ran() {
     }
     eprintln!("{ran} of 10 commands reached the target before the kill");
 }
+
+// ---- Issue 10: command policy at the held Enter ---------------------------
+
+impl S {
+    /// A session whose config carries `toml` (`[[policy]]` rules).
+    fn with_toml(toml: &str) -> Option<S> {
+        if skip_without_pty() {
+            return None;
+        }
+        let t = Target::start();
+        let gh = Gh::builder().target("web01", &t).extra_toml(toml).build();
+        let mut c = gh.command();
+        c.args(["-c", "web01"]);
+        let mut p = spawn_pty(c, 100, 30);
+        p.timeout = T;
+        p.expect(PROMPT).unwrap();
+        Some(S { t, gh, p })
+    }
+}
+
+fn policy_records(gh: &Gh) -> Vec<(String, String, String)> {
+    gh.records("policy")
+        .iter()
+        .map(|r| {
+            (
+                r["rule"].as_str().unwrap().to_string(),
+                r["outcome"].as_str().unwrap().to_string(),
+                r["command"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+const DENY_MARKER: &str = r#"
+[[policy]]
+name = "no-marker"
+action = "deny"
+commands = ['^(touch|rm)\s.*gh-mark']
+message = "Not here."
+"#;
+
+#[test]
+fn policy_deny_blocks_the_line_and_the_session_goes_on() {
+    let Some(mut s) = S::with_toml(DENY_MARKER) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("gh-mark-1");
+    let cmd = format!("touch {}", f.display());
+    s.typed(&cmd);
+    s.send(keys::ENTER);
+    s.p.expect("blocked by policy \"no-marker\": Not here.")
+        .unwrap();
+    s.p.expect(PROMPT).unwrap();
+    // The next command starts clean: nothing of the blocked line is left.
+    s.run("echo after-block", Some("after-block"));
+    let (cmds, done) = s.finish();
+    assert!(!f.exists(), "the blocked command ran");
+    assert_eq!(cmds, ["echo after-block", "exit"]);
+    assert_eq!(
+        policy_records(&done.gh),
+        [("no-marker".into(), "blocked".into(), cmd)]
+    );
+}
+
+#[test]
+fn policy_matches_the_normalized_command() {
+    let Some(mut s) = S::with_toml(DENY_MARKER) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("gh-mark-2");
+    // Quoting, a path and a wrapper do not hide the program.
+    let cmd = format!("true && env /usr/bin/to''uch {}", f.display());
+    s.typed(&cmd);
+    s.send(keys::ENTER);
+    s.p.expect("blocked by policy").unwrap();
+    s.p.expect(PROMPT).unwrap();
+    // Not over-blocking: the words as an argument of echo are fine.
+    s.run(&format!("echo \"touch {}\"", f.display()), None);
+    let (_, done) = s.finish();
+    assert!(!f.exists());
+    assert_eq!(policy_records(&done.gh).len(), 1);
+}
+
+#[test]
+fn policy_tab_completion_and_history_recall_are_checked() {
+    let Some(mut s) = S::with_toml(DENY_MARKER) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("gh-mark-tab-target");
+    std::fs::write(&f, "x").unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    // Tab completes the file name: only the screen shows the whole line.
+    s.typed(&format!("rm {}/gh-mark-t", dir.path().display()));
+    s.send(keys::TAB);
+    s.cursor_line(&format!("{PROMPT}rm {}", f.display()).trim_end().to_string());
+    s.send(keys::ENTER);
+    s.p.expect("blocked by policy").unwrap();
+    s.p.expect(PROMPT).unwrap();
+    assert!(f.exists(), "completion got past the rule");
+    // History recall of a line that never ran (added with history -s).
+    s.run(&format!("history -s 'rm {}'", f.display()), None);
+    s.send(keys::UP);
+    s.cursor_line(&format!("{PROMPT}rm {}", f.display()));
+    s.send(keys::ENTER);
+    s.p.expect("blocked by policy").unwrap();
+    s.p.expect(PROMPT).unwrap();
+    let (_, done) = s.finish();
+    assert!(f.exists(), "recall got past the rule");
+    assert_eq!(policy_records(&done.gh).len(), 2);
+}
+
+#[test]
+fn policy_confirm_runs_with_the_host_name_and_cancels_otherwise() {
+    let toml = r#"
+[[policy]]
+name = "ask-touch"
+action = "confirm"
+commands = ['^touch\s']
+"#;
+    let Some(mut s) = S::with_toml(toml) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let yes = dir.path().join("confirmed");
+    let no = dir.path().join("cancelled");
+    s.typed(&format!("touch {}", yes.display()));
+    s.send(keys::ENTER);
+    s.p.expect("type the host's name (web01)").unwrap();
+    s.send("web01\r");
+    s.p.expect(PROMPT).unwrap();
+    s.typed(&format!("touch {}", no.display()));
+    s.send(keys::ENTER);
+    s.p.expect("type the host's name (web01)").unwrap();
+    s.send("db01\r");
+    s.p.expect("not confirmed").unwrap();
+    s.p.expect(PROMPT).unwrap();
+    s.run("echo still-here", Some("still-here"));
+    let (cmds, done) = s.finish();
+    assert!(yes.exists(), "confirmed command did not run");
+    assert!(!no.exists(), "cancelled command ran");
+    assert_eq!(
+        cmds,
+        [
+            format!("touch {}", yes.display()).as_str(),
+            "echo still-here",
+            "exit"
+        ]
+    );
+    let outcomes: Vec<String> = policy_records(&done.gh).into_iter().map(|p| p.1).collect();
+    assert_eq!(outcomes, ["confirmed", "cancelled"]);
+}
+
+#[test]
+fn policy_alert_runs_and_flags_and_scoping_by_host_applies() {
+    let toml = r#"
+[[policy]]
+name = "db-only"
+action = "deny"
+hosts = ["db*"]
+commands = ['^echo\s+scoped']
+
+[[policy]]
+name = "watch-echo"
+action = "alert"
+commands = ['^echo\s+flag']
+"#;
+    let Some(mut s) = S::with_toml(toml) else {
+        return;
+    };
+    s.run("echo scoped-ok", Some("scoped-ok"));
+    s.run("echo flag-me", Some("flag-me"));
+    let (cmds, done) = s.finish();
+    assert_eq!(cmds, ["echo scoped-ok", "echo flag-me", "exit"]);
+    assert_eq!(
+        policy_records(&done.gh),
+        [("watch-echo".into(), "allowed".into(), "echo flag-me".into())]
+    );
+}

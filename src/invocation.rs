@@ -31,6 +31,10 @@ pub enum Invocation {
 pub enum Admin {
     Check {
         config: Option<PathBuf>,
+        /// `--sshd`: also ask sshd what each Gatehouse account may do;
+        /// `sshd_config` is `--sshd-config PATH` (sshd's `-f`).
+        sshd: bool,
+        sshd_config: Option<PathBuf>,
     },
     /// Admin tools that take their own arguments (`audit`, `replay`,
     /// `sessions`, `kill`).
@@ -94,12 +98,22 @@ pub fn parse(argv: &[OsString], original_command: Option<&str>) -> Result<Invoca
     match first.as_ref() {
         "check" => {
             let mut config = None;
+            let mut sshd = false;
+            let mut sshd_config = None;
             let mut it = rest.iter();
             while let Some(a) = it.next() {
                 match a.to_str() {
                     Some("--config") | Some("-f") => match it.next() {
                         Some(p) => config = Some(PathBuf::from(p)),
                         None => return Err(UsageError("--config needs a path".into())),
+                    },
+                    Some("--sshd") => sshd = true,
+                    Some("--sshd-config") => match it.next() {
+                        Some(p) => {
+                            sshd = true;
+                            sshd_config = Some(PathBuf::from(p));
+                        }
+                        None => return Err(UsageError("--sshd-config needs a path".into())),
                     },
                     _ => {
                         return Err(UsageError(format!(
@@ -109,7 +123,11 @@ pub fn parse(argv: &[OsString], original_command: Option<&str>) -> Result<Invoca
                     }
                 }
             }
-            Ok(Invocation::Admin(Admin::Check { config }))
+            Ok(Invocation::Admin(Admin::Check {
+                config,
+                sshd,
+                sshd_config,
+            }))
         }
         "audit" | "replay" | "sessions" | "kill" => Ok(Invocation::Admin(Admin::Tool {
             name: first.into_owned(),
@@ -227,12 +245,26 @@ mod tests {
         assert_eq!(
             parse(&argv(&["gatehouse", "check", "--config", "/x.toml"]), None),
             Ok(Invocation::Admin(Admin::Check {
-                config: Some("/x.toml".into())
+                config: Some("/x.toml".into()),
+                sshd: false,
+                sshd_config: None,
             }))
         );
         assert_eq!(
             parse(&argv(&["gatehouse", "check"]), None),
-            Ok(Invocation::Admin(Admin::Check { config: None }))
+            Ok(Invocation::Admin(Admin::Check {
+                config: None,
+                sshd: false,
+                sshd_config: None,
+            }))
+        );
+        assert_eq!(
+            parse(&argv(&["gatehouse", "check", "--sshd-config", "/s"]), None),
+            Ok(Invocation::Admin(Admin::Check {
+                config: None,
+                sshd: true,
+                sshd_config: Some("/s".into()),
+            }))
         );
         assert!(parse(&argv(&["gatehouse", "bash"]), None).is_err());
         assert!(parse(&argv(&["gatehouse", "check", "--config"]), None).is_err());

@@ -13,6 +13,7 @@ pub mod escapes;
 pub mod filter;
 pub mod replay;
 pub mod sessions;
+pub mod sshd_check;
 
 use std::fmt;
 use std::io;
@@ -107,7 +108,11 @@ operator may use, relays the session, and writes every command to
 <log_dir>/<user>.jsonl. It never runs anything on this machine.
 
 Usage (admins):
-  gatehouse check [--config PATH]   validate the config; exit 0 when valid
+  gatehouse check [--config PATH] [--sshd [--sshd-config PATH]]
+                                    validate the config; exit 0 when valid;
+                                    --sshd: ask sshd (sshd -T) whether any
+                                    Gatehouse account can forward or get
+                                    around Gatehouse
   gatehouse audit [FILTERS] [--json] [--follow] [--check] [--verify]
                                     read the audit trail (see audit --help)
   gatehouse replay SESSION|FILE [--speed N] [--idle-limit S] [--follow] [--raw]
@@ -152,7 +157,11 @@ pub fn run(cmd: Admin) -> i32 {
             crate::say_out!("gatehouse {}", env!("CARGO_PKG_VERSION"));
             0
         }
-        Admin::Check { config } => {
+        Admin::Check {
+            config,
+            sshd,
+            sshd_config,
+        } => {
             let privileged = login::privileged();
             let path = match config {
                 // An operator with a setuid binary must not make us read
@@ -176,7 +185,23 @@ pub fn run(cmd: Admin) -> i32 {
                         c.access.len(),
                         c.settings.log_dir.display()
                     );
-                    0
+                    if !sshd {
+                        return 0;
+                    }
+                    match sshd_check::run(&c, sshd_config.as_deref()) {
+                        Ok(true) => 0,
+                        Ok(false) => {
+                            crate::say_err!(
+                                "gatehouse: some accounts can reach past Gatehouse through sshd; \
+                                 see packaging/sshd_config.d/gatehouse.conf"
+                            );
+                            1
+                        }
+                        Err(e) => {
+                            crate::say_err!("gatehouse: {e}");
+                            1
+                        }
+                    }
                 }
                 Err(e) => {
                     crate::say_err!("{e}");

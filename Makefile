@@ -66,6 +66,13 @@ install: build
 uninstall:
 	DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" bash packaging/install.sh uninstall
 
-# Debian package (cargo install cargo-deb --locked); lands in target/debian/.
+# Debian package; lands in target/debian/. cargo-deb is installed when
+# missing, pinned and --locked (its own tested dependency set), as `make
+# test` installs what it needs.
+CARGO_DEB_VERSION ?= 3.8.0
 deb:
+	@if ! $(CARGO) deb --version >/dev/null 2>&1; then \
+	    echo "deb: installing cargo-deb $(CARGO_DEB_VERSION) (cargo install --locked)"; \
+	    $(CARGO) install cargo-deb --version "=$(CARGO_DEB_VERSION)" --locked; \
+	fi
 	$(CARGO) deb

@@ -33,6 +33,10 @@ pub enum Admin {
         config: Option<PathBuf>,
         /// `--explain USER HOST COMMAND`: how the command policy decides.
         explain: Option<Explain>,
+        /// `--sshd`: also ask sshd what each Gatehouse account may do;
+        /// `sshd_config` is `--sshd-config PATH` (sshd's `-f`).
+        sshd: bool,
+        sshd_config: Option<PathBuf>,
     },
     /// Admin tools that take their own arguments (`audit`, `replay`,
     /// `sessions`, `kill`).
@@ -108,6 +112,8 @@ pub fn parse(argv: &[OsString], original_command: Option<&str>) -> Result<Invoca
             let mut config = None;
             let mut explain: Option<Explain> = None;
             let mut unverified = false;
+            let mut sshd = false;
+            let mut sshd_config = None;
             let mut it = rest.iter();
             while let Some(a) = it.next() {
                 match a.to_str() {
@@ -134,6 +140,14 @@ pub fn parse(argv: &[OsString], original_command: Option<&str>) -> Result<Invoca
                         }
                     }
                     Some("--unverified") => unverified = true,
+                    Some("--sshd") => sshd = true,
+                    Some("--sshd-config") => match it.next() {
+                        Some(p) => {
+                            sshd = true;
+                            sshd_config = Some(PathBuf::from(p));
+                        }
+                        None => return Err(UsageError("--sshd-config needs a path".into())),
+                    },
                     _ => {
                         return Err(UsageError(format!(
                             "check: unexpected argument {:?}",
@@ -147,7 +161,12 @@ pub fn parse(argv: &[OsString], original_command: Option<&str>) -> Result<Invoca
             } else if unverified {
                 return Err(UsageError("--unverified goes with --explain".into()));
             }
-            Ok(Invocation::Admin(Admin::Check { config, explain }))
+            Ok(Invocation::Admin(Admin::Check {
+                config,
+                explain,
+                sshd,
+                sshd_config,
+            }))
         }
         "audit" | "replay" | "sessions" | "kill" => Ok(Invocation::Admin(Admin::Tool {
             name: first.into_owned(),
@@ -267,13 +286,26 @@ mod tests {
             Ok(Invocation::Admin(Admin::Check {
                 config: Some("/x.toml".into()),
                 explain: None,
+                sshd: false,
+                sshd_config: None,
             }))
         );
         assert_eq!(
             parse(&argv(&["gatehouse", "check"]), None),
             Ok(Invocation::Admin(Admin::Check {
                 config: None,
-                explain: None
+                explain: None,
+                sshd: false,
+                sshd_config: None,
+            }))
+        );
+        assert_eq!(
+            parse(&argv(&["gatehouse", "check", "--sshd-config", "/s"]), None),
+            Ok(Invocation::Admin(Admin::Check {
+                config: None,
+                explain: None,
+                sshd: true,
+                sshd_config: Some("/s".into()),
             }))
         );
         assert_eq!(
@@ -296,7 +328,9 @@ mod tests {
                     host: "web01".into(),
                     command: "rm -rf /".into(),
                     unverified: true,
-                })
+                }),
+                sshd: false,
+                sshd_config: None,
             }))
         );
         assert!(parse(

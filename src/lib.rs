@@ -20,6 +20,7 @@ pub mod relay;
 pub mod report;
 pub mod session;
 pub mod sys;
+pub mod text;
 pub mod tty;
 pub mod upstream;
 

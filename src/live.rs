@@ -176,7 +176,7 @@ pub fn printable(s: &str, max: usize) -> String {
     s.chars()
         .take(max)
         .map(|c| {
-            if c.is_control() || crate::admin::escapes::is_format_char(c) {
+            if c.is_control() || crate::text::is_format_char(c) {
                 '\u{fffd}'
             } else {
                 c

@@ -86,8 +86,16 @@ fn raise_file_size_limit() -> Result<(), String> {
 /// `std::env::remove_var`, which panics on it — before the panic guard, in
 /// a setuid process (issue 12, point 4).
 fn scrub_environment() {
+    // Root's own environment is trusted: under sudo, `gatehouse kill`
+    // records the person sudo names (`by`), not just "root".
+    let root_only: &[&str] = if getuid().is_root() {
+        &["SUDO_USER"]
+    } else {
+        &[]
+    };
     let kept: Vec<(&str, String)> = KEPT_ENV
         .iter()
+        .chain(root_only)
         .filter_map(|&n| {
             let v = std::env::var(n).ok()?;
             keep_value(n, &v).then_some((n, v))

@@ -1121,6 +1121,56 @@ fn env_name_with_equals_is_no_panic(env: &Env) {
     );
 }
 
+/// Issue 12, point 1, installed: root ends an operator's session through
+/// the setuid binary; another operator cannot, and the operator themself
+/// can neither plant a kill note nor end it with a bare SIGUSR1.
+fn an_admin_ends_a_session_and_operators_cannot(env: &Env) {
+    let op = env.op(0);
+    let other = env.op(1);
+    let bin = env.bin.display().to_string();
+    let mut p = menu_session(env, op, 100, 30, &[]);
+    p.send("web01").unwrap();
+    p.send(keys::ENTER).unwrap();
+    p.expect("tgt$ ").unwrap();
+    let (code, out) = sh(&format!("{bin} sessions --json"));
+    assert_eq!(code, 0, "{out}");
+    let entry: Value = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["user"] == op)
+        .unwrap_or_else(|| panic!("{op} not listed: {out}"));
+    let session = entry["session"].as_str().unwrap().to_string();
+    // Another operator, through the setuid binary: refused.
+    let (code, out) = env.as_op(other, &format!("{bin} kill --user {op}"));
+    assert_eq!(code, 1, "{out}");
+    // The operator cannot write a note, and a bare SIGUSR1 changes nothing.
+    let (code, out) = env.as_op(
+        op,
+        &format!("echo '{{\"by\":\"root\",\"reason\":\"x\"}}' > {BASE}/log/live/{session}.kill"),
+    );
+    assert_ne!(code, 0, "{out}");
+    let (code, out) = env.as_op(op, &format!("kill -USR1 {}", entry["pid"]));
+    assert_eq!(code, 0, "the operator may signal their own process: {out}");
+    p.send_line("echo alive-$((1+1))").unwrap();
+    p.expect("alive-2").unwrap();
+    // Root ends it.
+    let (code, out) = sh(&format!("{bin} kill {session} --reason 'policy check'"));
+    assert_eq!(code, 0, "{out}");
+    p.expect("ended by an administrator: policy check").unwrap();
+    p.expect(MENU).unwrap();
+    leave_menu(&mut p);
+    let end = env
+        .records(op)
+        .into_iter()
+        .rfind(|r| r["event"] == "session_end")
+        .unwrap();
+    assert_eq!(end["session"], session.as_str());
+    assert_eq!(end["reason"], "killed");
+    assert_eq!(end["detail"], "policy check");
+    let sudo = std::env::var("SUDO_USER").unwrap_or_else(|_| "root".into());
+    assert_eq!(end["by"], sudo.as_str(), "{end}");
+}
+
 // ---------------------------------------------------------------------------
 
 #[test]
@@ -1186,6 +1236,10 @@ fn privilege_separation_end_to_end() {
         (
             "env_name_with_equals_is_no_panic",
             env_name_with_equals_is_no_panic,
+        ),
+        (
+            "an_admin_ends_a_session_and_operators_cannot",
+            an_admin_ends_a_session_and_operators_cannot,
         ),
     ];
     let only = std::env::var("PRIVSEP_CASE").ok();

@@ -15,6 +15,7 @@ pub mod filter;
 pub mod ids;
 pub mod replay;
 pub mod sessions;
+pub mod sshd_check;
 
 use std::fmt;
 use std::io;
@@ -175,7 +176,11 @@ operator may use, relays the session, and writes every command to
 <log_dir>/<user>.jsonl. It never runs anything on this machine.
 
 Usage (admins):
-  gatehouse check [--config PATH]   validate the config; exit 0 when valid
+  gatehouse check [--config PATH] [--sshd [--sshd-config PATH]]
+                                    validate the config; exit 0 when valid;
+                                    --sshd: ask sshd (sshd -T) whether any
+                                    Gatehouse account can forward or get
+                                    around Gatehouse
   gatehouse check --explain USER HOST 'COMMAND' [--unverified]
                                     how the [[policy]] rules decide COMMAND
   gatehouse audit [FILTERS] [--json] [--follow] [--check] [--verify]
@@ -222,7 +227,12 @@ pub fn run(cmd: Admin) -> i32 {
             crate::say_out!("gatehouse {}", env!("CARGO_PKG_VERSION"));
             0
         }
-        Admin::Check { config, explain } => {
+        Admin::Check {
+            config,
+            explain,
+            sshd,
+            sshd_config,
+        } => {
             let privileged = login::privileged();
             let path = match config {
                 // An operator with a setuid binary must not make us read
@@ -250,9 +260,25 @@ pub fn run(cmd: Admin) -> i32 {
                         counted(c.access.len(), "access rule", "access rules"),
                         c.settings.log_dir.display()
                     );
-                    match explain {
-                        Some(e) => explain_command(&c, &e),
-                        None => 0,
+                    if let Some(e) = explain {
+                        return explain_command(&c, &e);
+                    }
+                    if !sshd {
+                        return 0;
+                    }
+                    match sshd_check::run(&c, sshd_config.as_deref()) {
+                        Ok(true) => 0,
+                        Ok(false) => {
+                            crate::say_err!(
+                                "gatehouse: some accounts can reach past Gatehouse through sshd; \
+                                 see packaging/sshd_config.d/gatehouse.conf"
+                            );
+                            1
+                        }
+                        Err(e) => {
+                            crate::say_err!("gatehouse: {e}");
+                            1
+                        }
                     }
                 }
                 Err(e) => {

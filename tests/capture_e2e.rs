@@ -1327,7 +1327,7 @@ fn policy_tab_completion_and_history_recall_are_checked() {
     // Tab completes the file name: only the screen shows the whole line.
     s.typed(&format!("rm {}/gh-mark-t", dir.path().display()));
     s.send(keys::TAB);
-    s.cursor_line(&format!("{PROMPT}rm {}", f.display()).trim_end().to_string());
+    s.cursor_line(format!("{PROMPT}rm {}", f.display()).trim_end());
     s.send(keys::ENTER);
     s.p.expect("blocked by policy").unwrap();
     s.p.expect(PROMPT).unwrap();

@@ -916,6 +916,34 @@ fn evasion_stty_echo_off_at_the_shell_prompt_is_recorded_unverified() {
     );
     assert_eq!(command_record(&done.gh, "stty -echo")["verified"], true);
     assert!(done.gh.records("input_hidden").is_empty());
+    // The admin's view: just the unconfirmed ones, marked in the table.
+    let o = done
+        .gh
+        .command()
+        .args(["audit", "--unverified", "--json"])
+        .output()
+        .unwrap();
+    let listed: Vec<Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let texts: Vec<&str> = listed
+        .iter()
+        .map(|r| r["command"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        texts,
+        ["echo blind-cmd-1"],
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = done
+        .gh
+        .command()
+        .args(["audit", "--unverified"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("[unverified] echo blind-cmd-1"));
 }
 
 #[test]

@@ -37,7 +37,10 @@ Filters (repeat --user/--host/--session to allow several):
   --session ID           a session: its id, the short form this table prints,
                          or any other unambiguous prefix or suffix of the id
   --event LIST           comma-separated: login,logout,session_start,command,
-                         policy,session_end,denied,error
+                         input_hidden,policy,session_end,denied,error
+  --unverified           only commands the screen could not confirm (their
+                         text is the keys' reconstruction; the table marks
+                         them [unverified])
   --since WHEN           at or after WHEN: RFC 3339, a date, or an age (2h, 30m, 7d)
   --until WHEN           at or before WHEN
   --grep REGEX           commands (and refused requests) matching REGEX
@@ -106,11 +109,12 @@ fn parse(args: Vec<OsString>) -> Result<Option<Opts>, String> {
             "--session" | "-s" => filter.sessions.push(a.value(&name, inline)?),
             "--event" | "-e" => {
                 for e in a.value(&name, inline)?.split(',').filter(|e| !e.is_empty()) {
-                    const KNOWN: [&str; 8] = [
+                    const KNOWN: [&str; 9] = [
                         "login",
                         "logout",
                         "session_start",
                         "command",
+                        "input_hidden",
                         "policy",
                         "session_end",
                         "denied",
@@ -154,6 +158,7 @@ fn parse(args: Vec<OsString>) -> Result<Option<Opts>, String> {
                 })
             }
             "--follow" | "-f" => follow = true,
+            "--unverified" => filter.unverified = true,
             "--check" => mode = Mode::Check,
             "--verify" => mode = Mode::Verify,
             "--log-dir" | "--dir" => log_dir = Some(PathBuf::from(a.value(&name, inline)?)),
@@ -670,11 +675,16 @@ fn detail(rec: &Value) -> String {
     match s(rec, "event") {
         "command" => {
             let mut d = visible(s(rec, "command"), 4000);
+            if rec.get("verified").and_then(|v| v.as_bool()) == Some(false) {
+                // Not confirmed by the screen: the keys' reconstruction.
+                d.insert_str(0, "[unverified] ");
+            }
             if rec.get("truncated").and_then(|t| t.as_bool()) == Some(true) {
                 d.push_str("  [truncated]");
             }
             d
         }
+        "input_hidden" => format!("(hidden input at {:?})", visible(s(rec, "prompt"), 200)),
         "login" => format!(
             "{} (pid {})",
             s(rec, "mode"),

@@ -933,7 +933,7 @@ fn evasion_stty_echo_off_at_the_shell_prompt_is_recorded_unverified() {
         .collect();
     assert_eq!(
         texts,
-        ["echo blind-cmd-1"],
+        ["echo blind-cmd-1", "stty echo"],
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );

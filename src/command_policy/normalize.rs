@@ -705,16 +705,36 @@ impl Lexer {
         }
         let mut target = Word::default();
         let mut unused = Vec::new();
+        let start = self.pos;
         while self.peek().is_some_and(|c| !is_meta(c)) {
             self.word_part(&mut target, &mut unused, depth, out);
         }
+        let raw = &self.chars[start..self.pos.min(self.chars.len())];
         // `cat <<` alone is a syntax error to bash (the line is dropped and
         // the next one runs): no here-document to swallow the next lines.
-        let heredoc = heredoc.filter(|_| !target.is_empty());
+        let heredoc = heredoc.filter(|_| !raw.is_empty());
         if let Some(strip_tabs) = heredoc {
+            // The delimiter is the word as written with quote removal only,
+            // no expansion (bash(1), Here Documents): `<<$(x)` ends at a
+            // line `$(x)`.
+            let mut delimiter = String::new();
+            let mut quoted = false;
+            let mut it = raw.iter();
+            while let Some(&c) = it.next() {
+                match c {
+                    '\\' => {
+                        quoted = true;
+                        if let Some(&n) = it.next() {
+                            delimiter.push(n);
+                        }
+                    }
+                    '\'' | '"' => quoted = true,
+                    c => delimiter.push(c),
+                }
+            }
             self.pending.push(Heredoc {
-                expands: target.chars.iter().all(|(_, q)| !q),
-                delimiter: target.text(),
+                expands: !quoted,
+                delimiter,
                 strip_tabs,
             });
         }
@@ -1431,6 +1451,11 @@ mod tests {
         is("cat <<EOF", &["cat"]);
         is("cat <<<'rm -rf /'", &["cat"]);
         is("cat <<\nrm -rf /", &["cat", "rm -rf /"]);
+        is(
+            "cat <<$(x)\nbody\n$(x)\nrm -rf /",
+            &["x", "cat", "rm -rf /"],
+        );
+        is("cat <<\"E\"'F'\nrm x\nEF\nls", &["cat", "ls"]);
     }
 
     #[test]

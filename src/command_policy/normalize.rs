@@ -305,8 +305,9 @@ impl Lexer {
             }
             i += 1;
         }
-        // Unclosed: arithmetic to the end, as bash would wait for more.
-        Some(self.chars.len())
+        // Unclosed: the shell would wait for more and run nothing yet; read
+        // it as subshells, so whatever is inside is seen.
+        None
     }
 
     /// Skips to just after the `close` that balances an already consumed
@@ -1422,6 +1423,7 @@ mod tests {
         is("(( x = 1 << 2 ))\nrm -rf /", &["rm -rf /"]);
         is("((cd /; rm x) )", &["cd /", "rm x"]);
         is("echo $((rm x) )", &["rm x", "echo $(…)"]);
+        is("((rm x", &["rm x"]);
     }
 
     #[test]

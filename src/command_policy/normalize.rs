@@ -1102,6 +1102,8 @@ fn wrapper_spec(program: &str) -> Option<Wrapper> {
 
 const SHELLS: &[&str] = &[
     "sh", "bash", "dash", "zsh", "ksh", "ksh93", "mksh", "ash", "yash", "posh", "rbash",
+    // Not POSIX shells, but a simple command reads the same in them.
+    "fish", "csh", "tcsh",
 ];
 
 fn look_through(program: &str, args: &[&str]) -> Through {
@@ -1469,6 +1471,11 @@ mod tests {
             &["bash -o pipefail -c rm x", "rm x"],
         );
         is("bash script.sh", &["bash script.sh"]);
+        is("fish -c 'rm x'", &["fish -c rm x", "rm x"]);
+        is(
+            "busybox sh -c 'rm x'",
+            &["busybox sh -c rm x", "sh -c rm x", "rm x"],
+        );
         is("eval 'rm' -rf /", &["eval rm -rf /", "rm -rf /"]);
         is("su -c 'rm x' root", &["su -c rm x root", "rm x"]);
         is(

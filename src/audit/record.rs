@@ -136,6 +136,9 @@ pub enum Event<'a> {
         command: &'a str,
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         truncated: bool,
+        /// Bytes of the whole command, when `truncated` (as `command`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        length: Option<usize>,
     },
     SessionEnd {
         session: &'a str,

@@ -1439,3 +1439,25 @@ commands = ['^echo\s+flag']
         [("watch-echo".into(), "allowed".into(), "echo flag-me".into())]
     );
 }
+
+#[test]
+fn pasted_lines_each_wait_for_their_echo_and_keep_their_order() {
+    let Some(mut s) = S::start() else { return };
+    // Twenty lines in one write, no bracketed paste: each Enter is held
+    // until its own echo, the keys after it wait behind it, in order.
+    let lines: Vec<String> = (1..=20).map(|i| format!("echo paste-{i:02}")).collect();
+    let mut paste = String::new();
+    for l in &lines {
+        paste.push_str(l);
+        paste.push('\r');
+    }
+    s.send(&paste);
+    s.expect_line("paste-20");
+    s.p.expect(PROMPT).unwrap();
+    let (cmds, done) = s.finish();
+    let mut want: Vec<&str> = lines.iter().map(String::as_str).collect();
+    want.push("exit");
+    assert_eq!(cmds, want);
+    let recs = done.gh.records("command");
+    assert!(recs.iter().all(|r| r["verified"] == true), "{recs:#?}");
+}

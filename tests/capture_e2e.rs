@@ -1461,3 +1461,34 @@ fn pasted_lines_each_wait_for_their_echo_and_keep_their_order() {
     let recs = done.gh.records("command");
     assert!(recs.iter().all(|r| r["verified"] == true), "{recs:#?}");
 }
+
+#[test]
+fn fish_commands_are_recorded() {
+    let Some(mut s) = S::start() else { return };
+    if !Path::new("/usr/bin/fish").exists() {
+        eprintln!("SKIP: fish not installed");
+        return;
+    }
+    s.typed("exec fish -N -P -i -C 'function fish_prompt; echo -n \"f> \"; end'");
+    s.enter_until("f> ");
+    for (cmd, out) in [
+        ("echo fish-1", "fish-1"),
+        ("echo fish-2 | tr a-z A-Z", "FISH-2"),
+    ] {
+        s.send(cmd);
+        s.screen_until("the echo", |t| t.contains(&format!("f> {cmd}")));
+        s.send(keys::ENTER);
+        s.expect_line(out);
+        s.p.expect("f> ").unwrap();
+    }
+    s.send("exit");
+    s.screen_until("the echo of exit", |t| t.contains("f> exit"));
+    s.send(keys::ENTER);
+    s.p.wait_exit(T).unwrap();
+    let cmds = commands(&s.gh);
+    assert_eq!(
+        cmds[1..],
+        ["echo fish-1", "echo fish-2 | tr a-z A-Z", "exit"],
+        "{cmds:?}"
+    );
+}

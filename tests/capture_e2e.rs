@@ -1492,3 +1492,32 @@ fn fish_commands_are_recorded() {
         "{cmds:?}"
     );
 }
+
+#[test]
+fn a_shell_inside_tmux_on_the_target_is_still_recorded() {
+    let Some(mut s) = S::start() else { return };
+    if !Path::new("/usr/bin/tmux").exists() {
+        eprintln!("SKIP: tmux not installed");
+        return;
+    }
+    // tmux draws on the alternate screen; the shell inside it is a shell.
+    let sock = format!("gh-capture-{}", std::process::id());
+    s.typed(&format!(
+        "tmux -L {sock} -f /dev/null new-session 'env PS1=\"tm$ \" bash --norc --noprofile -i'"
+    ));
+    s.send(keys::ENTER);
+    s.alternate(true);
+    s.p.expect("tm$ ").unwrap();
+    s.send("echo in-tmux-1");
+    s.screen_until("the echo", |t| t.contains("tm$ echo in-tmux-1"));
+    s.send(keys::ENTER);
+    s.expect_line("in-tmux-1");
+    s.p.expect("tm$ ").unwrap();
+    s.send("exit");
+    s.screen_until("the echo", |t| t.contains("tm$ exit"));
+    s.send(keys::ENTER);
+    s.alternate(false);
+    s.p.expect(PROMPT).unwrap();
+    let (cmds, _) = s.finish();
+    assert_eq!(cmds[1..], ["echo in-tmux-1", "exit", "exit"], "{cmds:?}");
+}

@@ -18,7 +18,9 @@
 //! path it is used as is.
 //!
 //! All cases share one set-up (users, servers, config at a fixed path) and
-//! run in sequence inside one `#[test]`; each is a named function whose
+//! run in sequence inside one `#[test]`, under a machine-wide lock (two
+//! checkouts testing at once take turns instead of deleting each other's
+//! set-up); each is a named function whose
 //! failure is reported by name, and every account and file made here is
 //! removed by a `Drop` guard, panics included.
 
@@ -86,6 +88,18 @@ fn privileged_build() -> PathBuf {
         "cargo build of the privileged copy failed"
     );
     target.join("debug/gatehouse")
+}
+
+/// An exclusive flock(2) on `/run/gatehouse-privsep-test.lock`, waited for.
+fn machine_lock() -> nix::fcntl::Flock<fs::File> {
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open("/run/gatehouse-privsep-test.lock")
+        .expect("open the privsep lock file");
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .expect("lock the privsep lock file")
 }
 
 /// Everything one run made; `Drop` removes it all.
@@ -1182,6 +1196,11 @@ fn privilege_separation_end_to_end() {
         );
         return;
     }
+    // The set-up lives at fixed machine-wide places (the compiled-in config
+    // path, the `gatehouse` account): two runs at once (two checkouts on one
+    // machine) would delete each other's files. Take turns; the lock is
+    // released when this process exits, however it exits.
+    let _turn = machine_lock();
     let env = setup();
     type Case = fn(&Env);
     let cases: &[(&str, Case)] = &[

@@ -38,6 +38,9 @@ const KEPT_ENV: &[&str] = &[
     "SSH_CLIENT",
     "SSH_TTY",
     "SSH_ORIGINAL_COMMAND",
+    // Names the target of an sftp/scp transfer (sshd `AcceptEnv`); it is
+    // checked as a host name and goes through the access rules.
+    "GATEHOUSE_HOST",
 ];
 
 /// The `PATH` of a privileged Gatehouse. It executes nothing; this is only

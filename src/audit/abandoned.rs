@@ -238,7 +238,8 @@ pub fn sweep(path: &Path, tail: Option<u64>) -> Result<Vec<Closed>, SweepError> 
             hash: hash_line(&bytes),
         });
         match str_of(&value, "event") {
-            "session_start" => {
+            // An exec or transfer starts with its `exec` record.
+            "session_start" | "exec" => {
                 let ms = ts_ms(&value);
                 open.insert(
                     session.to_string(),

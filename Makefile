@@ -46,12 +46,13 @@ bench:
 soak: deps
 	LOAD_STREAM_MB=1024 LOAD_IDLE_SECS=60 $(CARGO) test --release --test load -- --test-threads=1 --nocapture
 
-# Coverage-guided fuzzing of the two parsers of untrusted bytes (needs a
+# Coverage-guided fuzzing of the parsers of untrusted bytes (needs a
 # nightly toolchain and `cargo install cargo-fuzz`). FUZZ_SECS per target.
 FUZZ_SECS ?= 120
 fuzz:
 	cd fuzz && $(CARGO) +nightly fuzz run capture -- -max_total_time=$(FUZZ_SECS)
 	cd fuzz && $(CARGO) +nightly fuzz run config -- -max_total_time=$(FUZZ_SECS)
+	cd fuzz && $(CARGO) +nightly fuzz run sftp -- -max_total_time=$(FUZZ_SECS)
 
 clean:
 	$(CARGO) clean

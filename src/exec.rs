@@ -508,7 +508,9 @@ impl Exec<'_> {
         let audit = &mut *self.audit;
         // The `exec` record is written once the target is verified and
         // logged in to, and before the command starts there.
+        let mut recorded = false;
         let mut record_exec = |host_key: &str| {
+            recorded = true;
             audit
                 .write(&Event::Exec {
                     session: &session_id,
@@ -538,13 +540,29 @@ impl Exec<'_> {
             Err(ConnectError::Vetoed(m)) => return ExecOutcome::Failed(m),
             Err(e) => {
                 let detail = e.detail();
-                if let Err(ae) = self.audit.write(&Event::Error {
+                let mut written = self.audit.write(&Event::Error {
                     reason: e.reason(),
                     detail: &detail,
                     session: Some(&session_id),
                     host: Some(&host.name),
                     host_key: e.fingerprint(),
-                }) {
+                });
+                // The target refused the command after `exec` was written
+                // (no such subsystem, exec refused): close what was opened.
+                if recorded && written.is_ok() {
+                    written = self.audit.write(&Event::SessionEnd {
+                        session: &session_id,
+                        host: &host.name,
+                        exit_status: None,
+                        exit_signal: None,
+                        reason: EndReason::Error,
+                        detail: Some(&detail),
+                        duration_ms: started.elapsed().as_millis() as u64,
+                        bytes_in: 0,
+                        bytes_out: 0,
+                    });
+                }
+                if let Err(ae) = written {
                     return ExecOutcome::Failed(audit_failed(&ae));
                 }
                 return ExecOutcome::ConnectFailed(e);

@@ -273,6 +273,13 @@ pub fn pump(
         //    their EOF on once everything before it is out.
         match to_remote.flush(&mut up.channel) {
             Ok(n) => end.bytes_in += n,
+            // The command ended its side: the rest of stdin has nowhere to
+            // go, as with ssh (`yes | ssh host 'head -c 10'` exits 0).
+            Err(_) if up.channel.eof() => {
+                to_remote = Pending::default();
+                stdin_open = false;
+                eof_sent = true;
+            }
             Err(e) => break 'pump Err(lost(&e)),
         }
         if !stdin_open && !eof_sent && to_remote.is_empty() {
@@ -325,12 +332,16 @@ pub fn pump(
             sock_flags |= PollFlags::POLLOUT;
         }
         let want_stdin = stdin_open && to_remote.len() < TO_REMOTE_CAP;
+        // stdout with no events: poll still reports POLLHUP/POLLERR, which
+        // is how we learn that the operator's connection is gone while
+        // the command is silent (else we would wait for it to print).
         let mut all = [
             PollFd::new(up.socket.as_fd(), sock_flags),
             PollFd::new(signals.fd(), PollFlags::POLLIN),
+            PollFd::new(stdout.as_fd(), PollFlags::empty()),
             PollFd::new(stdin.as_fd(), PollFlags::POLLIN),
         ];
-        let fds = &mut all[..if want_stdin { 3 } else { 2 }];
+        let fds = &mut all[..if want_stdin { 4 } else { 3 }];
         let mut deadline = next_keepalive.min(last_rx + silence_limit);
         if let Some(idle) = cfg.idle_timeout {
             deadline = deadline.min(last_input + idle);
@@ -343,7 +354,13 @@ pub fn pump(
             last_rx = Instant::now();
         }
         let sig_ready = fds[1].revents().is_some_and(|r| !r.is_empty());
-        let stdin_ready = want_stdin && fds[2].revents().is_some_and(|r| !r.is_empty());
+        let operator_gone = fds[2]
+            .revents()
+            .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR));
+        let stdin_ready = want_stdin && fds[3].revents().is_some_and(|r| !r.is_empty());
+        if operator_gone {
+            break 'pump Err((EndReason::Hangup, "the operator's connection closed".into()));
+        }
 
         // 5. Signals.
         if sig_ready || signals.must_leave() {
@@ -376,10 +393,10 @@ pub fn pump(
                             }
                         }
                     }
-                    // Send at once (latency); the rest waits for the window.
-                    match to_remote.flush(&mut up.channel) {
-                        Ok(n) => end.bytes_in += n,
-                        Err(e) => break 'pump Err(lost(&e)),
+                    // Send at once (latency); the rest waits for the window
+                    // (an error is looked at in step 2 of the next turn).
+                    if let Ok(n) = to_remote.flush(&mut up.channel) {
+                        end.bytes_in += n;
                     }
                 }
                 Err(Errno::EINTR) | Err(Errno::EAGAIN) => {}

@@ -225,6 +225,41 @@ fn exit_status_and_signal_are_what_ssh_gives() {
 }
 
 #[test]
+fn a_command_that_stops_reading_stdin_ends_as_with_ssh() {
+    let t = target();
+    let gh = env(&t, "exec = true");
+    let b = bastion(&gh);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("big");
+    random_file(&src, 16 * 1024 * 1024);
+    let cmd = "head -c 10 >/dev/null; exit 5";
+    let direct = run(t.ssh_cmd(&[cmd]), Some(&src), T);
+    let via = run(b.ssh_cmd(&[&format!("web01 -- {cmd}")]), Some(&src), T);
+    assert_eq!(direct.code, 5);
+    assert_eq!(via.code, 5, "stderr: {}", via.stderr);
+    assert_eq!(last(&gh, "session_end")["exit_status"], 5);
+}
+
+#[test]
+fn a_vanished_client_ends_a_silent_command() {
+    let t = target();
+    let gh = env(&t, "exec = true");
+    let b = bastion(&gh);
+    let mut client = b
+        .ssh_cmd(&["web01 -- sleep 120"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    gh.wait_for_record(|r| r["event"] == "exec", T);
+    client.kill().unwrap();
+    client.wait().unwrap();
+    let end = gh.wait_for_record(|r| r["event"] == "session_end", T);
+    assert_eq!(end["reason"], "hangup", "{end}");
+}
+
+#[test]
 fn stdout_and_stderr_flood_at_once_without_stalling() {
     let t = target();
     let gh = env(&t, "exec = true");

@@ -39,6 +39,7 @@ use ssh2::BlockDirections;
 
 use crate::audit::{AuditLog, EndReason, Event};
 use crate::config::{Host, Settings};
+use crate::recording::{Recorder, SessionInfo};
 use crate::sys::{Sig, SignalPipe};
 use crate::tty::{self, RawMode};
 use crate::upstream::{self, ConnectError, PtyRequest, Start, Upstream};
@@ -61,6 +62,37 @@ pub const NO_STATUS: i32 = 255;
 pub trait Tap {
     fn to_target(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), TapError>;
     fn to_operator(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), TapError>;
+    /// The operator's terminal changed size (pty sessions only).
+    fn resize(&mut self, _cols: u16, _rows: u16) -> Result<(), TapError> {
+        Ok(())
+    }
+}
+
+/// A command with a pty (`ssh -t bastion 'web01 -- top'`) is a terminal
+/// session: it is recorded (asciicast) like a visit, when recording is on.
+struct RecordingTap(Recorder);
+
+fn recording_error(e: &crate::recording::RecordingError) -> TapError {
+    crate::report::syslog(&e.to_string());
+    TapError {
+        reason: "recording_failed",
+        detail: "the session recording cannot be written".into(),
+    }
+}
+
+impl Tap for RecordingTap {
+    fn to_target(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), TapError> {
+        self.0.input(data).map_err(|e| recording_error(&e))?;
+        out.extend_from_slice(data);
+        Ok(())
+    }
+    fn to_operator(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), TapError> {
+        out.extend_from_slice(data);
+        self.0.output(data).map_err(|e| recording_error(&e))
+    }
+    fn resize(&mut self, cols: u16, rows: u16) -> Result<(), TapError> {
+        self.0.resize(cols, rows).map_err(|e| recording_error(&e))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -368,7 +400,17 @@ pub fn pump(
                 match s {
                     Sig::Hangup => break 'pump Err((EndReason::Hangup, "SIGHUP".into())),
                     Sig::Terminate => break 'pump Err((EndReason::Hangup, "SIGTERM".into())),
-                    Sig::WindowChange if cfg.pty => pending_resize = Some(tty::window_size()),
+                    Sig::WindowChange if cfg.pty => {
+                        let (c, r) = tty::window_size();
+                        pending_resize = Some((c, r));
+                        if let Some(t) = tap.as_deref_mut() {
+                            if let Err(e) = t.resize(c, r) {
+                                let d = e.detail.clone();
+                                end.tap_error = Some(e);
+                                break 'pump Err((EndReason::Error, d));
+                            }
+                        }
+                    }
                     Sig::WindowChange => {}
                 }
             }
@@ -434,6 +476,8 @@ pub fn pump(
 /// One `HOST -- COMMAND` run, records included.
 pub struct Exec<'a> {
     pub audit: &'a mut AuditLog,
+    /// The operator's name (recordings are filed under it).
+    pub user: &'a str,
     pub settings: &'a Settings,
     pub signals: &'a SignalPipe,
     pub term: &'a str,
@@ -525,11 +569,42 @@ impl Exec<'_> {
         let audit = &mut *self.audit;
         // The `exec` record is written once the target is verified and
         // logged in to, and before the command starts there.
+        let settings = self.settings;
+        let user = self.user;
+        let term = self.term;
+        let mut recorder: Option<Recorder> = None;
         let mut recorded = false;
         let mut record_exec = |host_key: &str| {
+            if pty && settings.recording {
+                let info = SessionInfo {
+                    session: &session_id,
+                    user,
+                    host: &host.name,
+                    term,
+                    cols,
+                    rows,
+                };
+                match Recorder::create(&settings.log_dir, &info, settings.record_input) {
+                    Ok(r) => recorder = Some(r),
+                    Err(e) => {
+                        let detail = e.to_string();
+                        crate::report::syslog(&detail);
+                        let _ = audit.write(&Event::Error {
+                            reason: "recording_failed",
+                            detail: &detail,
+                            session: Some(&session_id),
+                            host: Some(&host.name),
+                            host_key: None,
+                        });
+                        return Err("the session recording cannot be written; stopped".into());
+                    }
+                }
+            }
+            let recording = recorder.as_ref().map(|r| r.path().display().to_string());
             recorded = true;
             audit
                 .write(&Event::Exec {
+                    recording: recording.as_deref(),
                     session: &session_id,
                     host: &host.name,
                     command: &command,
@@ -596,7 +671,10 @@ impl Exec<'_> {
         };
         let end = match job {
             Job::Command(_) if pty => match RawMode::enter() {
-                Ok(_raw) => pump(&mut up, self.signals, &cfg, None),
+                Ok(_raw) => match recorder {
+                    Some(r) => pump(&mut up, self.signals, &cfg, Some(&mut RecordingTap(r))),
+                    None => pump(&mut up, self.signals, &cfg, None),
+                },
                 Err(e) => failed_end(format!("cannot set the terminal to raw mode: {e}")),
             },
             Job::Command(_) => pump(&mut up, self.signals, &cfg, None),

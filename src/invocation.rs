@@ -122,9 +122,10 @@ pub fn parse(argv: &[OsString], original_command: Option<&str>) -> Result<Invoca
     }
 }
 
-/// The longest request we take: 64 KiB, as the privileged environment
-/// keeps `SSH_ORIGINAL_COMMAND` (privilege.rs). A command line longer than
-/// that is not typed; it is an accident or an attack.
+/// The longest request we take: 64 KiB. A command line longer than that
+/// is not typed; it is an accident or an attack. (The privileged
+/// environment scrub keeps a longer `SSH_ORIGINAL_COMMAND` so that it gets
+/// here and is refused with its own line.)
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
 /// The `AcceptEnv` variable that names the target of a transfer (or of an

@@ -237,6 +237,7 @@ impl<'a> Ctx<'a> {
     fn exec(&mut self, host: &crate::config::Host, job: Job<'_>) -> i32 {
         let outcome = Exec {
             audit: self.audit,
+            user: &self.operator.name,
             settings: &self.config.settings,
             signals: self.signals,
             term: self.term,

@@ -106,7 +106,10 @@ fn scrub_environment() {
 pub fn keep_value(name: &str, value: &str) -> bool {
     match name {
         "TERM" => crate::tty::term_name(Some(value)) == value,
-        "SSH_ORIGINAL_COMMAND" => value.len() <= 64 * 1024,
+        // More than any SSH packet can carry (256 KiB), so that a long
+        // request reaches `invocation::classify`, which refuses anything
+        // over 64 KiB with its own line instead of showing the menu.
+        "SSH_ORIGINAL_COMMAND" => value.len() <= 512 * 1024,
         _ => value.len() <= 256 && !value.chars().any(char::is_control),
     }
 }
@@ -338,6 +341,11 @@ mod tests {
         assert!(keep_value("SSH_CONNECTION", "10.0.0.1 5000 10.0.0.2 22"));
         assert!(!keep_value("SSH_CONNECTION", "a\nb"));
         assert!(!keep_value("SSH_TTY", &"x".repeat(300)));
+        // Long enough for classify to refuse it with its own line.
+        assert!(keep_value("SSH_ORIGINAL_COMMAND", &"x".repeat(70 * 1024)));
+        assert!(keep_value("GATEHOUSE_HOST", "web01"));
+        assert!(!keep_value("GATEHOUSE_HOST", "web01[2J"));
+        assert!(!keep_value("GATEHOUSE_HOST", &"w".repeat(300)));
     }
 
     #[test]

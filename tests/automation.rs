@@ -422,10 +422,16 @@ fn a_pty_only_when_the_client_has_one() {
     let out = run(b.ssh_cmd(&["web01 -- tty"]), None, T);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "not a tty");
     assert_eq!(last(&gh, "exec")["pty"], false);
+    assert!(last(&gh, "exec").get("recording").is_none());
     let mut p = spawn_pty(b.ssh_cmd(&["-tt", "web01 -- tty; exit 4"]), 80, 24);
     p.expect("/dev/pts/").unwrap();
     assert_eq!(p.wait_exit(T), Some(4));
-    assert_eq!(last(&gh, "exec")["pty"], true);
+    let exec = last(&gh, "exec");
+    assert_eq!(exec["pty"], true);
+    // A terminal session is recorded like a visit.
+    let cast = fs::read_to_string(exec["recording"].as_str().expect("recording")).unwrap();
+    assert!(cast.starts_with("{\"version\":2"), "{cast:.200}");
+    assert!(cast.contains("/dev/pts/"), "{cast}");
 }
 
 // ---------------------------------------------------------------------------

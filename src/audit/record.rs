@@ -115,6 +115,9 @@ pub enum Event<'a> {
         pid: u32,
         #[serde(skip_serializing_if = "Option::is_none")]
         boot_id: Option<&'a str>,
+        /// The asciicast of a command run with a pty (recording on).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        recording: Option<&'a str>,
     },
     /// One file operation seen in an sftp transfer.
     File {

@@ -726,3 +726,57 @@ fn failed_end(detail: String) -> StreamEnd {
         bytes_out: 0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn end(reason: EndReason, status: Option<i32>, signal: Option<&str>) -> StreamEnd {
+        StreamEnd {
+            reason,
+            detail: Some("why".into()),
+            tap_error: None,
+            exit_status: status,
+            exit_signal: signal.map(str::to_string),
+            bytes_in: 0,
+            bytes_out: 0,
+        }
+    }
+
+    #[test]
+    fn exit_codes_follow_ssh() {
+        assert_eq!(end(EndReason::Exit, Some(0), None).exit_code(), 0);
+        assert_eq!(end(EndReason::Exit, Some(42), None).exit_code(), 42);
+        // A signal: the OpenSSH client ignores exit-signal and exits 255.
+        assert_eq!(end(EndReason::Exit, None, Some("TERM")).exit_code(), 255);
+        assert_eq!(end(EndReason::Exit, None, None).exit_code(), 255);
+        assert_eq!(end(EndReason::Disconnect, Some(0), None).exit_code(), 255);
+        assert_eq!(end(EndReason::Error, Some(0), None).exit_code(), 255);
+        assert_eq!(
+            ExecOutcome::Failed("the audit log cannot be written".into()).exit_code(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_command_that_ran_prints_nothing_of_ours() {
+        // Scripts read stderr: a finished command, whatever its status,
+        // gets no line from Gatehouse.
+        for e in [
+            end(EndReason::Exit, Some(3), None),
+            end(EndReason::Exit, None, Some("KILL")),
+        ] {
+            assert_eq!(ExecOutcome::Ended(e).operator_line("web01"), None);
+        }
+        let lost = ExecOutcome::Ended(end(EndReason::Disconnect, None, None));
+        assert_eq!(
+            lost.operator_line("web01").as_deref(),
+            Some("connection to web01 lost.")
+        );
+        let stopped = ExecOutcome::Ended(end(EndReason::Error, None, None));
+        assert_eq!(
+            stopped.operator_line("web01").as_deref(),
+            Some("web01: stopped: why.")
+        );
+    }
+}

@@ -38,6 +38,9 @@ const KEPT_ENV: &[&str] = &[
     "SSH_CLIENT",
     "SSH_TTY",
     "SSH_ORIGINAL_COMMAND",
+    // Names the target of an sftp/scp transfer (sshd `AcceptEnv`); it is
+    // checked as a host name and goes through the access rules.
+    "GATEHOUSE_HOST",
 ];
 
 /// The `PATH` of a privileged Gatehouse. It executes nothing; this is only
@@ -116,7 +119,10 @@ fn scrub_environment() {
 pub fn keep_value(name: &str, value: &str) -> bool {
     match name {
         "TERM" => crate::tty::term_name(Some(value)) == value,
-        "SSH_ORIGINAL_COMMAND" => value.len() <= 64 * 1024,
+        // More than any SSH packet can carry (256 KiB), so that a long
+        // request reaches `invocation::classify`, which refuses anything
+        // over 64 KiB with its own line instead of showing the menu.
+        "SSH_ORIGINAL_COMMAND" => value.len() <= 512 * 1024,
         _ => value.len() <= 256 && !value.chars().any(char::is_control),
     }
 }
@@ -373,6 +379,11 @@ mod tests {
         assert!(keep_value("SSH_CONNECTION", "10.0.0.1 5000 10.0.0.2 22"));
         assert!(!keep_value("SSH_CONNECTION", "a\nb"));
         assert!(!keep_value("SSH_TTY", &"x".repeat(300)));
+        // Long enough for classify to refuse it with its own line.
+        assert!(keep_value("SSH_ORIGINAL_COMMAND", &"x".repeat(70 * 1024)));
+        assert!(keep_value("GATEHOUSE_HOST", "web01"));
+        assert!(!keep_value("GATEHOUSE_HOST", "web01[2J"));
+        assert!(!keep_value("GATEHOUSE_HOST", &"w".repeat(300)));
     }
 
     #[test]

@@ -298,7 +298,8 @@ fn setup() -> Env {
         env.ops.push(op.clone());
     }
 
-    let target = Target::start();
+    // The target serves sftp too (exec_and_transfer_through_the_setuid_binary).
+    let target = Target::start_with_extra("tgt$ ", "Subsystem sftp /usr/lib/openssh/sftp-server\n");
     let tarpit_port = env._tarpit.local_addr().unwrap().port();
     // The installed layout (postinst): etc 0750 root:gatehouse, keys 0700
     // gatehouse, log 2750 gatehouse:adm.
@@ -321,7 +322,7 @@ fn setup() -> Env {
          key = \"{e}/keys/target_ed25519\"\npassword_file = \"{e}/keys/web01.pw\"\n\n\
          [[hosts]]\nname = \"slow01\"\naddress = \"127.0.0.1\"\nport = {slow}\nuser = \"nobody\"\n\
          key = \"{e}/keys/target_ed25519\"\n\n\
-         [[access]]\nunix_groups = [\"{group}\"]\nhosts = [\"*\"]\n",
+         [[access]]\nunix_groups = [\"{group}\"]\nhosts = [\"*\"]\nexec = true\ntransfer = true\n",
         e = etc.display(),
         tp = target.port,
         tu = target.user,
@@ -585,6 +586,44 @@ fn normal_login_is_audited_by_the_setuid_process(env: &Env) {
         .as_str()
         .unwrap()
         .starts_with("127.0.0.1:"));
+}
+
+/// Automation through the setuid binary: `HOST -- COMMAND` runs on the
+/// target, and sftp reaches the target's sftp through `GATEHOUSE_HOST`,
+/// which the shipped snippet accepts and the environment scrub keeps.
+fn exec_and_transfer_through_the_setuid_binary(env: &Env) {
+    let op = env.op(0);
+    let (code, out) = run(env.ssh(op, &["web01 -- echo via-$((6*7)); exit 3"]), T);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("via-42"), "{out}");
+    let src = env.scratch("put.txt");
+    fs::write(&src, "privsep upload").unwrap();
+    let dst = format!("/tmp/gh-privsep-put-{}", std::process::id());
+    let batch = env.scratch("put.batch");
+    fs::write(&batch, format!("put {} {dst}\n", src.display())).unwrap();
+    let mut c = Command::new("sftp");
+    c.args(env.scp_opts())
+        .args(["-o", "SetEnv=GATEHOUSE_HOST=web01", "-b"])
+        .arg(&batch)
+        .arg(format!("{op}@127.0.0.1"));
+    let (code, out) = run(c, T);
+    let written = fs::read_to_string(&dst).ok();
+    let _ = fs::remove_file(&dst);
+    assert_eq!(code, 0, "sftp: {out}");
+    assert_eq!(written.as_deref(), Some("privsep upload"));
+    let recs = env.records(op);
+    assert!(recs
+        .iter()
+        .any(|r| r["event"] == "exec" && r["command"] == "echo via-$((6*7)); exit 3"));
+    assert!(
+        recs.iter().any(|r| r["event"] == "file"
+            && r["op"] == "upload"
+            && r["path"] == dst.as_str()
+            && r["bytes"] == 14),
+        "{recs:#?}"
+    );
+    assert!(recs.iter().all(|r| r["user"] == op));
+    assert_no_foreign(env, op);
 }
 
 // ---------------------------------------------------------------------------
@@ -1207,6 +1246,10 @@ fn privilege_separation_end_to_end() {
         (
             "normal_login_is_audited_by_the_setuid_process",
             normal_login_is_audited_by_the_setuid_process,
+        ),
+        (
+            "exec_and_transfer_through_the_setuid_binary",
+            exec_and_transfer_through_the_setuid_binary,
         ),
         (
             "shell_and_command_requests_are_refused",

@@ -37,7 +37,9 @@ use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use ssh2::BlockDirections;
 
+use crate::audit::record::PolicyOutcome;
 use crate::audit::{AuditLog, EndReason, Event};
+use crate::command_policy::{Action, CommandPolicy, Who};
 use crate::config::{Host, Settings};
 use crate::recording::{Recorder, SessionInfo};
 use crate::sys::{Sig, SignalPipe};
@@ -487,6 +489,9 @@ pub struct Exec<'a> {
     pub settings: &'a Settings,
     pub signals: &'a SignalPipe,
     pub term: &'a str,
+    /// `[[policy]]` rules apply to exec commands as to typed ones.
+    pub policy: &'a CommandPolicy,
+    pub who: Who<'a>,
 }
 
 /// How an exec or a transfer went, for the operator and the exit status.
@@ -495,6 +500,9 @@ pub enum ExecOutcome {
     ConnectFailed(ConnectError),
     /// The audit trail failed; the message is for the operator.
     Failed(String),
+    /// A `[[policy]]` rule stopped the command before anything was
+    /// connected; the line is for the operator.
+    Blocked(String),
 }
 
 impl ExecOutcome {
@@ -503,7 +511,7 @@ impl ExecOutcome {
             ExecOutcome::Ended(end) => end.exit_code(),
             // As ssh: 255 when the connection could not be made.
             ExecOutcome::ConnectFailed(_) => NO_STATUS,
-            ExecOutcome::Failed(_) => 1,
+            ExecOutcome::Failed(_) | ExecOutcome::Blocked(_) => 1,
         }
     }
 
@@ -526,7 +534,7 @@ impl ExecOutcome {
                 )),
             },
             ExecOutcome::ConnectFailed(e) => Some(e.operator_line(host)),
-            ExecOutcome::Failed(m) => Some(m.clone()),
+            ExecOutcome::Failed(m) | ExecOutcome::Blocked(m) => Some(m.clone()),
         }
     }
 }
@@ -566,14 +574,54 @@ impl Exec<'_> {
             },
             Job::Sftp => Start::Subsystem("sftp"),
         };
-        // TODO(policy, #10): check `[[policy]]` rules against the command
-        // here, before connecting (a blocked exec: a `policy` record, one
-        // line on stderr, exit 1). The policy engine is on branch `policy`;
-        // the lead connects the two.
         let (command, length) = match job {
             Job::Command(c) => crate::invocation::recorded_command(c),
             Job::Sftp => ("sftp".to_string(), None),
         };
+        // `[[policy]]`, before anything is connected. The requested text is
+        // exactly what the target's shell gets (`verified`). There is no
+        // terminal to ask a `confirm` question on: it is cancelled, and says
+        // how to run the command instead.
+        if let Job::Command(c) = job {
+            let decision = self
+                .policy
+                .decide(&self.who, host, c, true)
+                .map(|d| (d.rule.to_string(), d.action, d.operator_line()));
+            if let Some((rule, action, line)) = decision {
+                // The caller prefixes `gatehouse: `.
+                let line = line
+                    .strip_prefix("gatehouse: ")
+                    .unwrap_or(&line)
+                    .to_string();
+                let outcome = match action {
+                    Action::Deny => PolicyOutcome::Blocked,
+                    Action::Confirm => PolicyOutcome::Cancelled,
+                    Action::Alert => PolicyOutcome::Allowed,
+                };
+                if let Err(e) = self.audit.write(&Event::Policy {
+                    session: &session_id,
+                    host: &host.name,
+                    rule: &rule,
+                    action,
+                    outcome,
+                    command: &command,
+                    truncated: length.is_some(),
+                    length,
+                }) {
+                    return ExecOutcome::Failed(audit_failed(&e));
+                }
+                match action {
+                    Action::Deny => return ExecOutcome::Blocked(line),
+                    Action::Confirm => {
+                        return ExecOutcome::Blocked(format!(
+                            "{line}; it cannot be confirmed without a session: run it in an interactive session on {}",
+                            host.name
+                        ))
+                    }
+                    Action::Alert => {}
+                }
+            }
+        }
         let boot_id = crate::audit::abandoned::boot_id();
         let signals = self.signals;
         let audit = &mut *self.audit;

@@ -242,6 +242,8 @@ impl<'a> Ctx<'a> {
             settings: &self.config.settings,
             signals: self.signals,
             term: self.term,
+            policy: &self.config.policy,
+            who: Who::from(self.operator),
         }
         .run(host, job);
         if let Some(line) = outcome.operator_line(&host.name) {

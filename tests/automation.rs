@@ -642,3 +642,55 @@ fn a_malformed_sftp_stream_ends_the_transfer_with_an_error() {
     assert_eq!(end["reason"], "error");
     assert_eq!(end["session"], err["session"]);
 }
+
+#[test]
+fn policy_applies_to_exec_commands() {
+    let t = target();
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("gh-exec-mark");
+    let gh = env(
+        &t,
+        "exec = true\n\n\
+         [[policy]]\nname = \"no-mark\"\naction = \"deny\"\ncommands = ['^touch\\s.*gh-exec-mark']\n\
+         message = \"Not by automation.\"\n\n\
+         [[policy]]\nname = \"ask-rm\"\naction = \"confirm\"\ncommands = ['^rm\\s']\n\n\
+         [[policy]]\nname = \"flag-uname\"\naction = \"alert\"\ncommands = ['^uname\\b']\n",
+    );
+    let b = bastion(&gh);
+    // deny: nothing connects, one line, exit 1, a policy record only.
+    let out = run(
+        b.ssh_cmd(&[&format!("web01 -- true && /usr/bin/touch {}", f.display())]),
+        None,
+        T,
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("blocked by policy \"no-mark\": Not by automation."),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(!f.exists());
+    let p = last(&gh, "policy");
+    assert_eq!(
+        (p["rule"].as_str(), p["outcome"].as_str()),
+        (Some("no-mark"), Some("blocked"))
+    );
+    assert!(gh.records("exec").is_empty(), "a blocked exec never starts");
+    // confirm: no terminal to ask on, so it is cancelled.
+    let out = run(
+        b.ssh_cmd(&[&format!("web01 -- rm -f {}", f.display())]),
+        None,
+        T,
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("interactive session"), "{}", out.stderr);
+    assert_eq!(last(&gh, "policy")["outcome"], "cancelled");
+    // alert: runs, flagged.
+    let out = run(b.ssh_cmd(&["web01 -- uname -s"]), None, T);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, b"Linux\n");
+    assert_eq!(last(&gh, "policy")["outcome"], "allowed");
+    assert_eq!(last(&gh, "exec")["command"], "uname -s");
+}

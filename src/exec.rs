@@ -567,13 +567,14 @@ impl Exec<'_> {
         let boot_id = crate::audit::abandoned::boot_id();
         let signals = self.signals;
         let audit = &mut *self.audit;
-        // The `exec` record is written once the target is verified and
-        // logged in to, and before the command starts there.
         let settings = self.settings;
         let user = self.user;
         let term = self.term;
         let mut recorder: Option<Recorder> = None;
         let mut recorded = false;
+        // The `exec` record (and a pty session's recording) is made once
+        // the target is verified and logged in to, and before the command
+        // starts there.
         let mut record_exec = |host_key: &str| {
             if pty && settings.recording {
                 let info = SessionInfo {

@@ -604,7 +604,7 @@ fn transfer_needs_its_grant_and_a_host() {
     let out = run(b.ssh_cmd(&["-s", "sftp"]), None, T);
     assert_eq!(out.code, 1);
     let d = last(&gh, "denied");
-    assert_eq!(d["reason"], "bad_request");
+    assert_eq!(d["reason"], "not_a_host");
     assert_eq!(d["request"], "/usr/lib/openssh/sftp-server");
     // As a command (not a subsystem) the line is shown.
     let out = run(b.ssh_cmd(&["/usr/lib/openssh/sftp-server"]), None, T);

@@ -190,6 +190,18 @@ fn exec_runs_the_command_keeps_stderr_apart_and_returns_its_status() {
     let recs = gh.jsonl();
     let pos = |e: &str| recs.iter().position(|r| r["event"] == e).unwrap();
     assert!(pos("exec") < pos("session_end"));
+    // Unquoted, as `ssh bastion web01 -- CMD…`: ssh joins the words with
+    // spaces and the target's shell splits them again, as with `ssh web01`.
+    let out = run(
+        b.ssh_cmd(&["web01", "--", "printf", "'<%s>'", "a  b"]),
+        None,
+        T,
+    );
+    let direct = run(t.ssh_cmd(&["printf", "'<%s>'", "a  b"]), None, T);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, direct.stdout);
+    assert_eq!(out.stdout, b"<a><b>");
+    assert_eq!(last(&gh, "exec")["command"], "printf '<%s>' a  b");
 }
 
 #[test]

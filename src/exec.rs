@@ -198,8 +198,8 @@ fn timeout_until(deadline: Instant, now: Instant) -> PollTimeout {
 }
 
 pub struct StreamConfig {
-    /// Only for a session with a terminal (an operator can walk away from
-    /// it); a command without one may run quietly for hours.
+    /// No bytes from the operator for this long ends the stream (terminal
+    /// sessions and sftp; see `Exec::run`).
     pub idle_timeout: Option<Duration>,
     pub keepalive: Duration,
     /// The operator has a terminal and the target a pty: pass window sizes.
@@ -662,7 +662,10 @@ impl Exec<'_> {
             }
         };
         let cfg = StreamConfig {
-            idle_timeout: if pty {
+            // A terminal session or an sftp prompt can be walked away
+            // from; a command without a terminal may rightly run for hours
+            // without reading stdin.
+            idle_timeout: if pty || matches!(job, Job::Sftp) {
                 self.settings.idle_timeout
             } else {
                 None

@@ -654,3 +654,39 @@ fn a_malformed_sftp_stream_ends_the_transfer_with_an_error() {
     assert_eq!(end["reason"], "error");
     assert_eq!(end["session"], err["session"]);
 }
+
+#[test]
+fn idle_timeout_ends_an_idle_sftp_but_not_a_quiet_command() {
+    let t = target();
+    let user = current_user();
+    let gh = Gh::builder()
+        .target("web01", &t)
+        .idle_timeout("2s")
+        .no_access()
+        .extra_toml(&format!(
+            "[[access]]\nusers = [\"{user}\"]\nhosts = [\"web01\"]\nexec = true\ntransfer = true\n"
+        ))
+        .build();
+    let b = bastion(&gh);
+    // An sftp client that says INIT and then nothing, its stdin held open.
+    let mut sftp = b
+        .ssh_cmd(&["-o", "SetEnv=GATEHOUSE_HOST=web01", "-s", "sftp"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = sftp.stdin.take().unwrap();
+    stdin.write_all(&[0, 0, 0, 5, 1, 0, 0, 0, 3]).unwrap();
+    let end = gh.wait_for_record(|r| r["event"] == "session_end", T);
+    assert_eq!(end["reason"], "idle_timeout", "{end}");
+    drop(stdin);
+    let _ = sftp.kill();
+    let _ = sftp.wait();
+    // A command without a terminal reads no stdin for longer than that
+    // and is not cut.
+    let out = run(b.ssh_cmd(&["web01 -- sleep 4; echo done"]), None, T);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, b"done\n");
+    assert_eq!(last(&gh, "session_end")["reason"], "exit");
+}

@@ -10,7 +10,7 @@ use crate::command_policy::Who;
 use crate::config::{Config, SYSTEM_CONFIG};
 use crate::exec::{Exec, Job};
 use crate::identity::{self, Operator};
-use crate::invocation::{self, Request};
+use crate::invocation::{self, Malformed, Request};
 use crate::menu::{self, Choice};
 use crate::policy::{self, Grant};
 use crate::report;
@@ -154,7 +154,14 @@ impl<'a> Ctx<'a> {
 
     fn dispatch(&mut self, req: Request, raw: &str) -> i32 {
         match req {
-            Request::Malformed(m) => self.deny(raw, DenyReason::BadRequest, &m.line()),
+            Request::Malformed(m) => {
+                // sftp without a host is what it always was: not a host.
+                let reason = match m {
+                    Malformed::TransferWithoutHost => DenyReason::NotAHost,
+                    _ => DenyReason::BadRequest,
+                };
+                self.deny(raw, reason, &m.line())
+            }
             Request::Exec { host, command } => {
                 let Some(h) = self.granted(raw, &host, Grant::Exec) else {
                     return 1;

@@ -38,6 +38,9 @@ const KEPT_ENV: &[&str] = &[
     "SSH_CLIENT",
     "SSH_TTY",
     "SSH_ORIGINAL_COMMAND",
+    // ExposeAuthInfo: the file saying how sshd authenticated the operator,
+    // read with the real uid (`identity::ssh_auth`).
+    "SSH_USER_AUTH",
 ];
 
 /// The `PATH` of a privileged Gatehouse. It executes nothing; this is only

@@ -338,6 +338,7 @@ mod tests {
         log.write(&Event::Login {
             pid: 1,
             mode: "menu",
+            auth: None,
         })
         .unwrap();
         for seq in 1..=2 {

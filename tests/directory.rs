@@ -968,6 +968,34 @@ fn group_removal_takes_effect_at_the_next_login_after_a_flush(env: &Env) {
     assert_eq!(last.expect("a denied record")["reason"], "no_hosts");
 }
 
+/// A key removed from the directory no longer opens the bastion once SSSD
+/// has it afresh (`sss_cache -E`); before that, what SSSD's cache does is
+/// shown for the docs, not asserted.
+fn key_removed_from_the_directory_is_refused_after_a_flush(env: &Env) {
+    let bob = env.person(BOB);
+    let pubkey = fs::read_to_string(bob.key.with_extension("pub")).unwrap();
+    env.ldapmodify(&format!(
+        "dn: uid={BOB},ou=people,{SUFFIX}\nchangetype: modify\ndelete: sshPublicKey\nsshPublicKey: {}\n",
+        pubkey.trim()
+    ));
+    let mut p = spawn_pty(env.ssh(BOB, &bob.key, true, &["-tt"]), 100, 30);
+    let before = p.wait_exit(T);
+    eprintln!(
+        "directory: right after the key's removal, before a flush, the login {}",
+        match before {
+            Some(255) => "was refused (SSSD fetched the keys afresh)",
+            Some(1) => "still got in (SSSD served the cached key)",
+            _ => "ended otherwise",
+        }
+    );
+    must("sss_cache -E");
+    let records = env.records(BOB).len();
+    let mut p = spawn_pty(env.ssh(BOB, &bob.key, true, &["-tt"]), 100, 30);
+    p.expect("Permission denied").unwrap();
+    assert_eq!(p.wait_exit(T), Some(255));
+    assert_eq!(env.records(BOB).len(), records, "Gatehouse never started");
+}
+
 // ---------------------------------------------------------------------------
 
 #[test]
@@ -1008,6 +1036,10 @@ fn directory_end_to_end() {
         (
             "group_removal_takes_effect_at_the_next_login_after_a_flush",
             group_removal_takes_effect_at_the_next_login_after_a_flush,
+        ),
+        (
+            "key_removed_from_the_directory_is_refused_after_a_flush",
+            key_removed_from_the_directory_is_refused_after_a_flush,
         ),
     ];
     let mut failed = Vec::new();

@@ -105,9 +105,11 @@ restore() {
 }
 
 test_pid=
+made_policy=
 status=1
 finish() {
     trap '' INT TERM HUP
+    [ -n "$made_policy" ] && rm -f /usr/sbin/policy-rc.d
     # The test runs in its own process group: stop it and whatever it
     # started (slapd, sssd, sshd), then any daemon it recorded.
     if [ -n "$test_pid" ]; then
@@ -173,7 +175,6 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
     # Nor may the install start sssd: a policy-rc.d for the install only
     # (Docker images ship one already).
-    made_policy=
     if [ ! -e /usr/sbin/policy-rc.d ]; then
         printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
         chmod 755 /usr/sbin/policy-rc.d
@@ -183,6 +184,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
     rc=$?
     [ -n "$made_policy" ] && rm -f /usr/sbin/policy-rc.d
+    made_policy=
     if [ $rc -ne 0 ]; then
         echo "test-directory: apt-get install failed" >&2
         exit 1

@@ -105,9 +105,11 @@ pub fn login(request: &str) -> i32 {
         Request::Transfer { .. } => "transfer",
         _ => "direct",
     };
+    let auth = identity::ssh_auth(env_var("SSH_USER_AUTH").as_deref());
     if let Err(e) = audit.write(&Event::Login {
         pid: std::process::id(),
         mode,
+        auth: auth.as_deref(),
     }) {
         report::admin(privileged, &e.to_string());
         report::unavailable("the audit log cannot be written");

@@ -41,6 +41,9 @@ const KEPT_ENV: &[&str] = &[
     // Names the target of an sftp/scp transfer (sshd `AcceptEnv`); it is
     // checked as a host name and goes through the access rules.
     "GATEHOUSE_HOST",
+    // ExposeAuthInfo: the file saying how sshd authenticated the operator,
+    // read with the real uid (`identity::ssh_auth`).
+    "SSH_USER_AUTH",
 ];
 
 /// The `PATH` of a privileged Gatehouse. It executes nothing; this is only

@@ -1,7 +1,8 @@
 //! Privilege separation: what changes when Gatehouse runs setuid to the
 //! dedicated `gatehouse` account (real uid ≠ effective uid).
 //!
-//! Installed, the binary is `gatehouse:gatehouse 4755`. The operator is the
+//! Installed, the binary is `gatehouse:gatehouse 6755` (setuid and setgid
+//! to the gatehouse account, made so by postinst's dpkg-statoverride). The operator is the
 //! real uid; the effective uid is the only account that can read the target
 //! credentials and write the audit trail. So the moment we start we are a
 //! setuid program run by an untrusted user who controls our environment,

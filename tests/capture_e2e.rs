@@ -1521,3 +1521,66 @@ fn a_shell_inside_tmux_on_the_target_is_still_recorded() {
     let (cmds, _) = s.finish();
     assert_eq!(cmds[1..], ["echo in-tmux-1", "exit", "exit"], "{cmds:?}");
 }
+
+/// A tmpfs mounted over a directory, unmounted on drop (panics included).
+struct SmallDisk(std::path::PathBuf);
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_at_enter_ends_the_session_and_the_command_never_runs() {
+    if skip_without_pty() {
+        return;
+    }
+    if !nix::unistd::getuid().is_root() {
+        skip("mounting a small tmpfs for the log needs root");
+        return;
+    }
+    let t = Target::start();
+    let gh = Gh::builder()
+        .target("web01", &t)
+        .extra_settings("recording = false")
+        .build();
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k,mode=0755", "tmpfs"])
+        .arg(gh.log_dir())
+        .status()
+        .unwrap();
+    assert!(ok.success(), "mount tmpfs");
+    let _disk = SmallDisk(gh.log_dir().to_path_buf());
+    let mut c = gh.command();
+    c.args(["-c", "web01"]);
+    let mut p = spawn_pty(c, 80, 24);
+    p.timeout = T;
+    p.expect(PROMPT).unwrap();
+    // Fill the disk to the last byte.
+    let filler = gh.log_dir().join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let block = vec![b'x'; 4096];
+    while std::io::Write::write_all(&mut f, &block).is_ok() {}
+    let _ = std::io::Write::write_all(&mut f, b"x");
+    drop(f);
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    // Longer than a page: the record cannot fit in the log file's last,
+    // partly used page either.
+    p.send(format!(
+        "touch {} ; : {}",
+        marker.display(),
+        "A".repeat(6000)
+    ))
+    .unwrap();
+    p.send(keys::ENTER).unwrap();
+    p.expect("the audit log cannot be written; session closed")
+        .unwrap();
+    p.wait_exit(T).expect("gatehouse ends");
+    // Gatehouse is gone and never sent the Enter: nothing can run it now.
+    assert!(!marker.exists(), "the command ran without its record");
+}

@@ -1584,3 +1584,20 @@ fn a_full_disk_at_enter_ends_the_session_and_the_command_never_runs() {
     // Gatehouse is gone and never sent the Enter: nothing can run it now.
     assert!(!marker.exists(), "the command ran without its record");
 }
+
+#[test]
+fn output_racing_the_echo_leaves_the_command_recorded_unverified() {
+    let Some(mut s) = S::start() else { return };
+    // A background job prints into the middle of the line being typed.
+    s.run("(sleep 0.5; echo BG-NOISE) &", None);
+    s.typed("echo ra");
+    s.expect_line("BG-NOISE");
+    s.send("ced-1");
+    s.screen_until("the rest of the echo", |t| t.contains("ced-1"));
+    s.enter_expect(Some("raced-1"));
+    let (cmds, done) = s.finish();
+    assert_eq!(cmds[1], "echo raced-1", "{cmds:?}");
+    // Recorded either way; verified only if the screen could confirm it.
+    let r = command_record(&done.gh, "echo raced-1");
+    assert!(r["verified"].is_boolean(), "{r}");
+}

@@ -317,7 +317,7 @@ fn setup() -> Env {
     fs::write(etc.join("known_hosts"), target.known_hosts_line() + "\n").unwrap();
     let config = format!(
         "[settings]\nlog_dir = \"{BASE}/log\"\nknown_hosts = \"{e}/known_hosts\"\n\
-         host_key_policy = \"strict\"\nidle_timeout = \"0\"\nconnect_timeout = \"3s\"\n\n\
+         host_key_policy = \"strict\"\nidle_timeout = \"0\"\nconnect_timeout = \"{ct}\"\n\n\
          [[hosts]]\nname = \"web01\"\naddress = \"127.0.0.1\"\nport = {tp}\nuser = \"{tu}\"\n\
          key = \"{e}/keys/target_ed25519\"\npassword_file = \"{e}/keys/web01.pw\"\n\n\
          [[hosts]]\nname = \"slow01\"\naddress = \"127.0.0.1\"\nport = {slow}\nuser = \"nobody\"\n\
@@ -327,6 +327,9 @@ fn setup() -> Env {
         tp = target.port,
         tu = target.user,
         slow = tarpit_port,
+        // Per connection step, for web01 too: scaled, so a loaded machine's
+        // slow handshake is not a failure; slow01 (a tarpit) still ends.
+        ct = scaled_setting(3),
     );
     fs::write(SYS_CONFIG, config).unwrap();
     must(&format!(
@@ -993,7 +996,7 @@ fn control_keys_while_connecting_lead_back_to_the_menu(env: &Env) {
         assert!(p.exit_code().is_none(), "left on {key:?} while connecting");
         assert_no_foreign(env, op);
     }
-    // connect_timeout = 3s: the failure, then the menu again.
+    // connect_timeout (3 s, scaled): the failure, then the menu again.
     p.expect(MENU).unwrap();
     p.send(keys::CTRL_D).unwrap();
     assert_eq!(p.wait_exit(T), Some(0));

@@ -38,6 +38,10 @@ const KEPT_ENV: &[&str] = &[
     "SSH_CLIENT",
     "SSH_TTY",
     "SSH_ORIGINAL_COMMAND",
+    // The operator's forwarded agent (`ssh -A`), for hosts with
+    // `agent = true`. Only a path; `agent.rs` opens it as the operator and
+    // checks what it finds there (issue 18).
+    "SSH_AUTH_SOCK",
 ];
 
 /// The `PATH` of a privileged Gatehouse. It executes nothing; this is only
@@ -117,6 +121,7 @@ pub fn keep_value(name: &str, value: &str) -> bool {
     match name {
         "TERM" => crate::tty::term_name(Some(value)) == value,
         "SSH_ORIGINAL_COMMAND" => value.len() <= 64 * 1024,
+        "SSH_AUTH_SOCK" => crate::agent::socket_path(value).is_ok(),
         _ => value.len() <= 256 && !value.chars().any(char::is_control),
     }
 }
@@ -132,6 +137,42 @@ pub fn admin_allowed() -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// Runs `f` with the operator's identity as the effective uid and gid (the
+/// real ones), and takes the gatehouse account's back before returning.
+///
+/// For the one thing Gatehouse must do *as the operator*: reach the
+/// operator's forwarded agent socket (issue 18), which sshd creates in a
+/// 0700 directory of theirs. Doing it as the operator means the kernel
+/// applies the operator's own permissions to the path, so pointing
+/// `SSH_AUTH_SOCK` at anything the operator could not reach themselves
+/// (another operator's agent, a socket only the gatehouse account may use)
+/// fails exactly as it would for them. Keep `f` to the syscalls that need
+/// it: while it runs, the process cannot read the credentials or the log.
+///
+/// The saved set-user-ID (and set-group-ID) keep the gatehouse account, so
+/// switching back is always allowed. If it still failed, the process stays
+/// the operator — less privileged, never more — and the caller gets `Err`;
+/// the next audit write then fails closed. Unprivileged (real = effective),
+/// `f` just runs.
+pub fn as_operator<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    use nix::unistd::{getegid, getgid, setegid, seteuid};
+    let (ruid, euid) = (getuid(), geteuid());
+    let (rgid, egid) = (getgid(), getegid());
+    if ruid == euid && rgid == egid {
+        return Ok(f());
+    }
+    // Down: group first, while the uid could still need it; up: uid first.
+    setegid(rgid).map_err(|e| format!("cannot switch to the operator's group: {e}"))?;
+    if let Err(e) = seteuid(ruid) {
+        let _ = setegid(egid);
+        return Err(format!("cannot switch to the operator's uid: {e}"));
+    }
+    let out = f();
+    seteuid(euid).map_err(|e| format!("cannot take back uid {euid}: {e}"))?;
+    setegid(egid).map_err(|e| format!("cannot take back gid {egid}: {e}"))?;
+    Ok(out)
 }
 
 /// A file or directory the config depends on that someone else could change.

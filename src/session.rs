@@ -387,6 +387,7 @@ impl Visit<'_> {
             cols,
             rows,
             recording: recording_path.as_deref(),
+            auth: &up.auth,
         }) {
             return Outcome::Failed(audit_failed(&e));
         }

@@ -74,6 +74,18 @@ impl Agent {
         assert!(out.status.success(), "ssh-add: {out:?}");
     }
 
+    /// Sockets the agent holds open (its listener plus one per client), or
+    /// `None` when its fds cannot be read (ssh-agent makes itself
+    /// non-dumpable: only root reads them).
+    fn open_sockets(&self) -> Option<usize> {
+        let dir = fs::read_dir(format!("/proc/{}/fd", self.child.id())).ok()?;
+        Some(
+            dir.filter_map(|e| fs::read_link(e.ok()?.path()).ok())
+                .filter(|l| l.to_string_lossy().starts_with("socket:"))
+                .count(),
+        )
+    }
+
     /// Fingerprints as `ssh-add -l` lists them, in the agent's order.
     fn listed(&self) -> Vec<String> {
         let out = Command::new("ssh-add")
@@ -184,6 +196,23 @@ fn the_operators_agent_key_logs_in_and_the_record_names_it() {
 
     let mut p = operator_ssh(&b, Some(&agent), true);
     p.expect("tgt$ ").unwrap();
+    // Gatehouse closed its agent connection once logged in: the agent is
+    // left with its listener alone (the forwarded connection's close
+    // travels back through sshd and ssh, so wait for it, bounded).
+    match agent.open_sockets() {
+        Some(_) => {
+            let deadline = Instant::now() + scaled(T);
+            while agent.open_sockets() != Some(1) {
+                assert!(
+                    Instant::now() < deadline,
+                    "the agent still has {:?} sockets open during the session",
+                    agent.open_sockets()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        None => skip("agent: cannot read ssh-agent's fds (not root): agent close not checked"),
+    }
     p.send_line("echo via-$((40+2))").unwrap();
     p.expect("via-42").unwrap();
     p.send_line("exit").unwrap();

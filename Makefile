@@ -50,6 +50,7 @@ fuzz:
 	cd fuzz && $(CARGO) +nightly fuzz run capture -- -max_total_time=$(FUZZ_SECS)
 	cd fuzz && $(CARGO) +nightly fuzz run config -- -max_total_time=$(FUZZ_SECS)
 	cd fuzz && $(CARGO) +nightly fuzz run normalize -- -max_total_time=$(FUZZ_SECS)
+	cd fuzz && $(CARGO) +nightly fuzz run sftp -- -max_total_time=$(FUZZ_SECS)
 
 clean:
 	$(CARGO) clean

@@ -31,6 +31,7 @@ mkdir -p "$tmp"
 rm -f "$tmp/skipped.txt"
 
 # 1. What should run. A build failure shows here first (and again below).
+echo "make test: building every test target and listing its tests ($list)"
 $cargo test --all-targets --no-fail-fast -- --list >"$list" 2>&1
 list_status=$?
 if [ "$list_status" -ne 0 ]; then

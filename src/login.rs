@@ -8,10 +8,11 @@ use std::time::Instant;
 use crate::audit::{AuditLog, DenyReason, Event};
 use crate::command_policy::Who;
 use crate::config::{Config, SYSTEM_CONFIG};
+use crate::exec::{Exec, Job};
 use crate::identity::{self, Operator};
 use crate::invocation::{self, Request};
 use crate::menu::{self, Choice};
-use crate::policy;
+use crate::policy::{self, Grant};
 use crate::report;
 use crate::session::{Outcome, Visit};
 use crate::sys::SignalPipe;
@@ -97,11 +98,12 @@ pub fn login(request: &str) -> i32 {
         };
     crate::audit::hooks::after_open(&mut audit, &config.settings, privileged);
     let started = Instant::now();
-    let req = invocation::classify(request);
-    let mode = if matches!(req, Request::Menu) {
-        "menu"
-    } else {
-        "direct"
+    let req = invocation::classify(request, env_var(invocation::HOST_ENV).as_deref());
+    let mode = match req {
+        Request::Menu => "menu",
+        Request::Exec { .. } => "exec",
+        Request::Transfer { .. } => "transfer",
+        _ => "direct",
     };
     if let Err(e) = audit.write(&Event::Login {
         pid: std::process::id(),
@@ -137,7 +139,7 @@ struct Ctx<'a> {
     privileged: bool,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
     fn deny(&mut self, request: &str, reason: DenyReason, line: &str) -> i32 {
         let request = invocation::bounded(request);
         if let Err(e) = self.audit.write(&Event::Denied {
@@ -152,6 +154,19 @@ impl Ctx<'_> {
 
     fn dispatch(&mut self, req: Request, raw: &str) -> i32 {
         match req {
+            Request::Malformed(m) => self.deny(raw, DenyReason::BadRequest, &m.line()),
+            Request::Exec { host, command } => {
+                let Some(h) = self.granted(raw, &host, Grant::Exec) else {
+                    return 1;
+                };
+                self.exec(h, Job::Command(&command))
+            }
+            Request::Transfer { host } => {
+                let Some(h) = self.granted(raw, &host, Grant::Transfer) else {
+                    return 1;
+                };
+                self.exec(h, Job::Sftp)
+            }
             Request::Other(text) => self.deny(
                 raw,
                 DenyReason::NotAHost,
@@ -189,6 +204,52 @@ impl Ctx<'_> {
                 self.menu_loop()
             }
         }
+    }
+
+    /// The host named `name` when the operator may do `grant` there; else
+    /// the refusal is recorded and shown, and `None`. An unknown host and
+    /// one the operator may not reach at all get the same line.
+    fn granted(&mut self, raw: &str, name: &str, grant: Grant) -> Option<&'a crate::config::Host> {
+        let config = self.config;
+        let Some(host) = policy::lookup(config, self.operator, name) else {
+            self.deny(
+                raw,
+                DenyReason::NotPermitted,
+                &format!("{name}: no such host among those you may use."),
+            );
+            return None;
+        };
+        if !policy::permits_to(config, self.operator, host, grant) {
+            let what = match grant {
+                Grant::Exec => "run commands",
+                Grant::Transfer => "transfer files",
+                Grant::Session => "log in",
+            };
+            self.deny(
+                raw,
+                DenyReason::NotPermitted,
+                &format!("{name}: you may not {what} there; ask your administrator."),
+            );
+            return None;
+        }
+        Some(host)
+    }
+
+    fn exec(&mut self, host: &crate::config::Host, job: Job<'_>) -> i32 {
+        let outcome = Exec {
+            audit: self.audit,
+            user: &self.operator.name,
+            settings: &self.config.settings,
+            signals: self.signals,
+            term: self.term,
+            policy: &self.config.policy,
+            who: Who::from(self.operator),
+        }
+        .run(host, job);
+        if let Some(line) = outcome.operator_line(&host.name) {
+            crate::say_err!("gatehouse: {line}");
+        }
+        outcome.exit_code()
     }
 
     fn visit(&mut self, host: &crate::config::Host) -> Outcome {

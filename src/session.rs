@@ -152,6 +152,7 @@ impl Bookkeeper<'_> {
                 outcome,
                 command: &c.text,
                 truncated: c.truncated,
+                length: c.truncated.then_some(c.length),
             })
             .map_err(|e| audit_failed(&e))
     }

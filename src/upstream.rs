@@ -94,6 +94,9 @@ pub enum ConnectError {
     },
     Channel(String),
     Interrupted,
+    /// The caller's last check before the channel starts said no (the
+    /// `exec` record could not be written); the text is for the operator.
+    Vetoed(String),
 }
 
 impl ConnectError {
@@ -110,6 +113,7 @@ impl ConnectError {
             ConnectError::Auth(_) | ConnectError::Agent { .. } => "auth_failed",
             ConnectError::Channel(_) => "channel_failed",
             ConnectError::Interrupted => "interrupted",
+            ConnectError::Vetoed(_) => "audit_failed",
         }
     }
 
@@ -144,6 +148,7 @@ impl ConnectError {
             },
             ConnectError::Channel(_) => format!("{host} did not open a shell"),
             ConnectError::Interrupted => format!("connecting to {host} was interrupted"),
+            ConnectError::Vetoed(m) => m.clone(),
         }
     }
 
@@ -157,7 +162,8 @@ impl ConnectError {
             | ConnectError::Credentials(s)
             | ConnectError::Auth(s)
             | ConnectError::Agent { detail: s, .. }
-            | ConnectError::Channel(s) => s.clone(),
+            | ConnectError::Channel(s)
+            | ConnectError::Vetoed(s) => s.clone(),
             ConnectError::HostKeyUnknown { fingerprint } => {
                 format!("host key {fingerprint} is not in known_hosts (policy strict)")
             }
@@ -194,6 +200,20 @@ pub struct PtyRequest<'a> {
     pub rows: u16,
 }
 
+/// What the session channel starts on the target.
+pub enum Start<'a> {
+    /// A login shell on a pty (the interactive session).
+    Shell(&'a PtyRequest<'a>),
+    /// One command, as `ssh HOST 'COMMAND'` sends it; a pty only when the
+    /// operator has one (`ssh -t`). stdout and stderr stay apart.
+    Exec {
+        command: &'a str,
+        pty: Option<&'a PtyRequest<'a>>,
+    },
+    /// A subsystem (`sftp`).
+    Subsystem(&'a str),
+}
+
 /// Connects, verifies, authenticates and starts a shell. Blocking, bounded
 /// by `settings.connect_timeout` per step.
 pub fn connect(
@@ -201,6 +221,22 @@ pub fn connect(
     settings: &Settings,
     pty: &PtyRequest<'_>,
     interrupted: &dyn Fn() -> bool,
+) -> Result<Upstream, ConnectError> {
+    connect_to(host, settings, &Start::Shell(pty), interrupted, &mut |_| {
+        Ok(())
+    })
+}
+
+/// `connect`, starting `start` on the channel. `before_start` is called
+/// with the verified host key once the login on the target succeeded and
+/// before anything starts there (the `exec` record is written then); its
+/// `Err` stops everything.
+pub fn connect_to(
+    host: &Host,
+    settings: &Settings,
+    start: &Start<'_>,
+    interrupted: &dyn Fn() -> bool,
+    before_start: &mut dyn FnMut(&str) -> Result<(), String>,
 ) -> Result<Upstream, ConnectError> {
     let timeout = settings.connect_timeout;
     let stream = tcp_connect(&host.address, host.port, timeout)?;
@@ -240,22 +276,39 @@ pub fn connect(
     if interrupted() {
         return Err(ConnectError::Interrupted);
     }
+    before_start(&host_key).map_err(ConnectError::Vetoed)?;
 
     let channel_err = |e: ssh2::Error| ConnectError::Channel(e.to_string());
     let mut channel = session
         .channel_open("session", CHANNEL_WINDOW, CHANNEL_PACKET, None)
         .map_err(channel_err)?;
-    channel
-        .handle_extended_data(ssh2::ExtendedData::Merge)
-        .map_err(channel_err)?;
-    channel
-        .request_pty(
+    let request_pty = |channel: &mut ssh2::Channel, pty: &PtyRequest<'_>| {
+        channel.request_pty(
             pty.term,
             None,
             Some((u32::from(pty.cols), u32::from(pty.rows), 0, 0)),
         )
-        .map_err(channel_err)?;
-    channel.shell().map_err(channel_err)?;
+    };
+    match start {
+        Start::Shell(pty) => {
+            // One stream for the terminal; an unread stderr would stall
+            // the shared window (crates.md).
+            channel
+                .handle_extended_data(ssh2::ExtendedData::Merge)
+                .map_err(channel_err)?;
+            request_pty(&mut channel, pty).map_err(channel_err)?;
+            channel.shell().map_err(channel_err)?;
+        }
+        // stderr stays a stream of its own (`ExtendedData::Normal`, the
+        // default); the exec loop reads both.
+        Start::Exec { command, pty } => {
+            if let Some(pty) = pty {
+                request_pty(&mut channel, pty).map_err(channel_err)?;
+            }
+            channel.exec(command).map_err(channel_err)?;
+        }
+        Start::Subsystem(name) => channel.subsystem(name).map_err(channel_err)?,
+    }
     let secs = settings
         .keepalive_interval
         .as_secs()

@@ -916,6 +916,34 @@ fn evasion_stty_echo_off_at_the_shell_prompt_is_recorded_unverified() {
     );
     assert_eq!(command_record(&done.gh, "stty -echo")["verified"], true);
     assert!(done.gh.records("input_hidden").is_empty());
+    // The admin's view: just the unconfirmed ones, marked in the table.
+    let o = done
+        .gh
+        .command()
+        .args(["audit", "--unverified", "--json"])
+        .output()
+        .unwrap();
+    let listed: Vec<Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let texts: Vec<&str> = listed
+        .iter()
+        .map(|r| r["command"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        texts,
+        ["echo blind-cmd-1", "stty echo"],
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = done
+        .gh
+        .command()
+        .args(["audit", "--unverified"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("[unverified] echo blind-cmd-1"));
 }
 
 #[test]
@@ -1410,4 +1438,86 @@ commands = ['^echo\s+flag']
         policy_records(&done.gh),
         [("watch-echo".into(), "allowed".into(), "echo flag-me".into())]
     );
+}
+
+#[test]
+fn pasted_lines_each_wait_for_their_echo_and_keep_their_order() {
+    let Some(mut s) = S::start() else { return };
+    // Twenty lines in one write, no bracketed paste: each Enter is held
+    // until its own echo, the keys after it wait behind it, in order.
+    let lines: Vec<String> = (1..=20).map(|i| format!("echo paste-{i:02}")).collect();
+    let mut paste = String::new();
+    for l in &lines {
+        paste.push_str(l);
+        paste.push('\r');
+    }
+    s.send(&paste);
+    s.expect_line("paste-20");
+    s.p.expect(PROMPT).unwrap();
+    let (cmds, done) = s.finish();
+    let mut want: Vec<&str> = lines.iter().map(String::as_str).collect();
+    want.push("exit");
+    assert_eq!(cmds, want);
+    let recs = done.gh.records("command");
+    assert!(recs.iter().all(|r| r["verified"] == true), "{recs:#?}");
+}
+
+#[test]
+fn fish_commands_are_recorded() {
+    let Some(mut s) = S::start() else { return };
+    if !Path::new("/usr/bin/fish").exists() {
+        eprintln!("SKIP: fish not installed");
+        return;
+    }
+    s.typed("exec fish -N -P -i -C 'function fish_prompt; echo -n \"f> \"; end'");
+    s.enter_until("f> ");
+    for (cmd, out) in [
+        ("echo fish-1", "fish-1"),
+        ("echo fish-2 | tr a-z A-Z", "FISH-2"),
+    ] {
+        s.send(cmd);
+        s.screen_until("the echo", |t| t.contains(&format!("f> {cmd}")));
+        s.send(keys::ENTER);
+        s.expect_line(out);
+        s.p.expect("f> ").unwrap();
+    }
+    s.send("exit");
+    s.screen_until("the echo of exit", |t| t.contains("f> exit"));
+    s.send(keys::ENTER);
+    s.p.wait_exit(T).unwrap();
+    let cmds = commands(&s.gh);
+    assert_eq!(
+        cmds[1..],
+        ["echo fish-1", "echo fish-2 | tr a-z A-Z", "exit"],
+        "{cmds:?}"
+    );
+}
+
+#[test]
+fn a_shell_inside_tmux_on_the_target_is_still_recorded() {
+    let Some(mut s) = S::start() else { return };
+    if !Path::new("/usr/bin/tmux").exists() {
+        eprintln!("SKIP: tmux not installed");
+        return;
+    }
+    // tmux draws on the alternate screen; the shell inside it is a shell.
+    let sock = format!("gh-capture-{}", std::process::id());
+    s.typed(&format!(
+        "tmux -L {sock} -f /dev/null new-session 'env PS1=\"tm$ \" bash --norc --noprofile -i'"
+    ));
+    s.send(keys::ENTER);
+    s.alternate(true);
+    s.p.expect("tm$ ").unwrap();
+    s.send("echo in-tmux-1");
+    s.screen_until("the echo", |t| t.contains("tm$ echo in-tmux-1"));
+    s.send(keys::ENTER);
+    s.expect_line("in-tmux-1");
+    s.p.expect("tm$ ").unwrap();
+    s.send("exit");
+    s.screen_until("the echo", |t| t.contains("tm$ exit"));
+    s.send(keys::ENTER);
+    s.alternate(false);
+    s.p.expect(PROMPT).unwrap();
+    let (cmds, _) = s.finish();
+    assert_eq!(cmds[1..], ["echo in-tmux-1", "exit", "exit"], "{cmds:?}");
 }

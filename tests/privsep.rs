@@ -18,7 +18,9 @@
 //! path it is used as is.
 //!
 //! All cases share one set-up (users, servers, config at a fixed path) and
-//! run in sequence inside one `#[test]`; each is a named function whose
+//! run in sequence inside one `#[test]`, under a machine-wide lock (two
+//! checkouts testing at once take turns instead of deleting each other's
+//! set-up); each is a named function whose
 //! failure is reported by name, and every account and file made here is
 //! removed by a `Drop` guard, panics included.
 
@@ -86,6 +88,18 @@ fn privileged_build() -> PathBuf {
         "cargo build of the privileged copy failed"
     );
     target.join("debug/gatehouse")
+}
+
+/// An exclusive flock(2) on `/run/gatehouse-privsep-test.lock`, waited for.
+fn machine_lock() -> nix::fcntl::Flock<fs::File> {
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open("/run/gatehouse-privsep-test.lock")
+        .expect("open the privsep lock file");
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .expect("lock the privsep lock file")
 }
 
 /// Everything one run made; `Drop` removes it all.
@@ -284,7 +298,8 @@ fn setup() -> Env {
         env.ops.push(op.clone());
     }
 
-    let target = Target::start();
+    // The target serves sftp too (exec_and_transfer_through_the_setuid_binary).
+    let target = Target::start_with_extra("tgt$ ", "Subsystem sftp /usr/lib/openssh/sftp-server\n");
     let tarpit_port = env._tarpit.local_addr().unwrap().port();
     // The installed layout (postinst): etc 0750 root:gatehouse, keys 0700
     // gatehouse, log 2750 gatehouse:adm.
@@ -309,7 +324,7 @@ fn setup() -> Env {
          key = \"{e}/keys/target_ed25519\"\n\n\
          [[hosts]]\nname = \"agent01\"\naddress = \"127.0.0.1\"\nport = {tp}\nuser = \"{tu}\"\n\
          agent = true\n\n\
-         [[access]]\nunix_groups = [\"{group}\"]\nhosts = [\"*\"]\n",
+         [[access]]\nunix_groups = [\"{group}\"]\nhosts = [\"*\"]\nexec = true\ntransfer = true\n",
         e = etc.display(),
         tp = target.port,
         tu = target.user,
@@ -332,11 +347,19 @@ fn setup() -> Env {
         .replace(
             "ForceCommand /usr/bin/gatehouse",
             &format!("ForceCommand {}", bin.display()),
+        )
+        // A lax admin, for `another_operators_agent_socket_is_refused`: the
+        // snippet's own list (which replaces the global one inside the
+        // Match block) lets the operator name an agent socket.
+        .replace(
+            "AcceptEnv GATEHOUSE_HOST",
+            "AcceptEnv GATEHOUSE_HOST SSH_AUTH_SOCK",
         );
     assert!(snippet.contains(&format!("Match Group {group}")));
+    assert!(snippet.contains("SSH_AUTH_SOCK"));
     let extra = format!(
         "Subsystem sftp /usr/lib/openssh/sftp-server\n\
-         AcceptEnv LANG LC_* LD_PRELOAD GATEHOUSE_CONFIG HOME XDG_CONFIG_HOME SSH_AUTH_SOCK\n\
+         AcceptEnv LANG LC_* LD_PRELOAD GATEHOUSE_CONFIG HOME XDG_CONFIG_HOME\n\
          {snippet}\n"
     );
     let bastion = Bastion::start_raw(&extra);
@@ -573,6 +596,44 @@ fn normal_login_is_audited_by_the_setuid_process(env: &Env) {
         .as_str()
         .unwrap()
         .starts_with("127.0.0.1:"));
+}
+
+/// Automation through the setuid binary: `HOST -- COMMAND` runs on the
+/// target, and sftp reaches the target's sftp through `GATEHOUSE_HOST`,
+/// which the shipped snippet accepts and the environment scrub keeps.
+fn exec_and_transfer_through_the_setuid_binary(env: &Env) {
+    let op = env.op(0);
+    let (code, out) = run(env.ssh(op, &["web01 -- echo via-$((6*7)); exit 3"]), T);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("via-42"), "{out}");
+    let src = env.scratch("put.txt");
+    fs::write(&src, "privsep upload").unwrap();
+    let dst = format!("/tmp/gh-privsep-put-{}", std::process::id());
+    let batch = env.scratch("put.batch");
+    fs::write(&batch, format!("put {} {dst}\n", src.display())).unwrap();
+    let mut c = Command::new("sftp");
+    c.args(env.scp_opts())
+        .args(["-o", "SetEnv=GATEHOUSE_HOST=web01", "-b"])
+        .arg(&batch)
+        .arg(format!("{op}@127.0.0.1"));
+    let (code, out) = run(c, T);
+    let written = fs::read_to_string(&dst).ok();
+    let _ = fs::remove_file(&dst);
+    assert_eq!(code, 0, "sftp: {out}");
+    assert_eq!(written.as_deref(), Some("privsep upload"));
+    let recs = env.records(op);
+    assert!(recs
+        .iter()
+        .any(|r| r["event"] == "exec" && r["command"] == "echo via-$((6*7)); exit 3"));
+    assert!(
+        recs.iter().any(|r| r["event"] == "file"
+            && r["op"] == "upload"
+            && r["path"] == dst.as_str()
+            && r["bytes"] == 14),
+        "{recs:#?}"
+    );
+    assert!(recs.iter().all(|r| r["user"] == op));
+    assert_no_foreign(env, op);
 }
 
 // ---------------------------------------------------------------------------
@@ -1242,7 +1303,8 @@ fn forwarded_agent_logs_in_as_the_operator(env: &Env) {
 }
 
 /// Operator A names a socket that operator B owns (`SetEnv`, which this
-/// bastion's lax `AcceptEnv` lets through). The socket is world-writable in
+/// bastion's lax `AcceptEnv` lets through; the shipped snippet accepts
+/// only `GATEHOUSE_HOST`). The socket is world-writable in
 /// a world-searchable directory, so the kernel would let A connect: only
 /// Gatehouse's owner check refuses it.
 fn another_operators_agent_socket_is_refused(env: &Env) {
@@ -1291,12 +1353,21 @@ fn privilege_separation_end_to_end() {
         );
         return;
     }
+    // The set-up lives at fixed machine-wide places (the compiled-in config
+    // path, the `gatehouse` account): two runs at once (two checkouts on one
+    // machine) would delete each other's files. Take turns; the lock is
+    // released when this process exits, however it exits.
+    let _turn = machine_lock();
     let env = setup();
     type Case = fn(&Env);
     let cases: &[(&str, Case)] = &[
         (
             "normal_login_is_audited_by_the_setuid_process",
             normal_login_is_audited_by_the_setuid_process,
+        ),
+        (
+            "exec_and_transfer_through_the_setuid_binary",
+            exec_and_transfer_through_the_setuid_binary,
         ),
         (
             "shell_and_command_requests_are_refused",

@@ -133,7 +133,8 @@ pub fn sweep(path: &Path, tail: Option<u64>) -> Result<Vec<Closed>, SweepError> 
             continue;
         };
         match str_of(&value, "event") {
-            "session_start" => {
+            // An exec or transfer starts with its `exec` record.
+            "session_start" | "exec" => {
                 let ms = ts_ms(&value);
                 open.insert(
                     session.to_string(),

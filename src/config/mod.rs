@@ -91,6 +91,10 @@ pub struct Rule {
     pub users: Vec<String>,
     pub unix_groups: Vec<String>,
     pub hosts: Vec<HostPattern>,
+    /// Grants `HOST -- COMMAND` on these hosts (default false).
+    pub exec: bool,
+    /// Grants sftp / scp (sftp mode) on these hosts (default false).
+    pub transfer: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -569,6 +573,8 @@ impl Validator<'_> {
             users: r.users.iter().map(|u| u.get_ref().clone()).collect(),
             unix_groups: r.unix_groups.iter().map(|u| u.get_ref().clone()).collect(),
             hosts,
+            exec: r.exec.unwrap_or(false),
+            transfer: r.transfer.unwrap_or(false),
         })
     }
 }
@@ -800,6 +806,22 @@ hosts = ["web01", "db*", "@prod"]
             Some(Path::new("/etc/gatehouse/pw/db01"))
         );
         assert_eq!(c.access[0].hosts.len(), 3);
+        assert!(!c.access[0].exec && !c.access[0].transfer);
+    }
+
+    #[test]
+    fn exec_and_transfer_grants() {
+        let c = parse(&GOOD.replace(
+            "hosts = [\"web01\", \"db*\", \"@prod\"]",
+            "hosts = [\"web01\"]\nexec = true\ntransfer = true",
+        ))
+        .unwrap();
+        assert!(c.access[0].exec && c.access[0].transfer);
+        let e = err(&GOOD.replace(
+            "hosts = [\"web01\", \"db*\", \"@prod\"]",
+            "hosts = [\"web01\"]\nexec = \"yes\"",
+        ));
+        assert!(e.contains(":27:8: ") && e.contains("boolean"), "{e}");
     }
 
     #[test]

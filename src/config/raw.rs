@@ -78,6 +78,10 @@ pub struct RawRule {
     #[serde(default)]
     pub unix_groups: Vec<Spanned<String>>,
     pub hosts: Spanned<Vec<Spanned<String>>>,
+    /// May run `HOST -- COMMAND` (automation).
+    pub exec: Option<bool>,
+    /// May move files with sftp / scp (sftp mode).
+    pub transfer: Option<bool>,
 }
 
 /// A `[[policy]]` command rule as written.

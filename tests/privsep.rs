@@ -1290,6 +1290,13 @@ fn forwarded_agent_logs_in_as_the_operator(env: &Env) {
         (env.uid(op), env.gh_uid),
         "effective uid back to gatehouse after the agent connect"
     );
+    // And still not dumpable (an euid change resets that to the system's
+    // fs.suid_dumpable; Gatehouse sets it again).
+    let (code, out) = env.as_op(op, &format!("cat /proc/{}/environ >/dev/null", pids[0]));
+    assert_ne!(
+        code, 0,
+        "operator read /proc/PID/environ after the switch: {out}"
+    );
     p.send_line("echo agent-$((6*7))").unwrap();
     p.expect("agent-42").unwrap();
     p.send_line("exit").unwrap();

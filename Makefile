@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: all build deps test lint demo bench soak fuzz clean install uninstall deb
+.PHONY: all build deps test test-directory lint demo bench soak fuzz clean install uninstall deb
 
 all: build
 
@@ -25,6 +25,14 @@ deps:
 # GATEHOUSE_TEST_TIMEOUT_SCALE multiplies every test deadline (default 4).
 test: deps
 	@CARGO="$(CARGO)" bash scripts/test.sh
+
+# Operators from LDAP, end to end (tests/directory.rs, issue 14): a real
+# slapd, SSSD for NSS and sshd's AuthorizedKeysCommand, TOTP with pam_oath.
+# Root only; installs slapd/sssd/pam_oath with apt; puts /etc/nsswitch.conf,
+# PAM and SSSD's config and state back exactly as they were, even on failure
+# or Ctrl-C, and checks that with checksums (scripts/test-directory.sh).
+test-directory:
+	@CARGO="$(CARGO)" bash scripts/test-directory.sh
 
 lint: deps
 	$(CARGO) fmt --check

@@ -200,8 +200,8 @@ fn timeout_until(deadline: Instant, now: Instant) -> PollTimeout {
 }
 
 pub struct StreamConfig {
-    /// Only for a session with a terminal (an operator can walk away from
-    /// it); a command without one may run quietly for hours.
+    /// No bytes from the operator for this long ends the stream (terminal
+    /// sessions and sftp; see `Exec::run`).
     pub idle_timeout: Option<Duration>,
     pub keepalive: Duration,
     /// The operator has a terminal and the target a pty: pass window sizes.
@@ -625,13 +625,14 @@ impl Exec<'_> {
         let boot_id = crate::audit::abandoned::boot_id();
         let signals = self.signals;
         let audit = &mut *self.audit;
-        // The `exec` record is written once the target is verified and
-        // logged in to, and before the command starts there.
         let settings = self.settings;
         let user = self.user;
         let term = self.term;
         let mut recorder: Option<Recorder> = None;
         let mut recorded = false;
+        // The `exec` record (and a pty session's recording) is made once
+        // the target is verified and logged in to, and before the command
+        // starts there.
         let mut record_exec = |host_key: &str| {
             if pty && settings.recording {
                 let info = SessionInfo {
@@ -720,7 +721,10 @@ impl Exec<'_> {
             }
         };
         let cfg = StreamConfig {
-            idle_timeout: if pty {
+            // A terminal session or an sftp prompt can be walked away
+            // from; a command without a terminal may rightly run for hours
+            // without reading stdin.
+            idle_timeout: if pty || matches!(job, Job::Sftp) {
                 self.settings.idle_timeout
             } else {
                 None

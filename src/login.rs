@@ -10,7 +10,7 @@ use crate::command_policy::Who;
 use crate::config::{Config, SYSTEM_CONFIG};
 use crate::exec::{Exec, Job};
 use crate::identity::{self, Operator};
-use crate::invocation::{self, Request};
+use crate::invocation::{self, Malformed, Request};
 use crate::menu::{self, Choice};
 use crate::policy::{self, Grant};
 use crate::report;
@@ -105,9 +105,11 @@ pub fn login(request: &str) -> i32 {
         Request::Transfer { .. } => "transfer",
         _ => "direct",
     };
+    let auth = identity::ssh_auth(env_var("SSH_USER_AUTH").as_deref());
     if let Err(e) = audit.write(&Event::Login {
         pid: std::process::id(),
         mode,
+        auth: auth.as_deref(),
     }) {
         report::admin(privileged, &e.to_string());
         report::unavailable("the audit log cannot be written");
@@ -154,7 +156,14 @@ impl<'a> Ctx<'a> {
 
     fn dispatch(&mut self, req: Request, raw: &str) -> i32 {
         match req {
-            Request::Malformed(m) => self.deny(raw, DenyReason::BadRequest, &m.line()),
+            Request::Malformed(m) => {
+                // sftp without a host is what it always was: not a host.
+                let reason = match m {
+                    Malformed::TransferWithoutHost => DenyReason::NotAHost,
+                    _ => DenyReason::BadRequest,
+                };
+                self.deny(raw, reason, &m.line())
+            }
             Request::Exec { host, command } => {
                 let Some(h) = self.granted(raw, &host, Grant::Exec) else {
                     return 1;

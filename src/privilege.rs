@@ -1,7 +1,8 @@
 //! Privilege separation: what changes when Gatehouse runs setuid to the
 //! dedicated `gatehouse` account (real uid ≠ effective uid).
 //!
-//! Installed, the binary is `gatehouse:gatehouse 4755`. The operator is the
+//! Installed, the binary is `gatehouse:gatehouse 6755` (setuid and setgid
+//! to the gatehouse account, made so by postinst's dpkg-statoverride). The operator is the
 //! real uid; the effective uid is the only account that can read the target
 //! credentials and write the audit trail. So the moment we start we are a
 //! setuid program run by an untrusted user who controls our environment,
@@ -41,6 +42,9 @@ const KEPT_ENV: &[&str] = &[
     // Names the target of an sftp/scp transfer (sshd `AcceptEnv`); it is
     // checked as a host name and goes through the access rules.
     "GATEHOUSE_HOST",
+    // ExposeAuthInfo: the file saying how sshd authenticated the operator,
+    // read with the real uid (`identity::ssh_auth`).
+    "SSH_USER_AUTH",
     // The operator's forwarded agent (`ssh -A`), for hosts with
     // `agent = true`. Only a path; `agent.rs` opens it as the operator and
     // checks what it finds there (issue 18).

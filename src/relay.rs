@@ -601,6 +601,27 @@ mod tests {
     }
 
     #[test]
+    fn timeout_rounds_up_and_never_waits_forever_with_a_deadline() {
+        let now = Instant::now();
+        assert_eq!(timeout_until(None, now), PollTimeout::NONE);
+        // Rounded up: never wake a hair early and spin.
+        assert_eq!(
+            timeout_until(Some(now + Duration::from_micros(1500)), now),
+            PollTimeout::from(2u8)
+        );
+        // A deadline in the past polls without waiting (1 ms at most).
+        assert_eq!(
+            timeout_until(Some(now - Duration::from_secs(1)), now),
+            PollTimeout::from(1u8)
+        );
+        // Far deadlines are clamped, not wrapped.
+        assert_eq!(
+            timeout_until(Some(now + Duration::from_secs(u32::MAX as u64 * 10)), now),
+            PollTimeout::MAX
+        );
+    }
+
+    #[test]
     fn tilde_dot_at_line_start_quits() {
         assert_eq!(run(&[b"~."]), (vec![], true));
         assert_eq!(run(&[b"ls\r", b"~", b"."]), (b"ls\r".to_vec(), true));

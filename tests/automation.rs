@@ -190,6 +190,18 @@ fn exec_runs_the_command_keeps_stderr_apart_and_returns_its_status() {
     let recs = gh.jsonl();
     let pos = |e: &str| recs.iter().position(|r| r["event"] == e).unwrap();
     assert!(pos("exec") < pos("session_end"));
+    // Unquoted, as `ssh bastion web01 -- CMD…`: ssh joins the words with
+    // spaces and the target's shell splits them again, as with `ssh web01`.
+    let out = run(
+        b.ssh_cmd(&["web01", "--", "printf", "'<%s>'", "a  b"]),
+        None,
+        T,
+    );
+    let direct = run(t.ssh_cmd(&["printf", "'<%s>'", "a  b"]), None, T);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, direct.stdout);
+    assert_eq!(out.stdout, b"<a><b>");
+    assert_eq!(last(&gh, "exec")["command"], "printf '<%s>' a  b");
 }
 
 #[test]
@@ -604,7 +616,7 @@ fn transfer_needs_its_grant_and_a_host() {
     let out = run(b.ssh_cmd(&["-s", "sftp"]), None, T);
     assert_eq!(out.code, 1);
     let d = last(&gh, "denied");
-    assert_eq!(d["reason"], "bad_request");
+    assert_eq!(d["reason"], "not_a_host");
     assert_eq!(d["request"], "/usr/lib/openssh/sftp-server");
     // As a command (not a subsystem) the line is shown.
     let out = run(b.ssh_cmd(&["/usr/lib/openssh/sftp-server"]), None, T);
@@ -693,4 +705,40 @@ fn policy_applies_to_exec_commands() {
     assert_eq!(out.stdout, b"Linux\n");
     assert_eq!(last(&gh, "policy")["outcome"], "allowed");
     assert_eq!(last(&gh, "exec")["command"], "uname -s");
+}
+
+#[test]
+fn idle_timeout_ends_an_idle_sftp_but_not_a_quiet_command() {
+    let t = target();
+    let user = current_user();
+    let gh = Gh::builder()
+        .target("web01", &t)
+        .idle_timeout("2s")
+        .no_access()
+        .extra_toml(&format!(
+            "[[access]]\nusers = [\"{user}\"]\nhosts = [\"web01\"]\nexec = true\ntransfer = true\n"
+        ))
+        .build();
+    let b = bastion(&gh);
+    // An sftp client that says INIT and then nothing, its stdin held open.
+    let mut sftp = b
+        .ssh_cmd(&["-o", "SetEnv=GATEHOUSE_HOST=web01", "-s", "sftp"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = sftp.stdin.take().unwrap();
+    stdin.write_all(&[0, 0, 0, 5, 1, 0, 0, 0, 3]).unwrap();
+    let end = gh.wait_for_record(|r| r["event"] == "session_end", T);
+    assert_eq!(end["reason"], "idle_timeout", "{end}");
+    drop(stdin);
+    let _ = sftp.kill();
+    let _ = sftp.wait();
+    // A command without a terminal reads no stdin for longer than that
+    // and is not cut.
+    let out = run(b.ssh_cmd(&["web01 -- sleep 4; echo done"]), None, T);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, b"done\n");
+    assert_eq!(last(&gh, "session_end")["reason"], "exit");
 }

@@ -1438,11 +1438,20 @@ fn privilege_separation_end_to_end() {
         ),
     ];
     let only = std::env::var("PRIVSEP_CASE").ok();
+    // A filter that names no case would pass without running anything.
+    if let Some(o) = &only {
+        assert!(
+            cases.iter().any(|(name, _)| name.contains(o.as_str())),
+            "PRIVSEP_CASE={o:?} names no case"
+        );
+    }
     let mut failed = Vec::new();
+    let mut ran = 0;
     for (name, case) in cases {
         if only.as_deref().is_some_and(|o| !name.contains(o)) {
             continue;
         }
+        ran += 1;
         let started = Instant::now();
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| case(&env)));
         let ms = started.elapsed().as_millis();
@@ -1460,5 +1469,6 @@ fn privilege_separation_end_to_end() {
         }
     }
     drop(env);
+    assert!(ran > 0, "no privsep case ran");
     assert!(failed.is_empty(), "failed cases: {failed:?}");
 }

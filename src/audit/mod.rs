@@ -340,6 +340,7 @@ mod tests {
         log.write(&Event::Login {
             pid: 1,
             mode: "menu",
+            auth: None,
         })
         .unwrap();
         for seq in 1..=2 {

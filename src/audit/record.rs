@@ -74,8 +74,13 @@ pub enum PolicyOutcome {
 pub enum Event<'a> {
     Login {
         pid: u32,
-        /// `login` or `direct` (a host requested on the ssh command line).
+        /// `menu`, `direct` (a host requested on the ssh command line),
+        /// `exec` or `transfer`.
         mode: &'static str,
+        /// How sshd authenticated the operator (`ExposeAuthInfo`), e.g.
+        /// `publickey ssh-ed25519 SHA256:…, keyboard-interactive/pam`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        auth: Option<&'a str>,
     },
     Logout {
         duration_ms: u64,

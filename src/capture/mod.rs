@@ -553,11 +553,17 @@ impl Capture {
                 }
             }
         }
-        let mut other = false;
         // A multi-line buffer (a paste, a recalled loop) spans that many
         // more screen lines above the cursor.
         let lines_up = rl.matches('\n').count();
         let cursor_line = self.screen.cursor_line();
+        // Readline draws bytes that are not UTF-8 as `\ooo`; only then is a
+        // backslash and three digits not literal text.
+        let octal = rl.contains('\u{fffd}') || cooked.contains('\u{fffd}');
+        let keys_n = norm_keys(rl.trim());
+        let cooked_n = norm_keys(cooked.trim());
+        // What follows each candidate prompt on the screen.
+        let mut seen: Vec<(&str, String, String)> = Vec::new();
         for prefix in prefixes {
             let p = prefix.trim_end();
             for upto in [true, false] {
@@ -580,70 +586,77 @@ impl Capture {
                     rest = &r[..r.len() - rp.len()];
                 }
                 let rest = rest.trim();
-                if rest.is_empty() {
+                if !rest.is_empty() {
+                    seen.push((p, rest.to_string(), norm_screen(rest, octal)));
+                }
+            }
+        }
+        // First the screen showing exactly the keys, after any prompt.
+        for (_, _, shown_n) in &seen {
+            if !keys_n.is_empty() && *shown_n == keys_n {
+                return Verdict::Exact(rl.trim().to_string(), source_of(plain));
+            }
+            if !cooked_n.is_empty() && *shown_n == cooked_n {
+                return Verdict::Exact(cooked.trim().to_string(), Source::Keys);
+            }
+        }
+        // The keys after a prompt the line was not begun at (typed ahead of
+        // the output, or before the prompt was drawn): the echo ends the
+        // line, and what stands before it is a shell's prompt.
+        if plain && !keys_n.is_empty() {
+            for (p, rest, shown_n) in &seen {
+                if !p.is_empty() {
                     continue;
                 }
-                // Readline draws bytes that are not UTF-8 as `\ooo`; only
-                // then is a backslash and three digits not literal text.
-                let octal = rl.contains('\u{fffd}') || cooked.contains('\u{fffd}');
-                let shown_n = norm_screen(rest, octal);
-                if shown_n == norm_keys(rl.trim()) && (!rl.trim().is_empty()) {
-                    return Verdict::Exact(rl.trim().to_string(), source_of(plain));
-                }
-                if shown_n == norm_keys(cooked.trim()) && !cooked.trim().is_empty() {
-                    return Verdict::Exact(cooked.trim().to_string(), Source::Keys);
-                }
-                if p.is_empty()
-                    && !h
-                        .start
-                        .prompt
-                        .as_deref()
-                        .is_some_and(|s| s.trim().is_empty())
-                {
-                    // A line typed ahead of the output: its prompt was not on
-                    // the screen when it was begun (a continuation prompt of
-                    // any text, or the main one). Its echo ends the line.
-                    let keys_n = norm_keys(rl.trim());
-                    if h.start.prompt.is_none()
-                        && plain
-                        && !keys_n.is_empty()
-                        && shown_n.ends_with(&format!(" {keys_n}"))
-                    {
+                if let Some(before) = shown_n.strip_suffix(&format!(" {keys_n}")) {
+                    let typed_ahead = h.start.prompt.is_none();
+                    if typed_ahead || self.is_shell_prompt(before) {
+                        let _ = rest;
                         return Verdict::Exact(rl.trim().to_string(), Source::Keys);
                     }
-                    // A line longer than the screen: its prompt scrolled away,
-                    // and an echo that shows the line's end shows all of it
-                    // (echo comes in order).
-                    if plain && shown_n.len() >= 512 && keys_n.ends_with(&shown_n) {
-                        return Verdict::Exact(rl.trim().to_string(), Source::Keys);
-                    }
-                    other = true;
-                    continue;
                 }
-                let keys_n = norm_keys(rl.trim());
-                if plain && !keys_n.is_empty() {
-                    // A Ctrl-C that did not cancel (the screen has more in
-                    // front), or keys that partly went to a program that read
-                    // them without echo (the screen has less): the shell has
-                    // what the screen shows.
-                    if shown_n.ends_with(&keys_n) {
-                        return Verdict::Screen(rest.to_string());
-                    }
-                    if keys_n.ends_with(&shown_n) {
-                        return Verdict::ScreenLate(rest.to_string());
-                    }
-                }
-                if !plain && self.out_since_key {
-                    // Completion, history, search: only the screen knows.
-                    // Pasted keys must all show up, in order, or the screen
-                    // may be showing a prompt's own text.
-                    let typed: String = rl.chars().filter(|c| !c.is_whitespace()).collect();
-                    if h.line.unreliable || is_subsequence(&typed, rest) {
-                        return Verdict::Screen(rest.to_string());
-                    }
+            }
+        }
+        let mut other = false;
+        for (p, rest, shown_n) in &seen {
+            if p.is_empty()
+                && !h
+                    .start
+                    .prompt
+                    .as_deref()
+                    .is_some_and(|s| s.trim().is_empty())
+            {
+                // A line longer than the screen: its prompt scrolled away,
+                // and an echo that shows the line's end shows all of it
+                // (echo comes in order).
+                if plain && shown_n.len() >= 512 && keys_n.ends_with(shown_n.as_str()) {
+                    return Verdict::Exact(rl.trim().to_string(), Source::Keys);
                 }
                 other = true;
+                continue;
             }
+            if plain && !keys_n.is_empty() {
+                // A Ctrl-C that did not cancel (the screen has more in
+                // front), or keys that partly went to a program that read
+                // them without echo (the screen has less): the shell has
+                // what the screen shows.
+                if shown_n.ends_with(&keys_n) {
+                    return Verdict::Screen(rest.clone());
+                }
+                if keys_n.ends_with(shown_n.as_str()) {
+                    return Verdict::ScreenLate(rest.clone());
+                }
+            }
+            if !plain && self.out_since_key {
+                // Completion, history, search: only the screen knows.
+                // Pasted keys must all show up, in order, or the screen may
+                // be showing a prompt's own text.
+                let typed: String = rl.chars().filter(|c| !c.is_whitespace()).collect();
+                if h.line.unreliable || is_subsequence(&typed, rest) {
+                    return Verdict::Screen(rest.clone());
+                }
+            }
+            other = true;
         }
         if other {
             Verdict::Other
@@ -770,12 +783,13 @@ impl Capture {
         self.screen.resize(cols, rows);
     }
 
-    /// The session is over: decide a held Enter from what is known, and
-    /// record an open command (its lines reached the shell).
+    /// The session is over: a held Enter never reached the target (no
+    /// record); an open command's lines did reach the shell, so it is
+    /// recorded, unverified.
     pub fn finish(&mut self, now: Instant, out: &mut Vec<Record>) {
-        if self.held.is_some() {
-            self.settle(now, true, out);
-        }
+        let _ = now;
+        // A held Enter was never forwarded: nothing of it ran.
+        self.held = None;
         if let Some(m) = self.multi.take() {
             if !m.cancelled {
                 out.push(Record::Command(bounded(m.text, m.length, false, m.source)));
@@ -1236,6 +1250,34 @@ mod tests {
             self.cap.finish(self.t, &mut self.out);
             texts(&self.out)
         }
+    }
+
+    #[test]
+    fn keys_typed_before_the_prompt_was_drawn_are_not_taken_with_it() {
+        // `send_line` right after the output, before the prompt arrived: the
+        // line begins at column 0, the prompt and the echo come after.
+        let mut s = Sim::new();
+        s.screen(b"tgt$ ");
+        for b in b"echo one" {
+            s.keys(&[*b]);
+            s.screen(&[*b]);
+        }
+        s.keys(b"\r");
+        s.screen(b"\r\none\r\n");
+        s.keys(b"exit 5\r");
+        s.screen(b"tgt$ exit 5");
+        s.wait(150);
+        assert_eq!(s.done(), ["echo one", "exit 5"]);
+    }
+
+    #[test]
+    fn a_held_enter_at_the_end_of_a_session_is_no_record() {
+        let mut s = Sim::new();
+        s.screen(b"tgt$ ");
+        s.keys(b"reboot\r");
+        // The session ends before the echo (and the Enter) went anywhere.
+        s.cap.finish(s.t, &mut s.out);
+        assert!(s.out.is_empty(), "{:?}", s.out);
     }
 
     #[test]

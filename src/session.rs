@@ -384,6 +384,7 @@ impl Visit<'_> {
             cols,
             rows,
             recording: recording_path.as_deref(),
+            auth: &up.auth,
         }) {
             return Outcome::Failed(report(e.into()));
         }

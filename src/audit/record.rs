@@ -106,6 +106,9 @@ pub enum Event<'a> {
         rows: u16,
         #[serde(skip_serializing_if = "Option::is_none")]
         recording: Option<&'a str>,
+        /// How Gatehouse logged in to the target: `key`, `password`, or
+        /// `agent SHA256:…` (the operator's own key the target accepted).
+        auth: &'a str,
     },
     Command {
         session: &'a str,

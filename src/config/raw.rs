@@ -60,6 +60,11 @@ pub struct RawHost {
     pub user: Spanned<String>,
     pub key: Option<Spanned<String>>,
     pub password_file: Option<Spanned<String>>,
+    /// The operator's own forwarded agent logs in (issue 18).
+    pub agent: Option<Spanned<bool>>,
+    /// With `agent`: fall back to `key` / `password_file` when the agent
+    /// cannot log in.
+    pub agent_fallback: Option<Spanned<bool>>,
     pub description: Option<Spanned<String>>,
     #[serde(default)]
     pub groups: Vec<Spanned<String>>,

@@ -21,9 +21,10 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+use crate::config::config_path;
 use crate::config::Config;
 use crate::invocation::Admin;
-use crate::login;
+use crate::privilege::privileged;
 
 /// What can stop an admin tool; each message names the file.
 #[derive(Debug)]
@@ -104,7 +105,7 @@ pub fn log_dir_from_config(
     if let Some(d) = log_dir {
         return Ok(d);
     }
-    let privileged = login::privileged();
+    let privileged = privileged();
     let path = match config {
         Some(_) if privileged => {
             return Err(AdminError::Config(
@@ -112,7 +113,7 @@ pub fn log_dir_from_config(
             ))
         }
         Some(p) => p,
-        None => login::config_path(privileged),
+        None => config_path(privileged),
     };
     Config::load(&path)
         .map(|c| c.settings.log_dir)
@@ -165,7 +166,7 @@ fn explain_command(config: &Config, e: &crate::invocation::Explain) -> i32 {
 /// The audit tools may run setuid only for root: an operator who runs the
 /// installed binary by hand must not read the trail with its rights.
 fn tools_allowed() -> bool {
-    !login::privileged() || nix::unistd::getuid().is_root()
+    !privileged() || nix::unistd::getuid().is_root()
 }
 
 pub const HELP: &str = "\
@@ -233,7 +234,7 @@ pub fn run(cmd: Admin) -> i32 {
             sshd,
             sshd_config,
         } => {
-            let privileged = login::privileged();
+            let privileged = privileged();
             let path = match config {
                 // An operator with a setuid binary must not make us read
                 // files as the gatehouse account.
@@ -244,7 +245,7 @@ pub fn run(cmd: Admin) -> i32 {
                     return 1;
                 }
                 Some(p) => p,
-                None => login::config_path(privileged),
+                None => config_path(privileged),
             };
             match Config::load(&path) {
                 Ok(c) => {

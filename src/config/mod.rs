@@ -23,6 +23,24 @@ pub const SYSTEM_CONFIG: &str = match option_env!("GATEHOUSE_SYSTEM_CONFIG") {
 pub const DEFAULT_LOG_DIR: &str = "/var/log/gatehouse";
 pub const DEFAULT_KNOWN_HOSTS: &str = "/etc/gatehouse/known_hosts";
 
+/// Where the config is. Privileged: the built-in path only. Otherwise the
+/// person running us is the admin of their own Gatehouse.
+pub fn config_path(privileged: bool) -> PathBuf {
+    if privileged {
+        return PathBuf::from(SYSTEM_CONFIG);
+    }
+    if let Some(p) = std::env::var_os("GATEHOUSE_CONFIG").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    if let Some(dirs) = directories::ProjectDirs::from("", "", "gatehouse") {
+        let p = dirs.config_dir().join("config.toml");
+        if p.is_file() {
+            return p;
+        }
+    }
+    PathBuf::from(SYSTEM_CONFIG)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HostKeyPolicy {
     /// Unknown and changed keys are refused.

@@ -22,7 +22,6 @@ use super::filter::{parse_when, ts_key, Filter};
 use super::ids::{self, Lookup};
 use super::{log_dir_from_config, AdminError};
 use crate::audit::abandoned;
-use crate::audit::chain::Verifier;
 use crate::audit::reader::{JsonlReader, Line};
 
 pub const USAGE: &str = "\
@@ -56,10 +55,21 @@ Maintenance:
   --check                write `session_end` (reason abandoned) for sessions
                          whose process is gone; prints what it closed
   --verify               check every hash chain; report the first broken link
-                         of each session or login; exit 1 if any
+                         of each session or login; exit 1 if any. Reads the
+                         rotated files (<user>.jsonl-DATE) too
+  --key KEY              with --verify: check the forward-secure seals with
+                         this verification key (`gatehouse seal --init`
+                         printed it), or with the key in file KEY; repeat
+                         for several bastions. Says how far the seals reach
+  --seal-key PATH        with --key: the bastion's sealing key file, to see
+                         whether it was replaced and whether the newest
+                         seals were cut off (default: the config's seal_key,
+                         when no --dir is given)
 
-  --log-dir DIR          read DIR (a log_dir: <user>.jsonl files) instead of
-                         the config's log_dir; --dir DIR is the same
+  --dir DIR              read DIR instead of the config's log_dir: its
+                         <user>.jsonl files and those one level down (a
+                         central store: DIR/<bastion>/<user>.jsonl); repeat
+                         to merge many; --log-dir DIR is the same
   --config PATH          the config to take log_dir from (default: as the
                          login shell finds it: GATEHOUSE_CONFIG, then
                          ~/.config/gatehouse/config.toml, then /etc/gatehouse)
@@ -78,15 +88,18 @@ struct Opts {
     color: bool,
     follow: bool,
     mode: Mode,
-    log_dir: Option<PathBuf>,
+    dirs: Vec<PathBuf>,
     config: Option<PathBuf>,
+    keys: Vec<String>,
+    seal_key: Option<PathBuf>,
 }
 
 fn parse(args: Vec<OsString>) -> Result<Option<Opts>, String> {
     let mut a = Args::new("audit", args);
     let mut filter = Filter::default();
     let (mut json, mut follow, mut mode) = (false, false, Mode::Show);
-    let (mut log_dir, mut config) = (None, None);
+    let (mut dirs, mut config) = (Vec::new(), None);
+    let (mut keys, mut seal_key) = (Vec::new(), None);
     let mut color = None;
     let (mut grep, mut icase, mut fixed) = (None, false, false);
     let now = chrono::Utc::now();
@@ -156,7 +169,9 @@ fn parse(args: Vec<OsString>) -> Result<Option<Opts>, String> {
             "--follow" | "-f" => follow = true,
             "--check" => mode = Mode::Check,
             "--verify" => mode = Mode::Verify,
-            "--log-dir" | "--dir" => log_dir = Some(PathBuf::from(a.value(&name, inline)?)),
+            "--log-dir" | "--dir" => dirs.push(PathBuf::from(a.value(&name, inline)?)),
+            "--key" => keys.push(a.value(&name, inline)?),
+            "--seal-key" => seal_key = Some(PathBuf::from(a.value(&name, inline)?)),
             "--config" => config = Some(PathBuf::from(a.value(&name, inline)?)),
             "--help" | "-h" => return Ok(None),
             other => {
@@ -177,6 +192,9 @@ fn parse(args: Vec<OsString>) -> Result<Option<Opts>, String> {
             })?;
         filter.grep = Some(re);
     }
+    if (!keys.is_empty() || seal_key.is_some()) && mode != Mode::Verify {
+        return Err("audit: --key and --seal-key go with --verify".into());
+    }
     if follow && mode != Mode::Show {
         return Err("audit: --follow cannot be combined with --check or --verify".into());
     }
@@ -188,8 +206,10 @@ fn parse(args: Vec<OsString>) -> Result<Option<Opts>, String> {
         color: color && !json,
         follow,
         mode,
-        log_dir,
+        dirs,
         config,
+        keys,
+        seal_key,
     }))
 }
 
@@ -198,17 +218,22 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Ok(o) => o,
         Err(code) => return code,
     };
-    let dir = match log_dir_from_config(opts.log_dir.clone(), opts.config.clone()) {
-        Ok(d) => d,
-        Err(e) => {
-            crate::say_err!("gatehouse: {e}");
-            return 1;
+    let dirs = if opts.dirs.is_empty() {
+        match log_dir_from_config(None, opts.config.clone()) {
+            Ok(d) => vec![d],
+            Err(e) => {
+                crate::say_err!("gatehouse: {e}");
+                return 1;
+            }
         }
+    } else {
+        opts.dirs.clone()
     };
+    let dir = dirs.as_slice();
     let result = match opts.mode {
-        Mode::Show => resolve_sessions(&mut opts, &dir).and_then(|()| show(&opts, &dir)),
-        Mode::Check => check(&opts, &dir),
-        Mode::Verify => verify(&opts, &dir),
+        Mode::Show => resolve_sessions(&mut opts, dir).and_then(|()| show(&opts, dir)),
+        Mode::Check => check(&opts, dir),
+        Mode::Verify => verify(&opts, dir),
     };
     match result {
         Ok(code) => code,
@@ -225,7 +250,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
 /// prefix or suffix, such as the short form the table prints). Ambiguous:
 /// an error listing the candidates. Naming no session yet: kept as typed
 /// (with --follow it may name a session still to come).
-fn resolve_sessions(opts: &mut Opts, dir: &Path) -> Result<(), AdminError> {
+fn resolve_sessions(opts: &mut Opts, dir: &[PathBuf]) -> Result<(), AdminError> {
     if opts.filter.sessions.is_empty() {
         return Ok(());
     }
@@ -281,26 +306,9 @@ fn resolve_sessions(opts: &mut Opts, dir: &Path) -> Result<(), AdminError> {
     Ok(())
 }
 
-/// `<dir>/*.jsonl`, sorted; only the named users' files when `--user`
-/// is given (a user's records live in their own file).
-fn jsonl_files(dir: &Path, users: &[String]) -> Result<Vec<PathBuf>, AdminError> {
-    let rd = std::fs::read_dir(dir).map_err(|err| AdminError::ReadDir {
-        path: dir.to_path_buf(),
-        err,
-    })?;
-    let mut files: Vec<PathBuf> = rd
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "jsonl") && p.is_file())
-        .filter(|p| {
-            users.is_empty()
-                || p.file_stem()
-                    .and_then(|s| s.to_str())
-                    .is_some_and(|s| users.iter().any(|u| u == s))
-        })
-        .collect();
-    files.sort();
-    Ok(files)
+/// The users' files of every directory, sorted (`files::jsonl_files`).
+fn jsonl_files(dirs: &[PathBuf], users: &[String]) -> Result<Vec<PathBuf>, AdminError> {
+    super::files::jsonl_files(dirs, users, false).map(|(f, _)| f)
 }
 
 fn corrupt(path: &Path, no: u64, why: &str) {
@@ -325,7 +333,7 @@ fn read_err(path: &Path) -> impl Fn(io::Error) -> AdminError + '_ {
     }
 }
 
-fn show(opts: &Opts, dir: &Path) -> Result<i32, AdminError> {
+fn show(opts: &Opts, dir: &[PathBuf]) -> Result<i32, AdminError> {
     let files = jsonl_files(dir, &opts.filter.users)?;
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
@@ -396,7 +404,7 @@ struct Followed {
 
 fn follow(
     opts: &Opts,
-    dir: &Path,
+    dir: &[PathBuf],
     files: Vec<PathBuf>,
     readers: Vec<JsonlReader>,
     printer: &mut Printer,
@@ -446,7 +454,7 @@ fn follow(
     }
 }
 
-fn check(opts: &Opts, dir: &Path) -> Result<i32, AdminError> {
+fn check(opts: &Opts, dir: &[PathBuf]) -> Result<i32, AdminError> {
     let mut out = io::stdout().lock();
     let mut total = 0;
     let mut failed = false;
@@ -476,74 +484,27 @@ fn check(opts: &Opts, dir: &Path) -> Result<i32, AdminError> {
     Ok(if failed { 1 } else { 0 })
 }
 
-fn verify(opts: &Opts, dir: &Path) -> Result<i32, AdminError> {
-    let mut out = io::stdout().lock();
-    let mut bad = false;
-    for p in jsonl_files(dir, &opts.filter.users)? {
-        let mut r = JsonlReader::open(&p).map_err(read_err(&p))?;
-        let mut v = Verifier::new();
-        let mut breaks = 0u64;
-        let mut corrupt_lines = 0u64;
-        let mut chain_names: HashMap<String, String> = HashMap::new();
-        while let Some(line) = r.next_line().map_err(read_err(&p))? {
-            match line {
-                Line::Corrupt { no, why } => {
-                    writeln!(out, "{}:{no}: {why} (edited or damaged)", p.display())?;
-                    corrupt_lines += 1;
-                }
-                Line::Record { no, bytes, value } => {
-                    if value.get("event").and_then(|e| e.as_str()) == Some("session_start") {
-                        if let Some(s) = value.get("session").and_then(|s| s.as_str()) {
-                            let host = value.get("host").and_then(|h| h.as_str()).unwrap_or("?");
-                            chain_names.insert(s.to_string(), format!("session {s} (host {host})"));
-                        }
-                    }
-                    if let Some(b) = v.feed(no, &bytes, &value) {
-                        let kind = if value.get("session").is_some() {
-                            chain_names
-                                .get(&b.chain)
-                                .cloned()
-                                .unwrap_or_else(|| format!("session {}", b.chain))
-                        } else {
-                            format!("login {}", b.chain)
-                        };
-                        writeln!(out, "{}:{}: {kind}: {}", p.display(), b.line, b.what)?;
-                        breaks += 1;
-                    }
-                }
-            }
-        }
-        if let Some(no) = r.truncated_tail() {
-            writeln!(
-                out,
-                "{}:{no}: truncated record (no newline at the end)",
-                p.display()
-            )?;
-        }
-        let status = if breaks == 0 && corrupt_lines == 0 {
-            "OK"
-        } else {
-            "BROKEN"
-        };
-        writeln!(
-            out,
-            "{}: {status}: {} chained record(s) checked, {} broken chain(s), {} damaged line(s){}",
-            p.display(),
-            v.checked,
-            breaks,
-            corrupt_lines,
-            if v.unchained > 0 {
-                format!(
-                    ", {} record(s) from before chaining not checked",
-                    v.unchained
-                )
-            } else {
-                String::new()
-            }
-        )?;
-        bad |= breaks > 0 || corrupt_lines > 0;
+fn verify(opts: &Opts, dirs: &[PathBuf]) -> Result<i32, AdminError> {
+    let mut keys = Vec::new();
+    for k in &opts.keys {
+        keys.push(super::files::verification_key(k)?);
     }
-    Ok(if bad { 1 } else { 0 })
+    // The key file: as given, or this bastion's own (reading the config's
+    // log_dir means we are on the bastion).
+    let key_file = match (&opts.seal_key, opts.dirs.is_empty() && !keys.is_empty()) {
+        (Some(p), _) => Some(p.clone()),
+        (None, true) => super::seal_key_from_config(opts.config.clone())
+            .ok()
+            .filter(|p| p.exists()),
+        (None, false) => None,
+    };
+    let (files, skipped_compressed) = super::files::jsonl_files(dirs, &opts.filter.users, true)?;
+    super::verify::verify(&super::verify::VerifyOpts {
+        files: &files,
+        keys: &keys,
+        key_file: key_file.as_deref(),
+        skipped_compressed,
+    })
 }
 
 // ---------------------------------------------------------------------------

@@ -199,6 +199,11 @@ pub fn sweep(path: &Path, tail: Option<u64>) -> Result<Vec<Closed>, SweepError> 
             str_of(s, "host"),
         );
         let mut log = AuditLog::open_path(path, user, login, client).map_err(SweepError::Write)?;
+        // The dead session's bastion (its records say), not necessarily
+        // this host's name: the sweep may run on a copy.
+        if let Some(b) = s.get("bastion").and_then(|b| b.as_str()) {
+            log.set_bastion(b);
+        }
         if let Some(link) = o.link.clone() {
             log.resume_chain(&session, link);
         }

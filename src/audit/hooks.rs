@@ -13,6 +13,15 @@ use crate::report;
 pub const DEV_LOG: &str = "/dev/log";
 
 pub fn after_open(audit: &mut AuditLog, settings: &Settings, privileged: bool) {
+    if let Some(name) = &settings.bastion_name {
+        audit.set_bastion(name);
+    }
+    // No key file, no sealing (`gatehouse seal --init` makes one). A key
+    // that exists but cannot be used shows at the first seal (syslog and
+    // an `error` record), never as a refused login.
+    if std::fs::symlink_metadata(&settings.seal_key).is_ok() {
+        audit.enable_sealing(&settings.seal_key, settings.seal_interval);
+    }
     if settings.syslog_copy {
         // The socket is fixed when privileged: an operator must not
         // redirect copies of the audit trail (the setting is for tests and

@@ -7,7 +7,7 @@
 //! yet closed-and-sealed and a few fields per seal.
 #![forbid(unsafe_code)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -28,6 +28,35 @@ pub struct VerifyOpts<'a> {
     /// `.gz` files in the directories that were not read (their seals'
     /// epochs will look missing).
     pub skipped_compressed: usize,
+}
+
+/// Lines remembered to recognise a repeated delivery (a shipper's
+/// at-least-once retry writes a line again, close to the first copy).
+const RECENT_LINES: usize = 100_000;
+
+/// Recently seen lines of a file, by their SHA-256.
+#[derive(Default)]
+struct Recent {
+    order: VecDeque<[u8; 32]>,
+    seen: HashSet<[u8; 32]>,
+}
+
+impl Recent {
+    /// True when `bytes` were seen before (not inserted again).
+    fn repeated(&mut self, bytes: &[u8]) -> bool {
+        use sha2::Digest;
+        let h: [u8; 32] = sha2::Sha256::digest(bytes).into();
+        if !self.seen.insert(h) {
+            return true;
+        }
+        self.order.push_back(h);
+        if self.order.len() > RECENT_LINES {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        false
+    }
 }
 
 /// Most unsealed tails listed per file; the rest are counted.
@@ -102,6 +131,8 @@ fn verify_file(
     let mut chains: HashMap<String, ChainState> = HashMap::new();
     let mut seals_here = 0u64;
     let mut last_seal_ts: Option<String> = None;
+    let mut recent = Recent::default();
+    let mut repeated = 0u64;
     while let Some(line) = r.next_line().map_err(read_err)? {
         let (no, bytes, value) = match line {
             Line::Corrupt { no, why } => {
@@ -111,6 +142,17 @@ fn verify_file(
             }
             Line::Record { no, bytes, value } => (no, bytes, value),
         };
+        // Every record is unique (its chain, n and prev): the very same
+        // bytes again are a repeated delivery (rsyslog/RELP retries are
+        // at-least-once), not a change. Reported, then skipped.
+        if recent.repeated(&bytes) {
+            writeln!(
+                out,
+                "{shown}:{no}: the same bytes as an earlier line: delivered twice by the log shipping; ignored"
+            )?;
+            repeated += 1;
+            continue;
+        }
         let event = value.get("event").and_then(|e| e.as_str()).unwrap_or("");
         if event == "seal" {
             seals_here += 1;
@@ -249,6 +291,9 @@ fn verify_file(
         "{shown}: {status}: {} chained record(s) checked, {breaks} broken chain(s), {corrupt_lines} damaged line(s)",
         v.checked
     );
+    if repeated > 0 {
+        summary.push_str(&format!(", {repeated} repeated line(s) ignored"));
+    }
     if v.unchained > 0 {
         summary.push_str(&format!(
             ", {} record(s) from before chaining not checked",
@@ -702,6 +747,25 @@ mod tests {
         let (code, out) = b.verify(false);
         assert_eq!(code, 1, "{out}");
         assert!(out.contains("epochs 4..5 are missing"), "{out}");
+    }
+
+    #[test]
+    fn a_repeated_delivery_is_reported_not_failed() {
+        let b = honest();
+        let p = b.file("alice");
+        let mut l = lines(&p);
+        // A shipper retried two lines (a record and a seal) after others.
+        let seal = l
+            .iter()
+            .position(|x| x.contains("\"event\":\"seal\""))
+            .unwrap();
+        l.insert(seal + 2, l[seal].clone());
+        l.insert(seal + 3, l[1].clone());
+        std::fs::write(&p, l.join("\n") + "\n").unwrap();
+        let (code, out) = b.verify(true);
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("2 repeated line(s) ignored"), "{out}");
+        assert!(out.contains("delivered twice"), "{out}");
     }
 
     #[test]

@@ -511,3 +511,91 @@ fn two_bastions_ship_to_one_central_store_through_an_outage() {
         text(&replay.stderr)
     );
 }
+
+/// packaging/logrotate.d/gatehouse rotates by rename + create: a login
+/// running across the rotation goes on writing and sealing into the
+/// renamed file, the next login starts the new one, and `--verify` (which
+/// reads uncompressed rotated files) finds every seal. Real logrotate.
+#[test]
+fn seals_survive_the_packaged_logrotate() {
+    const LOGROTATE: &str = "/usr/sbin/logrotate";
+    if !Path::new(LOGROTATE).exists() {
+        skip("logrotate not installed (apt-get install logrotate)");
+        return;
+    }
+    if skip_without_pty() {
+        return;
+    }
+    let t = Target::start();
+    let gh = sealed_gh(&t, "bastion-a");
+    let key = seal_init(&gh);
+    // The packaged rules on this log dir; the account lines need the
+    // gatehouse account, which a test machine does not have.
+    let shipped = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/logrotate.d/gatehouse"),
+    )
+    .unwrap();
+    assert!(shipped.contains("\tcreate ") && !shipped.contains("copytruncate\n"));
+    let conf: String = shipped
+        .replace(
+            "/var/log/gatehouse/",
+            &format!("{}/", gh.log_dir().display()),
+        )
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("su ") && !l.trim_start().starts_with("create "))
+        .map(|l| format!("{l}\n"))
+        .collect::<String>()
+        .replace("\tdelaycompress\n", "\tdelaycompress\n\tcreate 0640\n");
+    let conf_path = gh.dir.path().join("logrotate.conf");
+    fs::write(&conf_path, conf).unwrap();
+
+    type_session(gh.spawn(&["-c", "web01"]), &["echo before"]);
+    // A login that is in a session while the file is rotated.
+    let mut running = gh.spawn(&["-c", "web01"]);
+    running.expect("tgt$ ").unwrap();
+    running.send_line("echo during").unwrap();
+    running.expect("tgt$ ").unwrap();
+    let out = Command::new(LOGROTATE)
+        .arg("-f")
+        .arg("-s")
+        .arg(gh.dir.path().join("logrotate.state"))
+        .arg(&conf_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let rotated: Vec<PathBuf> = fs::read_dir(gh.log_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().contains(".jsonl-"))
+        .collect();
+    assert_eq!(rotated.len(), 1, "{rotated:?}");
+    running.send_line("echo still-running").unwrap();
+    running.expect("tgt$ ").unwrap();
+    running.send_line("exit").unwrap();
+    assert!(running.wait_exit(T).is_some());
+    type_session(gh.spawn(&["-c", "web01"]), &["echo after"]);
+
+    let rotated_text = fs::read_to_string(&rotated[0]).unwrap();
+    assert!(
+        rotated_text.contains("echo still-running"),
+        "the running login kept its file"
+    );
+    assert!(fs::read_to_string(gh.jsonl_path())
+        .unwrap()
+        .contains("echo after"));
+    let ok = run(&gh, &["audit", "--verify", "--key", &key]);
+    let report = text(&ok.stdout);
+    assert_eq!(ok.status.code(), Some(0), "{report}{}", text(&ok.stderr));
+    assert!(
+        report.contains("epochs 0..5, 6 valid, 0 invalid"),
+        "{report}"
+    );
+    assert!(!report.contains("not sealed"), "{report}");
+    assert_eq!(report.matches(": OK:").count(), 2, "{report}");
+}

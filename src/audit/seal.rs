@@ -260,8 +260,16 @@ impl KeyPath {
     pub fn init(&self) -> Result<VerificationKey, SealError> {
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             if !dir.is_dir() {
+                // Directories above it stay traversable (0755, like
+                // /var/lib); the key's own is private.
+                if let Some(up) = dir.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o755)
+                        .create(up)
+                        .map_err(self.io("create its directory"))?;
+                }
                 std::fs::DirBuilder::new()
-                    .recursive(true)
                     .mode(0o700)
                     .create(dir)
                     .map_err(self.io("create its directory"))?;

@@ -479,6 +479,18 @@ fn two_bastions_ship_to_one_central_store_through_an_outage() {
     ] {
         assert!(commands.contains(&want), "{want:?} not in {commands:?}");
     }
+    // One bastion's records out of the merged store.
+    let only_b = gh_a
+        .command()
+        .args(["audit", "--json", "--bastion", "bastion-b", "--dir"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    let only_b = text(&only_b.stdout);
+    assert_eq!(only_b.lines().count(), gh_b.jsonl().len(), "{only_b}");
+    assert!(only_b
+        .lines()
+        .all(|l| l.contains("\"bastion\":\"bastion-b\"")));
     // The same records as reading both bastions' own dirs at once.
     let direct = gh_a
         .command()

@@ -33,10 +33,11 @@ that match every filter, oldest first, as a table or (--json) unchanged.
 Filters (repeat --user/--host/--session to allow several):
   --user NAME            records of this unix user
   --host NAME|GLOB       records about this host (web01, 'db*')
+  --bastion NAME|GLOB    records written by this bastion (the `bastion` field)
   --session ID           a session: its id, the short form this table prints,
                          or any other unambiguous prefix or suffix of the id
   --event LIST           comma-separated: login,logout,session_start,command,
-                         policy,session_end,denied,error
+                         policy,session_end,denied,error,seal
   --since WHEN           at or after WHEN: RFC 3339, a date, or an age (2h, 30m, 7d)
   --until WHEN           at or before WHEN
   --grep REGEX           commands (and refused requests) matching REGEX
@@ -117,9 +118,15 @@ fn parse(args: Vec<OsString>) -> Result<Option<Opts>, String> {
                 filter.hosts.push(p);
             }
             "--session" | "-s" => filter.sessions.push(a.value(&name, inline)?),
+            "--bastion" => {
+                let v = a.value(&name, inline)?;
+                let p = glob::Pattern::new(&v)
+                    .map_err(|e| format!("audit: --bastion {v:?} is not a valid pattern: {e}"))?;
+                filter.bastions.push(p);
+            }
             "--event" | "-e" => {
                 for e in a.value(&name, inline)?.split(',').filter(|e| !e.is_empty()) {
-                    const KNOWN: [&str; 8] = [
+                    const KNOWN: [&str; 9] = [
                         "login",
                         "logout",
                         "session_start",
@@ -128,6 +135,7 @@ fn parse(args: Vec<OsString>) -> Result<Option<Opts>, String> {
                         "session_end",
                         "denied",
                         "error",
+                        "seal",
                     ];
                     if !KNOWN.contains(&e) {
                         return Err(format!(
@@ -690,6 +698,14 @@ fn detail(rec: &Value) -> String {
         ),
         "denied" => format!("{}: {}", s(rec, "reason"), visible(s(rec, "request"), 300)),
         "error" => format!("{}: {}", s(rec, "reason"), visible(s(rec, "detail"), 300)),
+        "seal" => format!(
+            "epoch {} of key {}, {} chain(s)",
+            n("epoch").unwrap_or(0),
+            visible(s(rec, "key_id"), 16),
+            rec.get("chains")
+                .and_then(|c| c.as_array())
+                .map_or(0, Vec::len)
+        ),
         _ => String::new(),
     }
 }

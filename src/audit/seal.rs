@@ -596,6 +596,21 @@ mod tests {
         assert!(!vk2.ratchet().verify(b"body", &tags[0]));
     }
 
+    /// Not an assertion on time (the machine is shared): prints what one
+    /// seal costs here (three fsyncs), for docs and the report.
+    #[test]
+    fn seal_cost_is_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let kp = KeyPath::new(&dir.path().join("key"));
+        kp.init().unwrap();
+        let start = std::time::Instant::now();
+        for _ in 0..20 {
+            kp.seal(|r, _| Ok(r.tag(b"x"))).unwrap();
+        }
+        eprintln!("one seal: {:?} (mean of 20)", start.elapsed() / 20);
+        assert_eq!(kp.state().unwrap().1, 20);
+    }
+
     #[test]
     fn verification_key_round_trips() {
         let dir = tempfile::tempdir().unwrap();

@@ -846,6 +846,41 @@ mod tests {
     }
 
     #[test]
+    fn a_dead_sessions_abandoned_end_is_sealed_by_the_sweep() {
+        let b = bastion();
+        let mut log = b.log("alice", "L1");
+        log.write(&Event::Login {
+            pid: 1,
+            mode: "menu",
+        })
+        .unwrap();
+        log.write(&Event::SessionStart {
+            session: "S1",
+            host: "web01",
+            target: "deploy@10.1.2.3:22".into(),
+            host_key: "SHA256:x",
+            // No such process: the session's process is gone.
+            pid: 2_000_000_000,
+            boot_id: None,
+            proc_start: None,
+            term: "xterm",
+            cols: 80,
+            rows: 24,
+            recording: None,
+        })
+        .unwrap();
+        drop(log); // killed -9: no end, no seal
+        let (_, out) = b.verify(true);
+        assert!(out.contains("session S1 (host web01): not sealed"), "{out}");
+        let closed =
+            crate::audit::abandoned::sweep_sealed(&b.file("alice"), None, Some(&b.key)).unwrap();
+        assert_eq!(closed.len(), 1);
+        let (code, out) = b.verify(true);
+        assert_eq!(code, 0, "{out}");
+        assert!(!out.contains("not sealed"), "{out}");
+    }
+
+    #[test]
     fn the_interval_seals_a_busy_chain() {
         let b = bastion();
         let mut log = AuditLog::open(&b.logs(), "alice", "L1", "local").unwrap();

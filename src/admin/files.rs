@@ -53,8 +53,8 @@ fn scan(
     })?;
     for e in rd.filter_map(|e| e.ok()) {
         let p = e.path();
-        let Ok(ft) = e.file_type() else { continue };
-        if ft.is_dir() {
+        // Symlinks are followed, as before `--dir` became repeatable.
+        if p.is_dir() {
             // One level down only; `sessions/` holds recordings, no JSONL.
             if top && p.file_name().is_some_and(|n| n != "sessions") {
                 // An unreadable sub-directory is not this tool's business.
@@ -62,7 +62,7 @@ fn scan(
             }
             continue;
         }
-        if !ft.is_file() {
+        if !p.is_file() {
             continue;
         }
         let Some(name) = p.file_name().and_then(|n| n.to_str()) else {

@@ -813,11 +813,17 @@ hosts = ["web01", "db*", "@prod"]
             "[settings]\nbastion_name = \"bastion-1.example.com\"\nseal_key = \"seal/key\"\nseal_interval = \"0\"\n",
         )
         .unwrap();
-        assert_eq!(c.settings.bastion_name.as_deref(), Some("bastion-1.example.com"));
+        assert_eq!(
+            c.settings.bastion_name.as_deref(),
+            Some("bastion-1.example.com")
+        );
         assert_eq!(c.settings.seal_key, Path::new("/etc/gatehouse/seal/key"));
         assert_eq!(c.settings.seal_interval, None);
         let e = err("[settings]\nbastion_name = \"../etc\"\n");
-        assert!(e.starts_with("/etc/gatehouse/config.toml:2:16: bastion_name"), "{e}");
+        assert!(
+            e.starts_with("/etc/gatehouse/config.toml:2:16: bastion_name"),
+            "{e}"
+        );
         assert!(err("[settings]\nseal_interval = \"soon\"\n").contains(":2:17:"));
     }
 

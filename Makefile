@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: all build deps test test-central lint demo bench soak fuzz clean install uninstall deb
+.PHONY: all build deps test test-central test-directory lint demo bench soak fuzz clean install uninstall deb
 
 all: build
 
@@ -36,6 +36,14 @@ test: deps
 test-central: deps
 	$(CARGO) test --test central -- --nocapture
 
+# Operators from LDAP, end to end (tests/directory.rs, issue 14): a real
+# slapd, SSSD for NSS and sshd's AuthorizedKeysCommand, TOTP with pam_oath.
+# Root only; installs slapd/sssd/pam_oath with apt; puts /etc/nsswitch.conf,
+# PAM and SSSD's config and state back exactly as they were, even on failure
+# or Ctrl-C, and checks that with checksums (scripts/test-directory.sh).
+test-directory:
+	@CARGO="$(CARGO)" bash scripts/test-directory.sh
+
 lint: deps
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
@@ -60,6 +68,7 @@ fuzz:
 	cd fuzz && $(CARGO) +nightly fuzz run capture -- -max_total_time=$(FUZZ_SECS)
 	cd fuzz && $(CARGO) +nightly fuzz run config -- -max_total_time=$(FUZZ_SECS)
 	cd fuzz && $(CARGO) +nightly fuzz run normalize -- -max_total_time=$(FUZZ_SECS)
+	cd fuzz && $(CARGO) +nightly fuzz run sftp -- -max_total_time=$(FUZZ_SECS)
 
 clean:
 	$(CARGO) clean

@@ -6,4 +6,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
-exec cargo bench --bench relay "$@"
+cargo bench --bench relay "$@"
+# An exec stream (issue 11): BENCH_EXEC_MB (1024) each way, BENCH_RUNS.
+exec cargo bench --bench exec

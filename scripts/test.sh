@@ -24,13 +24,17 @@ set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 cargo=${CARGO:-cargo}
-tmp=target/tmp
-log=target/test.log
-list=target/test-list.log
+# GATEHOUSE_TEST_OUT: where the logs go (tests/make_test.rs points it at a
+# temp dir, so testing this script never touches a real run's files).
+out=${GATEHOUSE_TEST_OUT:-target}
+tmp=$out/tmp
+log=$out/test.log
+list=$out/test-list.log
 mkdir -p "$tmp"
 rm -f "$tmp/skipped.txt"
 
 # 1. What should run. A build failure shows here first (and again below).
+echo "make test: building every test target and listing its tests ($list)"
 $cargo test --all-targets --no-fail-fast -- --list >"$list" 2>&1
 list_status=$?
 if [ "$list_status" -ne 0 ]; then

@@ -1,6 +1,7 @@
-//! Who the operator is (from the real uid, never the environment) and where
+//! Who the operator is (from the real uid, never the environment), where
 //! they connect from (sshd's `SSH_CONNECTION`; without it, the utmp entry of
-//! the operator's terminal, e.g. a web terminal's peer).
+//! the operator's terminal, e.g. a web terminal's peer), and how sshd
+//! authenticated them (the `SSH_USER_AUTH` file of `ExposeAuthInfo`).
 #![forbid(unsafe_code)]
 
 use std::ffi::CString;
@@ -197,6 +198,146 @@ pub fn utmp_host(data: &[u8], line: &str) -> Option<String> {
     found
 }
 
+/// How the operator authenticated to sshd, for the `login` record's `auth`:
+/// from the file named by `SSH_USER_AUTH` (sshd's `ExposeAuthInfo yes`),
+/// e.g. `publickey ssh-ed25519 SHA256:…, keyboard-interactive/pam`. `None`
+/// when sshd exposes nothing or the file is unusable: `auth` is optional.
+pub fn ssh_auth(path: Option<&str>) -> Option<String> {
+    let text = read_auth_file(std::path::Path::new(path?))?;
+    summarize_auth(&text)
+}
+
+/// The most of the file we read: a few methods, each at most a public key
+/// (an RSA-16384 key is ~2.8 KiB of base64).
+const AUTH_FILE_MAX: u64 = 16 * 1024;
+
+/// Reads the `SSH_USER_AUTH` file as the operator would. The file belongs to
+/// the operator (sshd creates it as them) and its name comes from our
+/// environment, so: opened with the real ids (the effective ones could read
+/// what the operator may not), never through a symbolic link, non-blocking
+/// (a FIFO cannot hang us), only a regular file the real uid owns, bounded.
+fn read_auth_file(path: &std::path::Path) -> Option<String> {
+    use nix::fcntl::OFlag;
+    use nix::unistd::{getegid, getgid, setegid, seteuid};
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+
+    let (euid, egid) = (nix::unistd::geteuid(), getegid());
+    let swap = euid != getuid() || egid != getgid();
+    // Group first: once the effective uid is the operator's, changing the
+    // effective gid back to the saved one is still allowed, but only ever to
+    // the real or saved ids.
+    if swap && (setegid(getgid()).is_err() || seteuid(getuid()).is_err()) {
+        let _ = seteuid(euid);
+        let _ = setegid(egid);
+        return None;
+    }
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY).bits())
+        .open(path);
+    if swap {
+        // Back to the privileged ids; failing that, nothing after us may run.
+        if seteuid(euid).is_err() || setegid(egid).is_err() {
+            std::process::abort();
+        }
+    }
+    let file = opened.ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || meta.uid() != getuid().as_raw() {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    file.take(AUTH_FILE_MAX).read_to_end(&mut bytes).ok()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The audit form of sshd's auth info: one entry per line sshd wrote
+/// (`method[/submethod] [key-type base64-key [info]]`), joined by `, `. A key
+/// becomes its type and `SHA256:` fingerprint as `ssh-keygen -l` prints it
+/// (of the plain key for a certificate, as sshd logs it), never the key;
+/// anything else after the method is left out. Total and bounded over any
+/// text; `None` when no line is usable.
+pub fn summarize_auth(text: &str) -> Option<String> {
+    let safe = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 64
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@' | b'/'))
+    };
+    let mut parts = Vec::new();
+    // Only complete lines: a file cut at the bound ends in a partial one.
+    for line in text
+        .split_inclusive('\n')
+        .filter(|l| l.ends_with('\n'))
+        .take(16)
+    {
+        let mut f = line.trim_end_matches('\n').split(' ');
+        let Some(method) = f.next().filter(|m| safe(m)) else {
+            continue;
+        };
+        let mut entry = method.to_string();
+        if let (Some(kind), Some(fp)) = (
+            f.next().filter(|k| safe(k)),
+            f.next().and_then(key_fingerprint),
+        ) {
+            entry.push_str(&format!(" {kind} {fp}"));
+        }
+        parts.push(entry);
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+/// `SHA256:<unpadded base64>` of an OpenSSH public key blob (base64), as
+/// `ssh-keygen -l` and sshd's log print it; for a certificate, of the
+/// certified plain key. `None` when the text is not such a blob.
+fn key_fingerprint(b64: &str) -> Option<String> {
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    let blob = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    let plain = plain_key(&blob)?;
+    let digest = Sha256::digest(&plain);
+    Some(format!(
+        "SHA256:{}",
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)
+    ))
+}
+
+/// The plain public key blob of `blob`: itself, or for an OpenSSH
+/// certificate (PROTOCOL.certkeys: type, nonce, then the plain key's
+/// fields) the plain type followed by those fields.
+fn plain_key(blob: &[u8]) -> Option<Vec<u8>> {
+    /// One SSH wire `string`: u32 length, bytes. Returns (whole, rest).
+    fn string(b: &[u8]) -> Option<(&[u8], &[u8])> {
+        let len = u32::from_be_bytes(b.get(..4)?.try_into().ok()?) as usize;
+        let end = 4usize.checked_add(len)?;
+        Some((b.get(..end)?, b.get(end..)?))
+    }
+    let (kind, rest) = string(blob)?;
+    let kind = std::str::from_utf8(&kind[4..]).ok()?;
+    let Some(base) = kind.strip_suffix("-cert-v01@openssh.com") else {
+        return Some(blob.to_vec());
+    };
+    // How many wire fields the plain key has after its type.
+    let fields = match base {
+        "ssh-ed25519" => 1,
+        "ssh-rsa" | "sk-ssh-ed25519@openssh.com" => 2,
+        "sk-ecdsa-sha2-nistp256@openssh.com" => 3,
+        "ssh-dss" => 4,
+        b if b.starts_with("ecdsa-sha2-") => 2,
+        _ => return None,
+    };
+    let (_nonce, mut rest) = string(rest)?;
+    let mut plain = (base.len() as u32).to_be_bytes().to_vec();
+    plain.extend_from_slice(base.as_bytes());
+    for _ in 0..fields {
+        let (field, next) = string(rest)?;
+        plain.extend_from_slice(field);
+        rest = next;
+    }
+    Some(plain)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,6 +371,104 @@ mod tests {
             utmp_host(&f[..100], "pts/1"),
             None,
             "a torn file is no entry"
+        );
+    }
+
+    /// A public key line as ssh-keygen writes it, and its fingerprint as
+    /// `ssh-keygen -lf` prints it (fixed vectors, generated once).
+    const ED_PUB: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIAoYKHxZPWujsx96rfmjKuAhkQ5CPunTGLWBq9wS8c7S";
+    const ED_FP: &str = "SHA256:E4wtOrQk3zmrKIkuKU2TtoUiU3GpIi0V3M3Tw9ODMgo";
+
+    #[test]
+    fn auth_info_becomes_methods_types_and_fingerprints() {
+        let fp = key_fingerprint(ED_PUB).unwrap();
+        assert_eq!(fp, ED_FP);
+        let text = format!("publickey ssh-ed25519 {ED_PUB}\nkeyboard-interactive/pam\n");
+        let got = summarize_auth(&text).unwrap();
+        assert_eq!(
+            got,
+            format!("publickey ssh-ed25519 {fp}, keyboard-interactive/pam")
+        );
+        assert!(!got.contains(ED_PUB), "never the key itself");
+        assert_eq!(summarize_auth("password\n").as_deref(), Some("password"));
+    }
+
+    #[test]
+    fn auth_info_is_total_and_bounded() {
+        assert_eq!(summarize_auth(""), None);
+        // A torn last line (the read bound) is left out.
+        assert_eq!(summarize_auth("publickey ssh-ed25519 AAAA"), None);
+        // Hostile text never reaches the record.
+        assert_eq!(summarize_auth("evil\"}\x1b[2J x\n"), None);
+        assert_eq!(
+            summarize_auth("publickey ssh-ed25519 not-base64!\n").as_deref(),
+            Some("publickey")
+        );
+        let many = "password\n".repeat(1000);
+        assert_eq!(
+            summarize_auth(&many).unwrap().matches("password").count(),
+            16
+        );
+    }
+
+    #[test]
+    fn certificate_fingerprint_is_the_plain_keys() {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let plain = b64.decode(ED_PUB).unwrap();
+        let pk = &plain[4 + 11..]; // after string "ssh-ed25519": string pk
+        let s = |b: &[u8]| {
+            let mut v = (b.len() as u32).to_be_bytes().to_vec();
+            v.extend_from_slice(b);
+            v
+        };
+        let mut cert = s(b"ssh-ed25519-cert-v01@openssh.com");
+        cert.extend(s(b"nonce-nonce-nonce"));
+        cert.extend_from_slice(pk);
+        cert.extend(s(b"...the rest of the certificate..."));
+        assert_eq!(
+            key_fingerprint(&b64.encode(&cert)),
+            key_fingerprint(ED_PUB),
+            "a certificate is named by the key it certifies"
+        );
+        assert_eq!(key_fingerprint(&b64.encode(&cert[..30])), None);
+    }
+
+    #[test]
+    fn auth_file_is_read_safely() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("auth");
+        std::fs::write(&file, format!("publickey ssh-ed25519 {ED_PUB}\n")).unwrap();
+        let p = |p: &std::path::Path| p.to_str().unwrap().to_string();
+        assert!(ssh_auth(Some(&p(&file)))
+            .unwrap()
+            .starts_with("publickey ssh-ed25519 SHA256:"));
+        let link = dir.path().join("link");
+        symlink(&file, &link).unwrap();
+        assert_eq!(
+            ssh_auth(Some(&p(&link))),
+            None,
+            "a symbolic link is not followed"
+        );
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert_eq!(
+            ssh_auth(Some(&p(&fifo))),
+            None,
+            "a FIFO neither blocks nor counts"
+        );
+        assert_eq!(ssh_auth(Some(&p(dir.path()))), None);
+        assert_eq!(ssh_auth(Some("/nonexistent/auth")), None);
+        assert_eq!(ssh_auth(None), None);
+        let big = dir.path().join("big");
+        let mut text = format!("publickey ssh-ed25519 {ED_PUB}\n");
+        text.push_str(&"x".repeat(64 * 1024));
+        text.push_str("\npassword\n");
+        std::fs::write(&big, text).unwrap();
+        assert!(
+            !ssh_auth(Some(&p(&big))).unwrap().contains("password"),
+            "read only up to the bound"
         );
     }
 

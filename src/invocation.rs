@@ -180,21 +180,182 @@ pub fn parse(argv: &[OsString], original_command: Option<&str>) -> Result<Invoca
     }
 }
 
-/// What the request is, once the config is known.
+/// The longest request we take: 64 KiB. A command line longer than that
+/// is not typed; it is an accident or an attack. (The privileged
+/// environment scrub keeps a longer `SSH_ORIGINAL_COMMAND` so that it gets
+/// here and is refused with its own line.)
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// The `AcceptEnv` variable that names the target of a transfer (or of an
+/// interactive session when there is no request): `ssh -o
+/// SetEnv=GATEHOUSE_HOST=web01 bastion`.
+pub const HOST_ENV: &str = "GATEHOUSE_HOST";
+
+/// What the request is, once parsed. Pure: the config decides later
+/// whether the host exists and what the operator may do there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     Menu,
     /// Looks like a host name (it may still be unknown or forbidden).
     Host(String),
-    /// Anything else: a command line, scp, sftp, rsync, …
+    /// `HOST -- COMMAND`: `command` is the text after the first ` -- `,
+    /// byte for byte, passed to the target as one string the way
+    /// `ssh HOST 'COMMAND'` passes it.
+    Exec {
+        host: String,
+        command: String,
+    },
+    /// An sftp server was asked for (sftp, or scp in its sftp mode); the
+    /// host comes from `GATEHOUSE_HOST`.
+    Transfer {
+        host: String,
+    },
+    /// A request in a shape we refuse with a precise line.
+    Malformed(Malformed),
+    /// Anything else: a command line, legacy scp, rsync, …
     Other(String),
 }
 
-pub fn classify(request: &str) -> Request {
+/// The hostile or mistaken request shapes, each with its own line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Malformed {
+    /// `web01 --`
+    NoCommand {
+        host: String,
+    },
+    /// `-- uptime`
+    NoHost,
+    /// `web 01 -- uptime`, `x;y -- uptime`
+    BadHost,
+    /// `@web -- uptime`, `web* -- uptime`: many hosts at once.
+    ManyHosts {
+        pattern: String,
+    },
+    /// Control characters (other than tab and newline) or bytes that are
+    /// not UTF-8 (they arrive as U+FFFD): nothing we could pass on intact.
+    OddBytes,
+    TooLong {
+        bytes: usize,
+    },
+    /// An sftp server was asked for without naming the host.
+    TransferWithoutHost,
+    /// `GATEHOUSE_HOST` is set but is not a host name.
+    BadHostEnv,
+}
+
+impl Malformed {
+    /// The one line the operator reads.
+    pub fn line(&self) -> String {
+        match self {
+            Malformed::NoCommand { host } => {
+                format!("nothing to run: write `{host} -- COMMAND`.")
+            }
+            Malformed::NoHost => "no host before `--`: write `HOST -- COMMAND`.".into(),
+            Malformed::BadHost => {
+                "the text before `--` is not a host name: write `HOST -- COMMAND`.".into()
+            }
+            Malformed::ManyHosts { pattern } => format!(
+                "{pattern}: running a command on several hosts at once is not available; name one host."
+            ),
+            Malformed::OddBytes => {
+                "the request holds control characters or bytes that are not UTF-8; refused.".into()
+            }
+            Malformed::TooLong { bytes } => format!(
+                "the request is {bytes} bytes long; the limit is {MAX_REQUEST_BYTES}."
+            ),
+            Malformed::TransferWithoutHost => format!(
+                "name the host for file transfer: sftp -o SetEnv={HOST_ENV}=HOST bastion"
+            ),
+            Malformed::BadHostEnv => format!("{HOST_ENV} is not a host name."),
+        }
+    }
+}
+
+/// Whether the request asks for an sftp server: what sshd passes for the
+/// `sftp` subsystem (the `Subsystem` line's command, e.g.
+/// `/usr/lib/openssh/sftp-server -l INFO`, or `internal-sftp`), as the
+/// login shell's `-c` argument or as `$SSH_ORIGINAL_COMMAND`.
+pub fn asks_for_sftp(request: &str) -> bool {
+    let first = request.split_whitespace().next().unwrap_or("");
+    first == "internal-sftp"
+        || Path::new(first).file_name().and_then(|n| n.to_str()) == Some("sftp-server")
+}
+
+/// Finds the first `--` that stands as a word; returns the text before it
+/// and the text after it minus the one blank that separates it.
+fn split_dashes(r: &str) -> Option<(&str, &str)> {
+    let b = r.as_bytes();
+    let mut i = 0;
+    while let Some(off) = r[i..].find("--") {
+        let at = i + off;
+        let left_ok = at == 0 || b[at - 1].is_ascii_whitespace();
+        let end = at + 2;
+        let right_ok = end == b.len() || b[end].is_ascii_whitespace();
+        if left_ok && right_ok {
+            let after = if end < b.len() { &r[end + 1..] } else { "" };
+            return Some((&r[..at], after));
+        }
+        i = end;
+    }
+    None
+}
+
+fn odd_char(c: char) -> bool {
+    (c.is_control() && c != '\t' && c != '\n') || c == '\u{fffd}'
+}
+
+/// Turns the request text (and `GATEHOUSE_HOST`) into a `Request`. Pure.
+pub fn classify(request: &str, host_env: Option<&str>) -> Request {
+    if request.len() > MAX_REQUEST_BYTES {
+        return Request::Malformed(Malformed::TooLong {
+            bytes: request.len(),
+        });
+    }
+    let host_env = host_env.map(str::trim).filter(|h| !h.is_empty());
+    let named_host = || match host_env {
+        Some(h) if crate::config::valid_host_name(h) => Ok(h.to_string()),
+        Some(_) => Err(Request::Malformed(Malformed::BadHostEnv)),
+        None => Err(Request::Malformed(Malformed::TransferWithoutHost)),
+    };
     let r = request.trim();
     if r.is_empty() {
-        Request::Menu
-    } else if crate::config::valid_host_name(r) {
+        return match host_env {
+            None => Request::Menu,
+            Some(_) => named_host().map(Request::Host).unwrap_or_else(|e| e),
+        };
+    }
+    if let Some((host, command)) = split_dashes(request) {
+        let host = host.trim();
+        if host.is_empty() {
+            return Request::Malformed(Malformed::NoHost);
+        }
+        if host.chars().any(odd_char) || command.chars().any(odd_char) {
+            return Request::Malformed(Malformed::OddBytes);
+        }
+        if host.starts_with('@') || host.contains(['*', '?', '[']) {
+            return Request::Malformed(Malformed::ManyHosts {
+                pattern: bounded(host),
+            });
+        }
+        if !crate::config::valid_host_name(host) {
+            return Request::Malformed(Malformed::BadHost);
+        }
+        if command.trim().is_empty() {
+            return Request::Malformed(Malformed::NoCommand {
+                host: host.to_string(),
+            });
+        }
+        return Request::Exec {
+            host: host.to_string(),
+            command: command.to_string(),
+        };
+    }
+    if asks_for_sftp(r) {
+        return named_host()
+            .map(|host| Request::Transfer { host })
+            .unwrap_or_else(|e| e);
+    }
+    if crate::config::valid_host_name(r) {
         Request::Host(r.to_string())
     } else {
         Request::Other(bounded(request))
@@ -213,6 +374,31 @@ pub fn bounded(s: &str) -> String {
         out.push('…');
     }
     out
+}
+
+/// Commands longer than this are recorded by their first and last half.
+pub const MAX_RECORDED_COMMAND: usize = 16 * 1024;
+
+/// A command as the `exec` record holds it: whole when up to 16 KiB,
+/// else its first 8 KiB and its last 8 KiB joined by `…` (so the end of
+/// an over-long command is always on record), with its length in bytes.
+pub fn recorded_command(command: &str) -> (String, Option<usize>) {
+    if command.len() <= MAX_RECORDED_COMMAND {
+        return (command.to_string(), None);
+    }
+    let half = MAX_RECORDED_COMMAND / 2;
+    let mut head = half;
+    while !command.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = command.len() - half;
+    while !command.is_char_boundary(tail) {
+        tail += 1;
+    }
+    (
+        format!("{}…{}", &command[..head], &command[tail..]),
+        Some(command.len()),
+    )
 }
 
 #[cfg(test)]
@@ -350,23 +536,179 @@ mod tests {
 
     #[test]
     fn classify_requests() {
-        assert_eq!(classify(""), Request::Menu);
-        assert_eq!(classify("  "), Request::Menu);
-        assert_eq!(classify("web01"), Request::Host("web01".into()));
-        assert_eq!(classify("bash"), Request::Host("bash".into()));
+        let c = |r: &str| classify(r, None);
+        assert_eq!(c(""), Request::Menu);
+        assert_eq!(c("  "), Request::Menu);
+        assert_eq!(c("web01"), Request::Host("web01".into()));
+        assert_eq!(c("bash"), Request::Host("bash".into()));
+        assert_eq!(c("scp -t /tmp"), Request::Other("scp -t /tmp".into()));
         assert_eq!(
-            classify("scp -t /tmp"),
-            Request::Other("scp -t /tmp".into())
-        );
-        assert_eq!(
-            classify("/usr/lib/openssh/sftp-server"),
-            Request::Other("/usr/lib/openssh/sftp-server".into())
+            c("rsync --server -e.LsfxC . /"),
+            Request::Other("rsync --server -e.LsfxC . /".into())
         );
         let long = "x ".repeat(1000);
-        match classify(&long) {
+        match c(&long) {
             Request::Other(s) => assert_eq!(s.chars().count(), MAX_REQUEST_CHARS + 1),
             r => panic!("{r:?}"),
         }
         assert_eq!(bounded("a\x1b[2Jb"), "a\u{fffd}[2Jb");
+    }
+
+    fn exec(host: &str, command: &str) -> Request {
+        Request::Exec {
+            host: host.into(),
+            command: command.into(),
+        }
+    }
+
+    #[test]
+    fn exec_requests_pass_the_command_verbatim() {
+        let c = |r: &str| classify(r, None);
+        assert_eq!(
+            c("web01 -- systemctl status nginx"),
+            exec("web01", "systemctl status nginx")
+        );
+        // Everything after the first ` -- ` is the command, untouched:
+        // quotes, a second `--`, leading blanks, newlines, `$(…)`.
+        assert_eq!(
+            c("web01 -- echo 'a  b' -- \"$(id)\""),
+            exec("web01", "echo 'a  b' -- \"$(id)\"")
+        );
+        assert_eq!(c("web01 --  ls"), exec("web01", " ls"));
+        assert_eq!(c("  web01   -- ls"), exec("web01", "ls"));
+        assert_eq!(
+            c("web01 -- cd /x\nmake\tall"),
+            exec("web01", "cd /x\nmake\tall")
+        );
+        assert_eq!(c("web01\t--\tls"), exec("web01", "ls"));
+        // `--` glued to a word is not the separator.
+        assert_eq!(c("web01 --ls"), Request::Other("web01 --ls".into()));
+        assert_eq!(c("a --b c"), Request::Other("a --b c".into()));
+    }
+
+    #[test]
+    fn hostile_exec_requests() {
+        let c = |r: &str| classify(r, None);
+        let m = |x: Malformed| Request::Malformed(x);
+        assert_eq!(
+            c("web01 --"),
+            m(Malformed::NoCommand {
+                host: "web01".into()
+            })
+        );
+        assert_eq!(
+            c("web01 --   "),
+            m(Malformed::NoCommand {
+                host: "web01".into()
+            })
+        );
+        assert_eq!(c("-- uptime"), m(Malformed::NoHost));
+        assert_eq!(c("   -- uptime"), m(Malformed::NoHost));
+        assert_eq!(c("--"), m(Malformed::NoHost));
+        assert_eq!(c("web 01 -- uptime"), m(Malformed::BadHost));
+        assert_eq!(c("x;y -- uptime"), m(Malformed::BadHost));
+        assert_eq!(c("../etc -- uptime"), m(Malformed::BadHost));
+        assert_eq!(
+            c("@web -- uptime"),
+            m(Malformed::ManyHosts {
+                pattern: "@web".into()
+            })
+        );
+        assert_eq!(
+            c("web* -- uptime"),
+            m(Malformed::ManyHosts {
+                pattern: "web*".into()
+            })
+        );
+        assert_eq!(c("web01 -- echo \x1b[2J"), m(Malformed::OddBytes));
+        assert_eq!(c("web01 -- ls\r"), m(Malformed::OddBytes));
+        assert_eq!(c("web01 -- cat \u{fffd}"), m(Malformed::OddBytes));
+        assert_eq!(c("web\x0701 -- ls"), m(Malformed::OddBytes));
+        let huge = format!("web01 -- {}", "x".repeat(MAX_REQUEST_BYTES));
+        assert_eq!(c(&huge), m(Malformed::TooLong { bytes: huge.len() }));
+        // Exactly at the limit is fine.
+        let edge = format!("web01 -- {}", "y".repeat(MAX_REQUEST_BYTES - 9));
+        assert!(matches!(c(&edge), Request::Exec { .. }));
+        // Every refusal has a line to show.
+        for r in [
+            "web01 --",
+            "-- x",
+            "a b -- x",
+            "@g -- x",
+            "w -- \x01",
+            &huge,
+        ] {
+            match c(r) {
+                Request::Malformed(x) => assert!(!x.line().is_empty()),
+                other => panic!("{r:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn long_commands_keep_both_ends() {
+        assert_eq!(recorded_command("ls"), ("ls".to_string(), None));
+        let long = format!(
+            "{}{}{}",
+            "a".repeat(9000),
+            "é".repeat(2000),
+            "z".repeat(9000)
+        );
+        let (text, len) = recorded_command(&long);
+        assert_eq!(len, Some(long.len()));
+        assert!(text.starts_with(&"a".repeat(8192)));
+        assert!(text.ends_with(&"z".repeat(8192)));
+        assert!(text.contains('…'));
+        assert!(text.len() <= MAX_RECORDED_COMMAND + 3);
+        // A cut inside a multi-byte character moves to its boundary.
+        let wide = "é".repeat(10_000);
+        let (text, _) = recorded_command(&wide);
+        assert!(text.chars().filter(|&c| c == 'é').count() >= 8190);
+    }
+
+    #[test]
+    fn sftp_requests_need_gatehouse_host() {
+        for server in [
+            "/usr/lib/openssh/sftp-server",
+            "/usr/libexec/sftp-server -l INFO",
+            "internal-sftp",
+            "sftp-server",
+        ] {
+            assert_eq!(
+                classify(server, Some("web01")),
+                Request::Transfer {
+                    host: "web01".into()
+                },
+                "{server}"
+            );
+            assert_eq!(
+                classify(server, None),
+                Request::Malformed(Malformed::TransferWithoutHost)
+            );
+            assert_eq!(
+                classify(server, Some("web01; rm -rf /")),
+                Request::Malformed(Malformed::BadHostEnv)
+            );
+        }
+        assert_eq!(
+            classify("/usr/bin/sftp-server2", Some("web01")),
+            Request::Other("/usr/bin/sftp-server2".into())
+        );
+    }
+
+    #[test]
+    fn gatehouse_host_names_the_session_host() {
+        assert_eq!(classify("", Some("web01")), Request::Host("web01".into()));
+        assert_eq!(classify("", Some(" ")), Request::Menu);
+        assert_eq!(
+            classify("", Some("../x")),
+            Request::Malformed(Malformed::BadHostEnv)
+        );
+        // An explicit request wins over the variable.
+        assert_eq!(
+            classify("db01", Some("web01")),
+            Request::Host("db01".into())
+        );
+        assert_eq!(classify("db01 -- ls", Some("web01")), exec("db01", "ls"));
     }
 }

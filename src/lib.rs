@@ -3,10 +3,12 @@
 //! `run` decides which world we are in (an operator's login or an admin at
 //! a shell), installs the panic guard, and hands over.
 pub mod admin;
+pub mod agent;
 pub mod audit;
 pub mod capture;
 pub mod command_policy;
 pub mod config;
+pub mod exec;
 pub mod identity;
 pub mod invocation;
 pub mod live;
@@ -19,6 +21,7 @@ pub mod recording;
 pub mod relay;
 pub mod report;
 pub mod session;
+pub mod sftp;
 pub mod sys;
 pub mod text;
 pub mod tty;
@@ -45,7 +48,10 @@ pub fn run() -> i32 {
         return 1;
     }
     let argv: Vec<OsString> = std::env::args_os().collect();
-    let original = std::env::var("SSH_ORIGINAL_COMMAND").ok();
+    // Lossy, so that bytes that are not UTF-8 show as U+FFFD and the
+    // request is refused (invocation::classify), instead of vanishing.
+    let original =
+        std::env::var_os("SSH_ORIGINAL_COMMAND").map(|v| v.to_string_lossy().into_owned());
     let result = std::panic::catch_unwind(|| match invocation::parse(&argv, original.as_deref()) {
         Ok(invocation::Invocation::Login { request }) => login::login(&request),
         Ok(invocation::Invocation::Admin(cmd)) => {

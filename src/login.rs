@@ -2,41 +2,22 @@
 //! → visit → back to the menu. Nothing the operator asks for is executed.
 #![forbid(unsafe_code)]
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::audit::{AuditLog, DenyReason, Event};
 use crate::command_policy::Who;
-use crate::config::{Config, SYSTEM_CONFIG};
+use crate::config::{config_path, Config};
+use crate::exec::{Exec, Job};
 use crate::identity::{self, Operator};
-use crate::invocation::{self, Request};
+use crate::invocation::{self, Malformed, Request};
 use crate::menu::{self, Choice};
-use crate::policy;
+use crate::policy::{self, Grant};
 use crate::report;
 use crate::session::{Outcome, Visit};
 use crate::sys::SignalPipe;
 use crate::tty;
 
-/// Real and effective ids differ: we run setuid/setgid for an operator.
-pub use crate::privilege::privileged;
-
-/// Where the config is. Privileged: the built-in path only. Otherwise the
-/// person running us is the admin of their own Gatehouse.
-pub fn config_path(privileged: bool) -> PathBuf {
-    if privileged {
-        return PathBuf::from(SYSTEM_CONFIG);
-    }
-    if let Some(p) = std::env::var_os("GATEHOUSE_CONFIG").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
-    }
-    if let Some(dirs) = directories::ProjectDirs::from("", "", "gatehouse") {
-        let p = dirs.config_dir().join("config.toml");
-        if p.is_file() {
-            return p;
-        }
-    }
-    PathBuf::from(SYSTEM_CONFIG)
-}
+use crate::privilege::privileged;
 
 /// An environment value. When privileged, `privilege::enter` has already
 /// dropped every variable but a vetted few (TERM, SSH_*).
@@ -97,15 +78,18 @@ pub fn login(request: &str) -> i32 {
         };
     crate::audit::hooks::after_open(&mut audit, &config.settings, privileged);
     let started = Instant::now();
-    let req = invocation::classify(request);
-    let mode = if matches!(req, Request::Menu) {
-        "menu"
-    } else {
-        "direct"
+    let req = invocation::classify(request, env_var(invocation::HOST_ENV).as_deref());
+    let mode = match req {
+        Request::Menu => "menu",
+        Request::Exec { .. } => "exec",
+        Request::Transfer { .. } => "transfer",
+        _ => "direct",
     };
+    let auth = identity::ssh_auth(env_var("SSH_USER_AUTH").as_deref());
     if let Err(e) = audit.write(&Event::Login {
         pid: std::process::id(),
         mode,
+        auth: auth.as_deref(),
     }) {
         report::admin(privileged, &e.to_string());
         report::unavailable("the audit log cannot be written");
@@ -137,7 +121,7 @@ struct Ctx<'a> {
     privileged: bool,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
     fn deny(&mut self, request: &str, reason: DenyReason, line: &str) -> i32 {
         let request = invocation::bounded(request);
         if let Err(e) = self.audit.write(&Event::Denied {
@@ -152,6 +136,26 @@ impl Ctx<'_> {
 
     fn dispatch(&mut self, req: Request, raw: &str) -> i32 {
         match req {
+            Request::Malformed(m) => {
+                // sftp without a host is what it always was: not a host.
+                let reason = match m {
+                    Malformed::TransferWithoutHost => DenyReason::NotAHost,
+                    _ => DenyReason::BadRequest,
+                };
+                self.deny(raw, reason, &m.line())
+            }
+            Request::Exec { host, command } => {
+                let Some(h) = self.granted(raw, &host, Grant::Exec) else {
+                    return 1;
+                };
+                self.exec(h, Job::Command(&command))
+            }
+            Request::Transfer { host } => {
+                let Some(h) = self.granted(raw, &host, Grant::Transfer) else {
+                    return 1;
+                };
+                self.exec(h, Job::Sftp)
+            }
             Request::Other(text) => self.deny(
                 raw,
                 DenyReason::NotAHost,
@@ -189,6 +193,52 @@ impl Ctx<'_> {
                 self.menu_loop()
             }
         }
+    }
+
+    /// The host named `name` when the operator may do `grant` there; else
+    /// the refusal is recorded and shown, and `None`. An unknown host and
+    /// one the operator may not reach at all get the same line.
+    fn granted(&mut self, raw: &str, name: &str, grant: Grant) -> Option<&'a crate::config::Host> {
+        let config = self.config;
+        let Some(host) = policy::lookup(config, self.operator, name) else {
+            self.deny(
+                raw,
+                DenyReason::NotPermitted,
+                &format!("{name}: no such host among those you may use."),
+            );
+            return None;
+        };
+        if !policy::permits_to(config, self.operator, host, grant) {
+            let what = match grant {
+                Grant::Exec => "run commands",
+                Grant::Transfer => "transfer files",
+                Grant::Session => "log in",
+            };
+            self.deny(
+                raw,
+                DenyReason::NotPermitted,
+                &format!("{name}: you may not {what} there; ask your administrator."),
+            );
+            return None;
+        }
+        Some(host)
+    }
+
+    fn exec(&mut self, host: &crate::config::Host, job: Job<'_>) -> i32 {
+        let outcome = Exec {
+            audit: self.audit,
+            user: &self.operator.name,
+            settings: &self.config.settings,
+            signals: self.signals,
+            term: self.term,
+            policy: &self.config.policy,
+            who: Who::from(self.operator),
+        }
+        .run(host, job);
+        if let Some(line) = outcome.operator_line(&host.name) {
+            crate::say_err!("gatehouse: {line}");
+        }
+        outcome.exit_code()
     }
 
     fn visit(&mut self, host: &crate::config::Host) -> Outcome {

@@ -1,5 +1,7 @@
-//! Who may reach what: a small pure function over plain data.
-//! No rule, no access.
+//! Who may reach what, and do what there: a small pure function over plain
+//! data. No rule, no access; `exec` and `transfer` only where a rule that
+//! matches both the operator and the host grants them (a grant in one rule
+//! never spills over to the hosts of another).
 #![forbid(unsafe_code)]
 
 use crate::config::{Config, Host, Rule};
@@ -13,13 +15,37 @@ fn applies_to(rule: &Rule, op: &Operator) -> bool {
             .any(|g| op.groups.iter().any(|og| og == g))
 }
 
-/// May `op` reach `host`?
-pub fn permits(config: &Config, op: &Operator, host: &Host) -> bool {
+/// What an operator wants to do on a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// An interactive session (any matching rule).
+    Session,
+    /// `HOST -- COMMAND` (a matching rule with `exec = true`).
+    Exec,
+    /// sftp / scp in sftp mode (a matching rule with `transfer = true`).
+    Transfer,
+}
+
+fn grants(rule: &Rule, grant: Grant) -> bool {
+    match grant {
+        Grant::Session => true,
+        Grant::Exec => rule.exec,
+        Grant::Transfer => rule.transfer,
+    }
+}
+
+/// May `op` do `grant` on `host`?
+pub fn permits_to(config: &Config, op: &Operator, host: &Host, grant: Grant) -> bool {
     config
         .access
         .iter()
-        .filter(|r| applies_to(r, op))
+        .filter(|r| applies_to(r, op) && grants(r, grant))
         .any(|r| r.hosts.iter().any(|p| p.matches(host)))
+}
+
+/// May `op` reach `host`?
+pub fn permits(config: &Config, op: &Operator, host: &Host) -> bool {
+    permits_to(config, op, host, Grant::Session)
 }
 
 /// The hosts `op` may reach, in config order.
@@ -35,6 +61,18 @@ pub fn permitted_hosts<'a>(config: &'a Config, op: &Operator) -> Vec<&'a Host> {
 /// forbidden one give the same answer, so the inventory cannot be probed.
 pub fn lookup<'a>(config: &'a Config, op: &Operator, name: &str) -> Option<&'a Host> {
     config.host(name).filter(|h| permits(config, op, h))
+}
+
+/// The host named `name` if `op` may do `grant` there.
+pub fn lookup_for<'a>(
+    config: &'a Config,
+    op: &Operator,
+    name: &str,
+    grant: Grant,
+) -> Option<&'a Host> {
+    config
+        .host(name)
+        .filter(|h| permits_to(config, op, h, grant))
 }
 
 #[cfg(test)]
@@ -85,6 +123,14 @@ hosts = ["db*"]
 users = ["carol"]
 unix_groups = ["sre"]
 hosts = ["@prod"]
+[[access]]
+users = ["ci"]
+hosts = ["web*"]
+exec = true
+[[access]]
+users = ["ci"]
+hosts = ["db01"]
+transfer = true
 "#,
         )
         .unwrap()
@@ -134,6 +180,31 @@ hosts = ["@prod"]
         assert!(lookup(&c, &a, "web02").is_none());
         assert!(lookup(&c, &a, "nosuch").is_none());
         assert!(lookup(&c, &a, "web0*").is_none(), "patterns are not names");
+    }
+
+    #[test]
+    fn exec_and_transfer_need_their_own_grant() {
+        let c = config();
+        let ci = op("ci", &[]);
+        let alice = op("alice", &[]);
+        let names_for = |o: &Operator, g: Grant| -> Vec<String> {
+            c.hosts
+                .iter()
+                .filter(|h| permits_to(&c, o, h, g))
+                .map(|h| h.name.clone())
+                .collect()
+        };
+        assert_eq!(names_for(&ci, Grant::Session), ["web01", "web02", "db01"]);
+        assert_eq!(names_for(&ci, Grant::Exec), ["web01", "web02"]);
+        assert_eq!(names_for(&ci, Grant::Transfer), ["db01"]);
+        // Alice may log in to web01 but not run commands or copy files there.
+        assert!(lookup_for(&c, &alice, "web01", Grant::Session).is_some());
+        assert!(lookup_for(&c, &alice, "web01", Grant::Exec).is_none());
+        assert!(lookup_for(&c, &alice, "web01", Grant::Transfer).is_none());
+        // The exec grant of one rule does not extend another rule's hosts.
+        assert!(lookup_for(&c, &ci, "db01", Grant::Exec).is_none());
+        assert!(lookup_for(&c, &ci, "web01", Grant::Transfer).is_none());
+        assert!(lookup_for(&c, &ci, "nosuch", Grant::Exec).is_none());
     }
 
     #[test]

@@ -214,13 +214,27 @@ fn table_and_json_output() {
     );
 
     // On a terminal: colour.
-    let mut p = gh.spawn(&["audit", "--user", "bob"]);
+    let mut p = gh.spawn_sized(&["audit", "--user", "bob"], 200, 24);
     p.expect("DROP TABLE users").unwrap();
     assert_eq!(p.wait_exit(T), Some(0));
     assert!(
         String::from_utf8_lossy(p.raw_output()).contains("\x1b[31m"),
         "denied is red"
     );
+    // On a narrow terminal every line fits (no wrapping): cut with `…`.
+    let mut p = gh.spawn_sized(&["audit"], 80, 24);
+    p.expect("DROP TABL").unwrap();
+    assert_eq!(p.wait_exit(T), Some(0));
+    let lines: Vec<&str> = p.output().lines().collect();
+    assert!(lines.len() > 3, "{lines:?}");
+    for l in &lines {
+        assert!(
+            l.chars().count() <= 80,
+            "{} columns: {l:?}",
+            l.chars().count()
+        );
+    }
+    assert!(lines.iter().any(|l| l.ends_with('…')), "{lines:?}");
 }
 
 #[test]
@@ -262,7 +276,7 @@ fn follow_shows_records_written_after_it_started() {
         )
     };
     write_lines(&probe_file, &[probe("old")]);
-    let mut f = gh.spawn(&["audit", "--follow", "--event", "command,denied"]);
+    let mut f = gh.spawn_sized(&["audit", "--follow", "--event", "command,denied"], 200, 24);
     // Synchronise on an event, not on time: append to an existing file until
     // the follower shows one of those lines; from then on it is following.
     let deadline = std::time::Instant::now() + scaled(T);
@@ -298,14 +312,18 @@ fn follow_shows_records_written_after_it_started() {
     fs::write(gh.log_dir().join("dave.jsonl"), format!("{dave}\n")).unwrap();
     f.expect("sftp-server").unwrap();
     // With --since, history first.
-    let mut h = gh.spawn(&[
-        "audit",
-        "--follow",
-        "--since",
-        "2019-01-01",
-        "--user",
-        "bob",
-    ]);
+    let mut h = gh.spawn_sized(
+        &[
+            "audit",
+            "--follow",
+            "--since",
+            "2019-01-01",
+            "--user",
+            "bob",
+        ],
+        200,
+        24,
+    );
     h.expect("DROP TABLE users").unwrap();
 }
 

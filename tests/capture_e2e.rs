@@ -916,6 +916,34 @@ fn evasion_stty_echo_off_at_the_shell_prompt_is_recorded_unverified() {
     );
     assert_eq!(command_record(&done.gh, "stty -echo")["verified"], true);
     assert!(done.gh.records("input_hidden").is_empty());
+    // The admin's view: just the unconfirmed ones, marked in the table.
+    let o = done
+        .gh
+        .command()
+        .args(["audit", "--unverified", "--json"])
+        .output()
+        .unwrap();
+    let listed: Vec<Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let texts: Vec<&str> = listed
+        .iter()
+        .map(|r| r["command"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        texts,
+        ["echo blind-cmd-1", "stty echo"],
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = done
+        .gh
+        .command()
+        .args(["audit", "--unverified"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("[unverified] echo blind-cmd-1"));
 }
 
 #[test]
@@ -1410,4 +1438,166 @@ commands = ['^echo\s+flag']
         policy_records(&done.gh),
         [("watch-echo".into(), "allowed".into(), "echo flag-me".into())]
     );
+}
+
+#[test]
+fn pasted_lines_each_wait_for_their_echo_and_keep_their_order() {
+    let Some(mut s) = S::start() else { return };
+    // Twenty lines in one write, no bracketed paste: each Enter is held
+    // until its own echo, the keys after it wait behind it, in order.
+    let lines: Vec<String> = (1..=20).map(|i| format!("echo paste-{i:02}")).collect();
+    let mut paste = String::new();
+    for l in &lines {
+        paste.push_str(l);
+        paste.push('\r');
+    }
+    s.send(&paste);
+    s.expect_line("paste-20");
+    s.p.expect(PROMPT).unwrap();
+    let (cmds, done) = s.finish();
+    let mut want: Vec<&str> = lines.iter().map(String::as_str).collect();
+    want.push("exit");
+    assert_eq!(cmds, want);
+    let recs = done.gh.records("command");
+    assert!(recs.iter().all(|r| r["verified"] == true), "{recs:#?}");
+}
+
+#[test]
+fn fish_commands_are_recorded() {
+    let Some(mut s) = S::start() else { return };
+    if !Path::new("/usr/bin/fish").exists() {
+        eprintln!("SKIP: fish not installed");
+        return;
+    }
+    s.typed("exec fish -N -P -i -C 'function fish_prompt; echo -n \"f> \"; end'");
+    s.enter_until("f> ");
+    for (cmd, out) in [
+        ("echo fish-1", "fish-1"),
+        ("echo fish-2 | tr a-z A-Z", "FISH-2"),
+    ] {
+        s.send(cmd);
+        s.screen_until("the echo", |t| t.contains(&format!("f> {cmd}")));
+        s.send(keys::ENTER);
+        s.expect_line(out);
+        s.p.expect("f> ").unwrap();
+    }
+    s.send("exit");
+    s.screen_until("the echo of exit", |t| t.contains("f> exit"));
+    s.send(keys::ENTER);
+    s.p.wait_exit(T).unwrap();
+    let cmds = commands(&s.gh);
+    assert_eq!(
+        cmds[1..],
+        ["echo fish-1", "echo fish-2 | tr a-z A-Z", "exit"],
+        "{cmds:?}"
+    );
+}
+
+#[test]
+fn a_shell_inside_tmux_on_the_target_is_still_recorded() {
+    let Some(mut s) = S::start() else { return };
+    if !Path::new("/usr/bin/tmux").exists() {
+        eprintln!("SKIP: tmux not installed");
+        return;
+    }
+    // tmux draws on the alternate screen; the shell inside it is a shell.
+    let sock = format!("gh-capture-{}", std::process::id());
+    s.typed(&format!(
+        "tmux -L {sock} -f /dev/null new-session 'env PS1=\"tm$ \" bash --norc --noprofile -i'"
+    ));
+    s.send(keys::ENTER);
+    s.alternate(true);
+    s.p.expect("tm$ ").unwrap();
+    s.send("echo in-tmux-1");
+    s.screen_until("the echo", |t| t.contains("tm$ echo in-tmux-1"));
+    s.send(keys::ENTER);
+    s.expect_line("in-tmux-1");
+    s.p.expect("tm$ ").unwrap();
+    s.send("exit");
+    s.screen_until("the echo", |t| t.contains("tm$ exit"));
+    s.send(keys::ENTER);
+    s.alternate(false);
+    s.p.expect(PROMPT).unwrap();
+    let (cmds, _) = s.finish();
+    assert_eq!(cmds[1..], ["echo in-tmux-1", "exit", "exit"], "{cmds:?}");
+}
+
+/// A tmpfs mounted over a directory, unmounted on drop (panics included).
+struct SmallDisk(std::path::PathBuf);
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_at_enter_ends_the_session_and_the_command_never_runs() {
+    if skip_without_pty() {
+        return;
+    }
+    if !nix::unistd::getuid().is_root() {
+        skip("mounting a small tmpfs for the log needs root");
+        return;
+    }
+    let t = Target::start();
+    let gh = Gh::builder()
+        .target("web01", &t)
+        .extra_settings("recording = false")
+        .build();
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k,mode=0755", "tmpfs"])
+        .arg(gh.log_dir())
+        .status()
+        .unwrap();
+    assert!(ok.success(), "mount tmpfs");
+    let _disk = SmallDisk(gh.log_dir().to_path_buf());
+    let mut c = gh.command();
+    c.args(["-c", "web01"]);
+    let mut p = spawn_pty(c, 80, 24);
+    p.timeout = T;
+    p.expect(PROMPT).unwrap();
+    // Fill the disk to the last byte.
+    let filler = gh.log_dir().join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let block = vec![b'x'; 4096];
+    while std::io::Write::write_all(&mut f, &block).is_ok() {}
+    let _ = std::io::Write::write_all(&mut f, b"x");
+    drop(f);
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    // Longer than a page: the record cannot fit in the log file's last,
+    // partly used page either.
+    p.send(format!(
+        "touch {} ; : {}",
+        marker.display(),
+        "A".repeat(6000)
+    ))
+    .unwrap();
+    p.send(keys::ENTER).unwrap();
+    p.expect("the audit log cannot be written; session closed")
+        .unwrap();
+    p.wait_exit(T).expect("gatehouse ends");
+    // Gatehouse is gone and never sent the Enter: nothing can run it now.
+    assert!(!marker.exists(), "the command ran without its record");
+}
+
+#[test]
+fn output_racing_the_echo_leaves_the_command_recorded_unverified() {
+    let Some(mut s) = S::start() else { return };
+    // A background job prints into the middle of the line being typed.
+    s.run("(sleep 0.5; echo BG-NOISE) &", None);
+    s.typed("echo ra");
+    s.expect_line("BG-NOISE");
+    s.send("ced-1");
+    s.screen_until("the rest of the echo", |t| t.contains("ced-1"));
+    s.enter_expect(Some("raced-1"));
+    let (cmds, done) = s.finish();
+    assert_eq!(cmds[1], "echo raced-1", "{cmds:?}");
+    // Recorded either way; verified only if the screen could confirm it.
+    let r = command_record(&done.gh, "echo raced-1");
+    assert!(r["verified"].is_boolean(), "{r}");
 }

@@ -37,7 +37,10 @@ Filters (repeat --user/--host/--session to allow several):
   --session ID           a session: its id, the short form this table prints,
                          or any other unambiguous prefix or suffix of the id
   --event LIST           comma-separated: login,logout,session_start,command,
-                         policy,session_end,denied,error,seal
+                         input_hidden,policy,exec,file,session_end,denied,error,seal
+  --unverified           only commands the screen could not confirm (their
+                         text is the keys' reconstruction; the table marks
+                         them [unverified])
   --since WHEN           at or after WHEN: RFC 3339, a date, or an age (2h, 30m, 7d)
   --until WHEN           at or before WHEN
   --grep REGEX           commands (and refused requests) matching REGEX
@@ -126,12 +129,15 @@ fn parse(args: Vec<OsString>) -> Result<Option<Opts>, String> {
             }
             "--event" | "-e" => {
                 for e in a.value(&name, inline)?.split(',').filter(|e| !e.is_empty()) {
-                    const KNOWN: [&str; 9] = [
+                    const KNOWN: [&str; 12] = [
                         "login",
                         "logout",
                         "session_start",
                         "command",
+                        "input_hidden",
                         "policy",
+                        "exec",
+                        "file",
                         "session_end",
                         "denied",
                         "error",
@@ -175,6 +181,7 @@ fn parse(args: Vec<OsString>) -> Result<Option<Opts>, String> {
                 })
             }
             "--follow" | "-f" => follow = true,
+            "--unverified" => filter.unverified = true,
             "--check" => mode = Mode::Check,
             "--verify" => mode = Mode::Verify,
             "--log-dir" | "--dir" => dirs.push(PathBuf::from(a.value(&name, inline)?)),
@@ -639,11 +646,16 @@ fn detail(rec: &Value) -> String {
     match s(rec, "event") {
         "command" => {
             let mut d = visible(s(rec, "command"), 4000);
+            if rec.get("verified").and_then(|v| v.as_bool()) == Some(false) {
+                // Not confirmed by the screen: the keys' reconstruction.
+                d.insert_str(0, "[unverified] ");
+            }
             if rec.get("truncated").and_then(|t| t.as_bool()) == Some(true) {
                 d.push_str("  [truncated]");
             }
             d
         }
+        "input_hidden" => format!("(hidden input at {:?})", visible(s(rec, "prompt"), 200)),
         "login" => format!(
             "{} (pid {})",
             s(rec, "mode"),
@@ -696,6 +708,26 @@ fn detail(rec: &Value) -> String {
             visible(s(rec, "rule"), 80),
             visible(s(rec, "command"), 4000)
         ),
+        "exec" => {
+            let mut d = match rec.get("subsystem").and_then(|v| v.as_str()) {
+                Some(sub) => format!("[{}]", visible(sub, 20)),
+                None => visible(s(rec, "command"), 4000),
+            };
+            if rec.get("pty").and_then(|t| t.as_bool()) == Some(true) {
+                d.push_str("  [pty]");
+            }
+            d
+        }
+        "file" => {
+            let mut d = format!("{} {}", s(rec, "op"), visible(s(rec, "path"), 1000));
+            if let Some(to) = rec.get("to").and_then(|v| v.as_str()) {
+                d.push_str(&format!(" → {}", visible(to, 1000)));
+            }
+            if let Some(b) = n("bytes") {
+                d.push_str(&format!(" ({})", human_bytes(b)));
+            }
+            d
+        }
         "denied" => format!("{}: {}", s(rec, "reason"), visible(s(rec, "request"), 300)),
         "error" => format!("{}: {}", s(rec, "reason"), visible(s(rec, "detail"), 300)),
         "seal" => format!(
@@ -747,7 +779,7 @@ fn event_color(rec: &Value) -> &'static str {
         "policy" => "\x1b[35m",
         "session_end" if s(rec, "reason") == "abandoned" => "\x1b[33m",
         "session_start" | "session_end" => "\x1b[32m",
-        "command" => "\x1b[1m",
+        "command" | "exec" | "file" => "\x1b[1m",
         _ => "\x1b[2m",
     }
 }
@@ -858,6 +890,20 @@ mod tests {
         );
         let p = |a: &[&str]| parse(a.iter().map(OsString::from).collect()).map(|_| ());
         assert!(p(&["--event", "policy"]).is_ok());
+    }
+
+    #[test]
+    fn exec_and_file_rows_say_what_happened() {
+        let e = json!({"event":"exec","command":"systemctl status nginx","pty":false});
+        assert_eq!(detail(&e), "systemctl status nginx");
+        let e = json!({"event":"exec","command":"sftp","subsystem":"sftp","pty":false});
+        assert_eq!(detail(&e), "[sftp]");
+        let f = json!({"event":"file","op":"rename","path":"/a\u{1b}[2J","to":"/b"});
+        assert_eq!(detail(&f), "rename /a\\u{1b}[2J → /b");
+        let f = json!({"event":"file","op":"upload","path":"/srv/x","bytes":2048});
+        assert!(detail(&f).starts_with("upload /srv/x ("), "{}", detail(&f));
+        let p = |a: &[&str]| parse(a.iter().map(OsString::from).collect()).map(|_| ());
+        assert!(p(&["--event", "exec,file"]).is_ok());
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub struct Filter {
     pub since: Option<String>,
     pub until: Option<String>,
     pub grep: Option<regex::Regex>,
+    /// Only `command` records the screen could not confirm.
+    pub unverified: bool,
 }
 
 fn field<'a>(rec: &'a Value, k: &str) -> Option<&'a str> {
@@ -107,6 +109,12 @@ impl Filter {
                 return false;
             }
         }
+        if self.unverified
+            && !(field(rec, "event") == Some("command")
+                && rec.get("verified").and_then(Value::as_bool) == Some(false))
+        {
+            return false;
+        }
         if let Some(re) = &self.grep {
             let text = field(rec, "command").or_else(|| field(rec, "request"));
             if !text.is_some_and(|t| re.is_match(t)) {
@@ -150,6 +158,23 @@ mod tests {
     fn rec() -> Value {
         json!({"ts":"2026-11-28T17:00:00.000Z","event":"command","user":"alice","host":"web01","bastion":"bastion1",
                "session":"0190aaaa-bbbb-7ccc-8ddd-eeeeffff0001","command":"sudo systemctl restart nginx"})
+    }
+
+    #[test]
+    fn unverified_keeps_only_unconfirmed_commands() {
+        let f = Filter {
+            unverified: true,
+            ..Default::default()
+        };
+        assert!(!f.matches(&rec()), "no verified field: not unverified");
+        let mut r = rec();
+        r["verified"] = json!(false);
+        assert!(f.matches(&r));
+        r["verified"] = json!(true);
+        assert!(!f.matches(&r));
+        r["verified"] = json!(false);
+        r["event"] = json!("login");
+        assert!(!f.matches(&r));
     }
 
     #[test]

@@ -24,9 +24,10 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+use crate::config::config_path;
 use crate::config::Config;
 use crate::invocation::Admin;
-use crate::login;
+use crate::privilege::privileged;
 
 /// What can stop an admin tool; each message names the file.
 #[derive(Debug)]
@@ -107,7 +108,7 @@ pub fn log_dir_from_config(
     if let Some(d) = log_dir {
         return Ok(d);
     }
-    let privileged = login::privileged();
+    let privileged = privileged();
     let path = match config {
         Some(_) if privileged => {
             return Err(AdminError::Config(
@@ -115,7 +116,7 @@ pub fn log_dir_from_config(
             ))
         }
         Some(p) => p,
-        None => login::config_path(privileged),
+        None => config_path(privileged),
     };
     Config::load(&path)
         .map(|c| c.settings.log_dir)
@@ -125,7 +126,7 @@ pub fn log_dir_from_config(
 /// The sealing key file the config names (`seal_key`), found the way
 /// `log_dir_from_config` finds the config.
 pub fn seal_key_from_config(config: Option<PathBuf>) -> Result<PathBuf, AdminError> {
-    let privileged = login::privileged();
+    let privileged = privileged();
     let path = match config {
         Some(_) if privileged => {
             return Err(AdminError::Config(
@@ -133,7 +134,7 @@ pub fn seal_key_from_config(config: Option<PathBuf>) -> Result<PathBuf, AdminErr
             ))
         }
         Some(p) => p,
-        None => login::config_path(privileged),
+        None => config_path(privileged),
     };
     Config::load(&path)
         .map(|c| c.settings.seal_key)
@@ -186,7 +187,7 @@ fn explain_command(config: &Config, e: &crate::invocation::Explain) -> i32 {
 /// The audit tools may run setuid only for root: an operator who runs the
 /// installed binary by hand must not read the trail with its rights.
 fn tools_allowed() -> bool {
-    !login::privileged() || nix::unistd::getuid().is_root()
+    !privileged() || nix::unistd::getuid().is_root()
 }
 
 pub const HELP: &str = "\
@@ -257,7 +258,7 @@ pub fn run(cmd: Admin) -> i32 {
             sshd,
             sshd_config,
         } => {
-            let privileged = login::privileged();
+            let privileged = privileged();
             let path = match config {
                 // An operator with a setuid binary must not make us read
                 // files as the gatehouse account.
@@ -268,7 +269,7 @@ pub fn run(cmd: Admin) -> i32 {
                     return 1;
                 }
                 Some(p) => p,
-                None => login::config_path(privileged),
+                None => config_path(privileged),
             };
             match Config::load(&path) {
                 Ok(c) => {

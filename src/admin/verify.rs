@@ -548,6 +548,7 @@ mod tests {
         log.write(&Event::Login {
             pid: 1,
             mode: "menu",
+            auth: None,
         })
         .unwrap();
         log.write(&Event::SessionStart {
@@ -562,6 +563,7 @@ mod tests {
             cols: 80,
             rows: 24,
             recording: None,
+            auth: "key",
         })
         .unwrap();
         for (i, c) in cmds.iter().enumerate() {
@@ -795,6 +797,7 @@ mod tests {
         log.write(&Event::Login {
             pid: 1,
             mode: "menu",
+            auth: None,
         })
         .unwrap();
         log.write(&Event::Denied {
@@ -823,6 +826,7 @@ mod tests {
             .write(&Event::Login {
                 pid: 1,
                 mode: "menu",
+                auth: None,
             })
             .unwrap();
         std::fs::rename(b.file("alice"), b.logs().join("alice.jsonl-20261204")).unwrap();
@@ -852,6 +856,7 @@ mod tests {
         log.write(&Event::Login {
             pid: 1,
             mode: "menu",
+            auth: None,
         })
         .unwrap();
         log.write(&Event::SessionStart {
@@ -867,6 +872,7 @@ mod tests {
             cols: 80,
             rows: 24,
             recording: None,
+            auth: "key",
         })
         .unwrap();
         drop(log); // killed -9: no end, no seal
@@ -888,6 +894,7 @@ mod tests {
         log.write(&Event::Login {
             pid: 1,
             mode: "menu",
+            auth: None,
         })
         .unwrap();
         let text = std::fs::read_to_string(b.file("alice")).unwrap();

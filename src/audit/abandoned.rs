@@ -144,7 +144,8 @@ pub fn sweep_sealed(
             continue;
         };
         match str_of(&value, "event") {
-            "session_start" => {
+            // An exec or transfer starts with its `exec` record.
+            "session_start" | "exec" => {
                 let ms = ts_ms(&value);
                 open.insert(
                     session.to_string(),

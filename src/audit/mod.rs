@@ -483,6 +483,7 @@ mod tests {
                 outcome,
                 command: "sudo rm -rf /",
                 truncated: false,
+                length: None,
             })
             .unwrap();
             let text = std::fs::read_to_string(log.path()).unwrap();
@@ -497,6 +498,7 @@ mod tests {
             );
             assert_eq!(r["command"], "sudo rm -rf /");
             assert!(r.get("truncated").is_none());
+            assert!(r.get("length").is_none());
         }
         // It chains in its session: n counts on from the session's records.
         let text = std::fs::read_to_string(log.path()).unwrap();
@@ -511,6 +513,7 @@ mod tests {
         log.write(&Event::Login {
             pid: 1,
             mode: "menu",
+            auth: None,
         })
         .unwrap();
         for seq in 1..=2 {

@@ -43,6 +43,8 @@ pub enum DenyReason {
     NotAHost,
     NoTty,
     NoHosts,
+    /// A request in a refused shape (`web01 --`, `-- ls`, control bytes, …).
+    BadRequest,
 }
 
 /// A `session_end` byte count nobody knows (the sweep of an abandoned
@@ -75,8 +77,13 @@ pub enum PolicyOutcome {
 pub enum Event<'a> {
     Login {
         pid: u32,
-        /// `login` or `direct` (a host requested on the ssh command line).
+        /// `menu`, `direct` (a host requested on the ssh command line),
+        /// `exec` or `transfer`.
         mode: &'static str,
+        /// How sshd authenticated the operator (`ExposeAuthInfo`), e.g.
+        /// `publickey ssh-ed25519 SHA256:…, keyboard-interactive/pam`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        auth: Option<&'a str>,
     },
     Logout {
         duration_ms: u64,
@@ -102,6 +109,9 @@ pub enum Event<'a> {
         rows: u16,
         #[serde(skip_serializing_if = "Option::is_none")]
         recording: Option<&'a str>,
+        /// How Gatehouse logged in to the target: `key`, `password`, or
+        /// `agent SHA256:…` (the operator's own key the target accepted).
+        auth: &'a str,
     },
     Command {
         session: &'a str,
@@ -139,6 +149,9 @@ pub enum Event<'a> {
         command: &'a str,
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         truncated: bool,
+        /// Bytes of the whole command, when `truncated` (as `command`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        length: Option<usize>,
     },
     SessionEnd {
         session: &'a str,
@@ -159,6 +172,57 @@ pub enum Event<'a> {
         bytes_in: u64,
         #[serde(skip_serializing_if = "is_unknown_bytes")]
         bytes_out: u64,
+    },
+    /// A command (or the sftp subsystem) about to start on a target;
+    /// written before it starts, its `session_end` follows.
+    Exec {
+        session: &'a str,
+        host: &'a str,
+        /// The command as requested, bounded like `command` records (the
+        /// first and last 8 KiB of a longer one); `sftp` for a transfer.
+        command: &'a str,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        truncated: bool,
+        /// The command's length in bytes, when truncated.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        length: Option<usize>,
+        /// `sftp` when this is a file transfer, not a command.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        subsystem: Option<&'static str>,
+        pty: bool,
+        /// Shared by the hosts of one many-host request.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        batch: Option<&'a str>,
+        target: String,
+        host_key: &'a str,
+        pid: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        boot_id: Option<&'a str>,
+        /// The asciicast of a command run with a pty (recording on).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        recording: Option<&'a str>,
+    },
+    /// One file operation seen in an sftp transfer.
+    File {
+        session: &'a str,
+        host: &'a str,
+        /// `upload`, `download`, `remove`, `rename`, `mkdir`, `rmdir`,
+        /// `symlink`, `link`, `setstat`, `copy`.
+        op: &'static str,
+        path: &'a str,
+        /// rename and copy: the new path; symlink and link: the target.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        to: Option<&'a str>,
+        /// upload and download: bytes moved.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        bytes: Option<u64>,
+        /// setstat: the permission bits set, octal (`"0644"`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        mode: Option<String>,
+        /// An upload or download whose handle was never closed (the
+        /// transfer ended first).
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        incomplete: bool,
     },
     Denied {
         request: &'a str,
@@ -184,6 +248,8 @@ impl Event<'_> {
             | Event::Command { session, .. }
             | Event::InputHidden { session, .. }
             | Event::Policy { session, .. }
+            | Event::Exec { session, .. }
+            | Event::File { session, .. }
             | Event::SessionEnd { session, .. } => Some(session),
             Event::Error { session, .. } => *session,
             _ => None,
@@ -198,6 +264,8 @@ impl Event<'_> {
             Event::Command { .. } => "command",
             Event::InputHidden { .. } => "input_hidden",
             Event::Policy { .. } => "policy",
+            Event::Exec { .. } => "exec",
+            Event::File { .. } => "file",
             Event::SessionEnd { .. } => "session_end",
             Event::Denied { .. } => "denied",
             Event::Error { .. } => "error",

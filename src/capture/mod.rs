@@ -553,11 +553,17 @@ impl Capture {
                 }
             }
         }
-        let mut other = false;
         // A multi-line buffer (a paste, a recalled loop) spans that many
         // more screen lines above the cursor.
         let lines_up = rl.matches('\n').count();
         let cursor_line = self.screen.cursor_line();
+        // Readline draws bytes that are not UTF-8 as `\ooo`; only then is a
+        // backslash and three digits not literal text.
+        let octal = rl.contains('\u{fffd}') || cooked.contains('\u{fffd}');
+        let keys_n = norm_keys(rl.trim());
+        let cooked_n = norm_keys(cooked.trim());
+        // What follows each candidate prompt on the screen.
+        let mut seen: Vec<(&str, String, String)> = Vec::new();
         for prefix in prefixes {
             let p = prefix.trim_end();
             for upto in [true, false] {
@@ -580,70 +586,77 @@ impl Capture {
                     rest = &r[..r.len() - rp.len()];
                 }
                 let rest = rest.trim();
-                if rest.is_empty() {
+                if !rest.is_empty() {
+                    seen.push((p, rest.to_string(), norm_screen(rest, octal)));
+                }
+            }
+        }
+        // First the screen showing exactly the keys, after any prompt.
+        for (_, _, shown_n) in &seen {
+            if !keys_n.is_empty() && *shown_n == keys_n {
+                return Verdict::Exact(rl.trim().to_string(), source_of(plain));
+            }
+            if !cooked_n.is_empty() && *shown_n == cooked_n {
+                return Verdict::Exact(cooked.trim().to_string(), Source::Keys);
+            }
+        }
+        // The keys after a prompt the line was not begun at (typed ahead of
+        // the output, or before the prompt was drawn): the echo ends the
+        // line, and what stands before it is a shell's prompt.
+        if plain && !keys_n.is_empty() {
+            for (p, rest, shown_n) in &seen {
+                if !p.is_empty() {
                     continue;
                 }
-                // Readline draws bytes that are not UTF-8 as `\ooo`; only
-                // then is a backslash and three digits not literal text.
-                let octal = rl.contains('\u{fffd}') || cooked.contains('\u{fffd}');
-                let shown_n = norm_screen(rest, octal);
-                if shown_n == norm_keys(rl.trim()) && (!rl.trim().is_empty()) {
-                    return Verdict::Exact(rl.trim().to_string(), source_of(plain));
-                }
-                if shown_n == norm_keys(cooked.trim()) && !cooked.trim().is_empty() {
-                    return Verdict::Exact(cooked.trim().to_string(), Source::Keys);
-                }
-                if p.is_empty()
-                    && !h
-                        .start
-                        .prompt
-                        .as_deref()
-                        .is_some_and(|s| s.trim().is_empty())
-                {
-                    // A line typed ahead of the output: its prompt was not on
-                    // the screen when it was begun (a continuation prompt of
-                    // any text, or the main one). Its echo ends the line.
-                    let keys_n = norm_keys(rl.trim());
-                    if h.start.prompt.is_none()
-                        && plain
-                        && !keys_n.is_empty()
-                        && shown_n.ends_with(&format!(" {keys_n}"))
-                    {
+                if let Some(before) = shown_n.strip_suffix(&format!(" {keys_n}")) {
+                    let typed_ahead = h.start.prompt.is_none();
+                    if typed_ahead || self.is_shell_prompt(before) {
+                        let _ = rest;
                         return Verdict::Exact(rl.trim().to_string(), Source::Keys);
                     }
-                    // A line longer than the screen: its prompt scrolled away,
-                    // and an echo that shows the line's end shows all of it
-                    // (echo comes in order).
-                    if plain && shown_n.len() >= 512 && keys_n.ends_with(&shown_n) {
-                        return Verdict::Exact(rl.trim().to_string(), Source::Keys);
-                    }
-                    other = true;
-                    continue;
                 }
-                let keys_n = norm_keys(rl.trim());
-                if plain && !keys_n.is_empty() {
-                    // A Ctrl-C that did not cancel (the screen has more in
-                    // front), or keys that partly went to a program that read
-                    // them without echo (the screen has less): the shell has
-                    // what the screen shows.
-                    if shown_n.ends_with(&keys_n) {
-                        return Verdict::Screen(rest.to_string());
-                    }
-                    if keys_n.ends_with(&shown_n) {
-                        return Verdict::ScreenLate(rest.to_string());
-                    }
-                }
-                if !plain && self.out_since_key {
-                    // Completion, history, search: only the screen knows.
-                    // Pasted keys must all show up, in order, or the screen
-                    // may be showing a prompt's own text.
-                    let typed: String = rl.chars().filter(|c| !c.is_whitespace()).collect();
-                    if h.line.unreliable || is_subsequence(&typed, rest) {
-                        return Verdict::Screen(rest.to_string());
-                    }
+            }
+        }
+        let mut other = false;
+        for (p, rest, shown_n) in &seen {
+            if p.is_empty()
+                && !h
+                    .start
+                    .prompt
+                    .as_deref()
+                    .is_some_and(|s| s.trim().is_empty())
+            {
+                // A line longer than the screen: its prompt scrolled away,
+                // and an echo that shows the line's end shows all of it
+                // (echo comes in order).
+                if plain && shown_n.len() >= 512 && keys_n.ends_with(shown_n.as_str()) {
+                    return Verdict::Exact(rl.trim().to_string(), Source::Keys);
                 }
                 other = true;
+                continue;
             }
+            if plain && !keys_n.is_empty() {
+                // A Ctrl-C that did not cancel (the screen has more in
+                // front), or keys that partly went to a program that read
+                // them without echo (the screen has less): the shell has
+                // what the screen shows.
+                if shown_n.ends_with(&keys_n) {
+                    return Verdict::Screen(rest.clone());
+                }
+                if keys_n.ends_with(shown_n.as_str()) {
+                    return Verdict::ScreenLate(rest.clone());
+                }
+            }
+            if !plain && self.out_since_key {
+                // Completion, history, search: only the screen knows.
+                // Pasted keys must all show up, in order, or the screen may
+                // be showing a prompt's own text.
+                let typed: String = rl.chars().filter(|c| !c.is_whitespace()).collect();
+                if h.line.unreliable || is_subsequence(&typed, rest) {
+                    return Verdict::Screen(rest.clone());
+                }
+            }
+            other = true;
         }
         if other {
             Verdict::Other
@@ -770,12 +783,13 @@ impl Capture {
         self.screen.resize(cols, rows);
     }
 
-    /// The session is over: decide a held Enter from what is known, and
-    /// record an open command (its lines reached the shell).
+    /// The session is over: a held Enter never reached the target (no
+    /// record); an open command's lines did reach the shell, so it is
+    /// recorded, unverified.
     pub fn finish(&mut self, now: Instant, out: &mut Vec<Record>) {
-        if self.held.is_some() {
-            self.settle(now, true, out);
-        }
+        let _ = now;
+        // A held Enter was never forwarded: nothing of it ran.
+        self.held = None;
         if let Some(m) = self.multi.take() {
             if !m.cancelled {
                 out.push(Record::Command(bounded(m.text, m.length, false, m.source)));
@@ -1186,5 +1200,274 @@ mod tests {
             norm_keys("printf '\\033'"),
             norm_screen("printf '\\033'", false)
         );
+    }
+    /// Drives the engine as the relay does: keys through the gate, a held
+    /// Enter decided when the screen allows or its deadline passes.
+    struct Sim {
+        cap: Capture,
+        out: Vec<Record>,
+        t: Instant,
+        pending: Vec<u8>,
+    }
+
+    impl Sim {
+        fn new() -> Sim {
+            Sim {
+                cap: Capture::new(80, 24),
+                out: Vec::new(),
+                t: Instant::now(),
+                pending: Vec::new(),
+            }
+        }
+        fn pump(&mut self) {
+            loop {
+                if self.cap.holding() && !self.cap.settle(self.t, false, &mut self.out) {
+                    return;
+                }
+                if self.pending.is_empty() {
+                    return;
+                }
+                let g = self.cap.input(&self.pending, self.t, &mut self.out);
+                self.pending.drain(..g.consumed);
+            }
+        }
+        fn keys(&mut self, b: &[u8]) {
+            self.t += Duration::from_millis(1);
+            self.pending.extend_from_slice(b);
+            self.pump();
+        }
+        fn screen(&mut self, b: &[u8]) {
+            self.t += Duration::from_millis(1);
+            self.cap.output(b, self.t, &mut self.out);
+            self.pump();
+        }
+        fn wait(&mut self, ms: u64) {
+            self.t += Duration::from_millis(ms);
+            self.pump();
+        }
+        fn done(mut self) -> Vec<String> {
+            self.wait(5000);
+            self.cap.finish(self.t, &mut self.out);
+            texts(&self.out)
+        }
+    }
+
+    #[test]
+    fn keys_typed_before_the_prompt_was_drawn_are_not_taken_with_it() {
+        // `send_line` right after the output, before the prompt arrived: the
+        // line begins at column 0, the prompt and the echo come after.
+        let mut s = Sim::new();
+        s.screen(b"tgt$ ");
+        for b in b"echo one" {
+            s.keys(&[*b]);
+            s.screen(&[*b]);
+        }
+        s.keys(b"\r");
+        s.screen(b"\r\none\r\n");
+        s.keys(b"exit 5\r");
+        s.screen(b"tgt$ exit 5");
+        s.wait(150);
+        assert_eq!(s.done(), ["echo one", "exit 5"]);
+    }
+
+    #[test]
+    fn a_held_enter_at_the_end_of_a_session_is_no_record() {
+        let mut s = Sim::new();
+        s.screen(b"tgt$ ");
+        s.keys(b"reboot\r");
+        // The session ends before the echo (and the Enter) went anywhere.
+        s.cap.finish(s.t, &mut s.out);
+        assert!(s.out.is_empty(), "{:?}", s.out);
+    }
+
+    #[test]
+    fn completion_pasted_ahead_of_its_echo_is_recorded() {
+        let mut s = Sim::new();
+        s.screen(b"tgt$ ");
+        // Keys in one chunk, before any echo: as a paste would.
+        s.keys(b"ech\t gotcha\r");
+        s.screen(b"ech");
+        s.screen(b"o ");
+        s.screen(b" gotcha");
+        s.wait(150);
+        assert_eq!(s.done(), ["echo  gotcha"]);
+    }
+
+    #[test]
+    fn recall_pasted_ahead_of_its_echo_is_recorded() {
+        let mut s = Sim::new();
+        s.screen(b"tgt$ ");
+        for b in b"echo first" {
+            s.keys(&[*b]);
+            s.screen(&[*b]);
+        }
+        s.keys(b"\r");
+        s.screen(b"\r\nfirst\r\ntgt$ ");
+        s.keys(b"\x1b[A\r");
+        s.screen(b"echo first");
+        s.wait(150);
+        assert_eq!(s.done(), ["echo first", "echo first"]);
+    }
+
+    #[test]
+    fn secret_with_a_tab_at_a_no_echo_prompt_is_hidden() {
+        let mut s = Sim::new();
+        s.screen(b"Password: ");
+        s.keys(b"hun\tter2\r");
+        let out = s.done();
+        assert_eq!(out, ["<hidden Password:>"]);
+    }
+
+    #[test]
+    fn secret_at_column_zero_printed_back_is_not_a_command() {
+        // `read -s x; echo $x`: no prompt, the password typed with no echo,
+        // then the program prints it on a line of its own.
+        let mut s = Sim::new();
+        s.screen(b"tgt$ ");
+        s.keys(b"read -s x; echo $x\r");
+        s.screen(b"read -s x; echo $x");
+        s.screen(b"\r\n");
+        for &b in b"hunter2" {
+            s.keys(&[b]);
+            s.wait(100);
+        }
+        s.keys(b"\r");
+        s.wait(1000);
+        s.screen(b"hunter2\r\ntgt$ ");
+        let out = s.done();
+        assert_eq!(out, ["read -s x; echo $x", "<hidden >"]);
+    }
+
+    #[test]
+    fn stty_echo_off_at_the_shell_prompt_is_a_command_not_a_secret() {
+        let mut s = Sim::new();
+        s.screen(b"tgt$ ");
+        for line in ["ls", "stty -echo"] {
+            for b in line.bytes() {
+                s.keys(&[b]);
+                s.screen(&[b]);
+            }
+            s.keys(b"\r");
+            s.screen(b"\r\ntgt$ ");
+        }
+        s.keys(b"touch /tmp/x\r");
+        s.wait(1000);
+        let recs = {
+            s.wait(5000);
+            s.cap.finish(s.t, &mut s.out);
+            s.out.clone()
+        };
+        match recs.last() {
+            Some(Record::Command(c)) => {
+                assert_eq!(c.text, "touch /tmp/x");
+                assert!(!c.verified);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn here_document_and_loop_are_one_record_whatever_the_continuation_prompt() {
+        let mut s = Sim::new();
+        s.screen(b"tgt$ ");
+        for (line, next) in [
+            ("cat <<EOF", "\r\n... "),
+            ("body", "\r\n... "),
+            ("EOF", "\r\nbody\r\ntgt$ "),
+            ("for i in 1; do", "\r\ncont> "),
+            ("echo $i", "\r\ncont> "),
+            ("done", "\r\n1\r\ntgt$ "),
+        ] {
+            for b in line.bytes() {
+                s.keys(&[b]);
+                s.screen(&[b]);
+            }
+            s.keys(b"\r");
+            s.screen(next.as_bytes());
+        }
+        assert_eq!(
+            s.done(),
+            ["cat <<EOF\nbody\nEOF", "for i in 1; do\necho $i\ndone"]
+        );
+    }
+
+    #[test]
+    fn stress_random_interleaving_is_total_and_bounded() {
+        struct Rng(u64);
+        impl Rng {
+            fn next(&mut self) -> u64 {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                self.0
+            }
+            fn below(&mut self, n: usize) -> usize {
+                (self.next() % n as u64) as usize
+            }
+        }
+        const TOKENS: &[&[u8]] = &[
+            b"\r",
+            b"\n",
+            b"\r\n",
+            b"tgt$ ",
+            b"> ",
+            b"Password: ",
+            b"\x1b[?1049h",
+            b"\x1b[?1049l",
+            b"\x1b[200~",
+            b"\x1b[201~",
+            b"\x1b[A",
+            b"\x1b[D",
+            b"\x1bOM",
+            b"\x7f",
+            b"\x03",
+            b"\x15",
+            b"\x16",
+            b"\x18\x05",
+            b"\x12",
+            b"\t",
+            b"echo hi",
+            b"for i in 1; do",
+            b"done",
+            b"cat <<E",
+            b"E",
+            b"\xff",
+            b"\x1b[2J",
+            b"\x1b[H",
+            b":!ls",
+            b"!ls",
+            b":wq",
+            b"x",
+        ];
+        for seed in 1..=6u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+            let mut s = Sim::new();
+            for _ in 0..800 {
+                let mut chunk = Vec::new();
+                for _ in 0..1 + rng.below(20) {
+                    if rng.below(3) == 0 {
+                        chunk.push(rng.next() as u8);
+                    } else {
+                        chunk.extend_from_slice(TOKENS[rng.below(TOKENS.len())]);
+                    }
+                }
+                match rng.below(20) {
+                    0 if rng.below(8) == 0 => s.cap.resize(rng.next() as u16, rng.next() as u16),
+                    0 => s.cap.resize(rng.below(200) as u16, rng.below(60) as u16),
+                    1..=8 => s.keys(&chunk),
+                    9 => s.wait(rng.below(3000) as u64),
+                    _ => s.screen(&chunk),
+                }
+                assert!(s.cap.approx_heap_bytes() < 40 << 20);
+            }
+            s.wait(5000);
+            s.cap.finish(s.t, &mut s.out);
+            for r in &s.out {
+                if let Record::Command(c) = r {
+                    assert!(!c.text.trim().is_empty());
+                    assert!(c.text.len() <= MAX_COMMAND_BYTES + 3);
+                }
+            }
+        }
     }
 }

@@ -209,6 +209,27 @@ impl Decision<'_> {
             format!("gatehouse: {what} by policy \"{}\": {message}", self.rule)
         }
     }
+
+    /// The question for a `confirm` (no newline; the answer follows on the
+    /// same line): the rule, its message, and the host name to type.
+    pub fn confirm_prompt(&self, host: &Host) -> String {
+        let mut line = format!("gatehouse: policy \"{}\"", self.rule);
+        if let Some(m) = self.message {
+            line.push_str(": ");
+            line.push_str(m);
+        }
+        if !line.ends_with(['.', '!', '?']) {
+            line.push('.');
+        }
+        line.push_str(&format!(" Type the host name ({}) to run it: ", host.name));
+        line
+    }
+}
+
+/// Does the operator's answer to `confirm_prompt` confirm? Only the host's
+/// exact name (surrounding blanks ignored); anything else cancels.
+pub fn confirms(answer: &str, host: &Host) -> bool {
+    answer.trim() == host.name
 }
 
 /// How one rule fared, for `gatehouse check --explain`.
@@ -501,6 +522,27 @@ users = ["alice"]
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn confirm_asks_for_the_host_name() {
+        let c = config(CONFIG);
+        let g: Vec<String> = vec!["ops".into()];
+        let h = c.host("dev01").unwrap();
+        let d = c
+            .policy
+            .decide(&who("bob", &g), h, "systemctl restart x", true)
+            .unwrap();
+        assert_eq!(d.action, Action::Confirm);
+        assert_eq!(
+            d.confirm_prompt(h),
+            "gatehouse: policy \"ops-restart\". Type the host name (dev01) to run it: "
+        );
+        assert!(confirms("dev01", h));
+        assert!(confirms(" dev01 \r", h));
+        for wrong in ["", "y", "yes", "dev0", "DEV01", "dev01x", "web01"] {
+            assert!(!confirms(wrong, h), "{wrong:?}");
+        }
     }
 
     #[test]

@@ -224,10 +224,17 @@ impl Lexer {
                     self.end_command(&mut cmd, depth, out);
                 }
                 '(' => {
-                    self.pos += 1;
                     end_word(&mut cmd, &mut w);
                     self.end_command(&mut cmd, depth, out);
-                    self.nested(depth, out);
+                    match self.arithmetic_end(self.pos, out) {
+                        // `(( … ))`: an arithmetic command; its `<<` is a
+                        // shift, not a here-document.
+                        Some(end) => self.pos = end,
+                        None => {
+                            self.pos += 1;
+                            self.nested(depth, out);
+                        }
+                    }
                 }
                 ')' => {
                     self.pos += 1;
@@ -268,6 +275,39 @@ impl Lexer {
             out.complete = false;
             self.skip_balanced(')');
         }
+    }
+
+    /// At `from`, `((`: is it arithmetic (`(( … ))`, the inner group
+    /// closed by `))`)? Then the position after it. Bash reads `((a) )` as
+    /// nested subshells instead (parse.y, parse_dparen), so do we. The
+    /// look-ahead is bounded; a longer one is taken as arithmetic and the
+    /// line marked incomplete (fail closed where a deny rule applies).
+    fn arithmetic_end(&self, from: usize, out: &mut Out) -> Option<usize> {
+        const LOOKAHEAD: usize = 4096;
+        if self.chars.get(from) != Some(&'(') || self.chars.get(from + 1) != Some(&'(') {
+            return None;
+        }
+        let mut level = 0usize;
+        let mut i = from + 2;
+        while i < self.chars.len() {
+            if i - from > LOOKAHEAD {
+                out.complete = false;
+                return Some(self.chars.len());
+            }
+            match self.chars[i] {
+                '\\' => i += 1,
+                '(' => level += 1,
+                ')' if level > 0 => level -= 1,
+                ')' => {
+                    return (self.chars.get(i + 1) == Some(&')')).then_some(i + 2);
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        // Unclosed: the shell would wait for more and run nothing yet; read
+        // it as subshells, so whatever is inside is seen.
+        None
     }
 
     /// Skips to just after the `close` that balances an already consumed
@@ -341,6 +381,11 @@ impl Lexer {
     /// closing `"` (bash(1), HISTORY EXPANSION). Only typed lines are
     /// expanded, not `sh -c` strings.
     fn bang(&self, in_quotes: bool, out: &mut Out) {
+        // bash inhibits `$!` (a parameter) and `[!…]` (a pattern).
+        let before = self.pos.checked_sub(2).and_then(|i| self.chars.get(i));
+        if matches!(before, Some('$' | '[')) {
+            return;
+        }
         let expands = match self.peek() {
             None | Some(' ' | '\t' | '\n' | '\r' | '=' | '(') => false,
             Some('"') => !in_quotes,
@@ -401,17 +446,15 @@ impl Lexer {
                 self.pos += 1;
                 self.double_quoted(w, depth, out);
             }
-            Some('(') if self.peek_at(1) == Some('(') => {
-                // Arithmetic: kept as text.
-                // Past the first `(`: the balanced scan takes the second.
-                self.pos += 1;
-                w.push_str("$(", true);
+            Some('(') if self.arithmetic_end(self.pos, out).is_some() => {
+                // `$(( … ))`: arithmetic, kept as text.
                 let start = self.pos;
-                self.skip_balanced(')');
-                let end = self.pos;
-                for i in start..end {
+                let end = self.arithmetic_end(start, out).unwrap_or(start + 1);
+                w.push('$', true);
+                for i in start..end.min(self.chars.len()) {
                     w.push(self.chars[i], true);
                 }
+                self.pos = end;
             }
             Some('(') => {
                 self.pos += 1;
@@ -663,13 +706,36 @@ impl Lexer {
         }
         let mut target = Word::default();
         let mut unused = Vec::new();
+        let start = self.pos;
         while self.peek().is_some_and(|c| !is_meta(c)) {
             self.word_part(&mut target, &mut unused, depth, out);
         }
+        let raw = &self.chars[start..self.pos.min(self.chars.len())];
+        // `cat <<` alone is a syntax error to bash (the line is dropped and
+        // the next one runs): no here-document to swallow the next lines.
+        let heredoc = heredoc.filter(|_| !raw.is_empty());
         if let Some(strip_tabs) = heredoc {
+            // The delimiter is the word as written with quote removal only,
+            // no expansion (bash(1), Here Documents): `<<$(x)` ends at a
+            // line `$(x)`.
+            let mut delimiter = String::new();
+            let mut quoted = false;
+            let mut it = raw.iter();
+            while let Some(&c) = it.next() {
+                match c {
+                    '\\' => {
+                        quoted = true;
+                        if let Some(&n) = it.next() {
+                            delimiter.push(n);
+                        }
+                    }
+                    '\'' | '"' => quoted = true,
+                    c => delimiter.push(c),
+                }
+            }
             self.pending.push(Heredoc {
-                expands: target.chars.iter().all(|(_, q)| !q),
-                delimiter: target.text(),
+                expands: !quoted,
+                delimiter,
                 strip_tabs,
             });
         }
@@ -1036,6 +1102,8 @@ fn wrapper_spec(program: &str) -> Option<Wrapper> {
 
 const SHELLS: &[&str] = &[
     "sh", "bash", "dash", "zsh", "ksh", "ksh93", "mksh", "ash", "yash", "posh", "rbash",
+    // Not POSIX shells, but a simple command reads the same in them.
+    "fish", "csh", "tcsh",
 ];
 
 fn look_through(program: &str, args: &[&str]) -> Through {
@@ -1353,6 +1421,11 @@ mod tests {
         is("diff <(rm x) >(ls)", &["rm x", "ls", "diff $(…) $(…)"]);
         is("echo ${x:-$(rm x)}", &["rm x", "echo ${x:-$(…)}"]);
         is("echo $((1+(2*3)))", &["echo $((1+(2*3)))"]);
+        is("echo $((x<<2))\nrm y", &["echo $((x<<2))", "rm y"]);
+        is("(( x = 1 << 2 ))\nrm -rf /", &["rm -rf /"]);
+        is("((cd /; rm x) )", &["cd /", "rm x"]);
+        is("echo $((rm x) )", &["rm x", "echo $(…)"]);
+        is("((rm x", &["rm x"]);
     }
 
     #[test]
@@ -1381,6 +1454,12 @@ mod tests {
         is("cat <<-EOF\n\trm\n\tEOF\nls", &["cat", "ls"]);
         is("cat <<EOF", &["cat"]);
         is("cat <<<'rm -rf /'", &["cat"]);
+        is("cat <<\nrm -rf /", &["cat", "rm -rf /"]);
+        is(
+            "cat <<$(x)\nbody\n$(x)\nrm -rf /",
+            &["x", "cat", "rm -rf /"],
+        );
+        is("cat <<\"E\"'F'\nrm x\nEF\nls", &["cat", "ls"]);
     }
 
     #[test]
@@ -1392,6 +1471,11 @@ mod tests {
             &["bash -o pipefail -c rm x", "rm x"],
         );
         is("bash script.sh", &["bash script.sh"]);
+        is("fish -c 'rm x'", &["fish -c rm x", "rm x"]);
+        is(
+            "busybox sh -c 'rm x'",
+            &["busybox sh -c rm x", "sh -c rm x", "rm x"],
+        );
         is("eval 'rm' -rf /", &["eval rm -rf /", "rm -rf /"]);
         is("su -c 'rm x' root", &["su -c rm x root", "rm x"]);
         is(
@@ -1436,6 +1520,9 @@ mod tests {
             "bash -c 'echo !!'",
             "echo $'!!'",
             "echo a^b",
+            "kill $!; wait $!",
+            "ls [!a]*",
+            "echo ${!prefix*}",
         ] {
             assert!(!normalize(line).history_expansion, "{line:?}");
         }
@@ -1522,7 +1609,9 @@ mod tests {
 
     #[test]
     fn deep_nesting_does_not_overflow() {
-        for unit in ["$(", "(", "`", "\"$(", "${", "<(", "bash -c "] {
+        for unit in [
+            "$(", "(", "((", "((a) ", "$((", "`", "\"$(", "${", "<(", "bash -c ",
+        ] {
             let s = unit.repeat(50_000);
             let _ = normalize(&s);
         }

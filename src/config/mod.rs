@@ -27,6 +27,24 @@ pub const DEFAULT_KNOWN_HOSTS: &str = "/etc/gatehouse/known_hosts";
 pub const DEFAULT_SEAL_KEY: &str = "/var/lib/gatehouse/seal/key";
 pub const DEFAULT_SEAL_INTERVAL_SECS: u64 = 15 * 60;
 
+/// Where the config is. Privileged: the built-in path only. Otherwise the
+/// person running us is the admin of their own Gatehouse.
+pub fn config_path(privileged: bool) -> PathBuf {
+    if privileged {
+        return PathBuf::from(SYSTEM_CONFIG);
+    }
+    if let Some(p) = std::env::var_os("GATEHOUSE_CONFIG").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    if let Some(dirs) = directories::ProjectDirs::from("", "", "gatehouse") {
+        let p = dirs.config_dir().join("config.toml");
+        if p.is_file() {
+            return p;
+        }
+    }
+    PathBuf::from(SYSTEM_CONFIG)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HostKeyPolicy {
     /// Unknown and changed keys are refused.
@@ -71,6 +89,12 @@ pub struct Host {
     pub user: String,
     pub key: Option<PathBuf>,
     pub password_file: Option<PathBuf>,
+    /// `agent = true`: log in with a key from the operator's own forwarded
+    /// agent (`ssh -A`), tried before anything the bastion holds.
+    pub agent: bool,
+    /// `agent_fallback = true`: when the agent cannot log in, use `key` /
+    /// `password_file`. Without it those are never used for an agent host.
+    pub agent_fallback: bool,
     pub description: String,
     pub groups: Vec<String>,
 }
@@ -97,6 +121,10 @@ pub struct Rule {
     pub users: Vec<String>,
     pub unix_groups: Vec<String>,
     pub hosts: Vec<HostPattern>,
+    /// Grants `HOST -- COMMAND` on these hosts (default false).
+    pub exec: bool,
+    /// Grants sftp / scp (sftp mode) on these hosts (default false).
+    pub transfer: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -343,10 +371,41 @@ impl Validator<'_> {
                 .as_ref()
                 .map(|k| self.path_value(k))
                 .transpose()?;
-            if key.is_none() && password_file.is_none() {
+            let agent = h.agent.as_ref().is_some_and(|a| *a.get_ref());
+            let agent_fallback = h.agent_fallback.as_ref().is_some_and(|a| *a.get_ref());
+            let held = key.is_some() || password_file.is_some();
+            if !agent && !held {
                 return Err(self.err(
                     &h.name,
-                    format!("host {name:?} needs `key` or `password_file` (or both)"),
+                    format!(
+                        "host {name:?} needs `key` or `password_file` (or both), or `agent = true`"
+                    ),
+                ));
+            }
+            // An agent host uses the bastion's credentials only as a
+            // declared fallback: a key that is silently never used (or used
+            // when the admin thought only operators' own keys log in) is a
+            // surprise either way.
+            if let Some(f) = h.agent_fallback.as_ref().filter(|f| *f.get_ref()) {
+                if !agent {
+                    return Err(self.err(f, "agent_fallback needs `agent = true`"));
+                }
+                if !held {
+                    return Err(self.err(
+                        f,
+                        "agent_fallback needs `key` or `password_file` to fall back to",
+                    ));
+                }
+            }
+            if agent && held && !agent_fallback {
+                let at = h.key.as_ref().or(h.password_file.as_ref());
+                let at = at.map_or(h.name.span().start, |s| s.span().start);
+                return Err(self.err_at(
+                    at,
+                    format!(
+                        "host {name:?} has `agent = true` and a bastion-held credential that would never be used: \
+                         add `agent_fallback = true` to fall back to it, or remove it"
+                    ),
                 ));
             }
             let mut groups = Vec::new();
@@ -369,6 +428,8 @@ impl Validator<'_> {
                 user: user.clone(),
                 key,
                 password_file,
+                agent,
+                agent_fallback,
                 description,
                 groups,
             });
@@ -560,6 +621,8 @@ impl Validator<'_> {
             users: r.users.iter().map(|u| u.get_ref().clone()).collect(),
             unix_groups: r.unix_groups.iter().map(|u| u.get_ref().clone()).collect(),
             hosts,
+            exec: r.exec.unwrap_or(false),
+            transfer: r.transfer.unwrap_or(false),
         })
     }
 }
@@ -801,6 +864,22 @@ hosts = ["web01", "db*", "@prod"]
             Some(Path::new("/etc/gatehouse/pw/db01"))
         );
         assert_eq!(c.access[0].hosts.len(), 3);
+        assert!(!c.access[0].exec && !c.access[0].transfer);
+    }
+
+    #[test]
+    fn exec_and_transfer_grants() {
+        let c = parse(&GOOD.replace(
+            "hosts = [\"web01\", \"db*\", \"@prod\"]",
+            "hosts = [\"web01\"]\nexec = true\ntransfer = true",
+        ))
+        .unwrap();
+        assert!(c.access[0].exec && c.access[0].transfer);
+        let e = err(&GOOD.replace(
+            "hosts = [\"web01\", \"db*\", \"@prod\"]",
+            "hosts = [\"web01\"]\nexec = \"yes\"",
+        ));
+        assert!(e.contains(":27:8: ") && e.contains("boolean"), "{e}");
     }
 
     #[test]
@@ -895,6 +974,58 @@ hosts = ["web01", "db*", "@prod"]
     fn host_without_credentials() {
         let e = err(&GOOD.replace("password_file = \"pw/db01\"", ""));
         assert!(e.contains("needs `key` or `password_file`"), "{e}");
+    }
+
+    /// Issue 18: `agent = true` alone is a complete host; a bastion-held
+    /// credential beside it needs `agent_fallback`, which needs both.
+    #[test]
+    fn agent_hosts_and_their_fallback() {
+        let only_agent = GOOD.replace("password_file = \"pw/db01\"", "agent = true");
+        let c = parse(&only_agent).unwrap();
+        assert!(c.hosts[1].agent && !c.hosts[1].agent_fallback);
+        assert!(!c.hosts[0].agent);
+        assert_eq!(c.hosts[1].password_file, None);
+
+        let fallback = GOOD.replace(
+            "password_file = \"pw/db01\"",
+            "password_file = \"pw/db01\"\nagent = true\nagent_fallback = true",
+        );
+        let c = parse(&fallback).unwrap();
+        assert!(c.hosts[1].agent && c.hosts[1].agent_fallback);
+
+        // A key beside the agent that would never be used: pointed at.
+        let unused = GOOD.replace(
+            "password_file = \"pw/db01\"",
+            "password_file = \"pw/db01\"\nagent = true",
+        );
+        let e = err(&unused);
+        assert!(
+            e.contains(":21:17: host \"db01\" has `agent = true`"),
+            "{e}"
+        );
+        assert!(e.contains("agent_fallback = true"), "{e}");
+
+        let e = err(&GOOD.replace(
+            "password_file = \"pw/db01\"",
+            "agent = true\nagent_fallback = true",
+        ));
+        assert!(
+            e.contains(":22:18: agent_fallback needs `key` or `password_file`"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace(
+            "password_file = \"pw/db01\"",
+            "password_file = \"pw/db01\"\nagent_fallback = true",
+        ));
+        assert!(
+            e.contains(":22:18: agent_fallback needs `agent = true`"),
+            "{e}"
+        );
+        // `agent = false` is no credential.
+        let e = err(&GOOD.replace("password_file = \"pw/db01\"", "agent = false"));
+        assert!(e.contains("or `agent = true`"), "{e}");
+        let e = err(&GOOD.replace("password_file = \"pw/db01\"", "agent = \"yes\""));
+        assert!(e.contains(":21:9:"), "{e}");
     }
 
     #[test]

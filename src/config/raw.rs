@@ -63,6 +63,11 @@ pub struct RawHost {
     pub user: Spanned<String>,
     pub key: Option<Spanned<String>>,
     pub password_file: Option<Spanned<String>>,
+    /// The operator's own forwarded agent logs in (issue 18).
+    pub agent: Option<Spanned<bool>>,
+    /// With `agent`: fall back to `key` / `password_file` when the agent
+    /// cannot log in.
+    pub agent_fallback: Option<Spanned<bool>>,
     pub description: Option<Spanned<String>>,
     #[serde(default)]
     pub groups: Vec<Spanned<String>>,
@@ -76,6 +81,10 @@ pub struct RawRule {
     #[serde(default)]
     pub unix_groups: Vec<Spanned<String>>,
     pub hosts: Spanned<Vec<Spanned<String>>>,
+    /// May run `HOST -- COMMAND` (automation).
+    pub exec: Option<bool>,
+    /// May move files with sftp / scp (sftp mode).
+    pub transfer: Option<bool>,
 }
 
 /// A `[[policy]]` command rule as written.

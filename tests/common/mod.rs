@@ -957,9 +957,15 @@ impl Gh {
 
     /// `gatehouse ARGS` in an 80x24 pty.
     pub fn spawn(&self, args: &[&str]) -> Pty {
+        self.spawn_sized(args, 80, 24)
+    }
+
+    /// `gatehouse ARGS` in a `cols`x`rows` pty (a wide one for the audit
+    /// table, which cuts its lines to the terminal's width).
+    pub fn spawn_sized(&self, args: &[&str], cols: u16, rows: u16) -> Pty {
         let mut c = self.command();
         c.args(args);
-        spawn_pty(c, 80, 24)
+        spawn_pty(c, cols, rows)
     }
 }
 

@@ -1,0 +1,850 @@
+//! Automation: `HOST -- COMMAND` on an exec channel, and the byte pump that
+//! file transfer (src/sftp) shares with it.
+//!
+//! One poll(2) loop, like the interactive relay (src/relay.rs), with the
+//! same libssh2 rules: drain the channel until WouldBlock before polling
+//! (libssh2 may hold decrypted data while the socket is not readable); poll
+//! the socket for exactly the directions `block_directions()` reports;
+//! `read` → `Ok(0)` is end-of-file only when `eof()` says so; a channel
+//! write may be partial or refused, so unsent bytes wait in our own bounded
+//! buffer and a full buffer stops stdin reads (backpressure).
+//!
+//! What differs from the interactive relay:
+//! - stdout and stderr stay apart (`ExtendedData::Normal`): both streams
+//!   are drained every turn, since they share one window and an unread
+//!   stderr would stall stdout;
+//! - bytes are bytes: no escapes, no capture, no terminal unless the
+//!   operator has one (`ssh -t`, then the target gets a pty too);
+//! - EOF on stdin is passed on (`send_eof`), and the session lasts until the
+//!   target *closes* the channel, not until its EOF: a command that closes
+//!   its output early still gets its stdin and reports its exit status, as
+//!   with `ssh`;
+//! - the target's exit status becomes ours; a command killed by a signal
+//!   gives 255, which is what the OpenSSH client exits with (it ignores
+//!   `exit-signal`).
+//!
+//! Writes to our stdout and stderr block, as in the relay: those
+//! descriptors belong to sshd and stay blocking, and a slow reader on the
+//! operator's side stops our channel reads, which closes the SSH window to
+//! the target. Memory stays bounded by the channel window plus our buffers.
+#![forbid(unsafe_code)]
+
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use ssh2::BlockDirections;
+
+use crate::audit::record::PolicyOutcome;
+use crate::audit::{AuditLog, EndReason, Event};
+use crate::command_policy::{Action, CommandPolicy, Who};
+use crate::config::{Host, Settings};
+use crate::recording::{Recorder, SessionInfo};
+use crate::sys::{Sig, SignalPipe};
+use crate::tty::{self, RawMode};
+use crate::upstream::{self, ConnectError, PtyRequest, Start, Upstream};
+
+/// Operator bytes waiting for the remote window. Larger than one SFTP
+/// packet (256 KiB) plus one read, so a whole packet always fits.
+const TO_REMOTE_CAP: usize = 320 * 1024;
+const READ_CHUNK: usize = 64 * 1024;
+const LIBSSH2_EAGAIN: i32 = -37;
+/// Keepalives without any answer before the target counts as gone
+/// (OpenSSH's ServerAliveCountMax default).
+const MISSED_KEEPALIVES: u32 = 3;
+/// The exit status of a command that died of a signal, or of a session
+/// that ended without a status: what the OpenSSH client exits with.
+pub const NO_STATUS: i32 = 255;
+
+/// Watches (and may stop) the bytes of a stream as they pass: the SFTP
+/// parser for transfers. It returns what may be forwarded; an `Err` ends
+/// the stream with an `error` (`reason`, `detail`) instead of relaying blind.
+pub trait Tap {
+    fn to_target(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), TapError>;
+    fn to_operator(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), TapError>;
+    /// The operator's terminal changed size (pty sessions only).
+    fn resize(&mut self, _cols: u16, _rows: u16) -> Result<(), TapError> {
+        Ok(())
+    }
+}
+
+/// A command with a pty (`ssh -t bastion 'web01 -- top'`) is a terminal
+/// session: it is recorded (asciicast) like a visit, when recording is on.
+struct RecordingTap(Recorder);
+
+fn recording_error(e: &crate::recording::RecordingError) -> TapError {
+    crate::report::syslog(&e.to_string());
+    TapError {
+        reason: "recording_failed",
+        detail: "the session recording cannot be written".into(),
+    }
+}
+
+impl Tap for RecordingTap {
+    fn to_target(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), TapError> {
+        self.0.input(data).map_err(|e| recording_error(&e))?;
+        out.extend_from_slice(data);
+        Ok(())
+    }
+    fn to_operator(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), TapError> {
+        out.extend_from_slice(data);
+        self.0.output(data).map_err(|e| recording_error(&e))
+    }
+    fn resize(&mut self, cols: u16, rows: u16) -> Result<(), TapError> {
+        self.0.resize(cols, rows).map_err(|e| recording_error(&e))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TapError {
+    /// The `reason` of the `error` record (`sftp_protocol`, `audit_failed`).
+    pub reason: &'static str,
+    pub detail: String,
+}
+
+#[derive(Debug)]
+pub struct StreamEnd {
+    pub reason: EndReason,
+    pub detail: Option<String>,
+    /// Set when a tap stopped the stream.
+    pub tap_error: Option<TapError>,
+    pub exit_status: Option<i32>,
+    pub exit_signal: Option<String>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+impl StreamEnd {
+    /// What Gatehouse exits with, as `ssh` would.
+    pub fn exit_code(&self) -> i32 {
+        match (self.exit_status, &self.exit_signal) {
+            (Some(s), None) if self.reason == EndReason::Exit => s,
+            _ => NO_STATUS,
+        }
+    }
+}
+
+fn is_eagain(e: &ssh2::Error) -> bool {
+    matches!(e.code(), ssh2::ErrorCode::Session(LIBSSH2_EAGAIN))
+}
+
+/// Writes all of `data` to a blocking descriptor of sshd's (see the header).
+fn write_all_fd(fd: BorrowedFd<'_>, mut data: &[u8]) -> Result<(), Errno> {
+    while !data.is_empty() {
+        match nix::unistd::write(fd, data) {
+            Ok(0) => return Err(Errno::EIO),
+            Ok(n) => data = &data[n..],
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) => {
+                // Someone made it non-blocking; wait instead of spinning.
+                let mut fds = [PollFd::new(fd, PollFlags::POLLOUT)];
+                let _ = poll(&mut fds, PollTimeout::NONE);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Bytes for the channel, sent from an offset so a partial write costs no
+/// copy; the buffer is compacted only when more must fit.
+#[derive(Default)]
+struct Pending {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl Pending {
+    fn len(&self) -> usize {
+        self.buf.len() - self.start
+    }
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Makes the buffer hold only unsent bytes, ready to be appended to.
+    fn compact(&mut self) -> &mut Vec<u8> {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        &mut self.buf
+    }
+    /// Writes as much as the remote window takes; the rest waits.
+    fn flush(&mut self, channel: &mut ssh2::Channel) -> io::Result<u64> {
+        let mut sent = 0u64;
+        while self.start < self.buf.len() {
+            match channel.write(&self.buf[self.start..]) {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.start += n;
+                    sent += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
+        Ok(sent)
+    }
+}
+
+fn timeout_until(deadline: Instant, now: Instant) -> PollTimeout {
+    let ms = deadline.saturating_duration_since(now).as_millis();
+    // Round up so we never wake just before the deadline and spin.
+    PollTimeout::try_from((ms + 1).min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
+}
+
+pub struct StreamConfig {
+    /// No bytes from the operator for this long ends the stream (terminal
+    /// sessions and sftp; see `Exec::run`).
+    pub idle_timeout: Option<Duration>,
+    pub keepalive: Duration,
+    /// The operator has a terminal and the target a pty: pass window sizes.
+    pub pty: bool,
+}
+
+type Outcome = Result<(), (EndReason, String)>;
+
+/// Pumps stdin → channel, channel stdout → stdout, channel stderr →
+/// stderr until the target closes the channel (or something ends it).
+pub fn pump(
+    up: &mut Upstream,
+    signals: &SignalPipe,
+    cfg: &StreamConfig,
+    mut tap: Option<&mut dyn Tap>,
+) -> StreamEnd {
+    let mut end = StreamEnd {
+        reason: EndReason::Exit,
+        detail: None,
+        tap_error: None,
+        exit_status: None,
+        exit_signal: None,
+        bytes_in: 0,
+        bytes_out: 0,
+    };
+    up.session.set_blocking(false);
+
+    let stdin = io::stdin();
+    let stdout = io::stdout();
+    let stderr = io::stderr();
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut in_buf = vec![0u8; READ_CHUNK];
+    let mut tapped: Vec<u8> = Vec::new();
+    let mut to_remote = Pending::default();
+    let mut stdin_open = true;
+    let mut eof_sent = false;
+    let mut remote_eof = false;
+    let mut pending_resize: Option<(u16, u16)> = None;
+    let mut last_input = Instant::now();
+    let mut next_keepalive = Instant::now() + cfg.keepalive;
+    let silence_limit = cfg.keepalive * MISSED_KEEPALIVES;
+    let mut last_rx = Instant::now();
+    let lost = |e: &dyn std::fmt::Display| (EndReason::Disconnect, format!("connection lost: {e}"));
+
+    let outcome: Outcome = 'pump: loop {
+        // 1. Drain both streams until libssh2 would block.
+        loop {
+            match up.channel.read(&mut buf) {
+                Ok(0) => {
+                    if up.channel.eof() {
+                        remote_eof = true;
+                    }
+                    break;
+                }
+                Ok(n) => {
+                    last_rx = Instant::now();
+                    let data = match tap.as_deref_mut() {
+                        None => &buf[..n],
+                        Some(t) => {
+                            tapped.clear();
+                            if let Err(e) = t.to_operator(&buf[..n], &mut tapped) {
+                                let d = e.detail.clone();
+                                end.tap_error = Some(e);
+                                break 'pump Err((EndReason::Error, d));
+                            }
+                            &tapped[..]
+                        }
+                    };
+                    if let Err(e) = write_all_fd(stdout.as_fd(), data) {
+                        break 'pump Err((EndReason::Hangup, format!("operator's stdout: {e}")));
+                    }
+                    end.bytes_out += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => break 'pump Err(lost(&e)),
+            }
+        }
+        loop {
+            match up.channel.stderr().read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    last_rx = Instant::now();
+                    if let Err(e) = write_all_fd(stderr.as_fd(), &buf[..n]) {
+                        break 'pump Err((EndReason::Hangup, format!("operator's stderr: {e}")));
+                    }
+                    end.bytes_out += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => break 'pump Err(lost(&e)),
+            }
+        }
+        // The target sent EOF: done once it also closes the channel (the
+        // exit status comes before the close).
+        if remote_eof {
+            match up.channel.wait_close() {
+                Ok(()) => break 'pump Ok(()),
+                Err(e) if is_eagain(&e) => {}
+                Err(e) => break 'pump Err(lost(&e)),
+            }
+        }
+
+        // 2. Flush the operator's bytes as far as the window allows; pass
+        //    their EOF on once everything before it is out.
+        match to_remote.flush(&mut up.channel) {
+            Ok(n) => end.bytes_in += n,
+            // The command ended its side: the rest of stdin has nowhere to
+            // go, as with ssh (`yes | ssh host 'head -c 10'` exits 0).
+            Err(_) if up.channel.eof() => {
+                to_remote = Pending::default();
+                stdin_open = false;
+                eof_sent = true;
+            }
+            Err(e) => break 'pump Err(lost(&e)),
+        }
+        if !stdin_open && !eof_sent && to_remote.is_empty() {
+            match up.channel.send_eof() {
+                Ok(()) => eof_sent = true,
+                Err(e) if is_eagain(&e) => {}
+                Err(e) => break 'pump Err(lost(&e)),
+            }
+        }
+
+        // 3. Requests refused with EAGAIN earlier, liveness, idleness.
+        if let Some((c, r)) = pending_resize {
+            match up.channel.request_pty_size(c.into(), r.into(), None, None) {
+                Ok(()) => pending_resize = None,
+                Err(e) if is_eagain(&e) => {}
+                Err(_) => pending_resize = None,
+            }
+        }
+        let now = Instant::now();
+        if now >= next_keepalive {
+            match up.session.keepalive_send() {
+                Ok(secs) => next_keepalive = now + Duration::from_secs(u64::from(secs.max(1))),
+                Err(e) if is_eagain(&e) => next_keepalive = now + Duration::from_millis(200),
+                Err(e) => break 'pump Err(lost(&e)),
+            }
+        }
+        if now.duration_since(last_rx) >= silence_limit {
+            break 'pump Err((
+                EndReason::Disconnect,
+                format!(
+                    "connection lost: the target answered nothing for {}s",
+                    silence_limit.as_secs()
+                ),
+            ));
+        }
+        if let Some(idle) = cfg.idle_timeout {
+            if now.duration_since(last_input) >= idle {
+                break 'pump Err((
+                    EndReason::IdleTimeout,
+                    format!("no input for {}s", idle.as_secs()),
+                ));
+            }
+        }
+
+        // 4. Wait. stdin is left out while its buffer is full
+        //    (backpressure) and after its EOF.
+        let dirs = up.session.block_directions();
+        let mut sock_flags = PollFlags::POLLIN;
+        if matches!(dirs, BlockDirections::Outbound | BlockDirections::Both) {
+            sock_flags |= PollFlags::POLLOUT;
+        }
+        let want_stdin = stdin_open && to_remote.len() < TO_REMOTE_CAP;
+        // stdout with no events: poll still reports POLLHUP/POLLERR, which
+        // is how we learn that the operator's connection is gone while
+        // the command is silent (else we would wait for it to print).
+        let mut all = [
+            PollFd::new(up.socket.as_fd(), sock_flags),
+            PollFd::new(signals.fd(), PollFlags::POLLIN),
+            PollFd::new(stdout.as_fd(), PollFlags::empty()),
+            PollFd::new(stdin.as_fd(), PollFlags::POLLIN),
+        ];
+        let fds = &mut all[..if want_stdin { 4 } else { 3 }];
+        let mut deadline = next_keepalive.min(last_rx + silence_limit);
+        if let Some(idle) = cfg.idle_timeout {
+            deadline = deadline.min(last_input + idle);
+        }
+        match poll(fds, timeout_until(deadline, now)) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => break 'pump Err((EndReason::Error, format!("poll: {e}"))),
+        }
+        if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+            last_rx = Instant::now();
+        }
+        let sig_ready = fds[1].revents().is_some_and(|r| !r.is_empty());
+        let operator_gone = fds[2]
+            .revents()
+            .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR));
+        let stdin_ready = want_stdin && fds[3].revents().is_some_and(|r| !r.is_empty());
+        if operator_gone {
+            break 'pump Err((EndReason::Hangup, "the operator's connection closed".into()));
+        }
+
+        // 5. Signals.
+        if sig_ready || signals.must_leave() {
+            for s in signals.take_pending() {
+                match s {
+                    Sig::Hangup => break 'pump Err((EndReason::Hangup, "SIGHUP".into())),
+                    Sig::Terminate => break 'pump Err((EndReason::Hangup, "SIGTERM".into())),
+                    Sig::WindowChange if cfg.pty => {
+                        let (c, r) = tty::window_size();
+                        pending_resize = Some((c, r));
+                        if let Some(t) = tap.as_deref_mut() {
+                            if let Err(e) = t.resize(c, r) {
+                                let d = e.detail.clone();
+                                end.tap_error = Some(e);
+                                break 'pump Err((EndReason::Error, d));
+                            }
+                        }
+                    }
+                    Sig::WindowChange => {}
+                    // `gatehouse kill`: only with the admin's note (live.rs).
+                    Sig::Kill => {
+                        if let Some(note) = crate::live::kill_note() {
+                            break 'pump Err((EndReason::Killed, note.reason));
+                        }
+                    }
+                }
+            }
+        }
+
+        // 6. stdin.
+        if stdin_ready {
+            let room = TO_REMOTE_CAP - to_remote.len();
+            let want = room.min(in_buf.len());
+            match nix::unistd::read(stdin.as_fd(), &mut in_buf[..want]) {
+                Ok(0) => stdin_open = false,
+                Ok(n) => {
+                    last_input = Instant::now();
+                    let out = to_remote.compact();
+                    match tap.as_deref_mut() {
+                        None => out.extend_from_slice(&in_buf[..n]),
+                        Some(t) => {
+                            if let Err(e) = t.to_target(&in_buf[..n], out) {
+                                let d = e.detail.clone();
+                                end.tap_error = Some(e);
+                                break 'pump Err((EndReason::Error, d));
+                            }
+                        }
+                    }
+                    // Send at once (latency); the rest waits for the window
+                    // (an error is looked at in step 2 of the next turn).
+                    if let Ok(n) = to_remote.flush(&mut up.channel) {
+                        end.bytes_in += n;
+                    }
+                }
+                Err(Errno::EINTR) | Err(Errno::EAGAIN) => {}
+                // A stdin that cannot be read (closed, EIO after a hang-up)
+                // is an EOF to the target.
+                Err(_) => stdin_open = false,
+            }
+        }
+    };
+
+    // Wind down in blocking mode, bounded, so a dead target cannot hang us.
+    up.session.set_blocking(true);
+    up.session.set_timeout(3000);
+    match outcome {
+        Ok(()) => match up.channel.exit_signal() {
+            Ok(sig) if sig.exit_signal.is_some() => end.exit_signal = sig.exit_signal,
+            _ => end.exit_status = up.channel.exit_status().ok(),
+        },
+        Err((reason, detail)) => {
+            end.reason = reason;
+            end.detail = Some(detail);
+            if reason != EndReason::Disconnect {
+                let _ = up.channel.close();
+            }
+        }
+    }
+    let _ = up.session.disconnect(
+        Some(ssh2::DisconnectCode::ByApplication),
+        "session over",
+        None,
+    );
+    end
+}
+
+/// One `HOST -- COMMAND` run, records included.
+pub struct Exec<'a> {
+    pub audit: &'a mut AuditLog,
+    /// The operator's name (recordings are filed under it).
+    pub user: &'a str,
+    pub settings: &'a Settings,
+    pub signals: &'a SignalPipe,
+    pub term: &'a str,
+    /// `[[policy]]` rules apply to exec commands as to typed ones.
+    pub policy: &'a CommandPolicy,
+    pub who: Who<'a>,
+}
+
+/// How an exec or a transfer went, for the operator and the exit status.
+pub enum ExecOutcome {
+    Ended(StreamEnd),
+    ConnectFailed(ConnectError),
+    /// The audit trail failed; the message is for the operator.
+    Failed(String),
+    /// A `[[policy]]` rule stopped the command before anything was
+    /// connected; the line is for the operator.
+    Blocked(String),
+}
+
+impl ExecOutcome {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ExecOutcome::Ended(end) => end.exit_code(),
+            // As ssh: 255 when the connection could not be made.
+            ExecOutcome::ConnectFailed(_) => NO_STATUS,
+            ExecOutcome::Failed(_) | ExecOutcome::Blocked(_) => 1,
+        }
+    }
+
+    /// The line the operator reads on stderr, if any. A command that ran
+    /// gets none, whatever its status: scripts read stderr.
+    pub fn operator_line(&self, host: &str) -> Option<String> {
+        match self {
+            ExecOutcome::Ended(end) => match end.reason {
+                EndReason::Exit => None,
+                EndReason::Disconnect => Some(format!("connection to {host} lost.")),
+                EndReason::IdleTimeout => Some(format!("{host}: idle for too long; closed.")),
+                EndReason::Hangup => None,
+                EndReason::Killed => Some(format!(
+                    "{host}: ended by an administrator: {}.",
+                    end.detail.as_deref().unwrap_or("no reason given")
+                )),
+                EndReason::Error | EndReason::Abandoned => Some(format!(
+                    "{host}: stopped: {}.",
+                    end.detail.as_deref().unwrap_or("error")
+                )),
+            },
+            ExecOutcome::ConnectFailed(e) => Some(e.operator_line(host)),
+            ExecOutcome::Failed(m) | ExecOutcome::Blocked(m) => Some(m.clone()),
+        }
+    }
+}
+
+pub(crate) fn audit_failed(e: &crate::audit::AuditError) -> String {
+    crate::report::syslog(&e.to_string());
+    "the audit log cannot be written; stopped".to_string()
+}
+
+/// What starts on the target.
+#[derive(Debug, Clone, Copy)]
+pub enum Job<'a> {
+    Command(&'a str),
+    Sftp,
+}
+
+impl Exec<'_> {
+    /// Connects, writes `exec`, pumps, writes `session_end`. Every record
+    /// is written before what it announces goes on; one that cannot be
+    /// written stops the run (fail closed).
+    pub fn run(&mut self, host: &Host, job: Job<'_>) -> ExecOutcome {
+        let session_id = uuid::Uuid::now_v7().to_string();
+        let started = Instant::now();
+        // A pty only for a command, and only when the operator has a
+        // terminal (`ssh -t`), as ssh decides.
+        let pty = matches!(job, Job::Command(_)) && tty::is_interactive();
+        let (cols, rows) = tty::window_size();
+        let pty_req = PtyRequest {
+            term: self.term,
+            cols,
+            rows,
+        };
+        let start = match job {
+            Job::Command(command) => Start::Exec {
+                command,
+                pty: pty.then_some(&pty_req),
+            },
+            Job::Sftp => Start::Subsystem("sftp"),
+        };
+        let (command, length) = match job {
+            Job::Command(c) => crate::invocation::recorded_command(c),
+            Job::Sftp => ("sftp".to_string(), None),
+        };
+        // `[[policy]]`, before anything is connected. The requested text is
+        // exactly what the target's shell gets (`verified`). There is no
+        // terminal to ask a `confirm` question on: it is cancelled, and says
+        // how to run the command instead.
+        if let Job::Command(c) = job {
+            let decision = self
+                .policy
+                .decide(&self.who, host, c, true)
+                .map(|d| (d.rule.to_string(), d.action, d.operator_line()));
+            if let Some((rule, action, line)) = decision {
+                // The caller prefixes `gatehouse: `.
+                let line = line
+                    .strip_prefix("gatehouse: ")
+                    .unwrap_or(&line)
+                    .to_string();
+                let outcome = match action {
+                    Action::Deny => PolicyOutcome::Blocked,
+                    Action::Confirm => PolicyOutcome::Cancelled,
+                    Action::Alert => PolicyOutcome::Allowed,
+                };
+                if let Err(e) = self.audit.write(&Event::Policy {
+                    session: &session_id,
+                    host: &host.name,
+                    rule: &rule,
+                    action,
+                    outcome,
+                    command: &command,
+                    truncated: length.is_some(),
+                    length,
+                }) {
+                    return ExecOutcome::Failed(audit_failed(&e));
+                }
+                match action {
+                    Action::Deny => return ExecOutcome::Blocked(line),
+                    Action::Confirm => {
+                        return ExecOutcome::Blocked(format!(
+                            "{line}; it cannot be confirmed without a session: run it in an interactive session on {}",
+                            host.name
+                        ))
+                    }
+                    Action::Alert => {}
+                }
+            }
+        }
+        let boot_id = crate::audit::abandoned::boot_id();
+        let signals = self.signals;
+        let audit = &mut *self.audit;
+        let settings = self.settings;
+        let user = self.user;
+        let term = self.term;
+        let mut recorder: Option<Recorder> = None;
+        let mut recorded = false;
+        // The `exec` record (and a pty session's recording) is made once
+        // the target is verified and logged in to, and before the command
+        // starts there.
+        let mut record_exec = |host_key: &str| {
+            if pty && settings.recording {
+                let info = SessionInfo {
+                    session: &session_id,
+                    user,
+                    host: &host.name,
+                    term,
+                    cols,
+                    rows,
+                };
+                match Recorder::create(&settings.log_dir, &info, settings.record_input) {
+                    Ok(r) => recorder = Some(r),
+                    Err(e) => {
+                        let detail = e.to_string();
+                        crate::report::syslog(&detail);
+                        let _ = audit.write(&Event::Error {
+                            reason: "recording_failed",
+                            detail: &detail,
+                            session: Some(&session_id),
+                            host: Some(&host.name),
+                            host_key: None,
+                        });
+                        return Err("the session recording cannot be written; stopped".into());
+                    }
+                }
+            }
+            let recording = recorder.as_ref().map(|r| r.path().display().to_string());
+            recorded = true;
+            audit
+                .write(&Event::Exec {
+                    recording: recording.as_deref(),
+                    session: &session_id,
+                    host: &host.name,
+                    command: &command,
+                    truncated: length.is_some(),
+                    length,
+                    subsystem: matches!(job, Job::Sftp).then_some("sftp"),
+                    pty,
+                    batch: None,
+                    target: format!("{}@{}:{}", host.user, host.address, host.port),
+                    host_key,
+                    pid: std::process::id(),
+                    boot_id: boot_id.as_deref(),
+                })
+                .map_err(|e| audit_failed(&e))
+        };
+        let connected = upstream::connect_to(
+            host,
+            self.settings,
+            &start,
+            &|| signals.must_leave(),
+            &mut record_exec,
+        );
+        let mut up = match connected {
+            Ok(up) => up,
+            Err(ConnectError::Vetoed(m)) => return ExecOutcome::Failed(m),
+            Err(e) => {
+                let detail = e.detail();
+                let mut written = self.audit.write(&Event::Error {
+                    reason: e.reason(),
+                    detail: &detail,
+                    session: Some(&session_id),
+                    host: Some(&host.name),
+                    host_key: e.fingerprint(),
+                });
+                // The target refused the command after `exec` was written
+                // (no such subsystem, exec refused): close what was opened.
+                if recorded && written.is_ok() {
+                    written = self.audit.write(&Event::SessionEnd {
+                        session: &session_id,
+                        host: &host.name,
+                        exit_status: None,
+                        exit_signal: None,
+                        reason: EndReason::Error,
+                        detail: Some(&detail),
+                        duration_ms: started.elapsed().as_millis() as u64,
+                        bytes_in: 0,
+                        bytes_out: 0,
+                        by: None,
+                    });
+                }
+                if let Err(ae) = written {
+                    return ExecOutcome::Failed(audit_failed(&ae));
+                }
+                return ExecOutcome::ConnectFailed(e);
+            }
+        };
+        let cfg = StreamConfig {
+            // A terminal session or an sftp prompt can be walked away
+            // from; a command without a terminal may rightly run for hours
+            // without reading stdin.
+            idle_timeout: if pty || matches!(job, Job::Sftp) {
+                self.settings.idle_timeout
+            } else {
+                None
+            },
+            keepalive: self.settings.keepalive_interval,
+            pty,
+        };
+        let end = match job {
+            Job::Command(_) if pty => match RawMode::enter() {
+                Ok(_raw) => match recorder {
+                    Some(r) => pump(&mut up, self.signals, &cfg, Some(&mut RecordingTap(r))),
+                    None => pump(&mut up, self.signals, &cfg, None),
+                },
+                Err(e) => failed_end(format!("cannot set the terminal to raw mode: {e}")),
+            },
+            Job::Command(_) => pump(&mut up, self.signals, &cfg, None),
+            Job::Sftp => {
+                let mut tap = crate::sftp::AuditTap::new(self.audit, &session_id, &host.name);
+                let end = pump(&mut up, self.signals, &cfg, Some(&mut tap));
+                match tap.finish() {
+                    Ok(()) => end,
+                    Err(e) => return ExecOutcome::Failed(audit_failed(&e)),
+                }
+            }
+        };
+        if let Some(te) = &end.tap_error {
+            if let Err(e) = self.audit.write(&Event::Error {
+                reason: te.reason,
+                detail: &te.detail,
+                session: Some(&session_id),
+                host: Some(&host.name),
+                host_key: None,
+            }) {
+                return ExecOutcome::Failed(audit_failed(&e));
+            }
+        }
+        let killed_by = (end.reason == EndReason::Killed)
+            .then(crate::live::kill_note)
+            .flatten()
+            .map(|n| n.by);
+        if let Err(e) = self.audit.write(&Event::SessionEnd {
+            session: &session_id,
+            host: &host.name,
+            exit_status: end.exit_status,
+            exit_signal: end.exit_signal.as_deref(),
+            reason: end.reason,
+            detail: end.detail.as_deref(),
+            duration_ms: started.elapsed().as_millis() as u64,
+            bytes_in: end.bytes_in,
+            bytes_out: end.bytes_out,
+            by: killed_by.as_deref(),
+        }) {
+            return ExecOutcome::Failed(audit_failed(&e));
+        }
+        ExecOutcome::Ended(end)
+    }
+}
+
+fn failed_end(detail: String) -> StreamEnd {
+    StreamEnd {
+        reason: EndReason::Error,
+        detail: Some(detail),
+        tap_error: None,
+        exit_status: None,
+        exit_signal: None,
+        bytes_in: 0,
+        bytes_out: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn end(reason: EndReason, status: Option<i32>, signal: Option<&str>) -> StreamEnd {
+        StreamEnd {
+            reason,
+            detail: Some("why".into()),
+            tap_error: None,
+            exit_status: status,
+            exit_signal: signal.map(str::to_string),
+            bytes_in: 0,
+            bytes_out: 0,
+        }
+    }
+
+    #[test]
+    fn exit_codes_follow_ssh() {
+        assert_eq!(end(EndReason::Exit, Some(0), None).exit_code(), 0);
+        assert_eq!(end(EndReason::Exit, Some(42), None).exit_code(), 42);
+        // A signal: the OpenSSH client ignores exit-signal and exits 255.
+        assert_eq!(end(EndReason::Exit, None, Some("TERM")).exit_code(), 255);
+        assert_eq!(end(EndReason::Exit, None, None).exit_code(), 255);
+        assert_eq!(end(EndReason::Disconnect, Some(0), None).exit_code(), 255);
+        assert_eq!(end(EndReason::Error, Some(0), None).exit_code(), 255);
+        assert_eq!(
+            ExecOutcome::Failed("the audit log cannot be written".into()).exit_code(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_command_that_ran_prints_nothing_of_ours() {
+        // Scripts read stderr: a finished command, whatever its status,
+        // gets no line from Gatehouse.
+        for e in [
+            end(EndReason::Exit, Some(3), None),
+            end(EndReason::Exit, None, Some("KILL")),
+        ] {
+            assert_eq!(ExecOutcome::Ended(e).operator_line("web01"), None);
+        }
+        let lost = ExecOutcome::Ended(end(EndReason::Disconnect, None, None));
+        assert_eq!(
+            lost.operator_line("web01").as_deref(),
+            Some("connection to web01 lost.")
+        );
+        let stopped = ExecOutcome::Ended(end(EndReason::Error, None, None));
+        assert_eq!(
+            stopped.operator_line("web01").as_deref(),
+            Some("web01: stopped: why.")
+        );
+    }
+}

@@ -11,11 +11,14 @@ mod args;
 pub mod audit;
 pub mod escapes;
 pub mod explain;
+pub mod files;
 pub mod filter;
 pub mod ids;
 pub mod replay;
+pub mod seal;
 pub mod sessions;
 pub mod sshd_check;
+pub mod verify;
 
 use std::fmt;
 use std::io;
@@ -120,6 +123,24 @@ pub fn log_dir_from_config(
         .map_err(|e| AdminError::Config(format!("{e}; {}", where_hint(privileged))))
 }
 
+/// The sealing key file the config names (`seal_key`), found the way
+/// `log_dir_from_config` finds the config.
+pub fn seal_key_from_config(config: Option<PathBuf>) -> Result<PathBuf, AdminError> {
+    let privileged = privileged();
+    let path = match config {
+        Some(_) if privileged => {
+            return Err(AdminError::Config(
+                "--config is not allowed when running with privileges".into(),
+            ))
+        }
+        Some(p) => p,
+        None => config_path(privileged),
+    };
+    Config::load(&path)
+        .map(|c| c.settings.seal_key)
+        .map_err(|e| AdminError::Config(format!("{e}; {}", where_hint(privileged))))
+}
+
 /// What to do when the config that names log_dir cannot be read (issue 17:
 /// a plain `gatehouse audit` on a machine without /etc/gatehouse only named
 /// the missing file).
@@ -188,6 +209,9 @@ Usage (admins):
                                     read the audit trail (see audit --help)
   gatehouse replay SESSION|FILE [--speed N] [--idle-limit S] [--follow] [--raw]
                                     play a session recording (see replay --help)
+  gatehouse seal --init             make this bastion's forward-secure sealing
+                                    key; prints the verification key to keep
+                                    off the bastion (see seal --help)
   gatehouse sessions [--json]       the sessions running now
   gatehouse kill SESSION|--user NAME [--reason TEXT]
                                     end running sessions (see kill --help)
@@ -299,6 +323,7 @@ pub fn run(cmd: Admin) -> i32 {
             "replay" => replay::run(args),
             "sessions" => sessions::run_sessions(args),
             "kill" => sessions::run_kill(args),
+            "seal" => seal::run(args),
             other => {
                 crate::say_err!("gatehouse: unknown command {other:?}; try `gatehouse --help`");
                 2

@@ -17,6 +17,9 @@ pub struct Common<'a> {
     pub user: &'a str,
     pub login: &'a str,
     pub client: &'a str,
+    /// The bastion that wrote the record (`bastion_name`, else its host
+    /// name): merged streams of many bastions stay attributable.
+    pub bastion: &'a str,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -22,6 +22,10 @@ pub const SYSTEM_CONFIG: &str = match option_env!("GATEHOUSE_SYSTEM_CONFIG") {
 };
 pub const DEFAULT_LOG_DIR: &str = "/var/log/gatehouse";
 pub const DEFAULT_KNOWN_HOSTS: &str = "/etc/gatehouse/known_hosts";
+/// The sealing key, in a directory of its own (the key is replaced by
+/// rename, so the gatehouse account must own the directory).
+pub const DEFAULT_SEAL_KEY: &str = "/var/lib/gatehouse/seal/key";
+pub const DEFAULT_SEAL_INTERVAL_SECS: u64 = 15 * 60;
 
 /// Where the config is. Privileged: the built-in path only. Otherwise the
 /// person running us is the admin of their own Gatehouse.
@@ -67,6 +71,14 @@ pub struct Settings {
     pub syslog_copy: bool,
     /// Another syslog socket than /dev/log; ignored when privileged (tests).
     pub syslog_socket: Option<PathBuf>,
+    /// The `bastion` field of every record; `None`: the host name.
+    pub bastion_name: Option<String>,
+    /// The forward-secure sealing key (`gatehouse seal --init` makes it;
+    /// no file, no sealing).
+    pub seal_key: PathBuf,
+    /// Longest time a chain keeps unsealed records while records keep
+    /// coming; `None` ("0"): seals only at session end and logout.
+    pub seal_interval: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -295,6 +307,24 @@ impl Validator<'_> {
             syslog_socket: match &s.syslog_socket {
                 Some(p) => Some(self.path_value(p)?),
                 None => None,
+            },
+            bastion_name: match &s.bastion_name {
+                Some(n) if valid_bastion_name(n.get_ref()) => Some(n.get_ref().clone()),
+                Some(n) => {
+                    return Err(self.err(
+                        n,
+                        "bastion_name must be 1-253 characters of letters, digits, '.', '_' or '-'",
+                    ))
+                }
+                None => None,
+            },
+            seal_key: match &s.seal_key {
+                Some(p) => self.path_value(p)?,
+                None => PathBuf::from(DEFAULT_SEAL_KEY),
+            },
+            seal_interval: match &s.seal_interval {
+                Some(d) => self.duration(d)?,
+                None => Some(Duration::from_secs(DEFAULT_SEAL_INTERVAL_SECS)),
             },
         };
 
@@ -764,6 +794,16 @@ pub fn valid_host_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
 }
 
+/// `bastion_name`: a DNS-style name (it names central files and records).
+pub fn valid_bastion_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 253
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+}
+
 /// Drops control characters (terminal escapes) and bounds the length.
 pub fn sanitize_text(s: &str, max_chars: usize) -> String {
     s.chars()
@@ -840,6 +880,30 @@ hosts = ["web01", "db*", "@prod"]
             "hosts = [\"web01\"]\nexec = \"yes\"",
         ));
         assert!(e.contains(":27:8: ") && e.contains("boolean"), "{e}");
+    }
+
+    #[test]
+    fn bastion_and_sealing_settings() {
+        let c = parse("").unwrap();
+        assert_eq!(c.settings.bastion_name, None);
+        assert_eq!(c.settings.seal_key, Path::new(DEFAULT_SEAL_KEY));
+        assert_eq!(c.settings.seal_interval, Some(Duration::from_secs(900)));
+        let c = parse(
+            "[settings]\nbastion_name = \"bastion-1.example.com\"\nseal_key = \"seal/key\"\nseal_interval = \"0\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.settings.bastion_name.as_deref(),
+            Some("bastion-1.example.com")
+        );
+        assert_eq!(c.settings.seal_key, Path::new("/etc/gatehouse/seal/key"));
+        assert_eq!(c.settings.seal_interval, None);
+        let e = err("[settings]\nbastion_name = \"../etc\"\n");
+        assert!(
+            e.starts_with("/etc/gatehouse/config.toml:2:16: bastion_name"),
+            "{e}"
+        );
+        assert!(err("[settings]\nseal_interval = \"soon\"\n").contains(":2:17:"));
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub struct RawSettings {
     pub syslog_copy: Option<bool>,
     pub syslog_socket: Option<Spanned<String>>,
     pub policy_unverified: Option<Spanned<String>>,
+    pub bastion_name: Option<Spanned<String>>,
+    pub seal_key: Option<Spanned<String>>,
+    pub seal_interval: Option<Spanned<RawDuration>>,
 }
 
 /// `"30m"` or a bare number of seconds.

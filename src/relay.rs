@@ -92,6 +92,15 @@ pub trait Observer {
     /// The operator's answer to an [`Release::Ask`] (`None`: they gave up);
     /// returns `Forward` or `Block`, and the bytes that repaint the screen.
     fn answer(&mut self, answer: Option<&str>) -> Result<(Release, Vec<u8>), BooksError>;
+    /// When the books want a turn of their own even if nothing happens (an
+    /// idle session's records sealed at `seal_interval`).
+    fn timer(&self) -> Option<Instant> {
+        None
+    }
+    /// That time came.
+    fn on_timer(&mut self, _now: Instant) -> Result<(), BooksError> {
+        Ok(())
+    }
 }
 
 /// Longest answer to a policy question we keep.
@@ -495,6 +504,9 @@ impl Relay<'_> {
         if let Some(d) = self.obs.deadline() {
             deadline = deadline.min(d);
         }
+        if let Some(d) = self.obs.timer() {
+            deadline = deadline.min(d);
+        }
         match poll(fds, timeout_until(Some(deadline), now)) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => return Err(Stop::from((EndReason::Error, format!("poll: {e}")))),
@@ -564,6 +576,9 @@ impl Relay<'_> {
         self.flush()?;
         let now = Instant::now();
         self.housekeeping(now)?;
+        if self.obs.timer().is_some_and(|t| now >= t) {
+            self.obs.on_timer(now)?;
+        }
         let (sig, input) = self.wait(signals, now)?;
         if sig || signals.must_leave() {
             self.signals(signals)?;

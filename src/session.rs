@@ -269,6 +269,15 @@ impl Observer for Bookkeeper<'_> {
     fn deadline(&self) -> Option<Instant> {
         self.capture.deadline()
     }
+    fn timer(&self) -> Option<Instant> {
+        self.audit.seal_due()
+    }
+    fn on_timer(&mut self, _now: Instant) -> Result<(), BooksError> {
+        // A failed seal is an `error` record and a retry an interval later
+        // (`AuditLog::seal_now`): no busy loop; only an unwritable trail
+        // ends the session.
+        Ok(self.audit.seal_now()?)
+    }
     fn settle(&mut self, now: Instant) -> Result<Option<Release>, BooksError> {
         if !self.capture.settle(now, false, &mut self.found) {
             self.flush()?;

@@ -611,3 +611,45 @@ fn seals_survive_the_packaged_logrotate() {
     assert!(!report.contains("not sealed"), "{report}");
     assert_eq!(report.matches(": OK:").count(), 2, "{report}");
 }
+
+/// An idle session's records are sealed at `seal_interval` by the relay's
+/// own timer, not only when the next record is written.
+#[test]
+fn an_idle_session_is_sealed_on_time() {
+    if skip_without_pty() {
+        return;
+    }
+    let t = Target::start();
+    let gh = Gh::builder()
+        .target("web01", &t)
+        .extra_settings("seal_key = \"seal/key\"\nseal_interval = \"2s\"\n")
+        .build();
+    let key = seal_init(&gh);
+    let mut c = gh.command();
+    c.args(["-c", "web01"]);
+    let mut p = spawn_pty(c, 80, 24);
+    p.timeout = T;
+    p.expect("tgt$ ").unwrap();
+    p.send_line("echo sealed-while-idle").unwrap();
+    p.expect("tgt$ ").unwrap();
+    // Nothing typed, nothing printed: the seal comes from the timer.
+    let seal = gh.wait_for_record(
+        |r| {
+            r["event"] == "seal"
+                && r["chains"].to_string().contains(
+                    gh.records("command")
+                        .first()
+                        .and_then(|c| c["session"].as_str())
+                        .unwrap_or("none"),
+                )
+        },
+        scaled(T),
+    );
+    assert_eq!(seal["event"], "seal");
+    // The session is still running: no session_end yet.
+    assert!(gh.records("session_end").is_empty());
+    p.send_line("exit").unwrap();
+    assert!(p.wait_exit(T).is_some());
+    let out = run(&gh, &["audit", "--verify", "--key", &key]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+}

@@ -4,6 +4,7 @@
 //! a shell), installs the panic guard, and hands over.
 pub mod admin;
 pub mod audit;
+pub mod batch;
 pub mod capture;
 pub mod command_policy;
 pub mod config;

@@ -116,6 +116,7 @@ impl Bookkeeper<'_> {
                 session: Some(self.session),
                 host: Some(self.host),
                 host_key: None,
+                batch: None,
             })
             .map_err(|e| audit_failed(&e))
     }
@@ -338,6 +339,7 @@ impl Visit<'_> {
                     session: Some(&session_id),
                     host: Some(&host.name),
                     host_key: e.fingerprint(),
+                    batch: None,
                 });
                 if let Err(ae) = written {
                     return Outcome::Failed(audit_failed(&ae));
@@ -367,6 +369,7 @@ impl Visit<'_> {
                         session: Some(&session_id),
                         host: Some(&host.name),
                         host_key: None,
+                        batch: None,
                     });
                     return Outcome::Failed(recording_failed(&e));
                 }

@@ -33,6 +33,8 @@ pub struct RawSettings {
     pub syslog_copy: Option<bool>,
     pub syslog_socket: Option<Spanned<String>>,
     pub policy_unverified: Option<Spanned<String>>,
+    /// Hosts of one many-host request connected at once.
+    pub batch_parallel: Option<Spanned<i64>>,
 }
 
 /// `"30m"` or a bare number of seconds.

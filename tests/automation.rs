@@ -888,6 +888,66 @@ fn batch_runs_on_every_permitted_host_with_prefixed_lines_and_streams_apart() {
 }
 
 #[test]
+fn lines_of_many_hosts_never_mix_and_an_overlong_line_is_cut_with_a_marker() {
+    let (t1, t2, t3) = (target(), target(), target());
+    let gh = batch_env(
+        &[
+            ("web01", &t1, &["web"]),
+            ("web02", &t2, &["web"]),
+            ("web03", &t3, &["web"]),
+        ],
+        "[\"@web\"]",
+        "[]",
+        "",
+        "",
+    );
+    let b = bastion(&gh);
+    let pad = "x".repeat(80);
+    // Thousands of lines from three hosts at once, on both streams, then
+    // one line of 40,000 bytes without a newline.
+    let cmd = format!(
+        "awk 'BEGIN {{ for (i = 1; i <= 3000; i++) {{ printf \"line-%d-{pad}\\n\", i; \
+         printf \"err-%d\\n\", i > \"/dev/stderr\" }} }}'; head -c 40000 /dev/zero | tr '\\0' y"
+    );
+    let out = run(b.ssh_cmd(&[&format!("@web -- {cmd}")]), None, T);
+    assert_eq!(out.code, 0, "{:.2000}", out.stderr);
+    let stdout = text(&out.stdout);
+    let cut = " [gatehouse: line continues]";
+    for h in ["web01", "web02", "web03"] {
+        let prefix = format!("{h}: ");
+        let mine: Vec<&str> = stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix(prefix.as_str()))
+            .collect();
+        assert_eq!(mine.len(), 3000 + 3, "{h}");
+        for (i, l) in mine[..3000].iter().enumerate() {
+            assert_eq!(*l, format!("line-{}-{pad}", i + 1), "{h}");
+        }
+        let long = format!("{}{cut}", "y".repeat(16 * 1024));
+        assert_eq!(mine[3000], long, "{h}");
+        assert_eq!(mine[3001], long, "{h}");
+        assert_eq!(mine[3002], "y".repeat(40000 - 2 * 16 * 1024), "{h}");
+        let errs: Vec<&str> = out
+            .stderr
+            .lines()
+            .filter_map(|l| l.strip_prefix(prefix.as_str()))
+            .collect();
+        let want: Vec<String> = (1..=3000).map(|i| format!("err-{i}")).collect();
+        assert_eq!(errs, want, "{h}: stderr in order, apart from stdout");
+    }
+    // Every line belongs to a host: nothing mixed inside a line.
+    for l in stdout.lines().chain(out.stderr.lines()) {
+        assert!(
+            ["web01: ", "web02: ", "web03: "]
+                .iter()
+                .any(|p| l.starts_with(p)),
+            "{l:.100}"
+        );
+        assert!(!l[7..].contains("web0"), "{l:.100}");
+    }
+}
+
+#[test]
 fn a_glob_picks_its_hosts_and_a_pattern_with_no_permitted_host_is_denied() {
     let (t1, t2, t3) = (target(), target(), target());
     let gh = batch_env(

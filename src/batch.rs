@@ -966,9 +966,11 @@ impl Batch<'_> {
                 }
             }
             let n = active.len();
+            // Only incoming bytes prove the target alive (a writable
+            // socket does not).
             let ready: Vec<bool> = fds[..n]
                 .iter()
-                .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+                .map(|f| f.revents().is_some_and(|r| r.contains(PollFlags::POLLIN)))
                 .collect();
             let sig_ready = fds[n].revents().is_some_and(|r| !r.is_empty());
             let operator_gone = fds[n + 1]

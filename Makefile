@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: all build deps test test-directory lint demo bench soak fuzz clean install uninstall deb
+.PHONY: all build deps test test-central test-directory lint demo bench soak fuzz clean install uninstall deb
 
 all: build
 
@@ -25,6 +25,16 @@ deps:
 # GATEHOUSE_TEST_TIMEOUT_SCALE multiplies every test deadline (default 4).
 test: deps
 	@CARGO="$(CARGO)" bash scripts/test.sh
+
+# Many bastions, one record (tests/central.rs, also part of `make test`):
+# two bastion sshds with Gatehouse, their rsyslogs (imfile -> RELP, the
+# shipped packaging/shipping snippets) and a central rsyslog, each from its
+# own config in a temp dir; the central one is stopped for
+# GATEHOUSE_CENTRAL_OUTAGE_SECS (default 10) and nothing may be lost or
+# doubled; seals verified on the central copy; logrotate. Needs rsyslog,
+# rsyslog-relp, logrotate (`make deps` installs them as root).
+test-central: deps
+	$(CARGO) test --test central -- --nocapture
 
 # Operators from LDAP, end to end (tests/directory.rs, issue 14): a real
 # slapd, SSSD for NSS and sshd's AuthorizedKeysCommand, TOTP with pam_oath.

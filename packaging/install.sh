@@ -91,4 +91,9 @@ install -d -m 2750 "$logdir"
 own gatehouse:adm "$logdir"
 # install -d does not always keep the setgid bit on an existing directory.
 $root && chmod 2750 "$logdir"
+# The forward-secure sealing key's directory (`gatehouse seal --init` puts
+# the key in it; the gatehouse account replaces it at every seal).
+install -d -m 0755 "$DESTDIR/var/lib/gatehouse"
+install -d -m 0700 "$DESTDIR/var/lib/gatehouse/seal"
+own gatehouse:gatehouse "$DESTDIR/var/lib/gatehouse/seal"
 echo "install: done. Next: edit /etc/gatehouse/config.toml, run gatehouse check, sshd -t"

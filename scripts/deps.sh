@@ -55,6 +55,11 @@ want procps have top
 want sudo have sudo
 want rsync have rsync
 want openssh-sftp-server test -x /usr/lib/openssh/sftp-server
+# Central log shipping (tests/central.rs, `make test-central`): rsyslog with
+# imfile/RELP, and logrotate for the rotation test.
+want rsyslog test -x /usr/sbin/rsyslogd
+want rsyslog-relp test -e /usr/lib/x86_64-linux-gnu/rsyslog/imrelp.so -o -e /usr/lib/rsyslog/imrelp.so -o -e /usr/lib/aarch64-linux-gnu/rsyslog/imrelp.so
+want logrotate test -x /usr/sbin/logrotate
 
 if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
     echo "deps: cargo not found; install Rust with rustup (https://rustup.rs)" >&2

@@ -24,9 +24,12 @@ set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 cargo=${CARGO:-cargo}
-tmp=target/tmp
-log=target/test.log
-list=target/test-list.log
+# GATEHOUSE_TEST_OUT: where the logs go (tests/make_test.rs points it at a
+# temp dir, so testing this script never touches a real run's files).
+out=${GATEHOUSE_TEST_OUT:-target}
+tmp=$out/tmp
+log=$out/test.log
+list=$out/test-list.log
 mkdir -p "$tmp"
 rm -f "$tmp/skipped.txt"
 

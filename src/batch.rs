@@ -54,7 +54,7 @@ use crate::exec::{
     audit_failed, is_eagain, policy_gate, timeout_until, write_all_fd, MISSED_KEEPALIVES,
 };
 use crate::sys::{Sig, SignalPipe};
-use crate::upstream::{self, ConnectError, CHANNEL_PACKET, CIPHER_PREFS};
+use crate::upstream::{self, AgentProblem, ConnectError, CHANNEL_PACKET, CIPHER_PREFS};
 
 /// The longest line kept whole; a longer one is written in pieces.
 pub const MAX_LINE: usize = 16 * 1024;
@@ -203,6 +203,15 @@ fn not_reached(e: &ConnectError) -> String {
             "not usable right now; please tell your administrator".into()
         }
         ConnectError::Auth(_) => "refused the login; please tell your administrator".into(),
+        ConnectError::Agent { problem, .. } => match problem {
+            AgentProblem::NotForwarded => "needs your own key: connect with ssh -A".into(),
+            AgentProblem::Refused => {
+                "needs your own key, but your forwarded agent could not be used; \
+                 please tell your administrator"
+                    .into()
+            }
+            AgentProblem::NoKeyAccepted => "accepted none of the keys in your agent".into(),
+        },
         ConnectError::Channel(_) => "did not start the command".into(),
         ConnectError::Interrupted => "not run: stopped".into(),
         ConnectError::Vetoed(m) => m.clone(),
@@ -477,7 +486,7 @@ impl<'h> Conn<'h> {
                     self.phase = Phase::Auth { key_done: false };
                 }
                 Phase::Auth { key_done } => {
-                    match self.authenticate(key_done) {
+                    match self.authenticate(key_done, cx.settings) {
                         Ok(Some(next)) => {
                             self.phase = next;
                             if matches!(self.phase, Phase::Auth { .. }) {
@@ -582,8 +591,26 @@ impl<'h> Conn<'h> {
 
     /// One restartable step of the login: `Ok(None)` logged in;
     /// `Ok(Some(phase))` the phase to be in next (the same one: would block).
-    fn authenticate(&mut self, key_done: bool) -> Result<Option<Phase>, ConnectError> {
+    fn authenticate(
+        &mut self,
+        key_done: bool,
+        settings: &Settings,
+    ) -> Result<Option<Phase>, ConnectError> {
         let host = self.host;
+        if host.agent {
+            // The operator's forwarded agent (`agent = true`, issue 18):
+            // upstream's login, blocking and bounded by `connect_timeout`
+            // (libssh2's agent calls talk to the local agent socket and the
+            // target in turn). Other hosts wait meanwhile; a batch of agent
+            // hosts logs in one host at a time.
+            let session = self.session();
+            session.set_blocking(true);
+            session.set_timeout(settings.connect_timeout.as_millis().min(u32::MAX as u128) as u32);
+            let r = upstream::authenticate(session, host);
+            session.set_timeout(0);
+            session.set_blocking(false);
+            return r.map(|_| None);
+        }
         if !key_done {
             if let Some(key) = &host.key {
                 match self
@@ -1127,6 +1154,8 @@ mod tests {
             password_file: None,
             description: String::new(),
             groups: groups.iter().map(|g| g.to_string()).collect(),
+            agent: false,
+            agent_fallback: false,
         }
     }
 

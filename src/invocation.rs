@@ -168,7 +168,7 @@ pub fn parse(argv: &[OsString], original_command: Option<&str>) -> Result<Invoca
                 sshd_config,
             }))
         }
-        "audit" | "replay" | "sessions" | "kill" => Ok(Invocation::Admin(Admin::Tool {
+        "audit" | "replay" | "sessions" | "kill" | "seal" => Ok(Invocation::Admin(Admin::Tool {
             name: first.into_owned(),
             args: rest.to_vec(),
         })),

@@ -3,6 +3,7 @@
 //! `run` decides which world we are in (an operator's login or an admin at
 //! a shell), installs the panic guard, and hands over.
 pub mod admin;
+pub mod agent;
 pub mod audit;
 pub mod batch;
 pub mod capture;

@@ -2,12 +2,11 @@
 //! → visit → back to the menu. Nothing the operator asks for is executed.
 #![forbid(unsafe_code)]
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::audit::{AuditLog, DenyReason, Event};
 use crate::command_policy::Who;
-use crate::config::{Config, SYSTEM_CONFIG};
+use crate::config::{config_path, Config};
 use crate::exec::{Exec, Job};
 use crate::identity::{self, Operator};
 use crate::invocation::{self, Malformed, Request};
@@ -18,26 +17,7 @@ use crate::session::{Outcome, Visit};
 use crate::sys::SignalPipe;
 use crate::tty;
 
-/// Real and effective ids differ: we run setuid/setgid for an operator.
-pub use crate::privilege::privileged;
-
-/// Where the config is. Privileged: the built-in path only. Otherwise the
-/// person running us is the admin of their own Gatehouse.
-pub fn config_path(privileged: bool) -> PathBuf {
-    if privileged {
-        return PathBuf::from(SYSTEM_CONFIG);
-    }
-    if let Some(p) = std::env::var_os("GATEHOUSE_CONFIG").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
-    }
-    if let Some(dirs) = directories::ProjectDirs::from("", "", "gatehouse") {
-        let p = dirs.config_dir().join("config.toml");
-        if p.is_file() {
-            return p;
-        }
-    }
-    PathBuf::from(SYSTEM_CONFIG)
-}
+use crate::privilege::privileged;
 
 /// An environment value. When privileged, `privilege::enter` has already
 /// dropped every variable but a vetted few (TERM, SSH_*).

@@ -548,6 +548,8 @@ mod tests {
             user: "u".into(),
             key: None,
             password_file: None,
+            agent: false,
+            agent_fallback: false,
             description: description.into(),
             groups: Vec::new(),
         };

@@ -1,7 +1,8 @@
 //! Privilege separation: what changes when Gatehouse runs setuid to the
 //! dedicated `gatehouse` account (real uid ≠ effective uid).
 //!
-//! Installed, the binary is `gatehouse:gatehouse 4755`. The operator is the
+//! Installed, the binary is `gatehouse:gatehouse 6755` (setuid and setgid
+//! to the gatehouse account, made so by postinst's dpkg-statoverride). The operator is the
 //! real uid; the effective uid is the only account that can read the target
 //! credentials and write the audit trail. So the moment we start we are a
 //! setuid program run by an untrusted user who controls our environment,
@@ -44,6 +45,10 @@ const KEPT_ENV: &[&str] = &[
     // ExposeAuthInfo: the file saying how sshd authenticated the operator,
     // read with the real uid (`identity::ssh_auth`).
     "SSH_USER_AUTH",
+    // The operator's forwarded agent (`ssh -A`), for hosts with
+    // `agent = true`. Only a path; `agent.rs` opens it as the operator and
+    // checks what it finds there (issue 18).
+    "SSH_AUTH_SOCK",
 ];
 
 /// The `PATH` of a privileged Gatehouse. It executes nothing; this is only
@@ -126,6 +131,7 @@ pub fn keep_value(name: &str, value: &str) -> bool {
         // request reaches `invocation::classify`, which refuses anything
         // over 64 KiB with its own line instead of showing the menu.
         "SSH_ORIGINAL_COMMAND" => value.len() <= 512 * 1024,
+        "SSH_AUTH_SOCK" => crate::agent::socket_path(value).is_ok(),
         _ => value.len() <= 256 && !value.chars().any(char::is_control),
     }
 }
@@ -141,6 +147,56 @@ pub fn admin_allowed() -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// Runs `f` with the operator's identity as the effective uid and gid (the
+/// real ones), in the calling thread only, and takes the gatehouse
+/// account's back before returning.
+///
+/// For the one thing Gatehouse must do *as the operator*: reach the
+/// operator's forwarded agent socket (issue 18), which sshd creates in a
+/// 0700 directory of theirs. Doing it as the operator means the kernel
+/// applies the operator's own permissions to the path, so pointing
+/// `SSH_AUTH_SOCK` at anything the operator could not reach themselves
+/// (another operator's agent, a socket only the gatehouse account may use)
+/// fails exactly as it would for them; and the agent sees the operator as
+/// its peer (ssh-agent refuses a peer whose euid is not its owner's). Keep
+/// `f` to the syscalls that need it: while it runs, this thread cannot
+/// read the credentials or open the log.
+///
+/// Why the effective ids and not only the filesystem ones (`setfsuid`):
+/// those would do for the path and the `connect` permission, but the peer
+/// credentials a socket carries are the effective ids. Why per thread
+/// (`sys::set_thread_euid`): glibc's `seteuid` changes every thread of the
+/// process, so a second thread opening a file meanwhile would do it as the
+/// operator; the raw syscall changes only ours.
+///
+/// The saved set-user-ID (and set-group-ID) keep the gatehouse account, so
+/// switching back is always allowed. If it still failed, the thread stays
+/// the operator — less privileged, never more — and the caller gets `Err`;
+/// the next audit write then fails closed. A change of effective uid resets
+/// "dumpable" to the system's `fs.suid_dumpable`, so the process is made
+/// non-dumpable again afterwards. Unprivileged (real = effective), `f`
+/// just runs.
+pub fn as_operator<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    use nix::unistd::{getegid, getgid};
+    let (ruid, euid) = (getuid().as_raw(), geteuid().as_raw());
+    let (rgid, egid) = (getgid().as_raw(), getegid().as_raw());
+    if ruid == euid && rgid == egid {
+        return Ok(f());
+    }
+    use crate::sys::{set_thread_egid, set_thread_euid};
+    // Down: group first, while the uid could still need it; up: uid first.
+    set_thread_egid(rgid).map_err(|e| format!("cannot switch to the operator's group: {e}"))?;
+    if let Err(e) = set_thread_euid(ruid) {
+        let _ = set_thread_egid(egid);
+        return Err(format!("cannot switch to the operator's uid: {e}"));
+    }
+    let out = f();
+    set_thread_euid(euid).map_err(|e| format!("cannot take back uid {euid}: {e}"))?;
+    set_thread_egid(egid).map_err(|e| format!("cannot take back gid {egid}: {e}"))?;
+    crate::sys::harden_process().map_err(|e| format!("cannot harden the process again: {e}"))?;
+    Ok(out)
 }
 
 /// A file or directory the config depends on that someone else could change.

@@ -18,7 +18,8 @@ use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use ssh2::BlockDirections;
 
-use crate::audit::EndReason;
+use crate::audit::{AuditError, EndReason};
+use crate::recording::RecordingError;
 use crate::sys::{Sig, SignalPipe};
 use crate::upstream::Upstream;
 
@@ -33,23 +34,64 @@ const MISSED_KEEPALIVES: u32 = 3;
 /// `detail` of a session the operator left with `~.`.
 pub const ESCAPE_DETAIL: &str = "operator typed ~.";
 
+/// Why the books of a session (audit trail, recording) could not be kept.
+/// The session ends (fail closed). `Display` is the admin's detail;
+/// [`BooksError::operator_line`] what the operator reads.
+#[derive(Debug)]
+pub enum BooksError {
+    Audit(AuditError),
+    Recording(RecordingError),
+}
+
+impl BooksError {
+    pub fn operator_line(&self) -> &'static str {
+        match self {
+            BooksError::Audit(_) => "the audit log cannot be written; session closed",
+            BooksError::Recording(_) => "the session recording cannot be written; session closed",
+        }
+    }
+}
+
+impl std::fmt::Display for BooksError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BooksError::Audit(e) => write!(f, "{e}"),
+            BooksError::Recording(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for BooksError {}
+
+impl From<AuditError> for BooksError {
+    fn from(e: AuditError) -> Self {
+        BooksError::Audit(e)
+    }
+}
+
+impl From<RecordingError> for BooksError {
+    fn from(e: RecordingError) -> Self {
+        BooksError::Recording(e)
+    }
+}
+
 /// What the session's bookkeeping (capture, audit, recording, policy)
 /// sees. An `Err` ends the session: the audit trail could not keep up
 /// (fail closed).
 pub trait Observer {
     /// Operator bytes (after `~` escapes), before any is forwarded: says
     /// how many may go now and which are an Enter held for a decision.
-    fn input(&mut self, data: &[u8], now: Instant) -> Result<Gate, String>;
-    fn output(&mut self, data: &[u8], now: Instant) -> Result<(), String>;
-    fn resize(&mut self, cols: u16, rows: u16) -> Result<(), String>;
+    fn input(&mut self, data: &[u8], now: Instant) -> Result<Gate, BooksError>;
+    fn output(&mut self, data: &[u8], now: Instant) -> Result<(), BooksError>;
+    fn resize(&mut self, cols: u16, rows: u16) -> Result<(), BooksError>;
     /// While an Enter is held: when `settle` must be called at the latest.
     fn deadline(&self) -> Option<Instant>;
     /// Tries to decide the held Enter; `Some` once decided, with every
     /// record it needs already written.
-    fn settle(&mut self, now: Instant) -> Result<Option<Release>, String>;
+    fn settle(&mut self, now: Instant) -> Result<Option<Release>, BooksError>;
     /// The operator's answer to an [`Release::Ask`] (`None`: they gave up);
     /// returns `Forward` or `Block`, and the bytes that repaint the screen.
-    fn answer(&mut self, answer: Option<&str>) -> Result<(Release, Vec<u8>), String>;
+    fn answer(&mut self, answer: Option<&str>) -> Result<(Release, Vec<u8>), BooksError>;
 }
 
 /// Longest answer to a policy question we keep.
@@ -78,6 +120,8 @@ pub struct RelayEnd {
     pub exit_signal: Option<String>,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// The bookkeeping failed: what the session must report (fail closed).
+    pub books: Option<BooksError>,
 }
 
 /// OpenSSH-style escapes: `~.` at the start of a line ends the session,
@@ -172,9 +216,35 @@ pub struct RelayConfig {
     pub keepalive: Duration,
 }
 
-type Stop = (EndReason, String);
+/// Why the loop stops: a reason and its detail for `session_end`, and the
+/// bookkeeping error when that is what stopped it.
+struct Stop {
+    reason: EndReason,
+    detail: String,
+    books: Option<BooksError>,
+}
 
-fn lost(e: impl std::fmt::Display) -> Stop {
+impl From<(EndReason, String)> for Stop {
+    fn from((reason, detail): (EndReason, String)) -> Self {
+        Stop {
+            reason,
+            detail,
+            books: None,
+        }
+    }
+}
+
+impl From<BooksError> for Stop {
+    fn from(e: BooksError) -> Self {
+        Stop {
+            reason: EndReason::Error,
+            detail: e.operator_line().to_string(),
+            books: Some(e),
+        }
+    }
+}
+
+fn lost(e: impl std::fmt::Display) -> (EndReason, String) {
     (EndReason::Disconnect, format!("connection lost: {e}"))
 }
 
@@ -216,13 +286,11 @@ impl Relay<'_> {
                     // at most this one chunk was seen and not recorded.
                     write_stdout(data)
                         .map_err(|e| (EndReason::Hangup, format!("operator terminal: {e}")))?;
-                    self.obs
-                        .output(data, self.last_rx)
-                        .map_err(|m| (EndReason::Error, m))?;
+                    self.obs.output(data, self.last_rx)?;
                     self.bytes_out += n as u64;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) => return Err(lost(e)),
+                Err(e) => return Err(lost(e).into()),
             }
         }
     }
@@ -232,13 +300,10 @@ impl Relay<'_> {
     fn gate(&mut self, now: Instant) -> Result<(), Stop> {
         loop {
             if !self.held.is_empty() {
-                let mut release = self.obs.settle(now).map_err(|m| (EndReason::Error, m))?;
+                let mut release = self.obs.settle(now)?;
                 if let Some(Release::Ask { question }) = &release {
                     let answer = self.ask(question)?;
-                    let (r, redraw) = self
-                        .obs
-                        .answer(answer.as_deref())
-                        .map_err(|m| (EndReason::Error, m))?;
+                    let (r, redraw) = self.obs.answer(answer.as_deref())?;
                     write_stdout(&redraw)
                         .map_err(|e| (EndReason::Hangup, format!("operator terminal: {e}")))?;
                     release = Some(r);
@@ -246,7 +311,7 @@ impl Relay<'_> {
                 match release {
                     None => return Ok(()),
                     Some(Release::Ask { .. }) => {
-                        return Err((EndReason::Error, "policy asked twice".into()))
+                        return Err(Stop::from((EndReason::Error, "policy asked twice".into())))
                     }
                     Some(Release::Forward) => {
                         let held = std::mem::take(&mut self.held);
@@ -265,10 +330,7 @@ impl Relay<'_> {
             if self.inbox.is_empty() {
                 return Ok(());
             }
-            let g = self
-                .obs
-                .input(&self.inbox, now)
-                .map_err(|m| (EndReason::Error, m))?;
+            let g = self.obs.input(&self.inbox, now)?;
             let forward: Vec<u8> = self.inbox[..g.forward].to_vec();
             self.send(&forward);
             self.held
@@ -320,7 +382,7 @@ impl Relay<'_> {
             ];
             match poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) | Err(Errno::EINTR) => {}
-                Err(e) => return Err((EndReason::Error, format!("poll: {e}"))),
+                Err(e) => return Err(Stop::from((EndReason::Error, format!("poll: {e}")))),
             }
             if fds[1].revents().is_some_and(|r| !r.is_empty()) || self.signals.must_leave() {
                 // Hang-up, terminate or kill end the session; a resize is
@@ -333,13 +395,23 @@ impl Relay<'_> {
             }
             let mut buf = [0u8; 256];
             match nix::unistd::read(stdin.as_fd(), &mut buf) {
-                Ok(0) => return Err((EndReason::Hangup, "operator terminal closed".into())),
+                Ok(0) => {
+                    return Err(Stop::from((
+                        EndReason::Hangup,
+                        "operator terminal closed".into(),
+                    )))
+                }
                 Ok(n) => {
                     self.last_input = Instant::now();
                     pending.extend_from_slice(&buf[..n]);
                 }
                 Err(Errno::EINTR) | Err(Errno::EAGAIN) => {}
-                Err(e) => return Err((EndReason::Hangup, format!("operator terminal: {e}"))),
+                Err(e) => {
+                    return Err(Stop::from((
+                        EndReason::Hangup,
+                        format!("operator terminal: {e}"),
+                    )))
+                }
             }
         }
     }
@@ -351,7 +423,7 @@ impl Relay<'_> {
 
     /// 3. Write what waits for the target, as far as its window allows.
     fn flush(&mut self) -> Result<(), Stop> {
-        flush(&mut self.up.channel, &mut self.to_remote).map_err(lost)
+        Ok(flush(&mut self.up.channel, &mut self.to_remote).map_err(lost)?)
     }
 
     /// 4. Requests refused with EAGAIN earlier, keepalive, liveness, idle.
@@ -373,7 +445,7 @@ impl Relay<'_> {
                     self.next_keepalive = now + Duration::from_secs(u64::from(secs.max(1)));
                 }
                 Err(e) if is_eagain(&e) => self.next_keepalive = now + Duration::from_millis(200),
-                Err(e) => return Err(lost(e)),
+                Err(e) => return Err(lost(e).into()),
             }
         }
         if now.duration_since(self.last_rx) >= self.silence_limit {
@@ -383,14 +455,16 @@ impl Relay<'_> {
                     "connection lost: the target answered nothing for {}s",
                     self.silence_limit.as_secs()
                 ),
-            ));
+            )
+                .into());
         }
         if let Some(idle) = self.cfg.idle_timeout {
             if now.duration_since(self.last_input) >= idle {
                 return Err((
                     EndReason::IdleTimeout,
                     format!("no input for {}s", idle.as_secs()),
-                ));
+                )
+                    .into());
             }
         }
         Ok(())
@@ -423,7 +497,7 @@ impl Relay<'_> {
         }
         match poll(fds, timeout_until(Some(deadline), now)) {
             Ok(_) | Err(Errno::EINTR) => {}
-            Err(e) => return Err((EndReason::Error, format!("poll: {e}"))),
+            Err(e) => return Err(Stop::from((EndReason::Error, format!("poll: {e}")))),
         }
         if fds[0].revents().is_some_and(|r| !r.is_empty()) {
             self.last_rx = Instant::now();
@@ -438,17 +512,17 @@ impl Relay<'_> {
     fn signals(&mut self, signals: &SignalPipe) -> Result<(), Stop> {
         for s in signals.take_pending() {
             match s {
-                Sig::Hangup => return Err((EndReason::Hangup, "SIGHUP".into())),
-                Sig::Terminate => return Err((EndReason::Hangup, "SIGTERM".into())),
+                Sig::Hangup => return Err(Stop::from((EndReason::Hangup, "SIGHUP".into()))),
+                Sig::Terminate => return Err(Stop::from((EndReason::Hangup, "SIGTERM".into()))),
                 Sig::WindowChange => {
                     let (c, r) = crate::tty::window_size();
                     self.pending_resize = Some((c, r));
-                    self.obs.resize(c, r).map_err(|m| (EndReason::Error, m))?;
+                    self.obs.resize(c, r)?;
                 }
                 // `gatehouse kill`: only with the admin's note (live.rs).
                 Sig::Kill => {
                     if let Some(note) = crate::live::kill_note() {
-                        return Err((EndReason::Killed, note.reason));
+                        return Err(Stop::from((EndReason::Killed, note.reason)));
                     }
                 }
             }
@@ -465,7 +539,7 @@ impl Relay<'_> {
             return Ok(());
         }
         match nix::unistd::read(io::stdin().as_fd(), &mut in_buf[..want]) {
-            Ok(0) => Err((EndReason::Hangup, "operator terminal closed".into())),
+            Ok(0) => Err((EndReason::Hangup, "operator terminal closed".to_string()).into()),
             Ok(n) => {
                 self.last_input = Instant::now();
                 let quit = self.escapes.filter(&in_buf[..n], &mut self.inbox);
@@ -473,12 +547,12 @@ impl Relay<'_> {
                     // Keys typed before `~.` still count; the rest is gone.
                     let now = Instant::now();
                     self.gate(now)?;
-                    return Err((EndReason::Disconnect, ESCAPE_DETAIL.into()));
+                    return Err(Stop::from((EndReason::Disconnect, ESCAPE_DETAIL.into())));
                 }
                 Ok(())
             }
             Err(Errno::EINTR) | Err(Errno::EAGAIN) => Ok(()),
-            Err(e) => Err((EndReason::Hangup, format!("operator terminal: {e}"))),
+            Err(e) => Err((EndReason::Hangup, format!("operator terminal: {e}")).into()),
         }
     }
 
@@ -549,6 +623,7 @@ pub fn run(
         exit_signal: None,
         bytes_in: r.bytes_in,
         bytes_out: r.bytes_out,
+        books: None,
     };
     let up = r.up;
 
@@ -568,9 +643,14 @@ pub fn run(
                 }
             }
         }
-        Err((reason, detail)) => {
+        Err(Stop {
+            reason,
+            detail,
+            books,
+        }) => {
             end.reason = reason;
             end.detail = Some(detail);
+            end.books = books;
             // A lost connection has nothing left to close.
             if reason != EndReason::Disconnect || end.detail.as_deref() == Some(ESCAPE_DETAIL) {
                 let _ = up.channel.close();
@@ -598,6 +678,27 @@ mod tests {
             }
         }
         (out, false)
+    }
+
+    #[test]
+    fn timeout_rounds_up_and_never_waits_forever_with_a_deadline() {
+        let now = Instant::now();
+        assert_eq!(timeout_until(None, now), PollTimeout::NONE);
+        // Rounded up: never wake a hair early and spin.
+        assert_eq!(
+            timeout_until(Some(now + Duration::from_micros(1500)), now),
+            PollTimeout::from(2u8)
+        );
+        // A deadline in the past polls without waiting (1 ms at most).
+        assert_eq!(
+            timeout_until(Some(now - Duration::from_secs(1)), now),
+            PollTimeout::from(1u8)
+        );
+        // Far deadlines are clamped, not wrapped.
+        assert_eq!(
+            timeout_until(Some(now + Duration::from_secs(u32::MAX as u64 * 10)), now),
+            PollTimeout::MAX
+        );
     }
 
     #[test]

@@ -7,12 +7,12 @@
 use std::time::Instant;
 
 use crate::audit::record::PolicyOutcome;
-use crate::audit::{AuditError, AuditLog, EndReason, Event};
+use crate::audit::{AuditLog, EndReason, Event};
 use crate::capture::{self, Capture};
 use crate::command_policy::{Action, CommandPolicy, Who};
 use crate::config::{Host, Settings};
-use crate::recording::{Recorder, RecordingError, SessionInfo};
-use crate::relay::{self, Observer, RelayConfig, RelayEnd, Release};
+use crate::recording::{Recorder, SessionInfo};
+use crate::relay::{self, BooksError, Observer, RelayConfig, RelayEnd, Release};
 use crate::sys::SignalPipe;
 use crate::tty::{self, RawMode};
 use crate::upstream::{self, ConnectError, PtyRequest};
@@ -100,7 +100,7 @@ struct Bookkeeper<'a> {
 impl Bookkeeper<'_> {
     /// The recording stopped at `max_recording`: say so once in the audit
     /// trail; the session goes on (commands are still recorded).
-    fn recording_limit(&mut self) -> Result<(), String> {
+    fn recording_limit(&mut self) -> Result<(), BooksError> {
         if !self
             .recording
             .as_mut()
@@ -118,10 +118,10 @@ impl Bookkeeper<'_> {
                 host_key: None,
                 batch: None,
             })
-            .map_err(|e| audit_failed(&e))
+            .map_err(BooksError::from)
     }
 
-    fn write_command(&mut self, c: &capture::Command) -> Result<(), String> {
+    fn write_command(&mut self, c: &capture::Command) -> Result<(), BooksError> {
         self.seq += 1;
         self.audit
             .write(&Event::Command {
@@ -134,7 +134,7 @@ impl Bookkeeper<'_> {
                 length: c.truncated.then_some(c.length),
                 source: c.source.as_str(),
             })
-            .map_err(|e| audit_failed(&e))
+            .map_err(BooksError::from)
     }
 
     fn write_policy(
@@ -143,7 +143,7 @@ impl Bookkeeper<'_> {
         rule: &str,
         action: Action,
         outcome: PolicyOutcome,
-    ) -> Result<(), String> {
+    ) -> Result<(), BooksError> {
         self.audit
             .write(&Event::Policy {
                 session: self.session,
@@ -155,12 +155,12 @@ impl Bookkeeper<'_> {
                 truncated: c.truncated,
                 length: c.truncated.then_some(c.length),
             })
-            .map_err(|e| audit_failed(&e))
+            .map_err(BooksError::from)
     }
 
     /// Writes the records of a decided Enter, the policy applied to its
     /// command: what the relay does with the Enter.
-    fn decide(&mut self) -> Result<Release, String> {
+    fn decide(&mut self) -> Result<Release, BooksError> {
         let mut release = Release::Forward;
         for r in std::mem::take(&mut self.found) {
             let c = match r {
@@ -204,7 +204,7 @@ impl Bookkeeper<'_> {
 
     /// Writes what the capture found. Called before the Enter that the
     /// records account for is forwarded.
-    fn flush(&mut self) -> Result<(), String> {
+    fn flush(&mut self) -> Result<(), BooksError> {
         for r in std::mem::take(&mut self.found) {
             self.seq += 1;
             let event = match &r {
@@ -225,36 +225,32 @@ impl Bookkeeper<'_> {
                     prompt,
                 },
             };
-            self.audit.write(&event).map_err(|e| audit_failed(&e))?;
+            self.audit.write(&event)?;
         }
         Ok(())
     }
 }
 
-fn recording_failed(e: &RecordingError) -> String {
+/// The books failed: the admin's detail to syslog (the audit trail may be
+/// what failed), the operator's line back.
+fn report(e: BooksError) -> String {
     crate::report::syslog(&e.to_string());
-    "the session recording cannot be written; session closed".to_string()
-}
-
-fn audit_failed(e: &AuditError) -> String {
-    crate::report::syslog(&e.to_string());
-    "the audit log cannot be written; session closed".to_string()
+    e.operator_line().to_string()
 }
 
 impl Observer for Bookkeeper<'_> {
-    fn input(&mut self, data: &[u8], now: Instant) -> Result<relay::Gate, String> {
+    fn input(&mut self, data: &[u8], now: Instant) -> Result<relay::Gate, BooksError> {
         let gate = self.capture.input(data, now, &mut self.found);
         if let Some(r) = &mut self.recording {
-            r.input(&data[..gate.consumed])
-                .map_err(|e| recording_failed(&e))?;
+            r.input(&data[..gate.consumed])?;
         }
         self.recording_limit()?;
         self.flush()?;
         Ok(gate)
     }
-    fn output(&mut self, data: &[u8], now: Instant) -> Result<(), String> {
+    fn output(&mut self, data: &[u8], now: Instant) -> Result<(), BooksError> {
         if let Some(r) = &mut self.recording {
-            r.output(data).map_err(|e| recording_failed(&e))?;
+            r.output(data)?;
         }
         self.recording_limit()?;
         self.capture.output(data, now, &mut self.found);
@@ -264,9 +260,9 @@ impl Observer for Bookkeeper<'_> {
             self.flush()
         }
     }
-    fn resize(&mut self, cols: u16, rows: u16) -> Result<(), String> {
+    fn resize(&mut self, cols: u16, rows: u16) -> Result<(), BooksError> {
         if let Some(r) = &mut self.recording {
-            r.resize(cols, rows).map_err(|e| recording_failed(&e))?;
+            r.resize(cols, rows)?;
         }
         self.capture.resize(cols, rows);
         Ok(())
@@ -274,7 +270,7 @@ impl Observer for Bookkeeper<'_> {
     fn deadline(&self) -> Option<Instant> {
         self.capture.deadline()
     }
-    fn settle(&mut self, now: Instant) -> Result<Option<Release>, String> {
+    fn settle(&mut self, now: Instant) -> Result<Option<Release>, BooksError> {
         if !self.capture.settle(now, false, &mut self.found) {
             self.flush()?;
             return Ok(None);
@@ -283,7 +279,7 @@ impl Observer for Bookkeeper<'_> {
         // ends the session with the Enter still held).
         self.decide().map(Some)
     }
-    fn answer(&mut self, answer: Option<&str>) -> Result<(Release, Vec<u8>), String> {
+    fn answer(&mut self, answer: Option<&str>) -> Result<(Release, Vec<u8>), BooksError> {
         let redraw = self.capture.redraw();
         let Some(Asking { command, rule }) = self.asking.take() else {
             return Ok((Release::Forward, redraw));
@@ -342,7 +338,7 @@ impl Visit<'_> {
                     batch: None,
                 });
                 if let Err(ae) = written {
-                    return Outcome::Failed(audit_failed(&ae));
+                    return Outcome::Failed(report(ae.into()));
                 }
                 return Outcome::ConnectFailed(e);
             }
@@ -371,7 +367,7 @@ impl Visit<'_> {
                         host_key: None,
                         batch: None,
                     });
-                    return Outcome::Failed(recording_failed(&e));
+                    return Outcome::Failed(report(e.into()));
                 }
             }
         } else {
@@ -391,8 +387,9 @@ impl Visit<'_> {
             cols,
             rows,
             recording: recording_path.as_deref(),
+            auth: &up.auth,
         }) {
-            return Outcome::Failed(audit_failed(&e));
+            return Outcome::Failed(report(e.into()));
         }
 
         // Visible to `gatehouse sessions` / `kill` until dropped.
@@ -417,7 +414,7 @@ impl Visit<'_> {
             host_cfg: host,
             asking: None,
         };
-        let end = match RawMode::enter() {
+        let mut end = match RawMode::enter() {
             Ok(_raw) => relay::run(
                 &mut up,
                 self.signals,
@@ -434,6 +431,7 @@ impl Visit<'_> {
                 exit_signal: None,
                 bytes_in: 0,
                 bytes_out: 0,
+                books: None,
             },
         };
         rec.capture.finish(Instant::now(), &mut rec.found);
@@ -454,10 +452,11 @@ impl Visit<'_> {
             bytes_in: end.bytes_in,
             bytes_out: end.bytes_out,
         });
-        match (flushed, written) {
-            (Err(m), _) => Outcome::Failed(m),
-            (_, Err(e)) => Outcome::Failed(audit_failed(&e)),
-            _ => Outcome::Ended(end),
+        // The first failure is what the admin needs; the rest follow from it.
+        match (end.books.take(), flushed, written) {
+            (Some(e), _, _) | (None, Err(e), _) => Outcome::Failed(report(e)),
+            (None, Ok(()), Err(e)) => Outcome::Failed(report(e.into())),
+            (None, Ok(()), Ok(())) => Outcome::Ended(end),
         }
     }
 }

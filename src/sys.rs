@@ -1,5 +1,6 @@
 //! The only module with `unsafe`: signal dispositions, the window size
-//! ioctl, the environment reset and pidfd signalling.
+//! ioctl, the environment reset, pidfd signalling and the per-thread
+//! effective ids (`set_thread_euid`, for reaching the operator's agent).
 //!
 //! Signals reach the rest of Gatehouse as bytes on a non-blocking pipe (the
 //! self-pipe trick), so the relay sees them in its poll(2) set and the menu
@@ -192,6 +193,39 @@ impl SignalPipe {
 pub fn harden_process() -> nix::Result<()> {
     nix::sys::prctl::set_dumpable(false)?;
     nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0)
+}
+
+/// Sets the effective uid of the calling thread only (`setresuid(-1, uid,
+/// -1)` as a raw syscall). glibc's `seteuid`/`setresuid` wrappers apply a
+/// change to every thread of the process (POSIX semantics); the kernel's
+/// credentials are per thread, and `privilege::as_operator` wants exactly
+/// one thread switched. The fs uid follows the effective uid.
+pub fn set_thread_euid(uid: u32) -> Result<(), nix::errno::Errno> {
+    // -1 leaves an id unchanged; the kernel truncates each argument to uid_t.
+    let (keep, uid) = (-1 as nix::libc::c_long, nix::libc::c_long::from(uid));
+    // SAFETY: setresuid(2) takes three integers and touches no memory of
+    // ours; the kernel checks that `uid` is one of our real, effective or
+    // saved uids.
+    let r = unsafe { nix::libc::syscall(nix::libc::SYS_setresuid, keep, uid, keep) };
+    if r < 0 {
+        Err(nix::errno::Errno::last())
+    } else {
+        Ok(())
+    }
+}
+
+/// The same for the effective gid of the calling thread (`setresgid`).
+pub fn set_thread_egid(gid: u32) -> Result<(), nix::errno::Errno> {
+    let (keep, gid) = (-1 as nix::libc::c_long, nix::libc::c_long::from(gid));
+    // SAFETY: setresgid(2) takes three integers and touches no memory of
+    // ours; the kernel checks that `gid` is one of our real, effective or
+    // saved gids.
+    let r = unsafe { nix::libc::syscall(nix::libc::SYS_setresgid, keep, gid, keep) };
+    if r < 0 {
+        Err(nix::errno::Errno::last())
+    } else {
+        Ok(())
+    }
 }
 
 /// Arms the menu's idle timeout: after `secs` the menu's key read is

@@ -1,6 +1,7 @@
 //! The connection to a target: TCP with a timeout, the SSH handshake, the
 //! host-key check against the admin's known_hosts, authentication with the
-//! host's credentials, then a pty and a shell.
+//! host's credentials or the operator's own forwarded agent, then a pty and
+//! a shell.
 //!
 //! Policy decides about host keys, never the operator: there is no "trust
 //! this key?" prompt.
@@ -45,6 +46,20 @@ pub struct Upstream {
     pub socket: TcpStream,
     /// `SHA256:…` as `ssh-keygen -l` prints it.
     pub host_key: String,
+    /// How Gatehouse logged in: `key`, `password`, or `agent SHA256:…`
+    /// (the operator's key the target accepted); `session_start.auth`.
+    pub auth: String,
+}
+
+/// What went wrong with the operator's own agent (`agent = true`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentProblem {
+    /// No agent was forwarded (`ssh` without `-A`).
+    NotForwarded,
+    /// The socket or the agent behind it was refused or unusable.
+    Refused,
+    /// The agent answered, but the target accepted none of its keys.
+    NoKeyAccepted,
 }
 
 #[derive(Debug)]
@@ -71,6 +86,12 @@ pub enum ConnectError {
     KnownHosts(String),
     Credentials(String),
     Auth(String),
+    /// `agent = true` and the operator's agent could not log in (and there
+    /// is no `agent_fallback`). `detail` is for the admin.
+    Agent {
+        problem: AgentProblem,
+        detail: String,
+    },
     Channel(String),
     Interrupted,
     /// The caller's last check before the channel starts said no (the
@@ -89,7 +110,7 @@ impl ConnectError {
             ConnectError::HostKeyRevoked { .. } => "host_key_revoked",
             ConnectError::KnownHosts(_) => "known_hosts_unusable",
             ConnectError::Credentials(_) => "credentials_unusable",
-            ConnectError::Auth(_) => "auth_failed",
+            ConnectError::Auth(_) | ConnectError::Agent { .. } => "auth_failed",
             ConnectError::Channel(_) => "channel_failed",
             ConnectError::Interrupted => "interrupted",
             ConnectError::Vetoed(_) => "audit_failed",
@@ -113,6 +134,18 @@ impl ConnectError {
             ConnectError::Auth(_) => {
                 format!("{host} refused the login; please tell your administrator")
             }
+            ConnectError::Agent { problem, .. } => match problem {
+                AgentProblem::NotForwarded => {
+                    format!("{host} needs your own key: connect with ssh -A")
+                }
+                AgentProblem::Refused => format!(
+                    "{host} needs your own key, but your forwarded agent could not be used; \
+                     please tell your administrator"
+                ),
+                AgentProblem::NoKeyAccepted => {
+                    format!("{host} accepted none of the keys in your agent")
+                }
+            },
             ConnectError::Channel(_) => format!("{host} did not open a shell"),
             ConnectError::Interrupted => format!("connecting to {host} was interrupted"),
             ConnectError::Vetoed(m) => m.clone(),
@@ -128,6 +161,7 @@ impl ConnectError {
             | ConnectError::KnownHosts(s)
             | ConnectError::Credentials(s)
             | ConnectError::Auth(s)
+            | ConnectError::Agent { detail: s, .. }
             | ConnectError::Channel(s)
             | ConnectError::Vetoed(s) => s.clone(),
             ConnectError::HostKeyUnknown { fingerprint } => {
@@ -238,7 +272,7 @@ pub fn connect_to(
     if interrupted() {
         return Err(ConnectError::Interrupted);
     }
-    authenticate(&session, host)?;
+    let auth = authenticate(&session, host)?;
     if interrupted() {
         return Err(ConnectError::Interrupted);
     }
@@ -287,6 +321,7 @@ pub fn connect_to(
         channel,
         socket,
         host_key,
+        auth,
     })
 }
 
@@ -518,11 +553,33 @@ fn append_known_host(path: &Path, line: &str) -> io::Result<()> {
     f.write_all(line.as_bytes())
 }
 
-fn authenticate(session: &Session, host: &Host) -> Result<(), ConnectError> {
-    let mut tried = Vec::new();
+/// Logs in to the target; `Ok` says how, for `session_start.auth`.
+/// `agent = true`: the operator's own agent first, and the bastion's
+/// credentials only with `agent_fallback = true` (config.rs refuses an
+/// agent host with a credential but no fallback).
+pub(crate) fn authenticate(session: &Session, host: &Host) -> Result<String, ConnectError> {
+    if !host.agent {
+        return held_credentials(session, host, Vec::new());
+    }
+    match agent_login(session, host) {
+        Ok(fingerprint) => Ok(format!("agent {fingerprint}")),
+        Err(e) if host.agent_fallback => {
+            held_credentials(session, host, vec![format!("agent: {}", e.detail())])
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The credentials the bastion holds for the host: key, then password.
+/// `tried` already lists what failed before (the agent, on a fallback).
+fn held_credentials(
+    session: &Session,
+    host: &Host,
+    mut tried: Vec<String>,
+) -> Result<String, ConnectError> {
     if let Some(key) = &host.key {
         match session.userauth_pubkey_file(&host.user, None, key, None) {
-            Ok(()) if session.authenticated() => return Ok(()),
+            Ok(()) if session.authenticated() => return Ok("key".into()),
             Ok(()) => tried.push(format!("key {}: not accepted", key.display())),
             // libssh2 reports an unreadable or encrypted key as a format error.
             Err(e) => tried.push(format!("key {}: {}", key.display(), e.message())),
@@ -531,7 +588,7 @@ fn authenticate(session: &Session, host: &Host) -> Result<(), ConnectError> {
     if let Some(pw_path) = &host.password_file {
         let password = read_secret(pw_path)?;
         match session.userauth_password(&host.user, &password) {
-            Ok(()) if session.authenticated() => return Ok(()),
+            Ok(()) if session.authenticated() => return Ok("password".into()),
             Ok(()) => tried.push("password: not accepted".into()),
             Err(e) => tried.push(format!(
                 "password from {}: {}",
@@ -547,6 +604,141 @@ fn authenticate(session: &Session, host: &Host) -> Result<(), ConnectError> {
         host.port,
         tried.join("; ")
     )))
+}
+
+/// At most this many agent keys are offered to one target (sshd's own
+/// `MaxAuthTries` is 6 by default; an agent with hundreds of keys must not
+/// keep Gatehouse busy).
+pub const MAX_AGENT_KEYS: usize = 16;
+
+/// Logs in with a key from the operator's forwarded agent (issue 18); `Ok`
+/// is the accepted key's `SHA256:…` fingerprint.
+///
+/// The socket is opened and checked as the operator by `agent.rs`, and
+/// libssh2 connects to it as the operator through the checked descriptor
+/// (`/proc/self/fd/N`, see agent.rs for why this and not the path itself).
+/// Every identity is tried in the agent's order: libssh2's own
+/// `userauth_agent` stops at the first (crates.md). The connection to the
+/// agent is closed before this returns, whatever the outcome: Gatehouse
+/// keeps nothing of it (the identity list is freed with the handle) and
+/// does not forward it to the target.
+fn agent_login(session: &Session, host: &Host) -> Result<String, ConnectError> {
+    let at = format!("{}@{}:{}", host.user, host.address, host.port);
+    let fail = |problem, why: String| ConnectError::Agent {
+        problem,
+        detail: format!("{at}: {why}"),
+    };
+    let sock =
+        crate::agent::open_checked(std::env::var_os("SSH_AUTH_SOCK").as_deref()).map_err(|e| {
+            match e {
+                crate::agent::AgentError::NotForwarded => {
+                    fail(AgentProblem::NotForwarded, e.to_string())
+                }
+                crate::agent::AgentError::Refused { .. } => {
+                    fail(AgentProblem::Refused, e.to_string())
+                }
+            }
+        })?;
+    let shown = sock.shown.clone();
+    let refused = |why: String| fail(AgentProblem::Refused, format!("agent at {shown}: {why}"));
+    let mut agent = session
+        .agent()
+        .map_err(|e| refused(format!("libssh2: {}", e.message())))?;
+    agent
+        .set_identity_path(&sock.connect_path())
+        .map_err(|e| refused(format!("libssh2: {}", e.message())))?;
+    let connected = crate::privilege::as_operator(|| agent.connect());
+    // The O_PATH descriptor has done its job once connected (or not).
+    drop(sock);
+    match connected {
+        Err(privilege) => return Err(refused(privilege)),
+        Ok(Err(e)) => return Err(refused(format!("cannot connect: {}", e.message()))),
+        Ok(Ok(())) => {}
+    }
+    let result = try_agent_keys(session, &mut agent, host);
+    let _ = agent.disconnect();
+    result.map_err(|(problem, why)| match problem {
+        AgentProblem::Refused => refused(why),
+        _ => fail(problem, why),
+    })
+}
+
+/// Offers the agent's keys one by one; `Ok` is the accepted key's
+/// fingerprint, `Err` the problem and what each key got.
+fn try_agent_keys(
+    session: &Session,
+    agent: &mut ssh2::Agent,
+    host: &Host,
+) -> Result<String, (AgentProblem, String)> {
+    agent.list_identities().map_err(|e| {
+        (
+            AgentProblem::Refused,
+            format!("cannot list keys: {}", e.message()),
+        )
+    })?;
+    let keys = agent.identities().map_err(|e| {
+        (
+            AgentProblem::Refused,
+            format!("cannot list keys: {}", e.message()),
+        )
+    })?;
+    if keys.is_empty() {
+        return Err((
+            AgentProblem::NoKeyAccepted,
+            "the agent holds no keys".into(),
+        ));
+    }
+    let mut tried = Vec::new();
+    for key in keys.iter().take(MAX_AGENT_KEYS) {
+        let fp = key_fingerprint(key.blob());
+        match agent.userauth(&host.user, key) {
+            Ok(()) if session.authenticated() => return Ok(fp),
+            Ok(()) => tried.push(format!("{fp}: not accepted")),
+            Err(e) => {
+                tried.push(format!("{fp}: {}", e.message()));
+                if session_lost(&e) {
+                    break;
+                }
+            }
+        }
+    }
+    if keys.len() > MAX_AGENT_KEYS {
+        tried.push(format!(
+            "{} more keys not offered",
+            keys.len() - MAX_AGENT_KEYS
+        ));
+    }
+    Err((
+        AgentProblem::NoKeyAccepted,
+        format!("no agent key accepted: {}", tried.join("; ")),
+    ))
+}
+
+/// An error after which offering more keys is pointless: the target or the
+/// agent went away (e.g. sshd's `MaxAuthTries` reached).
+fn session_lost(e: &ssh2::Error) -> bool {
+    use libssh2_sys as raw;
+    matches!(
+        e.code(),
+        ssh2::ErrorCode::Session(
+            raw::LIBSSH2_ERROR_SOCKET_DISCONNECT
+                | raw::LIBSSH2_ERROR_SOCKET_SEND
+                | raw::LIBSSH2_ERROR_SOCKET_RECV
+                | raw::LIBSSH2_ERROR_SOCKET_TIMEOUT
+                | raw::LIBSSH2_ERROR_TIMEOUT
+                | raw::LIBSSH2_ERROR_AGENT_PROTOCOL
+        )
+    )
+}
+
+/// `SHA256:<unpadded base64>` of a public key blob, as `ssh-keygen -l` and
+/// `ssh-add -l` print it.
+pub fn key_fingerprint(blob: &[u8]) -> String {
+    use sha2::Digest;
+    format!(
+        "SHA256:{}",
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(sha2::Sha256::digest(blob))
+    )
 }
 
 /// Reads a password file into memory that is wiped when dropped. The first

@@ -779,32 +779,36 @@ fn case_resize_then_long_commands() {
     };
     s.run("echo before-resize", Some("before-resize"));
     s.p.resize(120, 30);
-    // The resize reaches the target asynchronously: ask until it has.
-    let n1 = stty_size_until(&mut s.p, PROMPT, 30, 120, T);
+    // The resize reaches the target asynchronously: wait for it there, from
+    // outside, so no typed command races it (what a command typed while the
+    // window change is still on its way records is another matter).
+    s.t.wait_shell_tty_size(30, 120, T);
+    s.run("stty size", Some("30 120"));
     let w1 = long_word(230, 'k');
     let c1 = format!("echo {w1}");
     s.send(&c1);
     s.screen_until("the tail", |scr| scr.contains(&c1[c1.len() - 30..]));
     s.enter_expect(Some(&w1));
     s.p.resize(50, 20);
-    let n2 = stty_size_until(&mut s.p, PROMPT, 20, 50, T);
+    s.t.wait_shell_tty_size(20, 50, T);
+    s.run("stty size", Some("20 50"));
     let w2 = long_word(140, '3');
     let c2 = format!("echo {w2}");
     s.send(&c2);
     s.screen_until("the tail", |scr| scr.contains(&c2[c2.len() - 30..]));
     s.enter_expect(Some(&w2));
     let (cmds, _) = s.finish();
-    let stty = |n: usize| vec!["stty size".to_string(); n];
-    let want: Vec<String> = [
-        vec!["echo before-resize".to_string()],
-        stty(n1),
-        vec![c1.clone()],
-    ]
-    .into_iter()
-    .chain([stty(n2), vec![c2.clone(), "exit".to_string()]])
-    .flatten()
-    .collect();
-    assert_eq!(cmds, want);
+    assert_eq!(
+        cmds,
+        [
+            "echo before-resize",
+            "stty size",
+            &c1,
+            "stty size",
+            &c2,
+            "exit"
+        ]
+    );
 }
 
 /// Regression: keys with a Tab arriving in one chunk, ahead of any echo (a
@@ -1520,4 +1524,84 @@ fn a_shell_inside_tmux_on_the_target_is_still_recorded() {
     s.p.expect(PROMPT).unwrap();
     let (cmds, _) = s.finish();
     assert_eq!(cmds[1..], ["echo in-tmux-1", "exit", "exit"], "{cmds:?}");
+}
+
+/// A tmpfs mounted over a directory, unmounted on drop (panics included).
+struct SmallDisk(std::path::PathBuf);
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_at_enter_ends_the_session_and_the_command_never_runs() {
+    if skip_without_pty() {
+        return;
+    }
+    if !nix::unistd::getuid().is_root() {
+        skip("mounting a small tmpfs for the log needs root");
+        return;
+    }
+    let t = Target::start();
+    let gh = Gh::builder()
+        .target("web01", &t)
+        .extra_settings("recording = false")
+        .build();
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k,mode=0755", "tmpfs"])
+        .arg(gh.log_dir())
+        .status()
+        .unwrap();
+    assert!(ok.success(), "mount tmpfs");
+    let _disk = SmallDisk(gh.log_dir().to_path_buf());
+    let mut c = gh.command();
+    c.args(["-c", "web01"]);
+    let mut p = spawn_pty(c, 80, 24);
+    p.timeout = T;
+    p.expect(PROMPT).unwrap();
+    // Fill the disk to the last byte.
+    let filler = gh.log_dir().join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let block = vec![b'x'; 4096];
+    while std::io::Write::write_all(&mut f, &block).is_ok() {}
+    let _ = std::io::Write::write_all(&mut f, b"x");
+    drop(f);
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    // Longer than a page: the record cannot fit in the log file's last,
+    // partly used page either.
+    p.send(format!(
+        "touch {} ; : {}",
+        marker.display(),
+        "A".repeat(6000)
+    ))
+    .unwrap();
+    p.send(keys::ENTER).unwrap();
+    p.expect("the audit log cannot be written; session closed")
+        .unwrap();
+    p.wait_exit(T).expect("gatehouse ends");
+    // Gatehouse is gone and never sent the Enter: nothing can run it now.
+    assert!(!marker.exists(), "the command ran without its record");
+}
+
+#[test]
+fn output_racing_the_echo_leaves_the_command_recorded_unverified() {
+    let Some(mut s) = S::start() else { return };
+    // A background job prints into the middle of the line being typed.
+    s.run("(sleep 0.5; echo BG-NOISE) &", None);
+    s.typed("echo ra");
+    s.expect_line("BG-NOISE");
+    s.send("ced-1");
+    s.screen_until("the rest of the echo", |t| t.contains("ced-1"));
+    s.enter_expect(Some("raced-1"));
+    let (cmds, done) = s.finish();
+    assert_eq!(cmds[1], "echo raced-1", "{cmds:?}");
+    // Recorded either way; verified only if the screen could confirm it.
+    let r = command_record(&done.gh, "echo raced-1");
+    assert!(r["verified"].is_boolean(), "{r}");
 }

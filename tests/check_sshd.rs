@@ -39,7 +39,12 @@ fn check_sshd_names_an_account_that_could_forward() {
         skip("check_sshd: /usr/sbin/sshd is not installed");
         return;
     }
-    let gh = Gh::builder().build();
+    // One host logs in with the operator's own agent (issue 18).
+    let gh = Gh::builder()
+        .extra_toml(
+            "[[hosts]]\nname = \"agent01\"\naddress = \"127.0.0.1\"\nuser = \"u\"\nagent = true\n",
+        )
+        .build();
     let dir = tempfile::tempdir().unwrap();
     let me = current_user();
     // The shipped snippet, but for a group the account is not in.
@@ -69,6 +74,11 @@ fn check_sshd_names_an_account_that_could_forward() {
         "{out}"
     );
     assert!(out.contains("internal-sftp"), "{out}");
+    // Not confined: its own shell could use a forwarded agent.
+    assert!(
+        out.contains(&format!("sshd: {me}: can use agent forwarding")),
+        "{out}"
+    );
 
     // The same snippet matching the account: confined.
     let snippet = snippet.replace("Match Group no-such-group-gh", &format!("Match User {me}"));
@@ -82,6 +92,15 @@ fn check_sshd_names_an_account_that_could_forward() {
     let out = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
     assert!(out.contains(&format!("sshd: {me}: OK")), "{out}");
     assert!(!out.contains(&format!("sshd: {me}: can use")), "{out}");
+    // Confined: the snippet's agent forwarding is reported, with the host
+    // that uses it, as a note.
+    assert!(
+        out.contains(&format!(
+            "sshd: {me}: note: agent forwarding (ssh -A) is allowed; \
+             Gatehouse uses it only for agent = true hosts: agent01"
+        )),
+        "{out}"
+    );
     // Other accounts whose shell is Gatehouse (left by another test run on
     // this machine) may still be reported; only then is the status 1.
     if !out.contains(": can use ") {

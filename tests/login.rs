@@ -704,7 +704,15 @@ fn audit_field_names_are_pinned() {
         ("denied", &["request", "reason"]),
         (
             "session_start",
-            &["session", "host", "target", "host_key", "pid", "recording"],
+            &[
+                "session",
+                "host",
+                "target",
+                "host_key",
+                "pid",
+                "recording",
+                "auth",
+            ],
         ),
         ("command", &["session", "host", "seq", "command"]),
         (
@@ -731,6 +739,8 @@ fn audit_field_names_are_pinned() {
             assert_eq!(r["user"], gh.user.as_str());
         }
     }
+    // The host logs in with the bastion's key (issue 18: `auth`).
+    assert_eq!(gh.records("session_start")[0]["auth"], "key");
     let ts = gh.jsonl()[0]["ts"].as_str().unwrap().to_string();
     assert!(
         regex::Regex::new(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -766,6 +776,7 @@ fn password_file_authenticates_and_never_leaks() {
     let mut p = gh.spawn(&["-c", "pw01"]);
     p.expect("pw-login-42").unwrap();
     assert_eq!(wait_exit(&mut p), 0);
+    assert_eq!(gh.records("session_start")[0]["auth"], "password");
     let mut p = gh.spawn(&["-c", "pw02"]);
     p.expect("refused the login").unwrap();
     assert_eq!(wait_exit(&mut p), 255);

@@ -77,6 +77,7 @@ fn the_man_page_lists_every_admin_command() {
         "gatehouse replay",
         "gatehouse sessions",
         "gatehouse kill",
+        "gatehouse seal",
     ] {
         assert!(
             man.contains(&format!(".B {cmd}")),

@@ -317,16 +317,21 @@ fn setup() -> Env {
     fs::write(etc.join("known_hosts"), target.known_hosts_line() + "\n").unwrap();
     let config = format!(
         "[settings]\nlog_dir = \"{BASE}/log\"\nknown_hosts = \"{e}/known_hosts\"\n\
-         host_key_policy = \"strict\"\nidle_timeout = \"0\"\nconnect_timeout = \"3s\"\n\n\
+         host_key_policy = \"strict\"\nidle_timeout = \"0\"\nconnect_timeout = \"{ct}\"\n\n\
          [[hosts]]\nname = \"web01\"\naddress = \"127.0.0.1\"\nport = {tp}\nuser = \"{tu}\"\n\
          key = \"{e}/keys/target_ed25519\"\npassword_file = \"{e}/keys/web01.pw\"\n\n\
          [[hosts]]\nname = \"slow01\"\naddress = \"127.0.0.1\"\nport = {slow}\nuser = \"nobody\"\n\
          key = \"{e}/keys/target_ed25519\"\n\n\
+         [[hosts]]\nname = \"agent01\"\naddress = \"127.0.0.1\"\nport = {tp}\nuser = \"{tu}\"\n\
+         agent = true\n\n\
          [[access]]\nunix_groups = [\"{group}\"]\nhosts = [\"*\"]\nexec = true\ntransfer = true\n",
         e = etc.display(),
         tp = target.port,
         tu = target.user,
         slow = tarpit_port,
+        // Per connection step, for web01 too: scaled, so a loaded machine's
+        // slow handshake is not a failure; slow01 (a tarpit) still ends.
+        ct = scaled_setting(3),
     );
     fs::write(SYS_CONFIG, config).unwrap();
     must(&format!(
@@ -345,8 +350,16 @@ fn setup() -> Env {
         .replace(
             "ForceCommand /usr/bin/gatehouse",
             &format!("ForceCommand {}", bin.display()),
+        )
+        // A lax admin, for `another_operators_agent_socket_is_refused`: the
+        // snippet's own list (which replaces the global one inside the
+        // Match block) lets the operator name an agent socket.
+        .replace(
+            "AcceptEnv GATEHOUSE_HOST",
+            "AcceptEnv GATEHOUSE_HOST SSH_AUTH_SOCK",
         );
     assert!(snippet.contains(&format!("Match Group {group}")));
+    assert!(snippet.contains("SSH_AUTH_SOCK"));
     let extra = format!(
         "Subsystem sftp /usr/lib/openssh/sftp-server\n\
          AcceptEnv LANG LC_* LD_PRELOAD GATEHOUSE_CONFIG HOME XDG_CONFIG_HOME\n\
@@ -1016,7 +1029,7 @@ fn control_keys_while_connecting_lead_back_to_the_menu(env: &Env) {
         assert!(p.exit_code().is_none(), "left on {key:?} while connecting");
         assert_no_foreign(env, op);
     }
-    // connect_timeout = 3s: the failure, then the menu again.
+    // connect_timeout (3 s, scaled): the failure, then the menu again.
     p.expect(MENU).unwrap();
     p.send(keys::CTRL_D).unwrap();
     assert_eq!(p.wait_exit(T), Some(0));
@@ -1248,6 +1261,121 @@ fn an_admin_ends_a_session_and_operators_cannot(env: &Env) {
 }
 
 // ---------------------------------------------------------------------------
+// Cases: the operator's own agent (issue 18)
+// ---------------------------------------------------------------------------
+
+/// An `ssh-agent -D` on the operator's side (the client; it runs as root
+/// here, which changes nothing for the bastion) holding one new key that
+/// the target accepts. Returns the agent (killed on drop), its socket and
+/// the key's fingerprint.
+fn operator_agent(env: &Env, name: &str) -> (Bg, PathBuf, String) {
+    let sock = env.scratch(&format!("{name}.sock"));
+    let key = env.scratch(&format!("{name}_ed25519"));
+    let agent = bg({
+        let mut c = Command::new("ssh-agent");
+        c.arg("-D").arg("-a").arg(&sock);
+        c
+    });
+    wait_until("the ssh-agent socket", T, || sock.exists());
+    must(&format!(
+        "ssh-keygen -q -t ed25519 -N '' -C {name} -f {k} && SSH_AUTH_SOCK={s} ssh-add {k}",
+        k = key.display(),
+        s = sock.display()
+    ));
+    let public = fs::read_to_string(key.with_extension("pub")).unwrap();
+    let authorized = env.target().dir.path().join("authorized_keys");
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(authorized)
+        .unwrap();
+    f.write_all(public.as_bytes()).unwrap();
+    let fp = must(&format!("ssh-keygen -lf {}.pub", key.display()))
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    (agent, sock, fp)
+}
+
+/// `ssh -A` to the setuid Gatehouse, host `agent01` (`agent = true`): sshd
+/// makes the forwarded socket in a 0700 directory of the operator's, which
+/// the gatehouse account cannot enter; Gatehouse reaches it only by taking
+/// the operator's effective uid for the connect, and is the gatehouse
+/// account again for the session (it writes the log).
+fn forwarded_agent_logs_in_as_the_operator(env: &Env) {
+    let op = env.op(0);
+    let (_agent, sock, fp) = operator_agent(env, "opagent");
+    let mut c = env.ssh(op, &["-A", "-tt", "agent01"]);
+    c.env("SSH_AUTH_SOCK", &sock);
+    let mut p = spawn_pty(c, 100, 30);
+    p.expect("tgt$ ").unwrap();
+    let pids = gatehouse_pids(env.uid(op));
+    assert_eq!(pids.len(), 1, "one gatehouse process for {op}: {pids:?}");
+    assert_eq!(
+        proc_status_uid(pids[0]).unwrap(),
+        (env.uid(op), env.gh_uid),
+        "effective uid back to gatehouse after the agent connect"
+    );
+    // And still not dumpable (an euid change resets that to the system's
+    // fs.suid_dumpable; Gatehouse sets it again).
+    let (code, out) = env.as_op(op, &format!("cat /proc/{}/environ >/dev/null", pids[0]));
+    assert_ne!(
+        code, 0,
+        "operator read /proc/PID/environ after the switch: {out}"
+    );
+    p.send_line("echo agent-$((6*7))").unwrap();
+    p.expect("agent-42").unwrap();
+    p.send_line("exit").unwrap();
+    assert_eq!(p.wait_exit(T), Some(0), "{}", p.output());
+    let start = env
+        .records(op)
+        .into_iter()
+        .rfind(|r| r["event"] == "session_start" && r["host"] == "agent01")
+        .expect("a session_start for agent01");
+    assert_eq!(start["auth"], format!("agent {fp}"), "{start}");
+}
+
+/// Operator A names a socket that operator B owns (`SetEnv`, which this
+/// bastion's lax `AcceptEnv` lets through; the shipped snippet accepts
+/// only `GATEHOUSE_HOST`). The socket is world-writable in
+/// a world-searchable directory, so the kernel would let A connect: only
+/// Gatehouse's owner check refuses it.
+fn another_operators_agent_socket_is_refused(env: &Env) {
+    let (a, b) = (env.op(0), env.op(1));
+    let dir = env.scratch("planted");
+    fs::create_dir_all(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    let sock = dir.join("agent.planted");
+    let _ = fs::remove_file(&sock);
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    std::os::unix::fs::chown(&sock, Some(env.uid(b)), None).unwrap();
+    fs::set_permissions(&sock, fs::Permissions::from_mode(0o777)).unwrap();
+    let before = env.records(a).len();
+    // `SetEnv` (the client's `SendEnv` never sends SSH_AUTH_SOCK); the
+    // client itself does not use an agent.
+    let set = format!("SetEnv=SSH_AUTH_SOCK={}", sock.display());
+    let c = env.ssh(
+        a,
+        &["-tt", "-o", "IdentityAgent=none", "-o", &set, "agent01"],
+    );
+    let mut p = spawn_pty(c, 100, 30);
+    if let Err(e) =
+        p.expect("agent01 needs your own key, but your forwarded agent could not be used")
+    {
+        panic!("{e}; records: {:?}", &env.records(a)[before..]);
+    }
+    assert_ne!(p.wait_exit(T), Some(0));
+    let recs = env.records(a);
+    let err = recs[before..]
+        .iter()
+        .find(|r| r["event"] == "error")
+        .unwrap_or_else(|| panic!("no error record: {recs:?}"));
+    assert_eq!(err["reason"], "auth_failed", "{err}");
+    let want = format!("belongs to uid {}, not to the operator", env.uid(b));
+    assert!(err["detail"].as_str().unwrap().contains(&want), "{err}");
+}
+
+// ---------------------------------------------------------------------------
 
 #[test]
 fn privilege_separation_end_to_end() {
@@ -1326,13 +1454,30 @@ fn privilege_separation_end_to_end() {
             "an_admin_ends_a_session_and_operators_cannot",
             an_admin_ends_a_session_and_operators_cannot,
         ),
+        (
+            "forwarded_agent_logs_in_as_the_operator",
+            forwarded_agent_logs_in_as_the_operator,
+        ),
+        (
+            "another_operators_agent_socket_is_refused",
+            another_operators_agent_socket_is_refused,
+        ),
     ];
     let only = std::env::var("PRIVSEP_CASE").ok();
+    // A filter that names no case would pass without running anything.
+    if let Some(o) = &only {
+        assert!(
+            cases.iter().any(|(name, _)| name.contains(o.as_str())),
+            "PRIVSEP_CASE={o:?} names no case"
+        );
+    }
     let mut failed = Vec::new();
+    let mut ran = 0;
     for (name, case) in cases {
         if only.as_deref().is_some_and(|o| !name.contains(o)) {
             continue;
         }
+        ran += 1;
         let started = Instant::now();
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| case(&env)));
         let ms = started.elapsed().as_millis();
@@ -1350,5 +1495,6 @@ fn privilege_separation_end_to_end() {
         }
     }
     drop(env);
+    assert!(ran > 0, "no privsep case ran");
     assert!(failed.is_empty(), "failed cases: {failed:?}");
 }

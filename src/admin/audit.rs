@@ -22,7 +22,6 @@ use super::filter::{parse_when, ts_key, Filter};
 use super::ids::{self, Lookup};
 use super::{log_dir_from_config, AdminError};
 use crate::audit::abandoned;
-use crate::audit::chain::Verifier;
 use crate::audit::reader::{JsonlReader, Line};
 
 pub const USAGE: &str = "\
@@ -34,10 +33,11 @@ that match every filter, oldest first, as a table or (--json) unchanged.
 Filters (repeat --user/--host/--session to allow several):
   --user NAME            records of this unix user
   --host NAME|GLOB       records about this host (web01, 'db*')
+  --bastion NAME|GLOB    records written by this bastion (the `bastion` field)
   --session ID           a session: its id, the short form this table prints,
                          or any other unambiguous prefix or suffix of the id
   --event LIST           comma-separated: login,logout,session_start,command,
-                         input_hidden,policy,exec,file,session_end,denied,error
+                         input_hidden,policy,exec,file,session_end,denied,error,seal
   --unverified           only commands the screen could not confirm (their
                          text is the keys' reconstruction; the table marks
                          them [unverified])
@@ -59,10 +59,21 @@ Maintenance:
   --check                write `session_end` (reason abandoned) for sessions
                          whose process is gone; prints what it closed
   --verify               check every hash chain; report the first broken link
-                         of each session or login; exit 1 if any
+                         of each session or login; exit 1 if any. Reads the
+                         rotated files (<user>.jsonl-DATE) too
+  --key KEY              with --verify: check the forward-secure seals with
+                         this verification key (`gatehouse seal --init`
+                         printed it), or with the key in file KEY; repeat
+                         for several bastions. Says how far the seals reach
+  --seal-key PATH        with --key: the bastion's sealing key file, to see
+                         whether it was replaced and whether the newest
+                         seals were cut off (default: the config's seal_key,
+                         when no --dir is given)
 
-  --log-dir DIR          read DIR (a log_dir: <user>.jsonl files) instead of
-                         the config's log_dir; --dir DIR is the same
+  --dir DIR              read DIR instead of the config's log_dir: its
+                         <user>.jsonl files and those one level down (a
+                         central store: DIR/<bastion>/<user>.jsonl); repeat
+                         to merge many; --log-dir DIR is the same
   --config PATH          the config to take log_dir from (default: as the
                          login shell finds it: GATEHOUSE_CONFIG, then
                          ~/.config/gatehouse/config.toml, then /etc/gatehouse)
@@ -81,15 +92,18 @@ struct Opts {
     color: bool,
     follow: bool,
     mode: Mode,
-    log_dir: Option<PathBuf>,
+    dirs: Vec<PathBuf>,
     config: Option<PathBuf>,
+    keys: Vec<String>,
+    seal_key: Option<PathBuf>,
 }
 
 fn parse(args: Vec<OsString>) -> Result<Option<Opts>, String> {
     let mut a = Args::new("audit", args);
     let mut filter = Filter::default();
     let (mut json, mut follow, mut mode) = (false, false, Mode::Show);
-    let (mut log_dir, mut config) = (None, None);
+    let (mut dirs, mut config) = (Vec::new(), None);
+    let (mut keys, mut seal_key) = (Vec::new(), None);
     let mut color = None;
     let (mut grep, mut icase, mut fixed) = (None, false, false);
     let now = chrono::Utc::now();
@@ -107,9 +121,15 @@ fn parse(args: Vec<OsString>) -> Result<Option<Opts>, String> {
                 filter.hosts.push(p);
             }
             "--session" | "-s" => filter.sessions.push(a.value(&name, inline)?),
+            "--bastion" => {
+                let v = a.value(&name, inline)?;
+                let p = glob::Pattern::new(&v)
+                    .map_err(|e| format!("audit: --bastion {v:?} is not a valid pattern: {e}"))?;
+                filter.bastions.push(p);
+            }
             "--event" | "-e" => {
                 for e in a.value(&name, inline)?.split(',').filter(|e| !e.is_empty()) {
-                    const KNOWN: [&str; 11] = [
+                    const KNOWN: [&str; 12] = [
                         "login",
                         "logout",
                         "session_start",
@@ -121,6 +141,7 @@ fn parse(args: Vec<OsString>) -> Result<Option<Opts>, String> {
                         "session_end",
                         "denied",
                         "error",
+                        "seal",
                     ];
                     if !KNOWN.contains(&e) {
                         return Err(format!(
@@ -163,7 +184,9 @@ fn parse(args: Vec<OsString>) -> Result<Option<Opts>, String> {
             "--unverified" => filter.unverified = true,
             "--check" => mode = Mode::Check,
             "--verify" => mode = Mode::Verify,
-            "--log-dir" | "--dir" => log_dir = Some(PathBuf::from(a.value(&name, inline)?)),
+            "--log-dir" | "--dir" => dirs.push(PathBuf::from(a.value(&name, inline)?)),
+            "--key" => keys.push(a.value(&name, inline)?),
+            "--seal-key" => seal_key = Some(PathBuf::from(a.value(&name, inline)?)),
             "--config" => config = Some(PathBuf::from(a.value(&name, inline)?)),
             "--help" | "-h" => return Ok(None),
             other => {
@@ -184,6 +207,9 @@ fn parse(args: Vec<OsString>) -> Result<Option<Opts>, String> {
             })?;
         filter.grep = Some(re);
     }
+    if (!keys.is_empty() || seal_key.is_some()) && mode != Mode::Verify {
+        return Err("audit: --key and --seal-key go with --verify".into());
+    }
     if follow && mode != Mode::Show {
         return Err("audit: --follow cannot be combined with --check or --verify".into());
     }
@@ -195,8 +221,10 @@ fn parse(args: Vec<OsString>) -> Result<Option<Opts>, String> {
         color: color && !json,
         follow,
         mode,
-        log_dir,
+        dirs,
         config,
+        keys,
+        seal_key,
     }))
 }
 
@@ -205,17 +233,22 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Ok(o) => o,
         Err(code) => return code,
     };
-    let dir = match log_dir_from_config(opts.log_dir.clone(), opts.config.clone()) {
-        Ok(d) => d,
-        Err(e) => {
-            crate::say_err!("gatehouse: {e}");
-            return 1;
+    let dirs = if opts.dirs.is_empty() {
+        match log_dir_from_config(None, opts.config.clone()) {
+            Ok(d) => vec![d],
+            Err(e) => {
+                crate::say_err!("gatehouse: {e}");
+                return 1;
+            }
         }
+    } else {
+        opts.dirs.clone()
     };
+    let dir = dirs.as_slice();
     let result = match opts.mode {
-        Mode::Show => resolve_sessions(&mut opts, &dir).and_then(|()| show(&opts, &dir)),
-        Mode::Check => check(&opts, &dir),
-        Mode::Verify => verify(&opts, &dir),
+        Mode::Show => resolve_sessions(&mut opts, dir).and_then(|()| show(&opts, dir)),
+        Mode::Check => check(&opts, dir),
+        Mode::Verify => verify(&opts, dir),
     };
     match result {
         Ok(code) => code,
@@ -232,7 +265,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
 /// prefix or suffix, such as the short form the table prints). Ambiguous:
 /// an error listing the candidates. Naming no session yet: kept as typed
 /// (with --follow it may name a session still to come).
-fn resolve_sessions(opts: &mut Opts, dir: &Path) -> Result<(), AdminError> {
+fn resolve_sessions(opts: &mut Opts, dir: &[PathBuf]) -> Result<(), AdminError> {
     if opts.filter.sessions.is_empty() {
         return Ok(());
     }
@@ -288,26 +321,9 @@ fn resolve_sessions(opts: &mut Opts, dir: &Path) -> Result<(), AdminError> {
     Ok(())
 }
 
-/// `<dir>/*.jsonl`, sorted; only the named users' files when `--user`
-/// is given (a user's records live in their own file).
-fn jsonl_files(dir: &Path, users: &[String]) -> Result<Vec<PathBuf>, AdminError> {
-    let rd = std::fs::read_dir(dir).map_err(|err| AdminError::ReadDir {
-        path: dir.to_path_buf(),
-        err,
-    })?;
-    let mut files: Vec<PathBuf> = rd
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "jsonl") && p.is_file())
-        .filter(|p| {
-            users.is_empty()
-                || p.file_stem()
-                    .and_then(|s| s.to_str())
-                    .is_some_and(|s| users.iter().any(|u| u == s))
-        })
-        .collect();
-    files.sort();
-    Ok(files)
+/// The users' files of every directory, sorted (`files::jsonl_files`).
+fn jsonl_files(dirs: &[PathBuf], users: &[String]) -> Result<Vec<PathBuf>, AdminError> {
+    super::files::jsonl_files(dirs, users, false).map(|(f, _)| f)
 }
 
 fn corrupt(path: &Path, no: u64, why: &str) {
@@ -332,7 +348,7 @@ fn read_err(path: &Path) -> impl Fn(io::Error) -> AdminError + '_ {
     }
 }
 
-fn show(opts: &Opts, dir: &Path) -> Result<i32, AdminError> {
+fn show(opts: &Opts, dir: &[PathBuf]) -> Result<i32, AdminError> {
     let files = jsonl_files(dir, &opts.filter.users)?;
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
@@ -403,7 +419,7 @@ struct Followed {
 
 fn follow(
     opts: &Opts,
-    dir: &Path,
+    dir: &[PathBuf],
     files: Vec<PathBuf>,
     readers: Vec<JsonlReader>,
     printer: &mut Printer,
@@ -453,7 +469,7 @@ fn follow(
     }
 }
 
-fn check(opts: &Opts, dir: &Path) -> Result<i32, AdminError> {
+fn check(opts: &Opts, dir: &[PathBuf]) -> Result<i32, AdminError> {
     let mut out = io::stdout().lock();
     let mut total = 0;
     let mut failed = false;
@@ -483,74 +499,27 @@ fn check(opts: &Opts, dir: &Path) -> Result<i32, AdminError> {
     Ok(if failed { 1 } else { 0 })
 }
 
-fn verify(opts: &Opts, dir: &Path) -> Result<i32, AdminError> {
-    let mut out = io::stdout().lock();
-    let mut bad = false;
-    for p in jsonl_files(dir, &opts.filter.users)? {
-        let mut r = JsonlReader::open(&p).map_err(read_err(&p))?;
-        let mut v = Verifier::new();
-        let mut breaks = 0u64;
-        let mut corrupt_lines = 0u64;
-        let mut chain_names: HashMap<String, String> = HashMap::new();
-        while let Some(line) = r.next_line().map_err(read_err(&p))? {
-            match line {
-                Line::Corrupt { no, why } => {
-                    writeln!(out, "{}:{no}: {why} (edited or damaged)", p.display())?;
-                    corrupt_lines += 1;
-                }
-                Line::Record { no, bytes, value } => {
-                    if value.get("event").and_then(|e| e.as_str()) == Some("session_start") {
-                        if let Some(s) = value.get("session").and_then(|s| s.as_str()) {
-                            let host = value.get("host").and_then(|h| h.as_str()).unwrap_or("?");
-                            chain_names.insert(s.to_string(), format!("session {s} (host {host})"));
-                        }
-                    }
-                    if let Some(b) = v.feed(no, &bytes, &value) {
-                        let kind = if value.get("session").is_some() {
-                            chain_names
-                                .get(&b.chain)
-                                .cloned()
-                                .unwrap_or_else(|| format!("session {}", b.chain))
-                        } else {
-                            format!("login {}", b.chain)
-                        };
-                        writeln!(out, "{}:{}: {kind}: {}", p.display(), b.line, b.what)?;
-                        breaks += 1;
-                    }
-                }
-            }
-        }
-        if let Some(no) = r.truncated_tail() {
-            writeln!(
-                out,
-                "{}:{no}: truncated record (no newline at the end)",
-                p.display()
-            )?;
-        }
-        let status = if breaks == 0 && corrupt_lines == 0 {
-            "OK"
-        } else {
-            "BROKEN"
-        };
-        writeln!(
-            out,
-            "{}: {status}: {} chained record(s) checked, {} broken chain(s), {} damaged line(s){}",
-            p.display(),
-            v.checked,
-            breaks,
-            corrupt_lines,
-            if v.unchained > 0 {
-                format!(
-                    ", {} record(s) from before chaining not checked",
-                    v.unchained
-                )
-            } else {
-                String::new()
-            }
-        )?;
-        bad |= breaks > 0 || corrupt_lines > 0;
+fn verify(opts: &Opts, dirs: &[PathBuf]) -> Result<i32, AdminError> {
+    let mut keys = Vec::new();
+    for k in &opts.keys {
+        keys.push(super::files::verification_key(k)?);
     }
-    Ok(if bad { 1 } else { 0 })
+    // The key file: as given, or this bastion's own (reading the config's
+    // log_dir means we are on the bastion).
+    let key_file = match (&opts.seal_key, opts.dirs.is_empty() && !keys.is_empty()) {
+        (Some(p), _) => Some(p.clone()),
+        // Missing, it fails verification: a deleted key file hides a cut
+        // of the newest seals.
+        (None, true) => super::seal_key_from_config(opts.config.clone()).ok(),
+        (None, false) => None,
+    };
+    let (files, skipped_compressed) = super::files::jsonl_files(dirs, &opts.filter.users, true)?;
+    super::verify::verify(&super::verify::VerifyOpts {
+        files: &files,
+        keys: &keys,
+        key_file: key_file.as_deref(),
+        skipped_compressed,
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -761,6 +730,14 @@ fn detail(rec: &Value) -> String {
         }
         "denied" => format!("{}: {}", s(rec, "reason"), visible(s(rec, "request"), 300)),
         "error" => format!("{}: {}", s(rec, "reason"), visible(s(rec, "detail"), 300)),
+        "seal" => format!(
+            "epoch {} of key {}, {} chain(s)",
+            n("epoch").unwrap_or(0),
+            visible(s(rec, "key_id"), 16),
+            rec.get("chains")
+                .and_then(|c| c.as_array())
+                .map_or(0, Vec::len)
+        ),
         _ => String::new(),
     }
 }

@@ -50,6 +50,8 @@ pub fn ts_key(t: DateTime<Utc>) -> String {
 pub struct Filter {
     pub users: Vec<String>,
     pub hosts: Vec<glob::Pattern>,
+    /// The `bastion` field (many bastions' files read at once: `--dir`).
+    pub bastions: Vec<glob::Pattern>,
     pub sessions: Vec<String>,
     pub events: Vec<String>,
     /// Inclusive bounds, as `ts` strings (`ts_key`).
@@ -73,6 +75,11 @@ impl Filter {
         }
         if !self.hosts.is_empty()
             && !field(rec, "host").is_some_and(|h| self.hosts.iter().any(|p| p.matches(h)))
+        {
+            return false;
+        }
+        if !self.bastions.is_empty()
+            && !field(rec, "bastion").is_some_and(|b| self.bastions.iter().any(|p| p.matches(b)))
         {
             return false;
         }
@@ -149,7 +156,7 @@ mod tests {
     }
 
     fn rec() -> Value {
-        json!({"ts":"2026-11-28T17:00:00.000Z","event":"command","user":"alice","host":"web01",
+        json!({"ts":"2026-11-28T17:00:00.000Z","event":"command","user":"alice","host":"web01","bastion":"bastion1",
                "session":"0190aaaa-bbbb-7ccc-8ddd-eeeeffff0001","command":"sudo systemctl restart nginx"})
     }
 
@@ -188,6 +195,14 @@ mod tests {
         }));
         assert!(!f(Filter {
             hosts: vec![glob::Pattern::new("db*").unwrap()],
+            ..Default::default()
+        }));
+        assert!(f(Filter {
+            bastions: vec![glob::Pattern::new("bastion*").unwrap()],
+            ..Default::default()
+        }));
+        assert!(!f(Filter {
+            bastions: vec![glob::Pattern::new("other").unwrap()],
             ..Default::default()
         }));
         assert!(f(Filter {

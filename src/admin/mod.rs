@@ -11,19 +11,23 @@ mod args;
 pub mod audit;
 pub mod escapes;
 pub mod explain;
+pub mod files;
 pub mod filter;
 pub mod ids;
 pub mod replay;
+pub mod seal;
 pub mod sessions;
 pub mod sshd_check;
+pub mod verify;
 
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+use crate::config::config_path;
 use crate::config::Config;
 use crate::invocation::Admin;
-use crate::login;
+use crate::privilege::privileged;
 
 /// What can stop an admin tool; each message names the file.
 #[derive(Debug)]
@@ -104,7 +108,7 @@ pub fn log_dir_from_config(
     if let Some(d) = log_dir {
         return Ok(d);
     }
-    let privileged = login::privileged();
+    let privileged = privileged();
     let path = match config {
         Some(_) if privileged => {
             return Err(AdminError::Config(
@@ -112,10 +116,28 @@ pub fn log_dir_from_config(
             ))
         }
         Some(p) => p,
-        None => login::config_path(privileged),
+        None => config_path(privileged),
     };
     Config::load(&path)
         .map(|c| c.settings.log_dir)
+        .map_err(|e| AdminError::Config(format!("{e}; {}", where_hint(privileged))))
+}
+
+/// The sealing key file the config names (`seal_key`), found the way
+/// `log_dir_from_config` finds the config.
+pub fn seal_key_from_config(config: Option<PathBuf>) -> Result<PathBuf, AdminError> {
+    let privileged = privileged();
+    let path = match config {
+        Some(_) if privileged => {
+            return Err(AdminError::Config(
+                "--config is not allowed when running with privileges".into(),
+            ))
+        }
+        Some(p) => p,
+        None => config_path(privileged),
+    };
+    Config::load(&path)
+        .map(|c| c.settings.seal_key)
         .map_err(|e| AdminError::Config(format!("{e}; {}", where_hint(privileged))))
 }
 
@@ -165,7 +187,7 @@ fn explain_command(config: &Config, e: &crate::invocation::Explain) -> i32 {
 /// The audit tools may run setuid only for root: an operator who runs the
 /// installed binary by hand must not read the trail with its rights.
 fn tools_allowed() -> bool {
-    !login::privileged() || nix::unistd::getuid().is_root()
+    !privileged() || nix::unistd::getuid().is_root()
 }
 
 pub const HELP: &str = "\
@@ -187,6 +209,9 @@ Usage (admins):
                                     read the audit trail (see audit --help)
   gatehouse replay SESSION|FILE [--speed N] [--idle-limit S] [--follow] [--raw]
                                     play a session recording (see replay --help)
+  gatehouse seal --init             make this bastion's forward-secure sealing
+                                    key; prints the verification key to keep
+                                    off the bastion (see seal --help)
   gatehouse sessions [--json]       the sessions running now
   gatehouse kill SESSION|--user NAME [--reason TEXT]
                                     end running sessions (see kill --help)
@@ -233,7 +258,7 @@ pub fn run(cmd: Admin) -> i32 {
             sshd,
             sshd_config,
         } => {
-            let privileged = login::privileged();
+            let privileged = privileged();
             let path = match config {
                 // An operator with a setuid binary must not make us read
                 // files as the gatehouse account.
@@ -244,7 +269,7 @@ pub fn run(cmd: Admin) -> i32 {
                     return 1;
                 }
                 Some(p) => p,
-                None => login::config_path(privileged),
+                None => config_path(privileged),
             };
             match Config::load(&path) {
                 Ok(c) => {
@@ -298,6 +323,7 @@ pub fn run(cmd: Admin) -> i32 {
             "replay" => replay::run(args),
             "sessions" => sessions::run_sessions(args),
             "kill" => sessions::run_kill(args),
+            "seal" => seal::run(args),
             other => {
                 crate::say_err!("gatehouse: unknown command {other:?}; try `gatehouse --help`");
                 2

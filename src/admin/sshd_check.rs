@@ -8,9 +8,16 @@
 //! and every user the config names (`users`, members of `unix_groups`),
 //! this runs `sshd -T -C user=…,host=…,addr=…` — the effective settings for
 //! that connection, Match blocks applied — and reports anything that lets
-//! the account do something around Gatehouse: TCP, Unix-socket, agent or
-//! X11 forwarding, tun devices, `~/.ssh/rc`, an `internal-sftp` subsystem
-//! or a shell that is not Gatehouse.
+//! the account do something around Gatehouse: TCP, Unix-socket or X11
+//! forwarding, tun devices, `~/.ssh/rc`, an `internal-sftp` subsystem or a
+//! shell that is not Gatehouse — and agent forwarding when something other
+//! than Gatehouse runs for the account.
+//!
+//! Agent forwarding for an account confined to Gatehouse is not a hole
+//! (issue 18): the shipped snippet allows it so that hosts with
+//! `agent = true` can use the operator's own key, and nothing but Gatehouse
+//! runs for the account to use the socket. It is reported as a note, with
+//! the hosts that use it (or the hosts that cannot work without it).
 //!
 //! This executes sshd, from an admin tool an administrator runs by hand;
 //! nothing here is ever reached from the login path, which never executes
@@ -94,7 +101,10 @@ pub fn findings(sshd_t: &str, shell: Option<&str>) -> Vec<String> {
         if on("allowstreamlocalforwarding") {
             f.push("Unix-socket forwarding (AllowStreamLocalForwarding is not no)".into());
         }
-        if on("allowagentforwarding") {
+        // Confined to Gatehouse, the forwarded agent is used only by
+        // Gatehouse (`agent_note`); otherwise the account's own programs
+        // could use it to go around Gatehouse.
+        if on("allowagentforwarding") && !runs_only_gatehouse(sshd_t, shell) {
             f.push("agent forwarding (AllowAgentForwarding is not no)".into());
         }
         if on("x11forwarding") {
@@ -131,6 +141,63 @@ pub fn findings(sshd_t: &str, shell: Option<&str>) -> Vec<String> {
     f
 }
 
+/// Whether sshd runs nothing but Gatehouse for the account: a forced
+/// command that is Gatehouse, or none and a Gatehouse login shell. Pure.
+pub fn runs_only_gatehouse(sshd_t: &str, shell: Option<&str>) -> bool {
+    let force = sshd_t
+        .lines()
+        .find_map(|l| l.strip_prefix("forcecommand "))
+        .map(str::trim)
+        .unwrap_or("none");
+    if force == "none" {
+        shell.is_some_and(is_gatehouse)
+    } else {
+        force.split_whitespace().next().is_some_and(is_gatehouse)
+    }
+}
+
+/// What agent forwarding means for an account confined to Gatehouse, given
+/// the hosts with `agent = true` (names): used by them, unused, or needed
+/// but off. `None` when it is off and nothing needs it. Pure.
+pub fn agent_note(sshd_t: &str, agent_hosts: &[String]) -> Option<String> {
+    let get = |k: &str| {
+        sshd_t.lines().find_map(|l| {
+            let (key, v) = l.split_once(' ')?;
+            (key == k).then(|| v.trim().to_string())
+        })
+    };
+    let allowed = get("disableforwarding").as_deref() != Some("yes")
+        && get("allowagentforwarding").is_some_and(|v| v != "no");
+    let names = || {
+        let mut n = agent_hosts
+            .iter()
+            .take(5)
+            .map(|h| super::audit::visible(h, 64))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if agent_hosts.len() > 5 {
+            n.push_str(&format!(" and {} more", agent_hosts.len() - 5));
+        }
+        n
+    };
+    match (allowed, agent_hosts.is_empty()) {
+        (true, false) => Some(format!(
+            "agent forwarding (ssh -A) is allowed; Gatehouse uses it only for agent = true hosts: {}",
+            names()
+        )),
+        (true, true) => Some(
+            "agent forwarding (ssh -A) is allowed but no host has agent = true \
+             (AllowAgentForwarding no would close it)"
+                .into(),
+        ),
+        (false, false) => Some(format!(
+            "agent forwarding is off, so agent = true hosts cannot be used: {}",
+            names()
+        )),
+        (false, true) => None,
+    }
+}
+
 /// Runs the check; prints one line per account; `Ok(true)` when every
 /// account is confined.
 pub fn run(config: &Config, sshd_config: Option<&Path>) -> Result<bool, String> {
@@ -146,6 +213,12 @@ pub fn run(config: &Config, sshd_config: Option<&Path>) -> Result<bool, String> 
         }
     }
     let list = accounts(&passwd, &named);
+    let agent_hosts: Vec<String> = config
+        .hosts
+        .iter()
+        .filter(|h| h.agent)
+        .map(|h| h.name.clone())
+        .collect();
     if list.is_empty() {
         crate::say_out!("sshd: no account has Gatehouse as its shell or is named in the config");
         return Ok(true);
@@ -177,6 +250,9 @@ pub fn run(config: &Config, sshd_config: Option<&Path>) -> Result<bool, String> 
         let name = super::audit::visible(&a.name, 64);
         if found.is_empty() {
             crate::say_out!("sshd: {name}: OK (confined to Gatehouse)");
+            if let Some(note) = agent_note(&String::from_utf8_lossy(&out.stdout), &agent_hosts) {
+                crate::say_out!("sshd: {name}: note: {note}");
+            }
         } else {
             all_ok = false;
             for f in found {
@@ -200,8 +276,11 @@ mod tests {
 
     #[test]
     fn what_sshd_allows_is_reported() {
+        // Agent forwarding is not among them: only Gatehouse runs (its
+        // login shell), so it is a note (`agent_note`), not a hole.
         let f = findings(OPEN, Some("/usr/bin/gatehouse"));
-        assert_eq!(f.len(), 6, "{f:?}");
+        assert_eq!(f.len(), 5, "{f:?}");
+        assert_eq!(findings(OPEN, Some("/bin/bash")).len(), 7);
         assert!(f[0].starts_with("TCP forwarding"));
         assert!(f.iter().any(|x| x.contains("internal-sftp")));
         assert!(findings(SHUT, Some("/bin/bash")).is_empty());
@@ -219,6 +298,36 @@ mod tests {
         assert!(!findings(&off, Some("/usr/bin/gatehouse"))
             .iter()
             .any(|x| x.contains("forwarding")));
+    }
+
+    /// Issue 18: agent forwarding is a hole only where something other
+    /// than Gatehouse runs; for a confined account it is a note.
+    #[test]
+    fn agent_forwarding_is_a_note_for_confined_accounts() {
+        let shut_agent = SHUT.replace("allowagentforwarding no", "allowagentforwarding yes");
+        assert!(findings(&shut_agent, Some("/bin/bash")).is_empty());
+        let own_shell = shut_agent.replace("forcecommand /usr/bin/gatehouse", "forcecommand none");
+        let f = findings(&own_shell, Some("/bin/bash"));
+        assert!(f.iter().any(|x| x.starts_with("agent forwarding")), "{f:?}");
+        assert!(findings(&own_shell, Some("/usr/bin/gatehouse")).is_empty());
+        assert!(runs_only_gatehouse(&shut_agent, None));
+        assert!(!runs_only_gatehouse(&own_shell, Some("/bin/sh")));
+
+        let hosts = vec!["web01".to_string(), "db01".to_string()];
+        let n = agent_note(&shut_agent, &hosts).unwrap();
+        assert!(n.contains("allowed") && n.ends_with("web01, db01"), "{n}");
+        assert!(agent_note(&shut_agent, &[])
+            .unwrap()
+            .contains("no host has agent = true"));
+        let n = agent_note(SHUT, &hosts).unwrap();
+        assert!(n.contains("is off") && n.contains("web01"), "{n}");
+        assert_eq!(agent_note(SHUT, &[]), None);
+        let off = format!("{shut_agent}disableforwarding yes\n");
+        assert_eq!(agent_note(&off, &[]), None);
+        let many: Vec<String> = (0..7).map(|i| format!("h{i}")).collect();
+        assert!(agent_note(&shut_agent, &many)
+            .unwrap()
+            .ends_with("h4 and 2 more"));
     }
 
     #[test]

@@ -85,6 +85,17 @@ fn str_of<'a>(v: &'a Value, k: &str) -> &'a str {
 /// the last that many bytes (the cheap check at every login); `None`: the
 /// whole file (`gatehouse audit --check`).
 pub fn sweep(path: &Path, tail: Option<u64>) -> Result<Vec<Closed>, SweepError> {
+    sweep_sealed(path, tail, None)
+}
+
+/// Same, sealing the ends it writes with the sealing key `seal` (a login's
+/// sweep, when the bastion seals): otherwise a dead session's chain would
+/// stay unsealed for good.
+pub fn sweep_sealed(
+    path: &Path,
+    tail: Option<u64>,
+    seal: Option<&Path>,
+) -> Result<Vec<Closed>, SweepError> {
     let read_err = |err| SweepError::Read {
         path: path.to_path_buf(),
         err,
@@ -200,6 +211,14 @@ pub fn sweep(path: &Path, tail: Option<u64>) -> Result<Vec<Closed>, SweepError> 
             str_of(s, "host"),
         );
         let mut log = AuditLog::open_path(path, user, login, client).map_err(SweepError::Write)?;
+        // The dead session's bastion (its records say), not necessarily
+        // this host's name: the sweep may run on a copy.
+        if let Some(b) = s.get("bastion").and_then(|b| b.as_str()) {
+            log.set_bastion(b);
+        }
+        if let Some(key) = seal {
+            log.enable_sealing(key, None);
+        }
         if let Some(link) = o.link.clone() {
             log.resume_chain(&session, link);
         }

@@ -13,6 +13,16 @@ use crate::report;
 pub const DEV_LOG: &str = "/dev/log";
 
 pub fn after_open(audit: &mut AuditLog, settings: &Settings, privileged: bool) {
+    if let Some(name) = &settings.bastion_name {
+        audit.set_bastion(name);
+    }
+    // No key file, no sealing (`gatehouse seal --init` makes one). A key
+    // that exists but cannot be used shows at the first seal (syslog and
+    // an `error` record), never as a refused login.
+    let sealing = std::fs::symlink_metadata(&settings.seal_key).is_ok();
+    if sealing {
+        audit.enable_sealing(&settings.seal_key, settings.seal_interval);
+    }
     if settings.syslog_copy {
         // The socket is fixed when privileged: an operator must not
         // redirect copies of the audit trail (the setting is for tests and
@@ -26,7 +36,11 @@ pub fn after_open(audit: &mut AuditLog, settings: &Settings, privileged: bool) {
     // Bounded: only the tail of the operator's own file. A failure here is
     // reported, not fatal: this login's own records are unaffected, and
     // `gatehouse audit --check` does the full job.
-    if let Err(e) = abandoned::sweep(audit.path(), Some(abandoned::LOGIN_TAIL_BYTES)) {
+    if let Err(e) = abandoned::sweep_sealed(
+        audit.path(),
+        Some(abandoned::LOGIN_TAIL_BYTES),
+        sealing.then_some(settings.seal_key.as_path()),
+    ) {
         report::syslog(&format!("abandoned-session check: {e}"));
     }
 }

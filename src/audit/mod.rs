@@ -9,6 +9,7 @@ pub mod chain;
 pub mod hooks;
 pub mod reader;
 pub mod record;
+pub mod seal;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -16,6 +17,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 pub use record::{DenyReason, EndReason, Event};
 
@@ -73,6 +75,40 @@ pub struct AuditLog {
     chains: HashMap<String, chain::Link>,
     /// `syslog_copy`: also send every record to this datagram socket.
     syslog: Option<PathBuf>,
+    /// The `bastion` field of every record.
+    bastion: String,
+    /// Forward-secure sealing, once `gatehouse seal --init` made a key.
+    sealing: Option<Sealing>,
+    /// Chains with records no seal covers yet: where each stands, and
+    /// since when it has had unsealed records.
+    unsealed: Vec<(seal::Covered, Instant)>,
+}
+
+/// The sealing key, and how long a chain may keep unsealed records while
+/// records keep coming (`seal_interval`; `None`: only at ends).
+struct Sealing {
+    key: seal::KeyPath,
+    interval: Option<Duration>,
+}
+
+/// The host name (`bastion` when `[settings] bastion_name` is not set).
+pub fn host_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// A `seal` record: the common fields, what it covers, and its tag.
+#[derive(serde::Serialize)]
+struct SealRecord<'a> {
+    #[serde(flatten)]
+    common: record::Common<'a>,
+    key_id: &'a str,
+    epoch: u64,
+    chains: &'a [seal::Covered],
+    mac: &'a str,
 }
 
 impl AuditLog {
@@ -128,6 +164,9 @@ impl AuditLog {
             client: client.to_string(),
             chains: HashMap::new(),
             syslog: None,
+            bastion: host_name(),
+            sealing: None,
+            unsealed: Vec::new(),
         })
     }
 
@@ -141,6 +180,21 @@ impl AuditLog {
     /// The operator's `client`, as every record carries it.
     pub fn client(&self) -> &str {
         &self.client
+    }
+
+    /// The `bastion` every record of this log names (default: host name).
+    pub fn set_bastion(&mut self, name: &str) {
+        self.bastion = name.to_string();
+    }
+
+    /// Seal with the key at `key` (it must exist: `gatehouse seal --init`)
+    /// at every session end and logout, and when a chain has had unsealed
+    /// records for `interval`.
+    pub fn enable_sealing(&mut self, key: &Path, interval: Option<Duration>) {
+        self.sealing = Some(Sealing {
+            key: seal::KeyPath::new(key),
+            interval,
+        });
     }
 
     pub fn copy_to_syslog(&mut self, socket: PathBuf) {
@@ -161,27 +215,57 @@ impl AuditLog {
     }
 
     /// Appends one record with one write(2). A short write is an error: the
-    /// line would be torn, and the caller must stop.
+    /// line would be torn, and the caller must stop. With sealing on, a
+    /// `session_end` or `logout` is sealed right after it is written, and
+    /// so is any record once its chain has had unsealed records for
+    /// `seal_interval`; a seal that fails is reported (syslog and an
+    /// `error` record), not fatal: the record itself is on disk.
     pub fn write(&mut self, event: &Event<'_>) -> Result<(), AuditError> {
+        self.write_record(event)?;
+        let ends = matches!(event, Event::SessionEnd { .. } | Event::Logout { .. });
+        if self.sealing.is_some() && (ends || self.seal_due().is_some_and(|d| d <= Instant::now()))
+        {
+            self.seal_now()?;
+        }
+        Ok(())
+    }
+
+    fn common(&self, event: &'static str) -> record::Common<'_> {
+        record::Common {
+            v: record::SCHEMA_VERSION,
+            ts: record::timestamp(),
+            event,
+            user: &self.user,
+            login: &self.login,
+            client: &self.client,
+            bastion: &self.bastion,
+        }
+    }
+
+    fn write_record(&mut self, event: &Event<'_>) -> Result<(), AuditError> {
         let key = event.session().unwrap_or(&self.login).to_string();
         let (n, prev) = chain::Link::next(self.chains.get(&key));
         let line = record::to_line(
-            record::Common {
-                v: record::SCHEMA_VERSION,
-                ts: record::timestamp(),
-                event: event.name(),
-                user: &self.user,
-                login: &self.login,
-                client: &self.client,
-            },
+            self.common(event.name()),
             event,
             record::Chain { n, prev: &prev },
         );
         self.append(&line)?;
+        let hash = chain::hash_line(&line);
+        if self.sealing.is_some() {
+            let covered = seal::Covered {
+                chain: key.clone(),
+                n,
+                hash: hash.clone(),
+            };
+            match self.unsealed.iter_mut().find(|(c, _)| c.chain == key) {
+                Some((c, _)) => *c = covered,
+                None => self.unsealed.push((covered, Instant::now())),
+            }
+        }
         if matches!(event, Event::SessionEnd { .. }) {
             self.chains.remove(&key);
         } else {
-            let hash = chain::hash_line(&line);
             self.chains.insert(key, chain::Link { n, hash });
         }
         if let Some(sock) = &self.syslog {
@@ -190,24 +274,114 @@ impl AuditLog {
         Ok(())
     }
 
-    fn append(&mut self, line: &[u8]) -> Result<(), AuditError> {
-        loop {
-            match self.file.write(line) {
-                Ok(n) if n == line.len() => return Ok(()),
-                Ok(n) => {
-                    return Err(AuditError::Short {
-                        path: self.path.clone(),
-                        written: n,
-                        len: line.len(),
-                    })
+    /// When the oldest unsealed record must be sealed at the latest
+    /// (`None`: nothing to seal, sealing off, or no interval). For a
+    /// caller with a timer (an idle session's poll loop): call
+    /// [`AuditLog::seal_now`] then.
+    pub fn seal_due(&self) -> Option<Instant> {
+        let interval = self.sealing.as_ref()?.interval?;
+        self.unsealed
+            .iter()
+            .map(|(_, since)| *since + interval)
+            .min()
+    }
+
+    /// Seals every chain of this log that has unsealed records, in one
+    /// seal (one epoch of the key). `Err` only when a record cannot be
+    /// written (the caller stops, as for any record).
+    pub fn seal_now(&mut self) -> Result<(), AuditError> {
+        let Some(sealing) = &self.sealing else {
+            return Ok(());
+        };
+        if self.unsealed.is_empty() {
+            return Ok(());
+        }
+        let key = sealing.key.clone();
+        let chains: Vec<seal::Covered> = self.unsealed.iter().map(|(c, _)| c.clone()).collect();
+        let mut written: Option<Vec<u8>> = None;
+        let result = key.seal(|ratchet, key_id| {
+            let common = self.common("seal");
+            let body = seal::SealBody {
+                v: common.v,
+                key_id,
+                epoch: ratchet.epoch,
+                ts: &common.ts,
+                bastion: common.bastion,
+                user: common.user,
+                login: common.login,
+                client: common.client,
+                chains: &chains,
+            };
+            let mac = ratchet.tag(&body.bytes());
+            let mut line = serde_json::to_vec(&SealRecord {
+                common,
+                key_id,
+                epoch: ratchet.epoch,
+                chains: &chains,
+                mac: &mac,
+            })
+            .map_err(|e| e.to_string())?;
+            line.push(b'\n');
+            append_to(&mut self.file, &self.path, &line).map_err(|e| e.to_string())?;
+            written = Some(line);
+            Ok(())
+        });
+        match result {
+            Ok(()) => {
+                self.unsealed.clear();
+                if let (Some(sock), Some(line)) = (&self.syslog, &written) {
+                    syslog_copy(sock, line);
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) => {
+                Ok(())
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                crate::report::syslog(&msg);
+                // Try again at the next end, or an interval from now.
+                let now = Instant::now();
+                for (_, since) in self.unsealed.iter_mut() {
+                    *since = now;
+                }
+                if let seal::SealError::Record(_) = e {
                     return Err(AuditError::Write {
                         path: self.path.clone(),
-                        err,
-                    })
+                        err: io::Error::other(msg),
+                    });
                 }
+                self.write_record(&Event::Error {
+                    reason: "seal_failed",
+                    detail: &msg,
+                    session: None,
+                    host: None,
+                    host_key: None,
+                    batch: None,
+                })
+            }
+        }
+    }
+
+    fn append(&mut self, line: &[u8]) -> Result<(), AuditError> {
+        append_to(&mut self.file, &self.path, line)
+    }
+}
+
+fn append_to(file: &mut File, path: &Path, line: &[u8]) -> Result<(), AuditError> {
+    loop {
+        match file.write(line) {
+            Ok(n) if n == line.len() => return Ok(()),
+            Ok(n) => {
+                return Err(AuditError::Short {
+                    path: path.to_path_buf(),
+                    written: n,
+                    len: line.len(),
+                })
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => {
+                return Err(AuditError::Write {
+                    path: path.to_path_buf(),
+                    err,
+                })
             }
         }
     }

@@ -17,6 +17,9 @@ pub struct Common<'a> {
     pub user: &'a str,
     pub login: &'a str,
     pub client: &'a str,
+    /// The bastion that wrote the record (`bastion_name`, else its host
+    /// name): merged streams of many bastions stay attributable.
+    pub bastion: &'a str,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -74,7 +77,8 @@ pub enum PolicyOutcome {
 pub enum Event<'a> {
     Login {
         pid: u32,
-        /// `login` or `direct` (a host requested on the ssh command line).
+        /// `menu`, `direct` (a host requested on the ssh command line),
+        /// `exec` or `transfer`.
         mode: &'static str,
         /// How sshd authenticated the operator (`ExposeAuthInfo`), e.g.
         /// `publickey ssh-ed25519 SHA256:…, keyboard-interactive/pam`.
@@ -105,6 +109,9 @@ pub enum Event<'a> {
         rows: u16,
         #[serde(skip_serializing_if = "Option::is_none")]
         recording: Option<&'a str>,
+        /// How Gatehouse logged in to the target: `key`, `password`, or
+        /// `agent SHA256:…` (the operator's own key the target accepted).
+        auth: &'a str,
     },
     Command {
         session: &'a str,

@@ -428,10 +428,17 @@ mod tests {
 
     #[test]
     fn clamps_sizes() {
+        let size = |s: &Screen| {
+            let (r, c) = s.parser.screen().size();
+            (c.get(), r.get())
+        };
         let mut s = Screen::new(0, 65535);
+        assert_eq!(size(&s), (MIN_DIM, MAX_DIM));
         s.feed(b"abc");
+        assert!(s.cursor_line().contains('c'));
         s.resize(65535, 0);
+        assert_eq!(size(&s), (MAX_DIM, MIN_DIM));
         s.feed(b"def");
-        let _ = s.cursor_line();
+        assert!(s.cursor_line().ends_with('f'));
     }
 }

@@ -22,6 +22,28 @@ pub const SYSTEM_CONFIG: &str = match option_env!("GATEHOUSE_SYSTEM_CONFIG") {
 };
 pub const DEFAULT_LOG_DIR: &str = "/var/log/gatehouse";
 pub const DEFAULT_KNOWN_HOSTS: &str = "/etc/gatehouse/known_hosts";
+/// The sealing key, in a directory of its own (the key is replaced by
+/// rename, so the gatehouse account must own the directory).
+pub const DEFAULT_SEAL_KEY: &str = "/var/lib/gatehouse/seal/key";
+pub const DEFAULT_SEAL_INTERVAL_SECS: u64 = 15 * 60;
+
+/// Where the config is. Privileged: the built-in path only. Otherwise the
+/// person running us is the admin of their own Gatehouse.
+pub fn config_path(privileged: bool) -> PathBuf {
+    if privileged {
+        return PathBuf::from(SYSTEM_CONFIG);
+    }
+    if let Some(p) = std::env::var_os("GATEHOUSE_CONFIG").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    if let Some(dirs) = directories::ProjectDirs::from("", "", "gatehouse") {
+        let p = dirs.config_dir().join("config.toml");
+        if p.is_file() {
+            return p;
+        }
+    }
+    PathBuf::from(SYSTEM_CONFIG)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HostKeyPolicy {
@@ -49,6 +71,14 @@ pub struct Settings {
     pub syslog_copy: bool,
     /// Another syslog socket than /dev/log; ignored when privileged (tests).
     pub syslog_socket: Option<PathBuf>,
+    /// The `bastion` field of every record; `None`: the host name.
+    pub bastion_name: Option<String>,
+    /// The forward-secure sealing key (`gatehouse seal --init` makes it;
+    /// no file, no sealing).
+    pub seal_key: PathBuf,
+    /// Longest time a chain keeps unsealed records while records keep
+    /// coming; `None` ("0"): seals only at session end and logout.
+    pub seal_interval: Option<Duration>,
     /// A many-host request (`@web -- uptime`) connects to at most this many
     /// hosts at once.
     pub batch_parallel: usize,
@@ -68,6 +98,12 @@ pub struct Host {
     pub user: String,
     pub key: Option<PathBuf>,
     pub password_file: Option<PathBuf>,
+    /// `agent = true`: log in with a key from the operator's own forwarded
+    /// agent (`ssh -A`), tried before anything the bastion holds.
+    pub agent: bool,
+    /// `agent_fallback = true`: when the agent cannot log in, use `key` /
+    /// `password_file`. Without it those are never used for an agent host.
+    pub agent_fallback: bool,
     pub description: String,
     pub groups: Vec<String>,
 }
@@ -297,6 +333,24 @@ impl Validator<'_> {
                 Some(p) => Some(self.path_value(p)?),
                 None => None,
             },
+            bastion_name: match &s.bastion_name {
+                Some(n) if valid_bastion_name(n.get_ref()) => Some(n.get_ref().clone()),
+                Some(n) => {
+                    return Err(self.err(
+                        n,
+                        "bastion_name must be 1-253 characters of letters, digits, '.', '_' or '-'",
+                    ))
+                }
+                None => None,
+            },
+            seal_key: match &s.seal_key {
+                Some(p) => self.path_value(p)?,
+                None => PathBuf::from(DEFAULT_SEAL_KEY),
+            },
+            seal_interval: match &s.seal_interval {
+                Some(d) => self.duration(d)?,
+                None => Some(Duration::from_secs(DEFAULT_SEAL_INTERVAL_SECS)),
+            },
         };
 
         let mut hosts = Vec::with_capacity(raw.hosts.len());
@@ -342,10 +396,41 @@ impl Validator<'_> {
                 .as_ref()
                 .map(|k| self.path_value(k))
                 .transpose()?;
-            if key.is_none() && password_file.is_none() {
+            let agent = h.agent.as_ref().is_some_and(|a| *a.get_ref());
+            let agent_fallback = h.agent_fallback.as_ref().is_some_and(|a| *a.get_ref());
+            let held = key.is_some() || password_file.is_some();
+            if !agent && !held {
                 return Err(self.err(
                     &h.name,
-                    format!("host {name:?} needs `key` or `password_file` (or both)"),
+                    format!(
+                        "host {name:?} needs `key` or `password_file` (or both), or `agent = true`"
+                    ),
+                ));
+            }
+            // An agent host uses the bastion's credentials only as a
+            // declared fallback: a key that is silently never used (or used
+            // when the admin thought only operators' own keys log in) is a
+            // surprise either way.
+            if let Some(f) = h.agent_fallback.as_ref().filter(|f| *f.get_ref()) {
+                if !agent {
+                    return Err(self.err(f, "agent_fallback needs `agent = true`"));
+                }
+                if !held {
+                    return Err(self.err(
+                        f,
+                        "agent_fallback needs `key` or `password_file` to fall back to",
+                    ));
+                }
+            }
+            if agent && held && !agent_fallback {
+                let at = h.key.as_ref().or(h.password_file.as_ref());
+                let at = at.map_or(h.name.span().start, |s| s.span().start);
+                return Err(self.err_at(
+                    at,
+                    format!(
+                        "host {name:?} has `agent = true` and a bastion-held credential that would never be used: \
+                         add `agent_fallback = true` to fall back to it, or remove it"
+                    ),
                 ));
             }
             let mut groups = Vec::new();
@@ -368,6 +453,8 @@ impl Validator<'_> {
                 user: user.clone(),
                 key,
                 password_file,
+                agent,
+                agent_fallback,
                 description,
                 groups,
             });
@@ -732,6 +819,16 @@ pub fn valid_host_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
 }
 
+/// `bastion_name`: a DNS-style name (it names central files and records).
+pub fn valid_bastion_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 253
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+}
+
 /// Drops control characters (terminal escapes) and bounds the length.
 pub fn sanitize_text(s: &str, max_chars: usize) -> String {
     s.chars()
@@ -811,6 +908,30 @@ hosts = ["web01", "db*", "@prod"]
     }
 
     #[test]
+    fn bastion_and_sealing_settings() {
+        let c = parse("").unwrap();
+        assert_eq!(c.settings.bastion_name, None);
+        assert_eq!(c.settings.seal_key, Path::new(DEFAULT_SEAL_KEY));
+        assert_eq!(c.settings.seal_interval, Some(Duration::from_secs(900)));
+        let c = parse(
+            "[settings]\nbastion_name = \"bastion-1.example.com\"\nseal_key = \"seal/key\"\nseal_interval = \"0\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.settings.bastion_name.as_deref(),
+            Some("bastion-1.example.com")
+        );
+        assert_eq!(c.settings.seal_key, Path::new("/etc/gatehouse/seal/key"));
+        assert_eq!(c.settings.seal_interval, None);
+        let e = err("[settings]\nbastion_name = \"../etc\"\n");
+        assert!(
+            e.starts_with("/etc/gatehouse/config.toml:2:16: bastion_name"),
+            "{e}"
+        );
+        assert!(err("[settings]\nseal_interval = \"soon\"\n").contains(":2:17:"));
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("90s"), Ok(90));
         assert_eq!(parse_duration("30m"), Ok(1800));
@@ -878,6 +999,58 @@ hosts = ["web01", "db*", "@prod"]
     fn host_without_credentials() {
         let e = err(&GOOD.replace("password_file = \"pw/db01\"", ""));
         assert!(e.contains("needs `key` or `password_file`"), "{e}");
+    }
+
+    /// Issue 18: `agent = true` alone is a complete host; a bastion-held
+    /// credential beside it needs `agent_fallback`, which needs both.
+    #[test]
+    fn agent_hosts_and_their_fallback() {
+        let only_agent = GOOD.replace("password_file = \"pw/db01\"", "agent = true");
+        let c = parse(&only_agent).unwrap();
+        assert!(c.hosts[1].agent && !c.hosts[1].agent_fallback);
+        assert!(!c.hosts[0].agent);
+        assert_eq!(c.hosts[1].password_file, None);
+
+        let fallback = GOOD.replace(
+            "password_file = \"pw/db01\"",
+            "password_file = \"pw/db01\"\nagent = true\nagent_fallback = true",
+        );
+        let c = parse(&fallback).unwrap();
+        assert!(c.hosts[1].agent && c.hosts[1].agent_fallback);
+
+        // A key beside the agent that would never be used: pointed at.
+        let unused = GOOD.replace(
+            "password_file = \"pw/db01\"",
+            "password_file = \"pw/db01\"\nagent = true",
+        );
+        let e = err(&unused);
+        assert!(
+            e.contains(":21:17: host \"db01\" has `agent = true`"),
+            "{e}"
+        );
+        assert!(e.contains("agent_fallback = true"), "{e}");
+
+        let e = err(&GOOD.replace(
+            "password_file = \"pw/db01\"",
+            "agent = true\nagent_fallback = true",
+        ));
+        assert!(
+            e.contains(":22:18: agent_fallback needs `key` or `password_file`"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace(
+            "password_file = \"pw/db01\"",
+            "password_file = \"pw/db01\"\nagent_fallback = true",
+        ));
+        assert!(
+            e.contains(":22:18: agent_fallback needs `agent = true`"),
+            "{e}"
+        );
+        // `agent = false` is no credential.
+        let e = err(&GOOD.replace("password_file = \"pw/db01\"", "agent = false"));
+        assert!(e.contains("or `agent = true`"), "{e}");
+        let e = err(&GOOD.replace("password_file = \"pw/db01\"", "agent = \"yes\""));
+        assert!(e.contains(":21:9:"), "{e}");
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub struct RawSettings {
     pub syslog_copy: Option<bool>,
     pub syslog_socket: Option<Spanned<String>>,
     pub policy_unverified: Option<Spanned<String>>,
+    pub bastion_name: Option<Spanned<String>>,
+    pub seal_key: Option<Spanned<String>>,
+    pub seal_interval: Option<Spanned<RawDuration>>,
     /// Hosts of one many-host request connected at once.
     pub batch_parallel: Option<Spanned<i64>>,
 }
@@ -62,6 +65,11 @@ pub struct RawHost {
     pub user: Spanned<String>,
     pub key: Option<Spanned<String>>,
     pub password_file: Option<Spanned<String>>,
+    /// The operator's own forwarded agent logs in (issue 18).
+    pub agent: Option<Spanned<bool>>,
+    /// With `agent`: fall back to `key` / `password_file` when the agent
+    /// cannot log in.
+    pub agent_fallback: Option<Spanned<bool>>,
     pub description: Option<Spanned<String>>,
     #[serde(default)]
     pub groups: Vec<Spanned<String>>,

@@ -553,6 +553,52 @@ impl Target {
     pub fn home(&self) -> PathBuf {
         self.0.dir.path().join("home")
     }
+
+    /// `rows cols` of the interactive shell's terminal, as the kernel has it
+    /// (`stty -F` on the pty of the one bash served here), read from
+    /// outside: nothing is typed into the session. None when there is no
+    /// such shell (yet).
+    pub fn shell_tty_size(&self) -> Option<String> {
+        let listener = self.pid()?;
+        descendants_of(listener).into_iter().find_map(|p| {
+            if proc_ppid_comm(p)?.1 != "bash" {
+                return None;
+            }
+            let tty = fs::read_link(format!("/proc/{p}/fd/0")).ok()?;
+            if !tty.starts_with("/dev/pts") {
+                return None;
+            }
+            let out = Command::new("stty")
+                .arg("-F")
+                .arg(&tty)
+                .arg("size")
+                .output()
+                .ok()?;
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        })
+    }
+
+    /// Waits until the shell's terminal is `rows`x`cols` (a window change
+    /// travels asynchronously from the operator's terminal to the target's
+    /// pty), watching from outside the session so that no command races
+    /// it. Panics at the scaled deadline.
+    pub fn wait_shell_tty_size(&self, rows: u16, cols: u16, timeout: Duration) {
+        let want = format!("{rows} {cols}");
+        let deadline = Instant::now() + scaled(timeout);
+        loop {
+            let got = self.shell_tty_size();
+            if got.as_deref() == Some(want.as_str()) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the target's terminal never became {cols}x{rows}: {got:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl std::ops::Deref for Target {

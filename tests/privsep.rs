@@ -638,12 +638,18 @@ fn exec_and_transfer_through_the_setuid_binary(env: &Env) {
     assert!(recs.iter().all(|r| r["user"] == op));
     // Many hosts at once, as the setuid binary (issue 19): web01 runs;
     // slow01, a port that accepts and never speaks SSH, times out at its
-    // handshake (connect_timeout 3s) without holding up the batch's end.
+    // handshake (connect_timeout 3s) without holding up the batch's end;
+    // agent01 (`agent = true`) needs the operator's forwarded agent.
     let (code, out) = run(env.ssh(op, &["* -- echo batch-$((6*7))"]), T);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("web01: batch-42"), "{out}");
     assert!(
         out.contains("gatehouse: slow01: not reached: connection timed out"),
+        "{out}"
+    );
+    // agent01 logs in with the operator's agent, which is not forwarded.
+    assert!(
+        out.contains("gatehouse: agent01: needs your own key: connect with ssh -A"),
         "{out}"
     );
     let recs = env.records(op);

@@ -8,4 +8,6 @@ cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 cargo bench --bench relay "$@"
 # An exec stream (issue 11): BENCH_EXEC_MB (1024) each way, BENCH_RUNS.
-exec cargo bench --bench exec
+cargo bench --bench exec
+# Many hosts at once (issue 19): BENCH_BATCH_HOSTS (200), BENCH_BATCH_PARALLEL (32).
+exec cargo bench --bench batch

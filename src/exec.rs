@@ -53,7 +53,7 @@ const READ_CHUNK: usize = 64 * 1024;
 const LIBSSH2_EAGAIN: i32 = -37;
 /// Keepalives without any answer before the target counts as gone
 /// (OpenSSH's ServerAliveCountMax default).
-const MISSED_KEEPALIVES: u32 = 3;
+pub(crate) const MISSED_KEEPALIVES: u32 = 3;
 /// The exit status of a command that died of a signal, or of a session
 /// that ended without a status: what the OpenSSH client exits with.
 pub const NO_STATUS: i32 = 255;
@@ -126,12 +126,12 @@ impl StreamEnd {
     }
 }
 
-fn is_eagain(e: &ssh2::Error) -> bool {
+pub(crate) fn is_eagain(e: &ssh2::Error) -> bool {
     matches!(e.code(), ssh2::ErrorCode::Session(LIBSSH2_EAGAIN))
 }
 
 /// Writes all of `data` to a blocking descriptor of sshd's (see the header).
-fn write_all_fd(fd: BorrowedFd<'_>, mut data: &[u8]) -> Result<(), Errno> {
+pub(crate) fn write_all_fd(fd: BorrowedFd<'_>, mut data: &[u8]) -> Result<(), Errno> {
     while !data.is_empty() {
         match nix::unistd::write(fd, data) {
             Ok(0) => return Err(Errno::EIO),
@@ -193,7 +193,7 @@ impl Pending {
     }
 }
 
-fn timeout_until(deadline: Instant, now: Instant) -> PollTimeout {
+pub(crate) fn timeout_until(deadline: Instant, now: Instant) -> PollTimeout {
     let ms = deadline.saturating_duration_since(now).as_millis();
     // Round up so we never wake just before the deadline and spin.
     PollTimeout::try_from((ms + 1).min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
@@ -544,6 +544,61 @@ pub(crate) fn audit_failed(e: &crate::audit::AuditError) -> String {
     "the audit log cannot be written; stopped".to_string()
 }
 
+/// `[[policy]]` for a command about to run on `host` without a terminal,
+/// before anything is connected. The requested text is exactly what the
+/// target's shell gets (`verified`). There is no terminal to ask a
+/// `confirm` question on: it is cancelled, and says how to run the command
+/// instead. A match is recorded (`policy`, under `session`).
+///
+/// `Ok(None)`: go on (no rule, or an alert). `Ok(Some(line))`: stopped;
+/// the line is for the operator (without `gatehouse: `). `Err`: the
+/// record could not be written (fail closed).
+pub(crate) fn policy_gate(
+    audit: &mut AuditLog,
+    policy: &CommandPolicy,
+    who: &Who<'_>,
+    host: &Host,
+    session: &str,
+    command: &str,
+) -> Result<Option<String>, String> {
+    let Some((rule, action, line)) = policy
+        .decide(who, host, command, true)
+        .map(|d| (d.rule.to_string(), d.action, d.operator_line()))
+    else {
+        return Ok(None);
+    };
+    let line = line
+        .strip_prefix("gatehouse: ")
+        .unwrap_or(&line)
+        .to_string();
+    let outcome = match action {
+        Action::Deny => PolicyOutcome::Blocked,
+        Action::Confirm => PolicyOutcome::Cancelled,
+        Action::Alert => PolicyOutcome::Allowed,
+    };
+    let (recorded, length) = crate::invocation::recorded_command(command);
+    audit
+        .write(&Event::Policy {
+            session,
+            host: &host.name,
+            rule: &rule,
+            action,
+            outcome,
+            command: &recorded,
+            truncated: length.is_some(),
+            length,
+        })
+        .map_err(|e| audit_failed(&e))?;
+    Ok(match action {
+        Action::Deny => Some(line),
+        Action::Confirm => Some(format!(
+            "{line}; it cannot be confirmed without a session: run it in an interactive session on {}",
+            host.name
+        )),
+        Action::Alert => None,
+    })
+}
+
 /// What starts on the target.
 #[derive(Debug, Clone, Copy)]
 pub enum Job<'a> {
@@ -578,48 +633,12 @@ impl Exec<'_> {
             Job::Command(c) => crate::invocation::recorded_command(c),
             Job::Sftp => ("sftp".to_string(), None),
         };
-        // `[[policy]]`, before anything is connected. The requested text is
-        // exactly what the target's shell gets (`verified`). There is no
-        // terminal to ask a `confirm` question on: it is cancelled, and says
-        // how to run the command instead.
+        // `[[policy]]`, before anything is connected.
         if let Job::Command(c) = job {
-            let decision = self
-                .policy
-                .decide(&self.who, host, c, true)
-                .map(|d| (d.rule.to_string(), d.action, d.operator_line()));
-            if let Some((rule, action, line)) = decision {
-                // The caller prefixes `gatehouse: `.
-                let line = line
-                    .strip_prefix("gatehouse: ")
-                    .unwrap_or(&line)
-                    .to_string();
-                let outcome = match action {
-                    Action::Deny => PolicyOutcome::Blocked,
-                    Action::Confirm => PolicyOutcome::Cancelled,
-                    Action::Alert => PolicyOutcome::Allowed,
-                };
-                if let Err(e) = self.audit.write(&Event::Policy {
-                    session: &session_id,
-                    host: &host.name,
-                    rule: &rule,
-                    action,
-                    outcome,
-                    command: &command,
-                    truncated: length.is_some(),
-                    length,
-                }) {
-                    return ExecOutcome::Failed(audit_failed(&e));
-                }
-                match action {
-                    Action::Deny => return ExecOutcome::Blocked(line),
-                    Action::Confirm => {
-                        return ExecOutcome::Blocked(format!(
-                            "{line}; it cannot be confirmed without a session: run it in an interactive session on {}",
-                            host.name
-                        ))
-                    }
-                    Action::Alert => {}
-                }
+            match policy_gate(self.audit, self.policy, &self.who, host, &session_id, c) {
+                Ok(None) => {}
+                Ok(Some(line)) => return ExecOutcome::Blocked(line),
+                Err(m) => return ExecOutcome::Failed(m),
             }
         }
         let boot_id = crate::audit::abandoned::boot_id();
@@ -654,6 +673,7 @@ impl Exec<'_> {
                             session: Some(&session_id),
                             host: Some(&host.name),
                             host_key: None,
+                            batch: None,
                         });
                         return Err("the session recording cannot be written; stopped".into());
                     }
@@ -697,6 +717,7 @@ impl Exec<'_> {
                     session: Some(&session_id),
                     host: Some(&host.name),
                     host_key: e.fingerprint(),
+                    batch: None,
                 });
                 // The target refused the command after `exec` was written
                 // (no such subsystem, exec refused): close what was opened.
@@ -757,6 +778,7 @@ impl Exec<'_> {
                 session: Some(&session_id),
                 host: Some(&host.name),
                 host_key: None,
+                batch: None,
             }) {
                 return ExecOutcome::Failed(audit_failed(&e));
             }

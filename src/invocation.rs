@@ -205,6 +205,13 @@ pub enum Request {
         host: String,
         command: String,
     },
+    /// `@group -- COMMAND` / `web* -- COMMAND`: the command on every
+    /// matching host the operator may `exec` on (src/batch.rs). `pattern`
+    /// is `@` and a group name, or a glob over host names.
+    Batch {
+        pattern: String,
+        command: String,
+    },
     /// An sftp server was asked for (sftp, or scp in its sftp mode); the
     /// host comes from `GATEHOUSE_HOST`.
     Transfer {
@@ -225,12 +232,8 @@ pub enum Malformed {
     },
     /// `-- uptime`
     NoHost,
-    /// `web 01 -- uptime`, `x;y -- uptime`
+    /// `web 01 -- uptime`, `x;y -- uptime`, `@a/b -- uptime`
     BadHost,
-    /// `@web -- uptime`, `web* -- uptime`: many hosts at once.
-    ManyHosts {
-        pattern: String,
-    },
     /// Control characters (other than tab and newline) or bytes that are
     /// not UTF-8 (they arrive as U+FFFD): nothing we could pass on intact.
     OddBytes,
@@ -254,18 +257,15 @@ impl Malformed {
             Malformed::BadHost => {
                 "the text before `--` is not a host name: write `HOST -- COMMAND`.".into()
             }
-            Malformed::ManyHosts { pattern } => format!(
-                "{pattern}: running a command on several hosts at once is not available; name one host."
-            ),
             Malformed::OddBytes => {
                 "the request holds control characters or bytes that are not UTF-8; refused.".into()
             }
-            Malformed::TooLong { bytes } => format!(
-                "the request is {bytes} bytes long; the limit is {MAX_REQUEST_BYTES}."
-            ),
-            Malformed::TransferWithoutHost => format!(
-                "name the host for file transfer: sftp -o SetEnv={HOST_ENV}=HOST bastion"
-            ),
+            Malformed::TooLong { bytes } => {
+                format!("the request is {bytes} bytes long; the limit is {MAX_REQUEST_BYTES}.")
+            }
+            Malformed::TransferWithoutHost => {
+                format!("name the host for file transfer: sftp -o SetEnv={HOST_ENV}=HOST bastion")
+            }
             Malformed::BadHostEnv => format!("{HOST_ENV} is not a host name."),
         }
     }
@@ -300,6 +300,26 @@ fn split_dashes(r: &str) -> Option<(&str, &str)> {
     None
 }
 
+/// `@group` or a glob: the request names several hosts.
+fn is_host_pattern(host: &str) -> bool {
+    host.starts_with('@') || host.contains(['*', '?', '['])
+}
+
+/// `@` and a name shaped like a host name, or a glob made of host-name
+/// characters and `*?[]!` that compiles: nothing a shell or a path could
+/// read differently.
+fn valid_host_pattern(p: &str) -> bool {
+    if let Some(group) = p.strip_prefix('@') {
+        return crate::config::valid_host_name(group);
+    }
+    p.len() <= 63
+        && p.bytes().all(|c| {
+            c.is_ascii_alphanumeric()
+                || matches!(c, b'.' | b'_' | b'-' | b'*' | b'?' | b'[' | b']' | b'!')
+        })
+        && glob::Pattern::new(p).is_ok()
+}
+
 fn odd_char(c: char) -> bool {
     (c.is_control() && c != '\t' && c != '\n') || c == '\u{fffd}'
 }
@@ -332,18 +352,23 @@ pub fn classify(request: &str, host_env: Option<&str>) -> Request {
         if host.chars().any(odd_char) || command.chars().any(odd_char) {
             return Request::Malformed(Malformed::OddBytes);
         }
-        if host.starts_with('@') || host.contains(['*', '?', '[']) {
-            return Request::Malformed(Malformed::ManyHosts {
-                pattern: bounded(host),
-            });
+        let many = is_host_pattern(host);
+        if !many && !crate::config::valid_host_name(host) {
+            return Request::Malformed(Malformed::BadHost);
         }
-        if !crate::config::valid_host_name(host) {
+        if many && !valid_host_pattern(host) {
             return Request::Malformed(Malformed::BadHost);
         }
         if command.trim().is_empty() {
             return Request::Malformed(Malformed::NoCommand {
                 host: host.to_string(),
             });
+        }
+        if many {
+            return Request::Batch {
+                pattern: host.to_string(),
+                command: command.to_string(),
+            };
         }
         return Request::Exec {
             host: host.to_string(),
@@ -608,16 +633,14 @@ mod tests {
         assert_eq!(c("web 01 -- uptime"), m(Malformed::BadHost));
         assert_eq!(c("x;y -- uptime"), m(Malformed::BadHost));
         assert_eq!(c("../etc -- uptime"), m(Malformed::BadHost));
+        assert_eq!(c("@a/b -- uptime"), m(Malformed::BadHost));
+        assert_eq!(c("@ -- uptime"), m(Malformed::BadHost));
+        assert_eq!(c("web[ -- uptime"), m(Malformed::BadHost));
+        assert_eq!(c("w$(x)* -- uptime"), m(Malformed::BadHost));
         assert_eq!(
-            c("@web -- uptime"),
-            m(Malformed::ManyHosts {
-                pattern: "@web".into()
-            })
-        );
-        assert_eq!(
-            c("web* -- uptime"),
-            m(Malformed::ManyHosts {
-                pattern: "web*".into()
+            c("@web --"),
+            m(Malformed::NoCommand {
+                host: "@web".into()
             })
         );
         assert_eq!(c("web01 -- echo \x1b[2J"), m(Malformed::OddBytes));
@@ -634,7 +657,7 @@ mod tests {
             "web01 --",
             "-- x",
             "a b -- x",
-            "@g -- x",
+            "@g/ -- x",
             "w -- \x01",
             &huge,
         ] {
@@ -643,6 +666,22 @@ mod tests {
                 other => panic!("{r:?}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn group_and_glob_requests_are_batches() {
+        let batch = |p: &str, cmd: &str| Request::Batch {
+            pattern: p.into(),
+            command: cmd.into(),
+        };
+        let c = |r: &str| classify(r, None);
+        assert_eq!(c("@web -- uptime"), batch("@web", "uptime"));
+        assert_eq!(c("web* -- uptime -p"), batch("web*", "uptime -p"));
+        assert_eq!(c("db0? -- ls"), batch("db0?", "ls"));
+        assert_eq!(c("web0[12] -- ls"), batch("web0[12]", "ls"));
+        assert_eq!(c("* -- ls"), batch("*", "ls"));
+        // A plain name stays a single-host exec.
+        assert_eq!(c("web01 -- ls"), exec("web01", "ls"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod agent;
 pub mod audit;
+pub mod batch;
 pub mod capture;
 pub mod command_policy;
 pub mod config;

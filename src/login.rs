@@ -81,7 +81,7 @@ pub fn login(request: &str) -> i32 {
     let req = invocation::classify(request, env_var(invocation::HOST_ENV).as_deref());
     let mode = match req {
         Request::Menu => "menu",
-        Request::Exec { .. } => "exec",
+        Request::Exec { .. } | Request::Batch { .. } => "exec",
         Request::Transfer { .. } => "transfer",
         _ => "direct",
     };
@@ -149,6 +149,30 @@ impl<'a> Ctx<'a> {
                     return 1;
                 };
                 self.exec(h, Job::Command(&command))
+            }
+            Request::Batch { pattern, command } => {
+                let config = self.config;
+                let operator = self.operator;
+                // Hosts the operator may not run commands on are left out
+                // without a word: a pattern must not probe the inventory.
+                let hosts = crate::batch::matching_hosts(&config.hosts, &pattern, |h| {
+                    policy::permits_to(config, operator, h, Grant::Exec)
+                });
+                if hosts.is_empty() {
+                    return self.deny(
+                        raw,
+                        DenyReason::NotPermitted,
+                        &format!("{pattern}: no hosts among those you may run commands on."),
+                    );
+                }
+                crate::batch::Batch {
+                    audit: self.audit,
+                    settings: &config.settings,
+                    signals: self.signals,
+                    policy: &config.policy,
+                    who: Who::from(operator),
+                }
+                .run(&hosts, &command)
             }
             Request::Transfer { host } => {
                 let Some(h) = self.granted(raw, &host, Grant::Transfer) else {

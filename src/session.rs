@@ -116,6 +116,7 @@ impl Bookkeeper<'_> {
                 session: Some(self.session),
                 host: Some(self.host),
                 host_key: None,
+                batch: None,
             })
             .map_err(BooksError::from)
     }
@@ -343,6 +344,7 @@ impl Visit<'_> {
                     session: Some(&session_id),
                     host: Some(&host.name),
                     host_key: e.fingerprint(),
+                    batch: None,
                 });
                 if let Err(ae) = written {
                     return Outcome::Failed(report(ae.into()));
@@ -372,6 +374,7 @@ impl Visit<'_> {
                         session: Some(&session_id),
                         host: Some(&host.name),
                         host_key: None,
+                        batch: None,
                     });
                     return Outcome::Failed(report(e.into()));
                 }

@@ -23,6 +23,9 @@ static LEAVING: AtomicBool = AtomicBool::new(false);
 /// The menu's idle alarm is armed / has fired.
 static MENU_TIMER: AtomicBool = AtomicBool::new(false);
 static MENU_TIMED_OUT: AtomicBool = AtomicBool::new(false);
+/// SIGINT arrived since the last `take_interrupt` (only once
+/// `catch_interrupt` replaced its default of being ignored).
+static SIGINT_SEEN: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(signo: nix::libc::c_int) {
     if signo == nix::libc::SIGHUP || signo == nix::libc::SIGTERM || signo == nix::libc::SIGALRM {
@@ -44,6 +47,9 @@ extern "C" fn on_signal(signo: nix::libc::c_int) {
         if signo == nix::libc::SIGALRM {
             return;
         }
+    }
+    if signo == nix::libc::SIGINT {
+        SIGINT_SEEN.store(true, Ordering::SeqCst);
     }
     if (0..32).contains(&signo) {
         PENDING.fetch_or(1 << signo, Ordering::SeqCst);
@@ -152,6 +158,27 @@ impl SignalPipe {
             .into_iter()
             .filter(|s| bits & (1 << (s.signal() as i32)) != 0)
             .collect()
+    }
+
+    /// From now on SIGINT is caught instead of ignored: with `ssh -t`, a
+    /// Ctrl-C on the operator's terminal reaches us as SIGINT (the bastion
+    /// pty's line discipline), and a many-host request stops on it
+    /// (src/batch.rs). It wakes the poll loop through the pipe.
+    pub fn catch_interrupt(&self) -> nix::Result<()> {
+        let action = SigAction::new(
+            SigHandler::Handler(on_signal),
+            SaFlags::empty(),
+            SigSet::empty(),
+        );
+        // SAFETY: `on_signal` only touches atomics and calls write(2) and
+        // alarm(2), all async-signal-safe.
+        unsafe { sigaction(Signal::SIGINT, &action) }?;
+        Ok(())
+    }
+
+    /// Whether SIGINT arrived since the last call (see `catch_interrupt`).
+    pub fn take_interrupt(&self) -> bool {
+        SIGINT_SEEN.swap(false, Ordering::SeqCst)
     }
 
     /// True once a hang-up or terminate arrived (it stays true).

@@ -353,7 +353,7 @@ fn tcp_connect(address: &str, port: u16, timeout: Duration) -> Result<TcpStream,
     })
 }
 
-fn describe_io(e: &io::Error) -> String {
+pub(crate) fn describe_io(e: &io::Error) -> String {
     match e.kind() {
         io::ErrorKind::ConnectionRefused => "connection refused".into(),
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => "connection timed out".into(),
@@ -364,7 +364,7 @@ fn describe_io(e: &io::Error) -> String {
 /// libssh2 keepalives are not liveness (it never counts unanswered ones), so
 /// the kernel watches the connection too: TCP keepalive, and a user timeout
 /// so that unacknowledged data to a dead target fails the socket.
-fn tune_socket(stream: &TcpStream, interval: Duration) {
+pub(crate) fn tune_socket(stream: &TcpStream, interval: Duration) {
     let secs = interval.as_secs().clamp(5, 3600) as u32;
     let _ = stream.set_nodelay(true);
     let _ = setsockopt(stream, sockopt::KeepAlive, &true);
@@ -408,7 +408,7 @@ pub fn known_hosts_name(address: &str, port: u16) -> String {
 
 /// The known_hosts file as text; a missing file is empty (every key is
 /// then unknown).
-fn read_known_hosts(path: &Path) -> Result<String, ConnectError> {
+pub(crate) fn read_known_hosts(path: &Path) -> Result<String, ConnectError> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(text),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(String::new()),
@@ -453,7 +453,7 @@ pub fn host_key_prefs(known_hosts: &str, name: &str) -> Option<String> {
     (!prefs.is_empty()).then(|| prefs.join(","))
 }
 
-fn verify_host_key(
+pub(crate) fn verify_host_key(
     session: &Session,
     host: &Host,
     settings: &Settings,
@@ -557,7 +557,7 @@ fn append_known_host(path: &Path, line: &str) -> io::Result<()> {
 /// `agent = true`: the operator's own agent first, and the bastion's
 /// credentials only with `agent_fallback = true` (config.rs refuses an
 /// agent host with a credential but no fallback).
-fn authenticate(session: &Session, host: &Host) -> Result<String, ConnectError> {
+pub(crate) fn authenticate(session: &Session, host: &Host) -> Result<String, ConnectError> {
     if !host.agent {
         return held_credentials(session, host, Vec::new());
     }
@@ -743,7 +743,7 @@ pub fn key_fingerprint(blob: &[u8]) -> String {
 
 /// Reads a password file into memory that is wiped when dropped. The first
 /// line is the password; the file's content never appears in any message.
-fn read_secret(path: &Path) -> Result<Zeroizing<String>, ConnectError> {
+pub(crate) fn read_secret(path: &Path) -> Result<Zeroizing<String>, ConnectError> {
     let raw = Zeroizing::new(std::fs::read(path).map_err(|e| {
         ConnectError::Credentials(format!("cannot read password file {}: {e}", path.display()))
     })?);

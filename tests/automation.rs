@@ -405,8 +405,8 @@ fn hostile_requests_get_one_line_and_a_record() {
         ("web01 --", "nothing to run"),
         ("-- uptime", "no host"),
         ("web 01 -- uptime", "not a host name"),
-        ("@prod -- uptime", "several hosts"),
-        ("web* -- uptime", "several hosts"),
+        ("@a/b -- uptime", "not a host name"),
+        ("web$(id)* -- uptime", "not a host name"),
         ("web01 -- echo \x1b]0;pwned\x07", "control characters"),
         (&huge, "limit"),
     ];
@@ -741,4 +741,499 @@ fn idle_timeout_ends_an_idle_sftp_but_not_a_quiet_command() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.stdout, b"done\n");
     assert_eq!(last(&gh, "session_end")["reason"], "exit");
+}
+
+// ---------------------------------------------------------------------------
+// Many hosts at once (issue 19)
+// ---------------------------------------------------------------------------
+
+/// Hosts `(name, target, groups)`; the current user may `exec` on
+/// `exec_on` (patterns) and only log in to `session_on`.
+fn batch_env(
+    hosts: &[(&str, &Target, &[&str])],
+    exec_on: &str,
+    session_on: &str,
+    settings: &str,
+    extra: &str,
+) -> Gh {
+    let user = current_user();
+    let mut b = Gh::builder().no_access().extra_settings(settings);
+    for (name, t, groups) in hosts {
+        b = b
+            .host(HostSpec::target(name, t).groups(groups))
+            .known_host(&t.known_hosts_line());
+    }
+    let session_rule = if session_on == "[]" {
+        String::new()
+    } else {
+        format!("[[access]]\nusers = [\"{user}\"]\nhosts = {session_on}\n\n")
+    };
+    b.extra_toml(&format!(
+        "[[access]]\nusers = [\"{user}\"]\nhosts = {exec_on}\nexec = true\n\n{session_rule}{extra}"
+    ))
+    .build()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Lines of `s`, sorted (hosts run in parallel: their order is free).
+fn sorted_lines(s: &str) -> Vec<String> {
+    let mut v: Vec<String> = s.lines().map(str::to_string).collect();
+    v.sort();
+    v
+}
+
+/// Writes `code` in the target's home: the batch command exits with it.
+fn exit_code_file(t: &Target, code: i32) {
+    fs::write(t.home().join("code"), format!("{code}\n")).unwrap();
+}
+
+const REPORTING: &str = "echo \"out $(cat ~/code)\"; echo \"err $(cat ~/code)\" >&2; \
+                         printf 'no newline'; exit $(cat ~/code)";
+
+#[test]
+fn batch_runs_on_every_permitted_host_with_prefixed_lines_and_streams_apart() {
+    let (t1, t2, t3) = (target(), target(), target());
+    exit_code_file(&t1, 0);
+    exit_code_file(&t2, 3);
+    exit_code_file(&t3, 0);
+    let gh = batch_env(
+        &[
+            ("web01", &t1, &["web"]),
+            ("web02", &t2, &["web"]),
+            ("web03", &t3, &["web"]),
+            // In the group but no exec grant; and one outside the group.
+            ("web04", &t1, &["web"]),
+            ("db01", &t2, &["db"]),
+        ],
+        "[\"web01\", \"web02\", \"web03\"]",
+        "[\"web04\", \"db01\"]",
+        "",
+        "",
+    );
+    let b = bastion(&gh);
+    let out = run(b.ssh_cmd(&[&format!("@web -- {REPORTING}")]), None, T);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.code, 1, "one host exited 3; stderr: {}", out.stderr);
+    assert_eq!(
+        sorted_lines(&stdout),
+        [
+            "web01: no newline",
+            "web01: out 0",
+            "web02: no newline",
+            "web02: out 3",
+            "web03: no newline",
+            "web03: out 0",
+        ],
+        "{stdout}"
+    );
+    // Each host's lines in its own order.
+    for h in ["web01", "web02", "web03"] {
+        let mine: Vec<&str> = stdout.lines().filter(|l| l.starts_with(h)).collect();
+        assert!(mine[0].contains(": out "), "{h}: {mine:?}");
+    }
+    assert_eq!(
+        sorted_lines(&out.stderr),
+        [
+            "gatehouse: web02: exit status 3",
+            "web01: err 0",
+            "web02: err 3",
+            "web03: err 0",
+        ],
+        "{}",
+        out.stderr
+    );
+    // The summary comes after the output.
+    assert!(out
+        .stderr
+        .trim_end()
+        .ends_with("gatehouse: web02: exit status 3"));
+    // Not permitted: neither run nor named.
+    for h in ["web04", "db01"] {
+        assert!(!stdout.contains(h) && !out.stderr.contains(h), "{h}");
+    }
+    let execs = gh.records("exec");
+    let mut hosts: Vec<&str> = execs.iter().map(|r| r["host"].as_str().unwrap()).collect();
+    hosts.sort();
+    assert_eq!(hosts, ["web01", "web02", "web03"]);
+    let batch = execs[0]["batch"].as_str().expect("batch id").to_string();
+    let ends = gh.records("session_end");
+    assert_eq!(ends.len(), 3);
+    for e in &execs {
+        assert_eq!(e["batch"], batch.as_str(), "{e}");
+        assert_eq!(e["command"], REPORTING);
+        assert_eq!(e["pty"], false);
+        let end = ends
+            .iter()
+            .find(|x| x["session"] == e["session"])
+            .unwrap_or_else(|| panic!("no session_end for {e}"));
+        let want = if e["host"] == "web02" { 3 } else { 0 };
+        assert_eq!(end["exit_status"], want, "{end}");
+        assert_eq!(end["reason"], "exit");
+    }
+    let sessions: std::collections::HashSet<&str> = execs
+        .iter()
+        .map(|e| e["session"].as_str().unwrap())
+        .collect();
+    assert_eq!(sessions.len(), 3, "one session per host");
+    assert_eq!(last(&gh, "login")["mode"], "exec");
+
+    // All exit 0: status 0 and no summary at all.
+    exit_code_file(&t2, 0);
+    let out = run(b.ssh_cmd(&["@web -- exit $(cat ~/code)"]), None, T);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stderr, "");
+}
+
+#[test]
+fn lines_of_many_hosts_never_mix_and_an_overlong_line_is_cut_with_a_marker() {
+    let (t1, t2, t3) = (target(), target(), target());
+    let gh = batch_env(
+        &[
+            ("web01", &t1, &["web"]),
+            ("web02", &t2, &["web"]),
+            ("web03", &t3, &["web"]),
+        ],
+        "[\"@web\"]",
+        "[]",
+        "",
+        "",
+    );
+    let b = bastion(&gh);
+    let pad = "x".repeat(80);
+    // Thousands of lines from three hosts at once, on both streams, then
+    // one line of 40,000 bytes without a newline.
+    let cmd = format!(
+        "awk 'BEGIN {{ for (i = 1; i <= 3000; i++) {{ printf \"line-%d-{pad}\\n\", i; \
+         printf \"err-%d\\n\", i > \"/dev/stderr\" }} }}'; head -c 40000 /dev/zero | tr '\\0' y"
+    );
+    let out = run(b.ssh_cmd(&[&format!("@web -- {cmd}")]), None, T);
+    assert_eq!(out.code, 0, "{:.2000}", out.stderr);
+    let stdout = text(&out.stdout);
+    let cut = " [gatehouse: line continues]";
+    for h in ["web01", "web02", "web03"] {
+        let prefix = format!("{h}: ");
+        let mine: Vec<&str> = stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix(prefix.as_str()))
+            .collect();
+        assert_eq!(mine.len(), 3000 + 3, "{h}");
+        for (i, l) in mine[..3000].iter().enumerate() {
+            assert_eq!(*l, format!("line-{}-{pad}", i + 1), "{h}");
+        }
+        let long = format!("{}{cut}", "y".repeat(16 * 1024));
+        assert_eq!(mine[3000], long, "{h}");
+        assert_eq!(mine[3001], long, "{h}");
+        assert_eq!(mine[3002], "y".repeat(40000 - 2 * 16 * 1024), "{h}");
+        let errs: Vec<&str> = out
+            .stderr
+            .lines()
+            .filter_map(|l| l.strip_prefix(prefix.as_str()))
+            .collect();
+        let want: Vec<String> = (1..=3000).map(|i| format!("err-{i}")).collect();
+        assert_eq!(errs, want, "{h}: stderr in order, apart from stdout");
+    }
+    // Every line belongs to a host: nothing mixed inside a line.
+    for l in stdout.lines().chain(out.stderr.lines()) {
+        assert!(
+            ["web01: ", "web02: ", "web03: "]
+                .iter()
+                .any(|p| l.starts_with(p)),
+            "{l:.100}"
+        );
+        assert!(!l[7..].contains("web0"), "{l:.100}");
+    }
+}
+
+#[test]
+fn a_glob_picks_its_hosts_and_a_pattern_with_no_permitted_host_is_denied() {
+    let (t1, t2, t3) = (target(), target(), target());
+    let gh = batch_env(
+        &[
+            ("web01", &t1, &[]),
+            ("web02", &t2, &[]),
+            ("web03", &t3, &[]),
+            ("db01", &t1, &["db"]),
+        ],
+        "[\"web*\"]",
+        "[\"db01\"]",
+        "",
+        "",
+    );
+    let b = bastion(&gh);
+    let out = run(b.ssh_cmd(&["web0[13] -- echo hi"]), None, T);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(sorted_lines(&text(&out.stdout)), ["web01: hi", "web03: hi"]);
+    let before = gh.records("exec").len();
+    assert_eq!(before, 2);
+    // db01 exists but only for sessions; nosuch* matches nothing.
+    for pattern in ["@db", "db*", "nosuch*", "@nosuch"] {
+        let out = run(b.ssh_cmd(&[&format!("{pattern} -- echo hi")]), None, T);
+        assert_eq!(out.code, 1, "{pattern}: {}", out.stderr);
+        assert_eq!(
+            out.stderr,
+            format!("gatehouse: {pattern}: no hosts among those you may run commands on.\n")
+        );
+        assert!(out.stdout.is_empty());
+        let d = last(&gh, "denied");
+        assert_eq!(d["reason"], "not_permitted", "{d}");
+    }
+    assert_eq!(gh.records("exec").len(), before, "nothing more ran");
+}
+
+#[test]
+fn an_unreachable_host_gets_its_error_record_and_summary_the_others_run() {
+    let (t1, t2, t3) = (target(), target(), target());
+    let dead = closed_port();
+    let user = current_user();
+    let gh = Gh::builder()
+        .no_access()
+        .host(HostSpec::target("web01", &t1).groups(&["web"]))
+        .host(
+            HostSpec::new("web02", "127.0.0.1", dead, &t2.user)
+                .key(&t2.key_path)
+                .groups(&["web"]),
+        )
+        .host(HostSpec::target("web03", &t3).groups(&["web"]))
+        .known_host(&t1.known_hosts_line())
+        .known_host(&t3.known_hosts_line())
+        .extra_toml(&format!(
+            "[[access]]\nusers = [\"{user}\"]\nhosts = [\"@web\"]\nexec = true\n"
+        ))
+        .build();
+    let b = bastion(&gh);
+    let out = run(b.ssh_cmd(&["@web -- echo up"]), None, T);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(sorted_lines(&text(&out.stdout)), ["web01: up", "web03: up"]);
+    assert_eq!(
+        out.stderr, "gatehouse: web02: not reached: connection refused\n",
+        "{}",
+        out.stderr
+    );
+    let execs = gh.records("exec");
+    assert_eq!(execs.len(), 2);
+    let err = last(&gh, "error");
+    assert_eq!(err["host"], "web02");
+    assert_eq!(err["reason"], "connect_failed");
+    assert_eq!(err["batch"], execs[0]["batch"], "{err}");
+    assert!(err["session"].is_string());
+    assert!(!gh
+        .records("session_end")
+        .iter()
+        .any(|e| e["host"] == "web02"));
+}
+
+#[test]
+fn batch_parallel_bounds_the_hosts_running_at_once() {
+    // One target under four names: each run logs its start and end (with
+    // its own pid) to one file on the target; a host starts only after
+    // another has ended, so the log says how many ever ran at once.
+    let t = target();
+    let log = t.home().join("runs");
+    let hosts: Vec<(&str, &Target, &[&str])> = ["h1", "h2", "h3", "h4"]
+        .iter()
+        .map(|n| (*n, &t, &["many"][..]))
+        .collect();
+    let gh = batch_env(&hosts, "[\"@many\"]", "[]", "batch_parallel = 2", "");
+    let b = bastion(&gh);
+    let cmd = format!(
+        "echo \"start $$\" >> {l}; sleep 1; echo \"end $$\" >> {l}; echo done",
+        l = log.display()
+    );
+    let out = run(b.ssh_cmd(&[&format!("@many -- {cmd}")]), None, T);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        sorted_lines(&text(&out.stdout)),
+        ["h1: done", "h2: done", "h3: done", "h4: done"]
+    );
+    let runs = fs::read_to_string(&log).unwrap();
+    let (mut now, mut most, mut starts) = (0i32, 0i32, 0);
+    for line in runs.lines() {
+        if line.starts_with("start ") {
+            now += 1;
+            starts += 1;
+        } else {
+            now -= 1;
+        }
+        most = most.max(now);
+    }
+    assert_eq!(starts, 4, "{runs}");
+    assert!(most <= 2, "{most} at once with batch_parallel = 2:\n{runs}");
+    // The records agree: never more than 2 exec without their end.
+    let (mut open, mut most) = (0, 0);
+    for r in gh.jsonl() {
+        match r["event"].as_str() {
+            Some("exec") => open += 1,
+            Some("session_end") => open -= 1,
+            _ => {}
+        }
+        most = most.max(open);
+    }
+    assert!(most <= 2, "{most} exec records open at once");
+}
+
+#[test]
+fn policy_applies_per_host_in_a_batch() {
+    let (t1, t2, t3) = (target(), target(), target());
+    let gh = batch_env(
+        &[
+            ("web01", &t1, &["web", "prod"]),
+            ("web02", &t2, &["web"]),
+            ("web03", &t3, &["web", "prod"]),
+        ],
+        "[\"@web\"]",
+        "[]",
+        "",
+        "[[policy]]\nname = \"prod-freeze\"\naction = \"deny\"\ncommands = ['^touch\\b']\n\
+         hosts = [\"@prod\"]\nmessage = \"Prod is frozen.\"\n",
+    );
+    let b = bastion(&gh);
+    let out = run(
+        b.ssh_cmd(&["@web -- touch ~/mark && echo touched"]),
+        None,
+        T,
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(text(&out.stdout), "web02: touched\n");
+    assert!(!t1.home().join("mark").exists() && !t3.home().join("mark").exists());
+    assert!(t2.home().join("mark").exists());
+    assert_eq!(
+        sorted_lines(&out.stderr),
+        [
+            "gatehouse: web01: blocked by policy \"prod-freeze\": Prod is frozen.",
+            "gatehouse: web03: blocked by policy \"prod-freeze\": Prod is frozen.",
+        ]
+    );
+    let policy = gh.records("policy");
+    let mut blocked: Vec<&str> = policy.iter().map(|p| p["host"].as_str().unwrap()).collect();
+    blocked.sort();
+    assert_eq!(blocked, ["web01", "web03"]);
+    for p in &policy {
+        assert_eq!(p["outcome"], "blocked");
+        assert!(p["session"].is_string());
+    }
+    let execs = gh.records("exec");
+    assert_eq!(execs.len(), 1);
+    assert_eq!(execs[0]["host"], "web02");
+}
+
+/// Waits until `n` records match (the batch runs its hosts in any order).
+fn wait_for_records(gh: &Gh, n: usize, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + scaled(T);
+    loop {
+        let found: Vec<Value> = gh.jsonl().into_iter().filter(|r| pred(r)).collect();
+        if found.len() >= n {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n} records after {T:?}: {:#?}",
+            found.len(),
+            gh.jsonl()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn pids_in(t: &Target) -> Vec<i32> {
+    fs::read_to_string(t.home().join("pid"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// Starts a batch of endless commands on three hosts, waits until all
+/// three run (their pids written on the target), and returns the pids.
+fn endless_batch_env() -> (Target, Target, Target, Gh) {
+    let (t1, t2, t3) = (target(), target(), target());
+    let gh = batch_env(
+        &[
+            ("web01", &t1, &["web"]),
+            ("web02", &t2, &["web"]),
+            ("web03", &t3, &["web"]),
+        ],
+        "[\"@web\"]",
+        "[]",
+        "",
+        "",
+    );
+    (t1, t2, t3, gh)
+}
+
+const ENDLESS: &str = "@web -- echo $$ > ~/pid; while echo tick; do sleep 0.2; done";
+
+fn assert_all_stopped(gh: &Gh, targets: &[&Target], pids: &[i32]) {
+    let ends = wait_for_records(gh, 3, |r| r["event"] == "session_end");
+    for e in &ends {
+        assert_eq!(e["reason"], "hangup", "{e}");
+    }
+    // The remote commands end (their output is gone: SIGPIPE at the next
+    // tick), as with a plain ssh whose client went away.
+    let deadline = Instant::now() + scaled(T);
+    while pids.iter().any(|&p| pid_alive(p)) {
+        assert!(Instant::now() < deadline, "still running: {pids:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(targets.len(), 3);
+}
+
+fn wait_pids(targets: &[&Target]) -> Vec<i32> {
+    let deadline = Instant::now() + scaled(T);
+    loop {
+        let pids: Vec<i32> = targets.iter().flat_map(|t| pids_in(t)).collect();
+        if pids.len() == targets.len() {
+            return pids;
+        }
+        assert!(Instant::now() < deadline, "pids: {pids:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_hang_up_stops_every_host_and_writes_every_session_end() {
+    let (t1, t2, t3, gh) = endless_batch_env();
+    let b = bastion(&gh);
+    let mut client = b
+        .ssh_cmd(&[ENDLESS])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_records(&gh, 3, |r| r["event"] == "exec");
+    let targets = [&t1, &t2, &t3];
+    let pids = wait_pids(&targets);
+    // The client's Ctrl-C without a pty: the client goes, the connection closes.
+    client.kill().unwrap();
+    client.wait().unwrap();
+    assert_all_stopped(&gh, &targets, &pids);
+    assert!(last(&gh, "logout").is_object(), "Gatehouse ended cleanly");
+}
+
+#[test]
+fn ctrl_c_with_a_terminal_stops_every_host() {
+    if skip_without_pty() {
+        return;
+    }
+    let (t1, t2, t3, gh) = endless_batch_env();
+    let b = bastion(&gh);
+    let mut p = spawn_pty(b.ssh_cmd(&["-tt", ENDLESS]), 80, 24);
+    wait_for_records(&gh, 3, |r| r["event"] == "exec");
+    let targets = [&t1, &t2, &t3];
+    let pids = wait_pids(&targets);
+    p.expect("web03: tick").unwrap();
+    p.send("\x03").unwrap();
+    assert_all_stopped(&gh, &targets, &pids);
+    for e in gh.records("session_end") {
+        assert_eq!(e["detail"], "interrupted (Ctrl-C)", "{e}");
+    }
+    // The summary names every host.
+    for h in ["web01", "web02", "web03"] {
+        p.expect(format!("gatehouse: {h}: stopped: interrupted (Ctrl-C)"))
+            .unwrap();
+    }
+    assert_eq!(p.wait_exit(T), Some(1));
 }

@@ -636,6 +636,35 @@ fn exec_and_transfer_through_the_setuid_binary(env: &Env) {
         "{recs:#?}"
     );
     assert!(recs.iter().all(|r| r["user"] == op));
+    // Many hosts at once, as the setuid binary (issue 19): web01 runs;
+    // slow01, a port that accepts and never speaks SSH, times out at its
+    // handshake (connect_timeout 3s) without holding up the batch's end;
+    // agent01 (`agent = true`) needs the operator's forwarded agent.
+    let (code, out) = run(env.ssh(op, &["* -- echo batch-$((6*7))"]), T);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("web01: batch-42"), "{out}");
+    assert!(
+        out.contains("gatehouse: slow01: not reached: connection timed out"),
+        "{out}"
+    );
+    // agent01 logs in with the operator's agent, which is not forwarded.
+    assert!(
+        out.contains("gatehouse: agent01: needs your own key: connect with ssh -A"),
+        "{out}"
+    );
+    let recs = env.records(op);
+    let exec = recs
+        .iter()
+        .rev()
+        .find(|r| r["event"] == "exec" && r["host"] == "web01")
+        .expect("exec record");
+    let err = recs
+        .iter()
+        .rev()
+        .find(|r| r["event"] == "error" && r["host"] == "slow01")
+        .expect("error record");
+    assert!(exec["batch"].is_string(), "{exec}");
+    assert_eq!(err["batch"], exec["batch"], "{err}");
     assert_no_foreign(env, op);
 }
 

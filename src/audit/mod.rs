@@ -354,6 +354,7 @@ impl AuditLog {
                     session: None,
                     host: None,
                     host_key: None,
+                    batch: None,
                 })
             }
         }

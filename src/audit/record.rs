@@ -237,6 +237,9 @@ pub enum Event<'a> {
         host: Option<&'a str>,
         #[serde(skip_serializing_if = "Option::is_none")]
         host_key: Option<&'a str>,
+        /// The many-host request this host was part of (as `exec`'s).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        batch: Option<&'a str>,
     },
 }
 

@@ -79,7 +79,16 @@ pub struct Settings {
     /// Longest time a chain keeps unsealed records while records keep
     /// coming; `None` ("0"): seals only at session end and logout.
     pub seal_interval: Option<Duration>,
+    /// A many-host request (`@web -- uptime`) connects to at most this many
+    /// hosts at once.
+    pub batch_parallel: usize,
 }
+
+/// `batch_parallel` when the config does not say.
+pub const DEFAULT_BATCH_PARALLEL: usize = 16;
+/// Its ceiling: each host in flight holds a socket, a libssh2 session and
+/// its channel window (see src/batch.rs), so the bound is on memory.
+pub const MAX_BATCH_PARALLEL: usize = 256;
 
 #[derive(Debug, Clone)]
 pub struct Host {
@@ -282,7 +291,23 @@ impl Validator<'_> {
             Some(d) => self.duration(d)?.unwrap_or(Duration::from_secs(30)),
             None => Duration::from_secs(30),
         };
+        let batch_parallel = match &s.batch_parallel {
+            None => DEFAULT_BATCH_PARALLEL,
+            Some(n) => match usize::try_from(*n.get_ref()) {
+                Ok(v) if (1..=MAX_BATCH_PARALLEL).contains(&v) => v,
+                _ => {
+                    return Err(self.err(
+                        n,
+                        format!(
+                            "batch_parallel must be between 1 and {MAX_BATCH_PARALLEL}, not {}",
+                            n.get_ref()
+                        ),
+                    ))
+                }
+            },
+        };
         let settings = Settings {
+            batch_parallel,
             log_dir,
             known_hosts,
             host_key_policy,
@@ -1034,6 +1059,21 @@ hosts = ["web01", "db*", "@prod"]
         assert!(e.contains("host name"), "{e}");
         let e = err(&GOOD.replace("name = \"db01\"", "name = \"../x\""));
         assert!(e.contains("host name"), "{e}");
+    }
+
+    #[test]
+    fn batch_parallel_default_and_bounds() {
+        assert_eq!(parse(GOOD).unwrap().settings.batch_parallel, 16);
+        let with =
+            |v: &str| GOOD.replace("idle_timeout = \"30m\"", &format!("batch_parallel = {v}"));
+        assert_eq!(parse(&with("2")).unwrap().settings.batch_parallel, 2);
+        for bad in ["0", "-1", "100000"] {
+            let e = err(&with(bad));
+            assert!(
+                e.contains(":6:18: batch_parallel must be between 1 and 256"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

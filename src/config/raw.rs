@@ -36,6 +36,8 @@ pub struct RawSettings {
     pub bastion_name: Option<Spanned<String>>,
     pub seal_key: Option<Spanned<String>>,
     pub seal_interval: Option<Spanned<RawDuration>>,
+    /// Hosts of one many-host request connected at once.
+    pub batch_parallel: Option<Spanned<i64>>,
 }
 
 /// `"30m"` or a bare number of seconds.

@@ -300,6 +300,8 @@ struct Conn<'h> {
     next_keepalive: Instant,
     bytes_out: u64,
     auth_tried: Vec<String>,
+    /// How the login succeeded (`key`, `password`, `agent SHA256:…`).
+    auth: String,
     password: Option<Zeroizing<String>>,
     /// The verified host key, for the `exec` record.
     host_key: String,
@@ -367,6 +369,7 @@ impl<'h> Conn<'h> {
                         next_keepalive: now,
                         bytes_out: 0,
                         auth_tried: Vec::new(),
+                        auth: String::new(),
                         password: None,
                         host_key: String::new(),
                     });
@@ -515,6 +518,7 @@ impl<'h> Conn<'h> {
                                 self.host.user, self.host.address, self.host.port
                             ),
                             host_key: &host_key,
+                            auth: Some(&self.auth),
                             pid: std::process::id(),
                             boot_id: crate::audit::abandoned::boot_id().as_deref(),
                         })
@@ -609,7 +613,8 @@ impl<'h> Conn<'h> {
             let r = upstream::authenticate(session, host);
             session.set_timeout(0);
             session.set_blocking(false);
-            return r.map(|_| None);
+            self.auth = r?;
+            return Ok(None);
         }
         if !key_done {
             if let Some(key) = &host.key {
@@ -618,7 +623,10 @@ impl<'h> Conn<'h> {
                     .userauth_pubkey_file(&host.user, None, key, None)
                 {
                     Err(e) if is_eagain(&e) => return Ok(Some(Phase::Auth { key_done: false })),
-                    Ok(()) if self.session().authenticated() => return Ok(None),
+                    Ok(()) if self.session().authenticated() => {
+                        self.auth = "key".into();
+                        return Ok(None);
+                    }
                     Ok(()) => self
                         .auth_tried
                         .push(format!("key {}: not accepted", key.display())),
@@ -638,6 +646,7 @@ impl<'h> Conn<'h> {
                 Err(e) if is_eagain(&e) => return Ok(Some(Phase::Auth { key_done: true })),
                 Ok(()) if self.session().authenticated() => {
                     self.password = None;
+                    self.auth = "password".into();
                     return Ok(None);
                 }
                 Ok(()) => self.auth_tried.push("password: not accepted".into()),

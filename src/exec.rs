@@ -652,7 +652,7 @@ impl Exec<'_> {
         // The `exec` record (and a pty session's recording) is made once
         // the target is verified and logged in to, and before the command
         // starts there.
-        let mut record_exec = |host_key: &str| {
+        let mut record_exec = |host_key: &str, auth: &str| {
             if pty && settings.recording {
                 let info = SessionInfo {
                     session: &session_id,
@@ -694,6 +694,7 @@ impl Exec<'_> {
                     batch: None,
                     target: format!("{}@{}:{}", host.user, host.address, host.port),
                     host_key,
+                    auth: Some(auth),
                     pid: std::process::id(),
                     boot_id: boot_id.as_deref(),
                 })

@@ -222,9 +222,13 @@ pub fn connect(
     pty: &PtyRequest<'_>,
     interrupted: &dyn Fn() -> bool,
 ) -> Result<Upstream, ConnectError> {
-    connect_to(host, settings, &Start::Shell(pty), interrupted, &mut |_| {
-        Ok(())
-    })
+    connect_to(
+        host,
+        settings,
+        &Start::Shell(pty),
+        interrupted,
+        &mut |_, _| Ok(()),
+    )
 }
 
 /// `connect`, starting `start` on the channel. `before_start` is called
@@ -236,7 +240,7 @@ pub fn connect_to(
     settings: &Settings,
     start: &Start<'_>,
     interrupted: &dyn Fn() -> bool,
-    before_start: &mut dyn FnMut(&str) -> Result<(), String>,
+    before_start: &mut dyn FnMut(&str, &str) -> Result<(), String>,
 ) -> Result<Upstream, ConnectError> {
     let timeout = settings.connect_timeout;
     let stream = tcp_connect(&host.address, host.port, timeout)?;
@@ -276,7 +280,7 @@ pub fn connect_to(
     if interrupted() {
         return Err(ConnectError::Interrupted);
     }
-    before_start(&host_key).map_err(ConnectError::Vetoed)?;
+    before_start(&host_key, &auth).map_err(ConnectError::Vetoed)?;
 
     let channel_err = |e: ssh2::Error| ConnectError::Channel(e.to_string());
     let mut channel = session

@@ -180,6 +180,10 @@ fn exec_runs_the_command_keeps_stderr_apart_and_returns_its_status() {
     );
     assert_eq!(exec["pty"], false);
     assert_eq!(exec["host_key"], t.host_key_fingerprint());
+    assert_eq!(
+        exec["auth"], "key",
+        "how Gatehouse logged in, as in session_start"
+    );
     let end = last(&gh, "session_end");
     assert_eq!(end["session"], exec["session"]);
     assert_eq!(end["exit_status"], 7);
@@ -865,6 +869,7 @@ fn batch_runs_on_every_permitted_host_with_prefixed_lines_and_streams_apart() {
         assert_eq!(e["batch"], batch.as_str(), "{e}");
         assert_eq!(e["command"], REPORTING);
         assert_eq!(e["pty"], false);
+        assert_eq!(e["auth"], "key", "{e}");
         let end = ends
             .iter()
             .find(|x| x["session"] == e["session"])

@@ -195,6 +195,10 @@ pub enum Event<'a> {
         batch: Option<&'a str>,
         target: String,
         host_key: &'a str,
+        /// How Gatehouse logged in to the target, as in `session_start`:
+        /// `key`, `password`, or `agent SHA256:…`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        auth: Option<&'a str>,
         pid: u32,
         #[serde(skip_serializing_if = "Option::is_none")]
         boot_id: Option<&'a str>,

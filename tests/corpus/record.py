@@ -494,6 +494,108 @@ def _(s):
     s.type("echo back\r")
 
 
+# Issue 9: lines that reached a shell without a record before the Enter
+# gate. Each was a regression on the old engine.
+
+
+@scenario(
+    "stty_echo_off",
+    "stty -echo at the shell prompt: later commands are commands (unverified), not secrets",
+    ["stty -echo", "echo blind-corpus", "stty echo"],
+)
+def _(s):
+    s.type("stty -echo\r")
+    s.type("echo blind-corpus\r")
+    s.type("stty echo\r")
+
+
+@scenario(
+    "alt_screen_prompt",
+    "the alternate screen switched on by output: the shell's prompt is drawn there",
+    ["printf '\\033[?1049h'", "echo on-alt", "printf '\\033[?1049l'"],
+)
+def _(s):
+    s.type("printf '\\033[?1049h'\r")
+    s.type("echo on-alt\r")
+    s.type("printf '\\033[?1049l'\r")
+
+
+@scenario(
+    "intr_undef",
+    "stty intr undef: a Ctrl-C that does not cancel; the shell runs the whole line",
+    ["stty intr undef", ": corpus-a ; echo hi-intr"],
+)
+def _(s):
+    s.type("stty intr undef\r")
+    s.type(": corpus-a")
+    s.type("\x03")
+    s.type(" ; echo hi-intr\r")
+
+
+@scenario(
+    "ps2_custom",
+    "a for loop with a PS2 other than '> '",
+    ["PS2='cont> '", "for i in 1 2; do\necho $i\ndone"],
+)
+def _(s):
+    s.type("PS2='cont> '\r")
+    s.type("for i in 1 2; do\r")
+    s.type("echo $i\r")
+    s.type("done\r")
+
+
+@scenario(
+    "heredoc",
+    "a here-document is one command with its body",
+    ["cat <<EOF\nbody line\nEOF"],
+)
+def _(s):
+    s.type("cat <<EOF\r")
+    s.type("body line\r")
+    s.type("EOF\r")
+
+
+@scenario("ctrl_v_tab", "Ctrl-V Tab inserts a literal tab", ["echo a\tb"])
+def _(s):
+    s.type("echo a\x16\tb\r")
+
+
+@scenario(
+    "long_line",
+    "a 10,000-character line pasted in one chunk",
+    ["echo " + "b" * 10000],
+)
+def _(s):
+    s.send("echo " + "b" * 10000 + "\r")
+    s.settle(0.5, 8.0)
+
+
+@scenario(
+    "invalid_utf8",
+    "bytes that are not UTF-8 in a line: U+FFFD, and the record is kept",
+    ["echo inv\ufffd\ufffdX"],
+)
+def _(s):
+    s.type("echo inv")
+    s.send(b"\xff\xfe")
+    s.settle()
+    s.type("X\r")
+
+
+@scenario(
+    "less_bang",
+    "a shell escape from less",
+    ["less unique_corpus_file.txt", "echo from-less"],
+)
+def _(s):
+    s.type("less unique_corpus_file.txt\r")
+    s.settle(0.5)
+    s.type("!echo from-less\r")
+    s.settle(0.5)
+    s.type("\r")
+    s.type("q")
+
+
 def main(names):
     for name in names or SCENARIOS:
         description, expected, secret, cols, rows, fn = SCENARIOS[name]

@@ -415,7 +415,7 @@ mod tests {
         for special in (0u8..0x20).chain([b'"', b'\\']) {
             for &fill in &fillers {
                 for pos in 0..17 {
-                    let mut v = vec![fill; 17];
+                    let mut v = [fill; 17];
                     v[pos] = special;
                     // Bytes >= 0x80 alone are not UTF-8; compare on the
                     // scan itself, then on whole strings below.

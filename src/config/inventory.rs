@@ -325,7 +325,7 @@ mod tests {
             format!("{HEAD}[[hosts]]\nname = \"a\"\n{TAIL}"),
             format!("{HEAD}[[hosts]]\nname = \"a\"\naddress = \"b\"\nuser = \"c\"\n[hosts.x]\ny = 1\n"),
             format!("{HEAD}hosts = [{{ name = \"a\", address = \"b\", user = \"c\" }}]\n[[hosts]]\nname = \"d\"\naddress = \"e\"\nuser = \"f\"\n"),
-            format!("[[hosts]] # first\nname = \"a\"\naddress = \"b\"\nuser = \"c\"\n"),
+            "[[hosts]] # first\nname = \"a\"\naddress = \"b\"\nuser = \"c\"\n".to_string(),
             format!("{HEAD}[[hosts]]\nname = \"a\"\naddress = \"b\"\nuser = \"c\"\n[settings]\nbogus = 1\n"),
         ];
         for text in &cases {

@@ -264,11 +264,13 @@ fn escape_json_into(out: &mut Vec<u8>, text: &str) {
     let mut i = 0;
     while i < bytes.len() {
         if let Some(word) = bytes.get(i..i + 8) {
-            let w = u64::from_le_bytes(word.try_into().expect("eight bytes"));
-            if !needs_escape(w) {
+            let m = escape_mask(u64::from_le_bytes(word.try_into().expect("eight bytes")));
+            if m == 0 {
                 i += 8;
                 continue;
             }
+            // The first flagged byte is exact: jump straight to it.
+            i += (m.trailing_zeros() / 8) as usize;
         }
         let b = bytes[i];
         if b >= 0x20 && b != b'"' && b != b'\\' {
@@ -299,18 +301,19 @@ fn escape_json_into(out: &mut Vec<u8>, text: &str) {
     out.extend_from_slice(&bytes[start..]);
 }
 
-/// Whether any of the eight bytes of `w` is below 0x20, `"` or `\\`: the
-/// classic "has a zero byte" test (`(x - 0x01…) & !x & 0x80…`) applied to
-/// `w` itself against 0x20 (a byte below it borrows into its top bit; bytes
-/// of 0x80 and up are excluded by `!w`) and to `w` XOR the two quote bytes.
-/// The test can only err towards true when a lower byte borrowed, and the
-/// byte-wise loop then decides exactly.
-fn needs_escape(w: u64) -> bool {
+/// Flags (top bit of each byte) the bytes of `w` that are below 0x20, `"`
+/// or `\\`: the classic "has a zero byte" test (`(x - 0x01…) & !x &
+/// 0x80…`) applied to `w` itself against 0x20 (a byte below it borrows into
+/// its top bit; bytes of 0x80 and up are excluded by `!w`) and to `w` XOR
+/// each quote byte. A borrow only travels upwards, so the lowest flag
+/// (little-endian: the first byte) is always exact; flags above it may be
+/// false, and the caller rechecks from there byte by byte.
+fn escape_mask(w: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
     let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-    (below_space | zero(w ^ (ONES * u64::from(b'"'))) | zero(w ^ (ONES * u64::from(b'\\')))) != 0
+    below_space | zero(w ^ (ONES * u64::from(b'"'))) | zero(w ^ (ONES * u64::from(b'\\')))
 }
 
 /// How many trailing bytes form the start of a UTF-8 character that is not
@@ -408,7 +411,8 @@ mod tests {
     }
 
     /// The eight-bytes-at-a-time scan finds every byte that needs escaping
-    /// wherever it sits in a word, next to any other byte.
+    /// wherever it sits in a word, next to any other byte, at its exact
+    /// position.
     #[test]
     fn escaping_finds_every_special_byte_at_every_offset() {
         let fillers = [b'a', b' ', 0x7f, 0x80, 0xc3, 0xff, 0x21, 0x5d];
@@ -419,10 +423,14 @@ mod tests {
                     v[pos] = special;
                     // Bytes >= 0x80 alone are not UTF-8; compare on the
                     // scan itself, then on whole strings below.
-                    let word_hit = (0..=v.len().saturating_sub(8))
-                        .filter(|&s| s <= pos && pos < s + 8)
-                        .all(|s| needs_escape(u64::from_le_bytes(v[s..s + 8].try_into().unwrap())));
-                    assert!(word_hit, "byte {special:#x} at {pos} among {fill:#x}");
+                    for s in (0..=v.len() - 8).filter(|&s| s <= pos && pos < s + 8) {
+                        let m = escape_mask(u64::from_le_bytes(v[s..s + 8].try_into().unwrap()));
+                        assert_eq!(
+                            (m.trailing_zeros() / 8) as usize,
+                            pos - s,
+                            "byte {special:#x} at {pos} among {fill:#x}, word at {s}"
+                        );
+                    }
                 }
             }
         }
@@ -431,8 +439,9 @@ mod tests {
             "ÜnïcödéÜnïcödé 你好你好",
         ] {
             for w in s.as_bytes().windows(8) {
-                assert!(
-                    !needs_escape(u64::from_le_bytes(w.try_into().unwrap())),
+                assert_eq!(
+                    escape_mask(u64::from_le_bytes(w.try_into().unwrap())),
+                    0,
                     "{s}"
                 );
             }

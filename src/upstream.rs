@@ -33,7 +33,8 @@ pub const CHANNEL_PACKET: u32 = 32 * 1024;
 /// method needs the whole packet), ~60 million EVP calls per GB; its
 /// chacha20-poly1305 (portable C) takes each packet in one call. Measured
 /// behind a bastion sshd, interleaved: 20% less relay CPU per GB and
-/// 1.4 MiB less peak RSS than AES-256-GCM first (BENCHMARKS.md, "CPU").
+/// 1.4 MiB less peak RSS than AES-256-GCM first (BENCHMARKS.md, "What
+/// each change bought").
 /// Names this libssh2 build lacks are dropped by `method_pref`.
 pub const CIPHER_PREFS: &str =
     "chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-gcm@openssh.com,\

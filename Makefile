@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: all build deps test test-central test-directory lint demo bench soak fuzz clean install uninstall deb
+.PHONY: all build deps test test-central test-directory lint demo bench capacity profile soak fuzz clean install uninstall deb
 
 all: build
 
@@ -52,9 +52,21 @@ lint: deps
 demo:
 	bash scripts/demo.sh
 
+# A/B/C/D interleaved (direct ssh, gatehouse locally, nested OpenSSH and
+# gatehouse behind a bastion sshd) + Gatehouse-only figures; a few minutes.
+# Knobs by environment: see scripts/bench.sh. Writes target/bench.json and
+# docs/bench.svg (BENCHMARKS.md).
 bench:
-	@if [ -f scripts/bench.sh ]; then bash scripts/bench.sh; \
-	else echo "bench: scripts/bench.sh is not written yet"; fi
+	bash scripts/bench.sh
+
+# 200 concurrent sessions through one bastion sshd (BENCH_SESSIONS); minutes.
+capacity:
+	BENCH_MODE=capacity bash scripts/bench.sh
+
+# perf profile of the relay behind a bastion sshd during bulk output, and a
+# flame graph (target/flamegraph-bastion.svg).
+profile:
+	bash scripts/profile.sh
 
 # The load tests of `make test` (tests/load.rs), full size, release build:
 # a 1 GB stream to a slow terminal, a minute of idle (BENCHMARKS.md).

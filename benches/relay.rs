@@ -3,18 +3,29 @@
 //! "Performance").
 //!
 //! A = `ssh -tt` to the target; B = `gatehouse -c tgt` (direct-host mode,
-//! recording and capture on) to the same target. Runs interleave
-//! A/B/A/B… and every figure is the median over the runs. C/D are the whole
-//! path once: a bastion sshd whose ForceCommand is `ssh -tt` onward (C) or
-//! gatehouse (D). Then Gatehouse-only figures measured in-process: a
-//! 10,000-host inventory, the capture engine, the recorder, the JSONL log.
+//! recording and capture on) to the same target; C = `ssh -tt bastion`
+//! where the bastion sshd's ForceCommand is the OpenSSH client onward
+//! (nested OpenSSH); D = `ssh -tt bastion tgt` where the ForceCommand is
+//! gatehouse. Runs interleave A/B/C/D, A/B/C/D, … and every figure is the
+//! median over the runs. For C and D the bastion's CPU is the sum of
+//! utime+stime of every process under the bastion's sshd listener (the
+//! per-connection sshd processes and the relay), from /proc. Then
+//! Gatehouse-only figures measured in-process: a 10,000-host inventory,
+//! the capture engine, the recorder, the JSONL log.
 //!
-//! Prints a table and writes the same as JSON (`$BENCH_JSON`, default
-//! `<target dir>/bench.json`). No assertion anywhere: humans read it.
+//! Prints the tables and writes the same as JSON (`$BENCH_JSON`, default
+//! `<target dir>/bench.json`) and a chart (`$BENCH_SVG`, default
+//! `docs/bench.svg`). No assertion anywhere: humans read it.
 //!
-//! Knobs (environment): BENCH_RUNS (3), BENCH_MB (200, output megabytes per
-//! throughput run), BENCH_KEYS (500), BENCH_IDLE_SECS (10), BENCH_SKIP_CD=1,
-//! BENCH_ONLY=A or B (for profiling one side).
+//! `BENCH_MODE=capacity` runs only the capacity figure instead: `BENCH_SESSIONS`
+//! (200) concurrent sessions through one bastion sshd (see `capacity`).
+//!
+//! Knobs (environment): BENCH_RUNS (3), BENCH_MB (100, output megabytes per
+//! throughput run), BENCH_KEYS (500), BENCH_IDLE_SECS (5), BENCH_ONLY (a
+//! subset of the letters ABCDG, G = the Gatehouse-only figures; default
+//! all), BENCH_SKIP_CD=1 (= BENCH_ONLY=ABG), BENCH_BASELINE_BIN=PATH (adds
+//! E: that gatehouse binary as D, interleaved with the rest, for before /
+//! after figures of a change).
 //!
 //! Under `cargo test --all-targets` (no `--bench` argument) it does nothing.
 #![allow(unsafe_code)] // the shared fixture module has its own SAFETY notes
@@ -22,6 +33,10 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+#[path = "capacity/mod.rs"]
+mod capacity;
+
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::path::PathBuf;
@@ -125,6 +140,10 @@ struct Run {
     cpu_s_per_gb: f64,
     hwm_mib: f64,
     idle_cpu_s: f64,
+    /// Behind a bastion: every process under its sshd listener.
+    bastion_cpu_s_per_gb: f64,
+    bastion_hwm_mib: f64,
+    bastion_idle_cpu_s: f64,
 }
 
 struct Sizes {
@@ -133,19 +152,55 @@ struct Sizes {
     idle: Duration,
 }
 
-/// Drives one session: `spawn` starts the client in a pty; `relay` finds
-/// the relaying process once the prompt is up.
-fn session_run(
-    mut pty: Pty,
-    started: Instant,
-    relay: impl Fn(&Pty) -> Option<i32>,
-    sz: &Sizes,
-) -> Result<Run, String> {
+/// Where the relaying process runs.
+#[derive(Clone, Copy)]
+enum Side<'a> {
+    /// In the operator's pty (A, B): the pty's child is the relay.
+    Local,
+    /// Under a bastion sshd (C, D): the relay is the descendant of the
+    /// listener named `relay`; the bastion is every descendant.
+    Bastion { listener: i32, relay: &'a str },
+}
+
+/// utime+stime of every process under `root` (not `root` itself).
+fn tree_cpu(root: i32) -> HashMap<i32, f64> {
+    common::descendants_of(root)
+        .into_iter()
+        .filter_map(|p| Some((p, cpu_secs(p)?)))
+        .collect()
+}
+
+/// CPU used under `root` since `before` (processes that started since count
+/// whole; ones that ended since are lost, which is why the snapshots are
+/// taken inside one session).
+fn tree_cpu_since(root: i32, before: &HashMap<i32, f64>) -> f64 {
+    tree_cpu(root)
+        .iter()
+        .map(|(p, c)| c - before.get(p).copied().unwrap_or(0.0))
+        .sum()
+}
+
+fn tree_hwm_mib(root: i32) -> f64 {
+    common::descendants_of(root)
+        .into_iter()
+        .filter_map(|p| status_mib(p, "VmHWM"))
+        .sum()
+}
+
+/// Drives one session in `pty` (started at `started`).
+fn session_run(mut pty: Pty, started: Instant, side: Side<'_>, sz: &Sizes) -> Result<Run, String> {
     let mut r = Run::default();
     pty.expect_within(PROMPT, Duration::from_secs(30))
         .map_err(|e| e.to_string())?;
     r.first_prompt_ms = started.elapsed().as_secs_f64() * 1e3;
-    let pid = relay(&pty).ok_or("relaying process not found")?;
+    let (pid, listener) = match side {
+        Side::Local => (pty.pid(), None),
+        Side::Bastion { listener, relay } => (
+            find_descendant(listener, relay, Duration::from_secs(5))
+                .ok_or("relaying process not found")?,
+            Some(listener),
+        ),
+    };
 
     // Keystroke echo into `cat` (canonical mode: the target's tty echoes).
     pty.send_line("cat > /dev/null")
@@ -177,6 +232,7 @@ fn session_run(
     // computed by the shell so the echoed command line does not match it.
     let input_bytes = sz.mb * 1_000_000 * 3 / 4;
     let cpu0 = cpu_secs(pid).unwrap_or(f64::NAN);
+    let tree0 = listener.map(tree_cpu).unwrap_or_default();
     let t = Instant::now();
     pty.send_line(&format!(
         "head -c {input_bytes} /dev/zero | base64; echo MARK$((6*7))"
@@ -187,18 +243,23 @@ fn session_run(
         .map_err(|e| e.to_string())?;
     let secs = t.elapsed().as_secs_f64();
     let cpu = cpu_secs(pid).unwrap_or(f64::NAN) - cpu0;
+    let gb = r.bytes as f64 / 1e9;
     r.throughput_mbs = r.bytes as f64 / 1e6 / secs;
-    r.cpu_s_per_gb = cpu / (r.bytes as f64 / 1e9);
+    r.cpu_s_per_gb = cpu / gb;
+    r.bastion_cpu_s_per_gb = listener.map_or(f64::NAN, |l| tree_cpu_since(l, &tree0) / gb);
     // The prompt usually arrives in the marker's read: do not wait for it.
     std::thread::sleep(Duration::from_millis(200));
 
     // Idle: nothing typed, nothing printed.
     let c0 = cpu_secs(pid).unwrap_or(f64::NAN);
+    let tree0 = listener.map(tree_cpu).unwrap_or_default();
     std::thread::sleep(sz.idle);
     r.idle_cpu_s = cpu_secs(pid).unwrap_or(f64::NAN) - c0;
+    r.bastion_idle_cpu_s = listener.map_or(f64::NAN, |l| tree_cpu_since(l, &tree0));
 
     // Peak RSS just before the relay exits (VmHWM only grows).
     r.hwm_mib = status_mib(pid, "VmHWM").unwrap_or(f64::NAN);
+    r.bastion_hwm_mib = listener.map_or(f64::NAN, tree_hwm_mib);
     pty.send_line("exit").map_err(|e| e.to_string())?;
     pty.wait_exit(Duration::from_secs(10));
     Ok(r)
@@ -211,26 +272,30 @@ fn ssh_tt(t: &Sshd) -> Command {
 fn run_a(t: &Target, sz: &Sizes) -> Result<Run, String> {
     let started = Instant::now();
     let pty = spawn_pty(ssh_tt(t), 80, 24);
-    session_run(pty, started, |p| Some(p.pid()), sz)
+    session_run(pty, started, Side::Local, sz)
 }
 
 fn run_b(gh: &Gh, sz: &Sizes) -> Result<Run, String> {
     let started = Instant::now();
     let pty = gh.spawn(&["-c", "tgt"]);
-    session_run(pty, started, |p| Some(p.pid()), sz)
+    session_run(pty, started, Side::Local, sz)
 }
 
 fn run_bastion(b: &Bastion, extra: &[&str], relay: &str, sz: &Sizes) -> Result<Run, String> {
     let started = Instant::now();
     let pty = spawn_pty(b.ssh_cmd(extra), 80, 24);
-    let root = b.pid().unwrap_or(0);
-    let relay = relay.to_string();
-    session_run(
-        pty,
-        started,
-        move |_| find_descendant(root, &relay, Duration::from_secs(5)),
-        sz,
-    )
+    let listener = b.pid().ok_or("bastion sshd not running")?;
+    session_run(pty, started, Side::Bastion { listener, relay }, sz)
+}
+
+/// The bastion of C: its ForceCommand is the OpenSSH client to the target.
+fn nested_bastion(target: &Target) -> Bastion {
+    let c = ssh_tt(target);
+    let onward: Vec<String> = std::iter::once(c.get_program().to_string_lossy().into_owned())
+        .chain(c.get_args().map(|a| a.to_string_lossy().into_owned()))
+        .map(|a| sh_quote(&a))
+        .collect();
+    Bastion::start_with(&onward.join(" "), &[])
 }
 
 // ---------------------------------------------------------------------------
@@ -445,6 +510,9 @@ struct Figure {
     name: &'static str,
     unit: &'static str,
     get: fn(&Run) -> f64,
+    /// Shown for A/B (local), for C/D (bastion), or both.
+    local: bool,
+    bastion: bool,
 }
 
 const FIGURES: &[Figure] = &[
@@ -452,36 +520,71 @@ const FIGURES: &[Figure] = &[
         name: "output throughput",
         unit: "MB/s",
         get: |r| r.throughput_mbs,
+        local: true,
+        bastion: true,
     },
     Figure {
         name: "echo latency p50",
         unit: "ms",
         get: |r| r.echo_p50_ms,
+        local: true,
+        bastion: true,
     },
     Figure {
         name: "echo latency p99",
         unit: "ms",
         get: |r| r.echo_p99_ms,
+        local: true,
+        bastion: true,
     },
     Figure {
-        name: "relay peak RSS (VmHWM)",
-        unit: "MiB",
-        get: |r| r.hwm_mib,
+        name: "bastion CPU per GB",
+        unit: "s/GB",
+        get: |r| r.bastion_cpu_s_per_gb,
+        local: false,
+        bastion: true,
     },
     Figure {
         name: "relay CPU per GB",
         unit: "s/GB",
         get: |r| r.cpu_s_per_gb,
+        local: true,
+        bastion: true,
+    },
+    Figure {
+        name: "relay peak RSS (VmHWM)",
+        unit: "MiB",
+        get: |r| r.hwm_mib,
+        local: true,
+        bastion: true,
+    },
+    Figure {
+        name: "bastion peak RSS (sum)",
+        unit: "MiB",
+        get: |r| r.bastion_hwm_mib,
+        local: false,
+        bastion: true,
     },
     Figure {
         name: "time to first prompt",
         unit: "ms",
         get: |r| r.first_prompt_ms,
+        local: true,
+        bastion: true,
     },
     Figure {
-        name: "idle CPU",
+        name: "idle CPU (relay)",
         unit: "s",
         get: |r| r.idle_cpu_s,
+        local: true,
+        bastion: true,
+    },
+    Figure {
+        name: "idle CPU (bastion)",
+        unit: "s",
+        get: |r| r.bastion_idle_cpu_s,
+        local: false,
+        bastion: true,
     },
 ];
 
@@ -506,26 +609,135 @@ fn fmt(x: f64) -> String {
     }
 }
 
+fn commit_id() -> String {
+    let commit = git(&["rev-parse", "--short", "HEAD"]);
+    let dirty = !git(&["status", "--porcelain", "--untracked-files=no"]).is_empty();
+    if dirty {
+        format!("{commit}+dirty")
+    } else {
+        commit
+    }
+}
+
+fn machine() -> Value {
+    json!({
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "kernel": fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+        "loadavg": fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
+    })
+}
+
+fn out_path(var: &str, default: PathBuf) -> PathBuf {
+    std::env::var_os(var).map(PathBuf::from).unwrap_or(default)
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
+}
+
+/// The relays, in the order of a round.
+const LABELS: [(&str, &str); 5] = [
+    ("A", "direct ssh"),
+    ("B", "gatehouse (local)"),
+    ("C", "nested ssh (bastion)"),
+    ("D", "gatehouse (bastion)"),
+    ("E", "baseline gatehouse (bastion)"),
+];
+
+/// A bar chart of throughput and CPU per GB for the four relays (relay CPU
+/// for A/B, bastion CPU for C/D), written by hand: a few rectangles need no
+/// plotting crate.
+fn chart_svg(medians: &[(f64, f64); 4], title: &str) -> String {
+    let panels = [
+        ("output throughput, MB/s (higher is better)", 0usize),
+        (
+            "CPU seconds per GB relayed (lower is better; C, D: whole bastion)",
+            1usize,
+        ),
+    ];
+    let colors = ["#9e9e9e", "#1f77b4", "#bdbdbd", "#ff7f0e"];
+    let (w, bar_h, gap, left) = (720.0, 22.0, 6.0, 190.0);
+    let panel_h = 4.0 * (bar_h + gap) + 40.0;
+    let h = 50.0 + panel_h * 2.0;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"13\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"10\" y=\"22\" font-size=\"15\" font-weight=\"bold\">{}</text>\n",
+        xml_escape(title)
+    );
+    for (pi, (name, idx)) in panels.iter().enumerate() {
+        let top = 40.0 + pi as f64 * panel_h;
+        let _ = writeln!(
+            svg,
+            "<text x=\"10\" y=\"{}\" font-weight=\"bold\">{}</text>",
+            top + 16.0,
+            xml_escape(name)
+        );
+        let vals: Vec<f64> = medians
+            .iter()
+            .map(|m| if *idx == 0 { m.0 } else { m.1 })
+            .collect();
+        let max = vals
+            .iter()
+            .copied()
+            .filter(|v| v.is_finite())
+            .fold(0.0, f64::max)
+            .max(1e-9);
+        for (i, v) in vals.iter().enumerate() {
+            let y = top + 26.0 + i as f64 * (bar_h + gap);
+            let len = if v.is_finite() {
+                v / max * (w - left - 90.0)
+            } else {
+                0.0
+            };
+            let _ = writeln!(
+                svg,
+                "<text x=\"10\" y=\"{ty}\">{label} {desc}</text>\
+                 <rect x=\"{left}\" y=\"{y}\" width=\"{len:.1}\" height=\"{bar_h}\" fill=\"{c}\"/>\
+                 <text x=\"{tx:.1}\" y=\"{ty}\">{val}</text>",
+                ty = y + 16.0,
+                label = LABELS[i].0,
+                desc = LABELS[i].1,
+                c = colors[i],
+                tx = left + len + 6.0,
+                val = fmt(*v),
+            );
+        }
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         println!("relay bench: run with `cargo bench --bench relay` (or `make bench`)");
         return;
     }
+    if std::env::var("BENCH_MODE").is_ok_and(|m| m == "capacity") {
+        capacity::main();
+        return;
+    }
     let runs = env_num("BENCH_RUNS", 3).max(1) as usize;
     let sz = Sizes {
-        mb: env_num("BENCH_MB", 200),
+        mb: env_num("BENCH_MB", 100),
         keys: env_num("BENCH_KEYS", 500) as usize,
-        idle: Duration::from_secs(env_num("BENCH_IDLE_SECS", 10)),
+        idle: Duration::from_secs(env_num("BENCH_IDLE_SECS", 5)),
     };
-    let commit = git(&["rev-parse", "--short", "HEAD"]);
-    let dirty = !git(&["status", "--porcelain", "--untracked-files=no"]).is_empty();
-    let commit = if dirty {
-        format!("{commit}+dirty")
-    } else {
-        commit
-    };
+    let mut only = std::env::var("BENCH_ONLY").unwrap_or_else(|_| "ABCDG".into());
+    if env_num("BENCH_SKIP_CD", 0) != 0 {
+        only.retain(|c| !matches!(c, 'C' | 'D'));
+    }
+    let commit = commit_id();
     eprintln!(
-        "bench: commit {commit}, {runs} interleaved runs, {} MB output, {} keys, {} s idle",
+        "bench: commit {commit}, {runs} interleaved runs of {only}, {} MB output, {} keys, {} s idle",
         sz.mb,
         sz.keys,
         sz.idle.as_secs()
@@ -533,138 +745,201 @@ fn main() {
 
     let target = Target::start();
     let gh = Gh::builder().target("tgt", &target).build();
+    let bastion_c = only.contains('C').then(|| nested_bastion(&target));
+    let bastion_d = only.contains('D').then(|| Bastion::start(&gh));
+    let baseline = std::env::var("BENCH_BASELINE_BIN").ok();
+    if baseline.is_some() {
+        only.push('E');
+    }
+    // The kernel's process name: the file name, cut at 15 bytes.
+    let baseline_comm: String = baseline
+        .as_deref()
+        .and_then(|b| std::path::Path::new(b).file_name())
+        .map(|n| n.to_string_lossy().chars().take(15).collect())
+        .unwrap_or_default();
+    let bastion_e = baseline.as_ref().map(|bin| {
+        let cfg = gh.config_path().display().to_string();
+        Bastion::start_with(bin, &[("GATEHOUSE_CONFIG", cfg.as_str())])
+    });
 
-    // A/B interleaved.
-    let mut a_runs = Vec::new();
-    let mut b_runs = Vec::new();
+    // A/B/C/D interleaved: whatever the machine's load does over time hits
+    // every relay alike, so the ratios hold even when absolute figures move.
+    let mut all_runs: [Vec<Run>; 5] = Default::default();
     for i in 0..runs {
-        for (label, out) in [("A", &mut a_runs), ("B", &mut b_runs)] {
-            if std::env::var("BENCH_ONLY").is_ok_and(|o| !o.contains(label)) {
+        for (k, (label, _)) in LABELS.iter().enumerate() {
+            if !only.contains(label) {
                 continue;
             }
-            let r = if label == "A" {
-                run_a(&target, &sz)
-            } else {
-                run_b(&gh, &sz)
+            let r = match k {
+                0 => run_a(&target, &sz),
+                1 => run_b(&gh, &sz),
+                2 => run_bastion(bastion_c.as_ref().unwrap(), &["-tt"], "ssh", &sz),
+                3 => run_bastion(
+                    bastion_d.as_ref().unwrap(),
+                    &["-tt", "tgt"],
+                    "gatehouse",
+                    &sz,
+                ),
+                _ => run_bastion(
+                    bastion_e.as_ref().unwrap(),
+                    &["-tt", "tgt"],
+                    &baseline_comm,
+                    &sz,
+                ),
             };
             match r {
                 Ok(r) => {
                     eprintln!(
-                        "run {}/{runs} {label}: {:.0} MB/s, echo p50 {:.3} ms, HWM {:.1} MiB, {:.2} s/GB, prompt {:.0} ms, idle {:.2} s",
+                        "run {}/{runs} {label}: {:.1} MB/s, echo p50 {:.3} ms, relay {:.2} s/GB, bastion {:.2} s/GB, HWM {:.1} MiB, prompt {:.0} ms, idle {:.2} s",
                         i + 1,
                         r.throughput_mbs,
                         r.echo_p50_ms,
-                        r.hwm_mib,
                         r.cpu_s_per_gb,
+                        r.bastion_cpu_s_per_gb,
+                        r.hwm_mib,
                         r.first_prompt_ms,
                         r.idle_cpu_s
                     );
-                    out.push(r);
+                    all_runs[k].push(r);
                 }
                 Err(e) => eprintln!("run {}/{runs} {label}: FAILED: {e}", i + 1),
             }
         }
     }
-    if let (Some(a), Some(b)) = (a_runs.first(), b_runs.first()) {
-        if a.bytes != b.bytes {
-            eprintln!(
-                "note: A read {} bytes, B read {} (marker detection; should match)",
-                a.bytes, b.bytes
-            );
-        }
-    }
-
-    // C/D: the whole path once each (C, D, C, D when runs > 1 would double
-    // the time; one pair, as the issue asks).
-    let mut cd: Option<(Run, Run)> = None;
-    if env_num("BENCH_SKIP_CD", 0) == 0 {
-        let onward: Vec<String> = {
-            let c = ssh_tt(&target);
-            std::iter::once(c.get_program().to_string_lossy().into_owned())
-                .chain(c.get_args().map(|a| a.to_string_lossy().into_owned()))
-                .map(|a| sh_quote(&a))
-                .collect()
-        };
-        let bastion_c = Bastion::start_with(&onward.join(" "), &[]);
-        let bastion_d = Bastion::start(&gh);
-        let c = run_bastion(&bastion_c, &["-tt"], "ssh", &sz);
-        let d = run_bastion(&bastion_d, &["-tt", "tgt"], "gatehouse", &sz);
-        match (c, d) {
-            (Ok(c), Ok(d)) => cd = Some((c, d)),
-            (c, d) => eprintln!(
-                "C/D failed: C {:?} D {:?}",
-                c.err().unwrap_or_default(),
-                d.err().unwrap_or_default()
-            ),
-        }
+    let bytes: Vec<u64> = all_runs
+        .iter()
+        .filter_map(|v| v.first().map(|r| r.bytes))
+        .collect();
+    if bytes.windows(2).any(|w| w[0] != w[1]) {
+        eprintln!("note: the relays read different byte counts {bytes:?} (marker detection; should match)");
     }
 
     // Gatehouse only.
-    let menu_1 = time_to_menu(gh.config_path(), 5);
-    let big = big_config(&gh, &target, 10_000);
-    let menu_10k = time_to_menu(&big, 5);
-    let (load_ms, filter_p50, filter_max, nlabels) = inventory_figures(&big);
-    let sample = sample_output();
-    let cap_mbs = capture_throughput(&sample);
-    let rec_mbs = recorder_throughput(&sample);
-    let (jsonl_p50, jsonl_p99) = jsonl_latency(10_000);
+    let mut gonly: Vec<(&str, &str, f64)> = Vec::new();
+    let mut nlabels = 0;
+    if only.contains('G') {
+        let menu_1 = time_to_menu(gh.config_path(), 5);
+        let big = big_config(&gh, &target, 10_000);
+        let menu_10k = time_to_menu(&big, 5);
+        let (load_ms, filter_p50, filter_max, n) = inventory_figures(&big);
+        nlabels = n;
+        let sample = sample_output();
+        let cap_mbs = capture_throughput(&sample);
+        let rec_mbs = recorder_throughput(&sample);
+        let (jsonl_p50, jsonl_p99) = jsonl_latency(10_000);
+        gonly = vec![
+            ("time to menu (1 host)", "ms", median(&menu_1)),
+            ("time to menu (10,000 hosts)", "ms", median(&menu_10k)),
+            ("config load (10,000 hosts)", "ms", load_ms),
+            ("menu filter per key p50", "ms", filter_p50),
+            ("menu filter per key max", "ms", filter_max),
+            ("capture engine throughput", "MB/s", cap_mbs),
+            ("recorder throughput", "MB/s", rec_mbs),
+            ("JSONL append p50", "us", jsonl_p50),
+            ("JSONL append p99", "us", jsonl_p99),
+        ];
+    }
 
-    // Table.
+    // Tables.
+    let med = |k: usize, f: &Figure| median(&all_runs[k].iter().map(f.get).collect::<Vec<_>>());
     let mut out = String::new();
+    let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let _ = writeln!(
         out,
-        "\nGatehouse bench, commit {commit}: medians of {} A / {} B interleaved runs\n",
-        a_runs.len(),
-        b_runs.len()
+        "\nGatehouse bench, commit {commit}: medians of {}/{}/{}/{} A/B/C/D interleaved runs, {} MB, load average {}",
+        all_runs[0].len(),
+        all_runs[1].len(),
+        all_runs[2].len(),
+        all_runs[3].len(),
+        sz.mb,
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
     );
     let _ = writeln!(
         out,
-        "{:<26} {:>6} {:>10} {:>10} {:>7} | {:>10} {:>10} {:>7}",
-        "figure", "unit", "A ssh", "B gh", "B/A", "C nested", "D gh", "D/C"
+        "\nlocal: A = ssh -tt target, B = gatehouse -c tgt (recording + capture on)"
+    );
+    let _ = writeln!(
+        out,
+        "{:<26} {:>6} {:>10} {:>10} {:>7}",
+        "figure", "unit", "A ssh", "B gh", "B/A"
     );
     let mut figures = Vec::new();
-    for f in FIGURES {
-        let a = median(&a_runs.iter().map(f.get).collect::<Vec<_>>());
-        let b = median(&b_runs.iter().map(f.get).collect::<Vec<_>>());
-        let (c, d) = cd
-            .as_ref()
-            .map(|(c, d)| ((f.get)(c), (f.get)(d)))
-            .unwrap_or((f64::NAN, f64::NAN));
+    for f in FIGURES.iter().filter(|f| f.local) {
+        let (a, b) = (med(0, f), med(1, f));
         let _ = writeln!(
             out,
-            "{:<26} {:>6} {:>10} {:>10} {:>7} | {:>10} {:>10} {:>7}",
+            "{:<26} {:>6} {:>10} {:>10} {:>7}",
             f.name,
             f.unit,
             fmt(a),
             fmt(b),
-            fmt(b / a),
+            fmt(b / a)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nbehind a bastion sshd: C = ForceCommand ssh -tt target (nested OpenSSH), D = ForceCommand gatehouse"
+    );
+    let _ = writeln!(
+        out,
+        "{:<26} {:>6} {:>10} {:>10} {:>7}",
+        "figure", "unit", "C nested", "D gh", "D/C"
+    );
+    for f in FIGURES.iter().filter(|f| f.bastion) {
+        let (c, d) = (med(2, f), med(3, f));
+        let _ = writeln!(
+            out,
+            "{:<26} {:>6} {:>10} {:>10} {:>7}",
+            f.name,
+            f.unit,
             fmt(c),
             fmt(d),
             fmt(d / c)
         );
+    }
+    if !all_runs[4].is_empty() {
+        let _ = writeln!(
+            out,
+            "\nbefore / after behind the bastion: E = {} (baseline), D = this build",
+            baseline.as_deref().unwrap_or_default()
+        );
+        let _ = writeln!(
+            out,
+            "{:<26} {:>6} {:>10} {:>10} {:>7} {:>7}",
+            "figure", "unit", "E before", "D after", "D/E", "E/C"
+        );
+        for f in FIGURES.iter().filter(|f| f.bastion) {
+            let (c, d, e) = (med(2, f), med(3, f), med(4, f));
+            let _ = writeln!(
+                out,
+                "{:<26} {:>6} {:>10} {:>10} {:>7} {:>7}",
+                f.name,
+                f.unit,
+                fmt(e),
+                fmt(d),
+                fmt(d / e),
+                fmt(e / c)
+            );
+        }
+    }
+    for f in FIGURES {
+        let runs_of = |k: usize| all_runs[k].iter().map(f.get).collect::<Vec<_>>();
+        let (a, b, c, d) = (med(0, f), med(1, f), med(2, f), med(3, f));
         figures.push(json!({
             "figure": f.name, "unit": f.unit,
             "a": a, "b": b, "ratio_b_a": b / a,
             "c": c, "d": d, "ratio_d_c": d / c,
-            "a_runs": a_runs.iter().map(f.get).collect::<Vec<_>>(),
-            "b_runs": b_runs.iter().map(f.get).collect::<Vec<_>>(),
+            "a_runs": runs_of(0), "b_runs": runs_of(1),
+            "c_runs": runs_of(2), "d_runs": runs_of(3),
+            "e": med(4, f), "e_runs": runs_of(4),
         }));
     }
-    let only = [
-        ("time to menu (1 host)", "ms", median(&menu_1)),
-        ("time to menu (10,000 hosts)", "ms", median(&menu_10k)),
-        ("config load (10,000 hosts)", "ms", load_ms),
-        ("menu filter per key p50", "ms", filter_p50),
-        ("menu filter per key max", "ms", filter_max),
-        ("capture engine throughput", "MB/s", cap_mbs),
-        ("recorder throughput", "MB/s", rec_mbs),
-        ("JSONL append p50", "us", jsonl_p50),
-        ("JSONL append p99", "us", jsonl_p99),
-    ];
-    let _ = writeln!(out, "\nGatehouse only ({nlabels} menu labels):");
+    if !gonly.is_empty() {
+        let _ = writeln!(out, "\nGatehouse only ({nlabels} menu labels):");
+    }
     let mut only_json = Vec::new();
-    for (name, unit, v) in only {
-        let _ = writeln!(out, "{name:<30} {unit:>5} {:>10}", fmt(v));
+    for (name, unit, v) in &gonly {
+        let _ = writeln!(out, "{name:<30} {unit:>5} {:>10}", fmt(*v));
         only_json.push(json!({"figure": name, "unit": unit, "value": v}));
     }
     print!("{out}");
@@ -675,25 +950,37 @@ fn main() {
         "output_mb": sz.mb,
         "keys": sz.keys,
         "idle_secs": sz.idle.as_secs(),
-        "bytes_per_throughput_run": a_runs.first().map(|r| r.bytes),
-        "ab": figures,
+        "bytes_per_throughput_run": bytes.first(),
+        "figures": figures,
         "gatehouse_only": only_json,
-        "machine": {
-            "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-            "kernel": fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
-            "loadavg": fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
-        },
+        "machine": machine(),
     });
-    let path = std::env::var_os("BENCH_JSON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
-                .join("bench.json")
-        });
+    let path = out_path("BENCH_JSON", target_dir().join("bench.json"));
     match fs::write(&path, serde_json::to_string_pretty(&doc).unwrap()) {
         Ok(()) => println!("\nwritten: {}", path.display()),
         Err(e) => eprintln!("cannot write {}: {e}", path.display()),
+    }
+    if all_runs[..4].iter().all(|r| !r.is_empty()) {
+        let tp = &FIGURES[0];
+        let m: [(f64, f64); 4] = std::array::from_fn(|k| {
+            let cpu = if k < 2 {
+                med(k, &FIGURES[4])
+            } else {
+                med(k, &FIGURES[3])
+            };
+            (med(k, tp), cpu)
+        });
+        let title = format!(
+            "Gatehouse vs OpenSSH, {} MB through loopback, medians of {runs} interleaved runs ({commit})",
+            sz.mb
+        );
+        let svg = out_path(
+            "BENCH_SVG",
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/bench.svg"),
+        );
+        match fs::write(&svg, chart_svg(&m, &title)) {
+            Ok(()) => println!("written: {}", svg.display()),
+            Err(e) => eprintln!("cannot write {}: {e}", svg.display()),
+        }
     }
 }

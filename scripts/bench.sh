@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # `make bench`: builds with the release profile and runs benches/relay.rs,
-# which starts its own loopback sshd, runs A (ssh -tt) / B (gatehouse)
-# interleaved, prints the table and writes target/bench.json.
-# Knobs: BENCH_RUNS BENCH_MB BENCH_KEYS BENCH_IDLE_SECS BENCH_SKIP_CD BENCH_JSON.
+# which starts its own loopback target sshd and two bastion sshds, runs
+# A (ssh -tt target) / B (gatehouse -c tgt) / C (bastion, ForceCommand ssh)
+# / D (bastion, ForceCommand gatehouse) interleaved, prints the tables and
+# writes target/bench.json and docs/bench.svg.
+# Knobs: BENCH_RUNS (3) BENCH_MB (100) BENCH_KEYS (500) BENCH_IDLE_SECS (5)
+# BENCH_ONLY (letters of ABCDG) BENCH_SKIP_CD BENCH_BASELINE_BIN (E: an
+# older gatehouse binary behind its own bastion, for before/after)
+# BENCH_JSON BENCH_SVG; BENCH_MODE=capacity (BENCH_SESSIONS, BENCH_BATCH).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh

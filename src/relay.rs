@@ -26,7 +26,9 @@ use crate::upstream::Upstream;
 /// Operator bytes waiting for the remote window; when full, we stop reading
 /// the terminal (backpressure) instead of growing.
 const TO_REMOTE_CAP: usize = 64 * 1024;
-const READ_CHUNK: usize = 64 * 1024;
+/// One channel read: as large as the OpenSSH client's (256 KiB), so bulk output
+/// costs one terminal write and one recording event per 256 KiB, not per 64.
+const READ_CHUNK: usize = 256 * 1024;
 const LIBSSH2_EAGAIN: i32 = -37;
 /// Keepalives without any answer before the target counts as gone
 /// (OpenSSH's ServerAliveCountMax default).

@@ -2,6 +2,7 @@
 //! values. Every error names `path:line:column` and says what is wrong.
 #![forbid(unsafe_code)]
 
+mod inventory;
 mod raw;
 
 use std::collections::HashSet;
@@ -190,7 +191,7 @@ impl Config {
     /// the file are taken relative to the file's directory.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let v = Validator { path, text };
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let raw: RawConfig = inventory::parse(text).map_err(|e| {
             let at = e.span().map(|s| s.start).unwrap_or(0);
             v.err_at(at, e.message().trim().to_string())
         })?;

@@ -362,19 +362,28 @@ impl Relay<'_> {
         };
         out(format!("\r\n\x1b[K{question} ").as_bytes())?;
         let mut answer = String::new();
-        let mut pending = std::mem::take(&mut self.inbox);
+        // Keys typed ahead before the question was drawn are not an answer
+        // (a paste of `CMD\rweb01\r` must not confirm itself): they wait,
+        // and go to the target after the answer, in order.
+        let ahead = std::mem::take(&mut self.inbox);
+        let mut pending: Vec<u8> = Vec::new();
+        let restore = |rest: Vec<u8>, inbox: &mut Vec<u8>| {
+            let mut all = ahead.clone();
+            all.extend_from_slice(&rest);
+            *inbox = all;
+        };
         loop {
             while !pending.is_empty() {
                 let b = pending.remove(0);
                 match b {
                     b'\r' | b'\n' => {
                         // Keys typed after the answer stay for the target.
-                        self.inbox = pending;
+                        restore(std::mem::take(&mut pending), &mut self.inbox);
                         out(b"\r\n")?;
                         return Ok(Some(answer));
                     }
                     0x03 | 0x04 | 0x1b => {
-                        self.inbox = pending;
+                        restore(std::mem::take(&mut pending), &mut self.inbox);
                         out(b"\r\n")?;
                         return Ok(None);
                     }

@@ -71,11 +71,15 @@ impl Outcome {
     }
 }
 
-/// Keys that clear a line on the target after a policy block: end of line
-/// and kill to its start (readline, zsh, fish; the kernel's VKILL for a
-/// shell without a line editor), then an interrupt for the lines of a
-/// multi-line command the shell may still hold.
-const CANCEL_LINE: &[u8] = b"\x05\x15\x03";
+/// Keys that clear a line on the target after a policy block: end of line,
+/// then kill to its start (readline, zsh, fish; the kernel's VKILL for a
+/// shell without a line editor). No interrupt: with keys typed ahead
+/// behind it, Ctrl-C was unreliable (the kernel flushes unread input at
+/// SIGINT, and bash dropped the first key after it). The earlier lines of a
+/// blocked multi-line command stay open in the shell (its continuation
+/// prompt shows it); the capture keeps them, so whatever completes them is
+/// checked as the whole command (`Capture::blocked`).
+const CANCEL_LINE: &[u8] = b"\x05\x15";
 
 /// A command waiting for the operator's answer to a `confirm` rule.
 struct Asking {

@@ -1605,3 +1605,64 @@ fn output_racing_the_echo_leaves_the_command_recorded_unverified() {
     let r = command_record(&done.gh, "echo raced-1");
     assert!(r["verified"].is_boolean(), "{r}");
 }
+
+#[test]
+fn policy_confirm_is_not_answered_by_keys_typed_ahead() {
+    let toml = r#"
+[[policy]]
+name = "ask-touch"
+action = "confirm"
+commands = ['^touch\s']
+"#;
+    let Some(mut s) = S::with_toml(toml) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("pasted");
+    // The command and the host's name in one paste: the name was typed
+    // before the question existed, so it is not an answer.
+    s.send(format!("touch {}\rweb01\r", f.display()));
+    s.p.expect("type the host's name (web01)").unwrap();
+    s.send("\x1b");
+    s.p.expect("not confirmed").unwrap();
+    s.p.expect(PROMPT).unwrap();
+    // The keys typed ahead reach the shell afterwards, in order.
+    s.expect_line("bash: web01: command not found");
+    s.p.expect(PROMPT).unwrap();
+    let (cmds, done) = s.finish();
+    assert!(!f.exists(), "a pasted host name confirmed the command");
+    assert_eq!(cmds, ["web01", "exit"]);
+    let outcomes: Vec<String> = policy_records(&done.gh).into_iter().map(|p| p.1).collect();
+    assert_eq!(outcomes, ["cancelled"]);
+}
+
+#[test]
+fn policy_blocked_loop_cannot_be_completed_later() {
+    let Some(mut s) = S::with_toml(DENY_MARKER) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("gh-mark-loop");
+    s.typed("for i in 1; do");
+    s.enter_until("> ");
+    s.typed(&format!("touch {}", f.display()));
+    s.enter_until("> ");
+    s.typed("done");
+    s.send(keys::ENTER);
+    s.p.expect("blocked by policy").unwrap();
+    // The shell still holds the loop's first lines; completing it again is
+    // checked as the whole loop.
+    s.p.expect("> ").unwrap();
+    s.typed("done");
+    s.send(keys::ENTER);
+    s.p.expect("blocked by policy").unwrap();
+    s.p.expect("> ").unwrap();
+    s.send(keys::CTRL_C);
+    s.p.expect(PROMPT).unwrap();
+    s.run("echo clean-after", Some("clean-after"));
+    let (cmds, done) = s.finish();
+    assert!(!f.exists(), "the loop ran");
+    assert_eq!(cmds, ["echo clean-after", "exit"]);
+    let outcomes: Vec<String> = policy_records(&done.gh).into_iter().map(|p| p.1).collect();
+    assert_eq!(outcomes, ["blocked", "blocked"]);
+}

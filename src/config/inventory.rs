@@ -161,6 +161,9 @@ impl Fields {
             password_file: self.password_file,
             description: self.description,
             groups: self.groups.unwrap_or_default(),
+            // A table with `agent` keys is not plain: the crate reads it.
+            agent: None,
+            agent_fallback: None,
         })
     }
 }

@@ -618,15 +618,6 @@ impl Capture {
             }
         }
         let mut other = false;
-        // The screen's row really starts with this prompt (not a prompt
-        // found further along the line, nor no prompt at all).
-        let at_row_start = |p: &str| {
-            !p.is_empty()
-                && self
-                    .screen
-                    .text_from_prompt(p, true, lines_up)
-                    .is_some_and(|t| t.starts_with(p))
-        };
         for (p, rest, shown_n) in &seen {
             if p.is_empty()
                 && !h
@@ -652,10 +643,7 @@ impl Capture {
                 if shown_n.ends_with(&keys_n) {
                     return Verdict::Screen(rest.clone());
                 }
-                // Only right after a prompt at the start of the row: the
-                // last row of a line wrapped at another width also shows
-                // "less than the keys", and that is not what the shell got.
-                if keys_n.ends_with(shown_n.as_str()) && at_row_start(p) {
+                if keys_n.ends_with(shown_n.as_str()) && !p.is_empty() {
                     return Verdict::ScreenLate(rest.clone());
                 }
             }

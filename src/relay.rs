@@ -342,8 +342,9 @@ impl Relay<'_> {
                 return Ok(());
             }
             let g = self.obs.input(&self.inbox, now)?;
-            let forward: Vec<u8> = self.inbox[..g.forward].to_vec();
-            self.send(&forward);
+            // Straight from the inbox (no copy per keystroke).
+            self.bytes_in += g.forward as u64;
+            self.to_remote.extend_from_slice(&self.inbox[..g.forward]);
             self.held
                 .extend_from_slice(&self.inbox[g.forward..g.consumed]);
             self.inbox.drain(..g.consumed);

@@ -33,11 +33,17 @@ impl S {
     }
 
     fn sized(cols: u16, rows: u16) -> Option<S> {
+        Self::with(cols, rows, "")
+    }
+
+    /// A session on `web01` with `toml` appended to the config, in a
+    /// `cols`×`rows` terminal.
+    fn with(cols: u16, rows: u16, toml: &str) -> Option<S> {
         if skip_without_pty() {
             return None;
         }
         let t = Target::start();
-        let gh = Gh::builder().target("web01", &t).build();
+        let gh = Gh::builder().target("web01", &t).extra_toml(toml).build();
         let mut c = gh.command();
         c.args(["-c", "web01"]);
         let mut p = spawn_pty(c, cols, rows);
@@ -1264,17 +1270,7 @@ fn kill_nine_right_after_enter_never_loses_a_command_that_ran() {
 impl S {
     /// A session whose config carries `toml` (`[[policy]]` rules).
     fn with_toml(toml: &str) -> Option<S> {
-        if skip_without_pty() {
-            return None;
-        }
-        let t = Target::start();
-        let gh = Gh::builder().target("web01", &t).extra_toml(toml).build();
-        let mut c = gh.command();
-        c.args(["-c", "web01"]);
-        let mut p = spawn_pty(c, 100, 30);
-        p.timeout = T;
-        p.expect(PROMPT).unwrap();
-        Some(S { t, gh, p })
+        Self::with(100, 30, toml)
     }
 }
 
@@ -1290,6 +1286,13 @@ fn policy_records(gh: &Gh) -> Vec<(String, String, String)> {
         })
         .collect()
 }
+
+const CONFIRM_TOUCH: &str = r#"
+[[policy]]
+name = "ask-touch"
+action = "confirm"
+commands = ['^touch\s']
+"#;
 
 const DENY_MARKER: &str = r#"
 [[policy]]
@@ -1378,13 +1381,7 @@ fn policy_tab_completion_and_history_recall_are_checked() {
 
 #[test]
 fn policy_confirm_runs_with_the_host_name_and_cancels_otherwise() {
-    let toml = r#"
-[[policy]]
-name = "ask-touch"
-action = "confirm"
-commands = ['^touch\s']
-"#;
-    let Some(mut s) = S::with_toml(toml) else {
+    let Some(mut s) = S::with_toml(CONFIRM_TOUCH) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -1590,7 +1587,7 @@ fn a_full_disk_at_enter_ends_the_session_and_the_command_never_runs() {
 }
 
 #[test]
-fn output_racing_the_echo_leaves_the_command_recorded_unverified() {
+fn output_racing_the_echo_still_records_the_command() {
     let Some(mut s) = S::start() else { return };
     // A background job prints into the middle of the line being typed.
     s.run("(sleep 0.5; echo BG-NOISE) &", None);
@@ -1608,13 +1605,7 @@ fn output_racing_the_echo_leaves_the_command_recorded_unverified() {
 
 #[test]
 fn policy_confirm_is_not_answered_by_keys_typed_ahead() {
-    let toml = r#"
-[[policy]]
-name = "ask-touch"
-action = "confirm"
-commands = ['^touch\s']
-"#;
-    let Some(mut s) = S::with_toml(toml) else {
+    let Some(mut s) = S::with_toml(CONFIRM_TOUCH) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -383,7 +383,6 @@ impl Capture {
         if alt && !self.shell_prompt_on_alt(h) {
             return self.decide_alternate(h, settled, out);
         }
-        let plain = !h.line.edited && !h.line.unreliable;
         let (text, verified, source) = match self.verdict(h) {
             Verdict::Exact(t, src) => (t, true, src),
             Verdict::Screen(t) if settled => (t, true, Source::Screen),
@@ -416,7 +415,6 @@ impl Capture {
                 (keys, false, Source::Keys)
             }
         };
-        let _ = plain;
         if text.trim().is_empty() {
             return true;
         }
@@ -604,14 +602,13 @@ impl Capture {
         // the output, or before the prompt was drawn): the echo ends the
         // line, and what stands before it is a shell's prompt.
         if plain && !keys_n.is_empty() {
-            for (p, rest, shown_n) in &seen {
+            for (p, _, shown_n) in &seen {
                 if !p.is_empty() {
                     continue;
                 }
                 if let Some(before) = shown_n.strip_suffix(&format!(" {keys_n}")) {
                     let typed_ahead = h.start.prompt.is_none();
                     if typed_ahead || self.is_shell_prompt(before) {
-                        let _ = rest;
                         return Verdict::Exact(rl.trim().to_string(), Source::Keys);
                     }
                 }

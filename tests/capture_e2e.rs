@@ -1245,7 +1245,7 @@ fn kill_nine_right_after_enter_never_loses_a_command_that_ran() {
         );
         // Whatever reached the target runs within moments; give it a
         // bounded chance to show up.
-        let deadline = Instant::now() + Duration::from_secs(2);
+        let deadline = Instant::now() + scaled(Duration::from_secs(2));
         while !f.exists() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }

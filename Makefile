@@ -47,6 +47,7 @@ test-directory:
 lint: deps
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	sh scripts/layers.sh
 
 # Loopback sshd + three demo hosts, Gatehouse in the foreground.
 demo:

@@ -107,7 +107,7 @@ pub fn register(
         pid: i64::from(std::process::id()),
         boot_id: crate::process::boot_id(),
         proc_start: crate::process::own_start(),
-        since: crate::audit::record::timestamp(),
+        since: crate::core::record::timestamp(),
         tty: nix::unistd::ttyname(std::io::stdin())
             .ok()
             .map(|p| p.display().to_string()),
@@ -176,7 +176,7 @@ pub fn printable(s: &str, max: usize) -> String {
     s.chars()
         .take(max)
         .map(|c| {
-            if c.is_control() || crate::text::is_format_char(c) {
+            if c.is_control() || crate::core::text::is_format_char(c) {
                 '\u{fffd}'
             } else {
                 c

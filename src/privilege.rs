@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use nix::sys::stat::Mode;
 use nix::unistd::{geteuid, getuid};
 
-use crate::config::Config;
+use crate::core::config::Config;
 
 /// Real and effective ids differ: we run setuid/setgid for an operator.
 pub fn privileged() -> bool {
@@ -131,7 +131,7 @@ pub fn keep_value(name: &str, value: &str) -> bool {
         // request reaches `invocation::classify`, which refuses anything
         // over 64 KiB with its own line instead of showing the menu.
         "SSH_ORIGINAL_COMMAND" => value.len() <= 512 * 1024,
-        "SSH_AUTH_SOCK" => crate::agent::socket_path(value).is_ok(),
+        "SSH_AUTH_SOCK" => crate::core::agent_socket::socket_path(value).is_ok(),
         _ => value.len() <= 256 && !value.chars().any(char::is_control),
     }
 }

@@ -163,7 +163,7 @@ impl SignalPipe {
     /// From now on SIGINT is caught instead of ignored: with `ssh -t`, a
     /// Ctrl-C on the operator's terminal reaches us as SIGINT (the bastion
     /// pty's line discipline), and a many-host request stops on it
-    /// (src/batch.rs). It wakes the poll loop through the pipe.
+    /// (src/operator/batch.rs). It wakes the poll loop through the pipe.
     pub fn catch_interrupt(&self) -> nix::Result<()> {
         let action = SigAction::new(
             SigHandler::Handler(on_signal),

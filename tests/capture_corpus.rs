@@ -9,7 +9,7 @@
 //! that must appear in no command.
 
 use base64::Engine as _;
-use gatehouse::capture::{Capture, Command, Record};
+use gatehouse::core::capture::{Capture, Command, Record};
 use std::collections::VecDeque;
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -301,7 +301,7 @@ impl Drop for Daemon {
 /// target dir (as tests/privsep.rs does; seeded from privsep's build, when
 /// there is one, so only Gatehouse itself is compiled).
 fn privileged_build() -> PathBuf {
-    if gatehouse::config::SYSTEM_CONFIG == SYS_CONFIG {
+    if gatehouse::core::config::SYSTEM_CONFIG == SYS_CONFIG {
         return gatehouse_bin();
     }
     let root = gatehouse_bin()

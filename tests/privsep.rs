@@ -67,7 +67,7 @@ fn must(cmd: &str) -> String {
 
 /// The binary with the test's built-in config path (see the header).
 fn privileged_build() -> PathBuf {
-    if gatehouse::config::SYSTEM_CONFIG == SYS_CONFIG {
+    if gatehouse::core::config::SYSTEM_CONFIG == SYS_CONFIG {
         return gatehouse_bin();
     }
     let target = gatehouse_bin()

@@ -30,7 +30,7 @@ pub fn parse_when(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, Strin
         return Ok(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
     }
     if t.starts_with(|c: char| c.is_ascii_digit()) && t != "0" {
-        if let Ok(secs) = crate::config::parse_duration(t) {
+        if let Ok(secs) = crate::core::config::parse_duration(t) {
             if let Some(d) = chrono::Duration::try_seconds(secs as i64) {
                 return Ok(now - d);
             }

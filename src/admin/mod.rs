@@ -24,9 +24,9 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
-use crate::config::config_path;
-use crate::config::Config;
-use crate::invocation::Admin;
+use crate::core::config::config_path;
+use crate::core::config::Config;
+use crate::core::invocation::Admin;
 use crate::privilege::privileged;
 
 /// What can stop an admin tool; each message names the file.
@@ -160,7 +160,7 @@ fn counted(n: usize, one: &str, many: &str) -> String {
 
 /// `check --explain`: the user's groups from NSS, the host from the
 /// config, then the explanation on stdout. 1 when either is unknown.
-fn explain_command(config: &Config, e: &crate::invocation::Explain) -> i32 {
+fn explain_command(config: &Config, e: &crate::core::invocation::Explain) -> i32 {
     let Some(host) = config.host(&e.host) else {
         crate::say_err!(
             "gatehouse: --explain: no host named {:?} in the config",
@@ -175,7 +175,7 @@ fn explain_command(config: &Config, e: &crate::invocation::Explain) -> i32 {
             return 1;
         }
     };
-    let who = crate::command_policy::Who {
+    let who = crate::core::command_policy::Who {
         user: &e.user,
         groups: &groups,
     };
@@ -232,7 +232,7 @@ fn known_hosts_warnings(path: &std::path::Path) {
     let Ok(text) = std::fs::read_to_string(path) else {
         return;
     };
-    for (line, marker) in crate::upstream::unsupported_markers(&text) {
+    for (line, marker) in crate::core::known_hosts::unsupported_markers(&text) {
         crate::say_err!(
             "{}:{line}: warning: {} lines are not supported and trust nothing \
              (host certificates cannot be checked); list the host keys themselves",

@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::AdminError;
-use crate::audit::chain::{chain_of, hash_line, Verifier};
 use crate::audit::reader::{JsonlReader, Line};
 use crate::audit::seal::{self, KeyPath, VerificationKey};
+use crate::core::chain::{chain_of, hash_line, Verifier};
 
 /// What verification was asked for.
 pub struct VerifyOpts<'a> {
@@ -632,7 +632,7 @@ mod tests {
             let chain = chain_of(&v).unwrap().to_string();
             let (n, prev) = match links.get(&chain) {
                 Some((n, h)) => (n + 1, h.clone()),
-                None => (1, crate::audit::chain::GENESIS.to_string()),
+                None => (1, crate::core::chain::GENESIS.to_string()),
             };
             v["n"] = n.into();
             v["prev"] = prev.into();

@@ -5,10 +5,8 @@
 #![forbid(unsafe_code)]
 
 pub mod abandoned;
-pub mod chain;
 pub mod hooks;
 pub mod reader;
-pub mod record;
 pub mod seal;
 
 use std::collections::HashMap;
@@ -19,6 +17,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::core::{chain, record};
 pub use record::{DenyReason, EndReason, Event};
 
 #[derive(Debug)]
@@ -458,8 +457,8 @@ mod tests {
 
     #[test]
     fn policy_record_has_the_contract_fields() {
-        use crate::audit::record::PolicyOutcome;
-        use crate::command_policy::Action;
+        use crate::core::command_policy::Action;
+        use crate::core::record::PolicyOutcome;
         let dir = tempfile::tempdir().unwrap();
         let mut log = AuditLog::open(dir.path(), "alice", "L1", "local").unwrap();
         for (action, outcome, want) in [

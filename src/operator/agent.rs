@@ -36,11 +36,9 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
 
-/// Longest `SSH_AUTH_SOCK` accepted. sshd's is ~40 bytes
-/// (`/tmp/ssh-XXXXXXXXXX/agent.PID`); a unix socket path is at most 107.
-pub const MAX_PATH: usize = 512;
+use crate::core::agent_socket::socket_path;
 
 /// Why the forwarded agent cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,30 +61,6 @@ impl fmt::Display for AgentError {
             }
         }
     }
-}
-
-/// The value of `SSH_AUTH_SOCK` as a path, if it is a plausible one:
-/// absolute, bounded, printable, no `..`. Pure; the operator may control
-/// this value (an `AcceptEnv` that lets `SSH_AUTH_SOCK` through), so it is
-/// hostile input.
-pub fn socket_path(value: &str) -> Result<&Path, String> {
-    if value.is_empty() {
-        return Err("it is empty".into());
-    }
-    if value.len() > MAX_PATH {
-        return Err(format!("it is longer than {MAX_PATH} bytes"));
-    }
-    if value.chars().any(char::is_control) {
-        return Err("it holds control characters".into());
-    }
-    let p = Path::new(value);
-    if !p.is_absolute() {
-        return Err("it is not an absolute path".into());
-    }
-    if p.components().any(|c| c == Component::ParentDir) {
-        return Err("it has a `..` component".into());
-    }
-    Ok(p)
 }
 
 /// What `fstat` says about the opened name, as plain data.
@@ -188,23 +162,6 @@ fn shown(value: &OsStr) -> String {
 mod tests {
     use super::*;
     use std::os::unix::net::UnixListener;
-
-    #[test]
-    fn hostile_socket_paths_are_refused() {
-        assert!(socket_path("/tmp/ssh-AbCdEf1234/agent.4321").is_ok());
-        assert_eq!(socket_path(""), Err("it is empty".into()));
-        assert!(socket_path("agent.1").unwrap_err().contains("absolute"));
-        assert!(socket_path("/tmp/../home/bob/agent")
-            .unwrap_err()
-            .contains(".."));
-        assert!(socket_path("/tmp/a\nb").unwrap_err().contains("control"));
-        assert!(socket_path("/tmp/a\u{1b}[2Jb")
-            .unwrap_err()
-            .contains("control"));
-        assert!(socket_path(&format!("/{}", "a".repeat(MAX_PATH)))
-            .unwrap_err()
-            .contains("longer"));
-    }
 
     #[test]
     fn only_the_operators_own_socket_passes() {

@@ -19,9 +19,9 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use ssh2::BlockDirections;
 
 use crate::audit::{AuditError, EndReason};
+use crate::operator::upstream::Upstream;
 use crate::recording::RecordingError;
 use crate::sys::{Sig, SignalPipe};
-use crate::upstream::Upstream;
 
 /// Operator bytes waiting for the remote window; when full, we stop reading
 /// the terminal (backpressure) instead of growing.
@@ -108,7 +108,7 @@ pub trait Observer {
 /// Longest answer to a policy question we keep.
 const MAX_ANSWER: usize = 256;
 
-pub use crate::capture::Gate;
+pub use crate::core::capture::Gate;
 
 /// What happens to a decided Enter.
 #[derive(Debug, Clone, PartialEq, Eq)]

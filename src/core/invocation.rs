@@ -206,7 +206,7 @@ pub enum Request {
         command: String,
     },
     /// `@group -- COMMAND` / `web* -- COMMAND`: the command on every
-    /// matching host the operator may `exec` on (src/batch.rs). `pattern`
+    /// matching host the operator may `exec` on (src/operator/batch.rs). `pattern`
     /// is `@` and a group name, or a glob over host names.
     Batch {
         pattern: String,
@@ -310,7 +310,7 @@ fn is_host_pattern(host: &str) -> bool {
 /// read differently.
 fn valid_host_pattern(p: &str) -> bool {
     if let Some(group) = p.strip_prefix('@') {
-        return crate::config::valid_host_name(group);
+        return crate::core::config::valid_host_name(group);
     }
     p.len() <= 63
         && p.bytes().all(|c| {
@@ -333,7 +333,7 @@ pub fn classify(request: &str, host_env: Option<&str>) -> Request {
     }
     let host_env = host_env.map(str::trim).filter(|h| !h.is_empty());
     let named_host = || match host_env {
-        Some(h) if crate::config::valid_host_name(h) => Ok(h.to_string()),
+        Some(h) if crate::core::config::valid_host_name(h) => Ok(h.to_string()),
         Some(_) => Err(Request::Malformed(Malformed::BadHostEnv)),
         None => Err(Request::Malformed(Malformed::TransferWithoutHost)),
     };
@@ -353,7 +353,7 @@ pub fn classify(request: &str, host_env: Option<&str>) -> Request {
             return Request::Malformed(Malformed::OddBytes);
         }
         let many = is_host_pattern(host);
-        if !many && !crate::config::valid_host_name(host) {
+        if !many && !crate::core::config::valid_host_name(host) {
             return Request::Malformed(Malformed::BadHost);
         }
         if many && !valid_host_pattern(host) {
@@ -380,7 +380,7 @@ pub fn classify(request: &str, host_env: Option<&str>) -> Request {
             .map(|host| Request::Transfer { host })
             .unwrap_or_else(|e| e);
     }
-    if crate::config::valid_host_name(r) {
+    if crate::core::config::valid_host_name(r) {
         Request::Host(r.to_string())
     } else {
         Request::Other(bounded(request))

@@ -13,7 +13,7 @@ use std::time::Duration;
 use raw::{RawConfig, RawDuration, RawPolicy, RawRule, RawSize};
 use toml::Spanned;
 
-use crate::command_policy::{Action, CommandPolicy, PolicyRule, Unverified};
+use crate::core::command_policy::{Action, CommandPolicy, PolicyRule, Unverified};
 
 /// Where an installed (privileged) Gatehouse reads its config. Fixed at
 /// build time: nothing the operator controls may change it.
@@ -88,7 +88,7 @@ pub struct Settings {
 /// `batch_parallel` when the config does not say.
 pub const DEFAULT_BATCH_PARALLEL: usize = 16;
 /// Its ceiling: each host in flight holds a socket, a libssh2 session and
-/// its channel window (see src/batch.rs), so the bound is on memory.
+/// its channel window (see src/operator/batch.rs), so the bound is on memory.
 pub const MAX_BATCH_PARALLEL: usize = 256;
 
 #[derive(Debug, Clone)]

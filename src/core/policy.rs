@@ -4,8 +4,19 @@
 //! never spills over to the hosts of another).
 #![forbid(unsafe_code)]
 
-use crate::config::{Config, Host, Rule};
-use crate::identity::Operator;
+use crate::core::config::{Config, Host, Rule};
+
+/// Who is asking, as plain data. The only constructor outside tests is
+/// `identity::Operator::from_real_uid` (the lookup lives there, beside
+/// NSS); the decisions here only read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operator {
+    pub uid: u32,
+    pub name: String,
+    /// Names of every group the user is in (primary and supplementary),
+    /// as NSS reports them, so LDAP/SSSD groups count.
+    pub groups: Vec<String>,
+}
 
 fn applies_to(rule: &Rule, op: &Operator) -> bool {
     rule.users.contains(&op.name)

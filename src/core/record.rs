@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::command_policy::Action;
+use crate::core::command_policy::Action;
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -101,7 +101,7 @@ pub enum Event<'a> {
         boot_id: Option<&'a str>,
         /// The process's start time (clock ticks since boot, field 22 of
         /// /proc/PID/stat): with `boot_id` and `pid`, names the process so
-        /// that a reused pid is never taken for it (`crate::process`).
+        /// that a reused pid is never taken for it (src/process.rs).
         #[serde(skip_serializing_if = "Option::is_none")]
         proc_start: Option<u64>,
         term: &'a str,

@@ -8,7 +8,7 @@
 //! arguments, once the socket is ready. At most `batch_parallel` hosts are
 //! in flight; the next one starts when one ends.
 //!
-//! The libssh2 rules of src/exec.rs hold per session: every turn, each
+//! The libssh2 rules of src/operator/exec.rs hold per session: every turn, each
 //! session is driven until it would block (its channel drained until
 //! WouldBlock), then its socket is polled for exactly the directions its
 //! `block_directions()` reports.
@@ -48,13 +48,13 @@ use ssh2::{BlockDirections, Channel, MethodType, Session};
 use zeroize::Zeroizing;
 
 use crate::audit::{AuditLog, EndReason, Event};
-use crate::command_policy::{CommandPolicy, Who};
-use crate::config::{Host, HostPattern, Settings};
-use crate::exec::{
+use crate::core::command_policy::{CommandPolicy, Who};
+use crate::core::config::{Host, HostPattern, Settings};
+use crate::operator::exec::{
     audit_failed, is_eagain, policy_gate, timeout_until, write_all_fd, MISSED_KEEPALIVES,
 };
+use crate::operator::upstream::{self, AgentProblem, ConnectError, CHANNEL_PACKET, CIPHER_PREFS};
 use crate::sys::{Sig, SignalPipe};
-use crate::upstream::{self, AgentProblem, ConnectError, CHANNEL_PACKET, CIPHER_PREFS};
 
 /// The longest line kept whole; a longer one is written in pieces.
 pub const MAX_LINE: usize = 16 * 1024;
@@ -579,8 +579,8 @@ impl<'h> Conn<'h> {
         let known_text = upstream::read_known_hosts(&settings.known_hosts)?;
         let mut session = Session::new().map_err(|e| ConnectError::Handshake(e.to_string()))?;
         session.set_tcp_stream(stream);
-        let name = upstream::known_hosts_name(&self.host.address, self.host.port);
-        if let Some(prefs) = upstream::host_key_prefs(&known_text, &name) {
+        let name = crate::core::known_hosts::known_hosts_name(&self.host.address, self.host.port);
+        if let Some(prefs) = crate::core::known_hosts::host_key_prefs(&known_text, &name) {
             let _ = session.method_pref(MethodType::HostKey, &prefs);
         }
         for dir in [MethodType::CryptCs, MethodType::CryptSc] {
@@ -723,7 +723,9 @@ impl<'h> Conn<'h> {
                         Ok(s) if s.exit_signal.is_some() => {
                             Fate::Signalled(s.exit_signal.unwrap_or_default())
                         }
-                        _ => Fate::Exited(ch.exit_status().unwrap_or(crate::exec::NO_STATUS)),
+                        _ => Fate::Exited(
+                            ch.exit_status().unwrap_or(crate::operator::exec::NO_STATUS),
+                        ),
                     }))
                 }
                 Err(e) if is_eagain(&e) => {}
@@ -876,7 +878,7 @@ impl Batch<'_> {
         if let Err(e) = self.signals.catch_interrupt() {
             crate::report::syslog(&format!("cannot catch SIGINT: {e}"));
         }
-        let (recorded, length) = crate::invocation::recorded_command(command);
+        let (recorded, length) = crate::core::invocation::recorded_command(command);
         let mut cx = Cx {
             audit: &mut *self.audit,
             settings: self.settings,

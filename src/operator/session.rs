@@ -6,16 +6,16 @@
 
 use std::time::Instant;
 
-use crate::audit::record::PolicyOutcome;
 use crate::audit::{AuditLog, EndReason, Event};
-use crate::capture::{self, Capture};
-use crate::command_policy::{Action, CommandPolicy, Who};
-use crate::config::{Host, Settings};
+use crate::core::capture::{self, Capture};
+use crate::core::command_policy::{Action, CommandPolicy, Who};
+use crate::core::config::{Host, Settings};
+use crate::core::record::PolicyOutcome;
+use crate::operator::relay::{self, BooksError, Observer, RelayConfig, RelayEnd, Release};
+use crate::operator::upstream::{self, ConnectError, PtyRequest};
 use crate::recording::{Recorder, SessionInfo};
-use crate::relay::{self, BooksError, Observer, RelayConfig, RelayEnd, Release};
 use crate::sys::SignalPipe;
 use crate::tty::{self, RawMode};
-use crate::upstream::{self, ConnectError, PtyRequest};
 
 pub enum Outcome {
     Ended(RelayEnd),

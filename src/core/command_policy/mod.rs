@@ -3,7 +3,7 @@
 //! denied, must be confirmed, or runs with an alert. Pure: no terminal, no
 //! I/O; the relay asks, and acts on the answer.
 //!
-//! Not to be confused with `crate::policy`, which decides who may reach
+//! Not to be confused with `crate::core::policy`, which decides who may reach
 //! which host (`[[access]]`).
 //!
 //! What the regexes see: the command as recorded (the whole line, lines of
@@ -20,8 +20,8 @@ pub mod normalize;
 use regex::Regex;
 use serde::Serialize;
 
-use crate::config::{Host, HostPattern};
-use crate::identity::Operator;
+use crate::core::config::{Host, HostPattern};
+use crate::core::policy::Operator;
 
 pub use normalize::{normalize, Normalized};
 
@@ -407,7 +407,7 @@ mod tests {
     use super::*;
     use std::path::Path;
 
-    use crate::config::Config;
+    use crate::core::config::Config;
 
     const CONFIG: &str = r#"
 [settings]

@@ -23,7 +23,7 @@ use nix::unistd::{dup, dup2_stdin, pipe2};
 use console::{Key, Term};
 use dialoguer::theme::{ColorfulTheme, Theme};
 
-use crate::config::Host;
+use crate::core::config::Host;
 
 pub enum Choice {
     Host(usize),

@@ -1,18 +1,16 @@
 //! File transfer: sftp (and OpenSSH 9's scp, which speaks sftp) relayed to
 //! the target's sftp subsystem, with one `file` record per operation.
 //!
-//! `parser` follows the protocol (pure, bounded, fuzzed); `AuditTap` sits
-//! in the exec pump (src/exec.rs) and writes each operation's record
+//! `core::sftp` follows the protocol (pure, bounded, fuzzed); `AuditTap` sits
+//! in the exec pump (src/operator/exec.rs) and writes each operation's record
 //! before the packet that makes it is forwarded. A stream the parser
 //! cannot follow ends the transfer with an `error` record: nothing is
 //! relayed blind.
 #![forbid(unsafe_code)]
 
-pub mod parser;
-
 use crate::audit::{AuditError, AuditLog, Event};
-use crate::exec::{Tap, TapError};
-use parser::{Dir, FileOp, Watcher};
+use crate::core::sftp::{Dir, FileOp, Watcher};
+use crate::operator::exec::{Tap, TapError};
 
 pub struct AuditTap<'a> {
     audit: &'a mut AuditLog,

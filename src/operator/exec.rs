@@ -1,7 +1,7 @@
 //! Automation: `HOST -- COMMAND` on an exec channel, and the byte pump that
-//! file transfer (src/sftp) shares with it.
+//! file transfer (src/operator/sftp.rs) shares with it.
 //!
-//! One poll(2) loop, like the interactive relay (src/relay.rs), with the
+//! One poll(2) loop, like the interactive relay (src/operator/relay.rs), with the
 //! same libssh2 rules: drain the channel until WouldBlock before polling
 //! (libssh2 may hold decrypted data while the socket is not readable); poll
 //! the socket for exactly the directions `block_directions()` reports;
@@ -37,14 +37,14 @@ use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use ssh2::BlockDirections;
 
-use crate::audit::record::PolicyOutcome;
 use crate::audit::{AuditLog, EndReason, Event};
-use crate::command_policy::{Action, CommandPolicy, Who};
-use crate::config::{Host, Settings};
+use crate::core::command_policy::{Action, CommandPolicy, Who};
+use crate::core::config::{Host, Settings};
+use crate::core::record::PolicyOutcome;
+use crate::operator::upstream::{self, ConnectError, PtyRequest, Start, Upstream};
 use crate::recording::{Recorder, SessionInfo};
 use crate::sys::{Sig, SignalPipe};
 use crate::tty::{self, RawMode};
-use crate::upstream::{self, ConnectError, PtyRequest, Start, Upstream};
 
 /// Operator bytes waiting for the remote window. Larger than one SFTP
 /// packet (256 KiB) plus one read, so a whole packet always fits.
@@ -576,7 +576,7 @@ pub(crate) fn policy_gate(
         Action::Confirm => PolicyOutcome::Cancelled,
         Action::Alert => PolicyOutcome::Allowed,
     };
-    let (recorded, length) = crate::invocation::recorded_command(command);
+    let (recorded, length) = crate::core::invocation::recorded_command(command);
     audit
         .write(&Event::Policy {
             session,
@@ -630,7 +630,7 @@ impl Exec<'_> {
             Job::Sftp => Start::Subsystem("sftp"),
         };
         let (command, length) = match job {
-            Job::Command(c) => crate::invocation::recorded_command(c),
+            Job::Command(c) => crate::core::invocation::recorded_command(c),
             Job::Sftp => ("sftp".to_string(), None),
         };
         // `[[policy]]`, before anything is connected.
@@ -764,7 +764,8 @@ impl Exec<'_> {
             },
             Job::Command(_) => pump(&mut up, self.signals, &cfg, None),
             Job::Sftp => {
-                let mut tap = crate::sftp::AuditTap::new(self.audit, &session_id, &host.name);
+                let mut tap =
+                    crate::operator::sftp::AuditTap::new(self.audit, &session_id, &host.name);
                 let end = pump(&mut up, self.signals, &cfg, Some(&mut tap));
                 match tap.finish() {
                     Ok(()) => end,

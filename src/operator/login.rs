@@ -5,15 +5,15 @@
 use std::time::Instant;
 
 use crate::audit::{AuditLog, DenyReason, Event};
-use crate::command_policy::Who;
-use crate::config::{config_path, Config};
-use crate::exec::{Exec, Job};
+use crate::core::command_policy::Who;
+use crate::core::config::{config_path, Config};
+use crate::core::invocation::{self, Malformed, Request};
+use crate::core::policy::{self, Grant};
 use crate::identity::{self, Operator};
-use crate::invocation::{self, Malformed, Request};
-use crate::menu::{self, Choice};
-use crate::policy::{self, Grant};
+use crate::operator::exec::{Exec, Job};
+use crate::operator::menu::{self, Choice};
+use crate::operator::session::{Outcome, Visit};
 use crate::report;
-use crate::session::{Outcome, Visit};
 use crate::sys::SignalPipe;
 use crate::tty;
 
@@ -155,7 +155,7 @@ impl<'a> Ctx<'a> {
                 let operator = self.operator;
                 // Hosts the operator may not run commands on are left out
                 // without a word: a pattern must not probe the inventory.
-                let hosts = crate::batch::matching_hosts(&config.hosts, &pattern, |h| {
+                let hosts = crate::operator::batch::matching_hosts(&config.hosts, &pattern, |h| {
                     policy::permits_to(config, operator, h, Grant::Exec)
                 });
                 if hosts.is_empty() {
@@ -165,7 +165,7 @@ impl<'a> Ctx<'a> {
                         &format!("{pattern}: no hosts among those you may run commands on."),
                     );
                 }
-                crate::batch::Batch {
+                crate::operator::batch::Batch {
                     audit: self.audit,
                     settings: &config.settings,
                     signals: self.signals,
@@ -222,7 +222,12 @@ impl<'a> Ctx<'a> {
     /// The host named `name` when the operator may do `grant` there; else
     /// the refusal is recorded and shown, and `None`. An unknown host and
     /// one the operator may not reach at all get the same line.
-    fn granted(&mut self, raw: &str, name: &str, grant: Grant) -> Option<&'a crate::config::Host> {
+    fn granted(
+        &mut self,
+        raw: &str,
+        name: &str,
+        grant: Grant,
+    ) -> Option<&'a crate::core::config::Host> {
         let config = self.config;
         let Some(host) = policy::lookup(config, self.operator, name) else {
             self.deny(
@@ -248,7 +253,7 @@ impl<'a> Ctx<'a> {
         Some(host)
     }
 
-    fn exec(&mut self, host: &crate::config::Host, job: Job<'_>) -> i32 {
+    fn exec(&mut self, host: &crate::core::config::Host, job: Job<'_>) -> i32 {
         let outcome = Exec {
             audit: self.audit,
             user: &self.operator.name,
@@ -265,7 +270,7 @@ impl<'a> Ctx<'a> {
         outcome.exit_code()
     }
 
-    fn visit(&mut self, host: &crate::config::Host) -> Outcome {
+    fn visit(&mut self, host: &crate::core::config::Host) -> Outcome {
         Visit {
             audit: self.audit,
             user: &self.operator.name,

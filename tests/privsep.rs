@@ -48,48 +48,6 @@ const SNIPPET: &str = include_str!("../packaging/sshd_config.d/gatehouse.conf");
 // Set-up
 // ---------------------------------------------------------------------------
 
-fn sh(cmd: &str) -> (i32, String) {
-    let out = Command::new("sh")
-        .args(["-c", cmd])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run sh");
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    (out.status.code().unwrap_or(-1), text)
-}
-
-fn must(cmd: &str) -> String {
-    let (code, out) = sh(cmd);
-    assert_eq!(code, 0, "`{cmd}` failed: {out}");
-    out
-}
-
-/// The binary with the test's built-in config path (see the header).
-fn privileged_build() -> PathBuf {
-    if gatehouse::core::config::SYSTEM_CONFIG == SYS_CONFIG {
-        return gatehouse_bin();
-    }
-    let target = gatehouse_bin()
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .join("privsep-test");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--bin", "gatehouse", "--manifest-path"])
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-        .env("CARGO_TARGET_DIR", &target)
-        .env("GATEHOUSE_SYSTEM_CONFIG", SYS_CONFIG)
-        .status()
-        .expect("run cargo build");
-    assert!(
-        status.success(),
-        "cargo build of the privileged copy failed"
-    );
-    target.join("debug/gatehouse")
-}
-
 /// An exclusive flock(2) on `/run/gatehouse-privsep-test.lock`, waited for.
 fn machine_lock() -> nix::fcntl::Flock<fs::File> {
     let f = fs::OpenOptions::new()
@@ -239,7 +197,7 @@ impl Env {
 }
 
 fn setup() -> Env {
-    let bin_src = privileged_build();
+    let bin_src = privileged_build(SYS_CONFIG, "privsep-test", None);
     let tag = std::process::id() % 100_000;
     let group = format!("ghusers{tag}");
     let ops = vec![format!("ghopa{tag}"), format!("ghopb{tag}")];

@@ -1657,3 +1657,112 @@ fn policy_blocked_loop_cannot_be_completed_later() {
     let outcomes: Vec<String> = policy_records(&done.gh).into_iter().map(|p| p.1).collect();
     assert_eq!(outcomes, ["blocked", "blocked"]);
 }
+
+/// bash in vi editing mode: the keys are vi commands (Esc, `k`, `x`,
+/// `cw`), which no emacs-style key model follows; the screen decides, so
+/// the record is the line the shell ran, verified.
+#[test]
+fn vi_editing_mode_records_what_the_shell_ran() {
+    let Some(mut s) = S::start() else { return };
+    s.run("set -o vi", None);
+    s.run("echo vi-one", Some("vi-one"));
+    // Recall it, delete its last character, append "9".
+    s.send(keys::ESC);
+    s.send("k");
+    s.cursor_line("tgt$ echo vi-one");
+    s.send("$x");
+    s.cursor_line("tgt$ echo vi-on");
+    s.send("a9");
+    s.cursor_line("tgt$ echo vi-on9");
+    s.enter_expect(Some("vi-on9"));
+    // Change the first word in command mode: `0cw` replaces `true`.
+    s.typed("true vi-two");
+    s.cursor_line("tgt$ true vi-two");
+    s.send(keys::ESC);
+    s.send("0cwecho");
+    s.cursor_line("tgt$ echo vi-two");
+    s.enter_expect(Some("vi-two"));
+    s.run("set -o emacs", None);
+    let recs = command_records(&s.gh);
+    let (cmds, _) = s.finish();
+    assert_eq!(
+        cmds,
+        [
+            "set -o vi",
+            "echo vi-one",
+            "echo vi-on9",
+            "echo vi-two",
+            "set -o emacs",
+            "exit"
+        ]
+    );
+    for r in &recs {
+        assert_eq!(r["verified"], true, "not verified: {r}");
+    }
+}
+
+/// A recalled line with the cursor moved back into it runs whole: the
+/// record is the whole line, not the text left of the cursor — in bash,
+/// and in zsh with a right prompt drawn beside it and in vi mode.
+#[test]
+fn recalled_line_with_the_cursor_moved_left_is_recorded_whole() {
+    let Some(mut s) = S::start() else { return };
+    s.run("echo left-one", Some("left-one"));
+    s.send(keys::UP);
+    s.cursor_line("tgt$ echo left-one");
+    s.send([keys::LEFT, keys::LEFT, keys::LEFT].concat());
+    s.enter_expect(Some("left-one"));
+    if !Path::new("/usr/bin/zsh").exists() {
+        eprintln!("SKIP (zsh part): zsh not installed");
+        let (cmds, _) = s.finish();
+        assert_eq!(cmds, ["echo left-one", "echo left-one", "exit"]);
+        return;
+    }
+    s.typed("exec env PS1='z%% ' RPROMPT='[right-side]' zsh -f -i");
+    s.enter_until("z% ");
+    s.send("echo zsh-left");
+    s.screen_until("the echo left of the right prompt", |t| {
+        t.contains("z% echo zsh-left") && t.contains("[right-side]")
+    });
+    s.send(keys::ENTER);
+    s.expect_line("zsh-left");
+    s.p.expect("z% ").unwrap();
+    s.send(keys::UP);
+    s.screen_until("the recalled line", |t| {
+        t.matches("z% echo zsh-left").count() >= 2
+    });
+    s.send([keys::LEFT, keys::LEFT, keys::LEFT, keys::LEFT].concat());
+    s.send(keys::ENTER);
+    s.expect_line("zsh-left");
+    s.p.expect("z% ").unwrap();
+    // zle in vi mode: Esc k recalls, `0cw` changes the first word.
+    s.send("bindkey -v");
+    s.screen_until("bindkey typed", |t| t.contains("z% bindkey -v"));
+    s.send(keys::ENTER);
+    s.p.expect("z% ").unwrap();
+    s.send("true zsh-vi");
+    s.screen_until("the line typed", |t| t.contains("z% true zsh-vi"));
+    s.send(keys::ESC);
+    s.send("0cwecho");
+    s.screen_until("the changed word", |t| t.contains("z% echo zsh-vi"));
+    s.send(keys::ENTER);
+    s.expect_line("zsh-vi");
+    s.p.expect("z% ").unwrap();
+    s.send("exit");
+    s.screen_until("the echo of exit", |t| t.contains("z% exit"));
+    s.send(keys::ENTER);
+    s.p.wait_exit(T).unwrap();
+    let cmds = commands(&s.gh);
+    assert_eq!(cmds[..2], ["echo left-one", "echo left-one"], "{cmds:?}");
+    assert_eq!(
+        cmds[3..],
+        [
+            "echo zsh-left",
+            "echo zsh-left",
+            "bindkey -v",
+            "echo zsh-vi",
+            "exit"
+        ],
+        "{cmds:?}"
+    );
+}

@@ -596,6 +596,30 @@ def _(s):
     s.type("q")
 
 
+@scenario(
+    "vi_mode",
+    "bash in vi editing mode: recall with Esc k, x, a; 0cw changes a word",
+    ["set -o vi", "echo vi-one", "echo vi-on9", "echo vi-two", "set -o emacs"],
+)
+def _(s):
+    s.type("set -o vi\r")
+    s.type("echo vi-one\r")
+    s.type(ESC + "k$xa9\r")
+    s.type("true vi-two" + ESC + "0cwecho\r")
+    s.type("set -o emacs\r")
+
+
+@scenario(
+    "recall_cursor_left",
+    "history recall, cursor moved left (Left, Ctrl-A), then Enter: the whole line runs",
+    ["echo left-one", "echo left-one", "echo left-one"],
+)
+def _(s):
+    s.type("echo left-one\r")
+    s.type(UP + LEFT + LEFT + LEFT + "\r")
+    s.type(UP + "\x01\r")
+
+
 def main(names):
     for name in names or SCENARIOS:
         description, expected, secret, cols, rows, fn = SCENARIOS[name]

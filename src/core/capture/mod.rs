@@ -560,11 +560,16 @@ impl Capture {
         let octal = rl.contains('\u{fffd}') || cooked.contains('\u{fffd}');
         let keys_n = norm_keys(rl.trim());
         let cooked_n = norm_keys(cooked.trim());
-        // What follows each candidate prompt on the screen.
+        // What follows each candidate prompt on the screen: the whole
+        // line (without a right prompt drawn when the line began, zsh
+        // `RPROMPT`), then the line up to the cursor. Enter runs the whole
+        // line wherever the cursor is (readline, zle, fish), so the whole
+        // line comes first.
+        let rp = h.start.rprompt.as_str();
         let mut seen: Vec<(&str, String, String)> = Vec::new();
         for prefix in prefixes {
             let p = prefix.trim_end();
-            for upto in [true, false] {
+            for upto in [false, true] {
                 let shown = match self.screen.text_from_prompt(p, upto, lines_up) {
                     Some(s) => s,
                     None if !p.is_empty() => match cursor_line.rfind(p) {
@@ -578,7 +583,6 @@ impl Capture {
                 let Some(mut rest) = shown.strip_prefix(p) else {
                     continue;
                 };
-                let rp = h.start.rprompt.as_str();
                 if !upto && !rp.is_empty() && rest.trim_end().ends_with(rp) {
                     let r = rest.trim_end();
                     rest = &r[..r.len() - rp.len()];

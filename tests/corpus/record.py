@@ -620,6 +620,34 @@ def _(s):
     s.type(UP + "\x01\r")
 
 
+@scenario(
+    "readline_kill_yank",
+    "readline kill ring and word commands: Ctrl-Y, Alt-f, Ctrl-K, Alt-b, Alt-u, Alt-t, Ctrl-T, Ctrl-_ undo, Alt-.; the undo empties the line, and an Enter on a line the screen shows empty after edits is still recorded from the keys (verified: false): an empty-looking line is never taken as proof that nothing ran",
+    [
+        "echo yank-a yank-b",
+        "echo kept",
+        "echo two ONE",
+        "echo ab",
+        "echo undonex\x1f",
+        "echo ab",
+    ],
+)
+def _(s):
+    # Ctrl-U kills the line, Ctrl-Y yanks it back, then more is typed.
+    s.type("echo yank-a\x15\x19 yank-b\r")
+    # Ctrl-A, Alt-f moves over `echo`, Ctrl-K kills the rest, type " kept".
+    s.type("echo gone-text\x01" + ESC + "f\x0b kept\r")
+    # Alt-b Alt-b to `one`, Alt-u upcases it, Alt-t transposes words.
+    s.type("echo one two" + ESC + "b" + ESC + "b" + ESC + "u" + ESC + "t\r")
+    # Ctrl-T transposes characters: "echo ba" -> "echo ab".
+    s.type("echo ba\x14\r")
+    # Ctrl-_ undoes the typed group: the line is empty on screen, and the
+    # record comes from the keys, unverified (never silently absent).
+    s.type("echo undonex\x1f\r")
+    # Alt-. inserts the last argument of the previous command.
+    s.type("echo " + ESC + ".\r")
+
+
 def main(names):
     for name in names or SCENARIOS:
         description, expected, secret, cols, rows, fn = SCENARIOS[name]

@@ -27,6 +27,9 @@ struct Case {
     events: Vec<Event>,
     expected: Vec<String>,
     secrets: Vec<String>,
+    /// Commands that must be recorded `verified: false` (the screen
+    /// cannot prove them).
+    unverified: Vec<String>,
 }
 
 fn load(path: &Path) -> Case {
@@ -65,6 +68,10 @@ fn load(path: &Path) -> Case {
             .map(|s| s.as_str().unwrap().to_string())
             .collect(),
         secrets,
+        unverified: v["unverified"]
+            .as_array()
+            .map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default(),
     }
 }
 
@@ -206,6 +213,15 @@ fn check(split: usize) {
                 "{}: secret {s:?} recorded: {texts:?}",
                 case.name
             );
+        }
+        for u in &case.unverified {
+            let c = got.iter().find(|c| &c.text == u);
+            if c.is_some_and(|c| c.verified) {
+                failures.push(format!(
+                    "{} (split {split}): {u:?} must be verified: false",
+                    case.name
+                ));
+            }
         }
         if texts != case.expected {
             failures.push(format!(

@@ -1766,3 +1766,49 @@ fn recalled_line_with_the_cursor_moved_left_is_recorded_whole() {
         "{cmds:?}"
     );
 }
+
+/// A background job draws a fake prompt while a line is typed: the screen
+/// then shows only the line's end after it, but the shell runs the whole
+/// line. The record is the whole line (unverified), never the end alone,
+/// and a deny rule sees the whole line.
+#[test]
+fn fake_prompt_drawn_mid_line_does_not_cut_the_record_or_pass_a_deny() {
+    let Some(mut s) = S::with_toml(DENY_MARKER) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("gh-mark-fake");
+    let go = dir.path().join("go");
+    // The job waits for a file this test creates, so the fake prompt comes
+    // exactly between the two halves of the line.
+    s.run(
+        &format!(
+            "(while [ ! -e {} ]; do sleep 0.05; done; printf '\\r\\ntgt$ ') &",
+            go.display()
+        ),
+        None,
+    );
+    let cmd = format!("touch {}", f.display());
+    let (head, tail) = cmd.split_at(5);
+    s.typed(head);
+    std::fs::write(&go, b"").unwrap();
+    s.screen_until("the fake prompt", |t| {
+        t.lines().filter(|l| l.trim_end() == "tgt$").count() >= 1
+    });
+    s.typed(tail);
+    s.send(keys::ENTER);
+    s.p.expect("blocked by policy \"no-marker\": Not here.")
+        .unwrap();
+    s.p.expect(PROMPT).unwrap();
+    s.run("echo after-fake", Some("after-fake"));
+    let (cmds, done) = s.finish();
+    assert!(!f.exists(), "the blocked command ran");
+    assert!(
+        !cmds.iter().any(|c| c == tail.trim()),
+        "the record was cut at the fake prompt: {cmds:?}"
+    );
+    assert_eq!(
+        policy_records(&done.gh),
+        [("no-marker".into(), "blocked".into(), cmd)]
+    );
+}

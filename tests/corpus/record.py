@@ -136,9 +136,9 @@ def keys_of(s):
 SCENARIOS = {}
 
 
-def scenario(name, description, expected, secret=None, cols=80, rows=24):
+def scenario(name, description, expected, secret=None, cols=80, rows=24, unverified=None):
     def wrap(fn):
-        SCENARIOS[name] = (description, expected, secret, cols, rows, fn)
+        SCENARIOS[name] = (description, expected, secret, cols, rows, fn, unverified)
         return fn
 
     return wrap
@@ -631,6 +631,7 @@ def _(s):
         "echo undonex\x1f",
         "echo ab",
     ],
+    unverified=["echo undonex\x1f"],
 )
 def _(s):
     # Ctrl-U kills the line, Ctrl-Y yanks it back, then more is typed.
@@ -648,9 +649,24 @@ def _(s):
     s.type("echo " + ESC + ".\r")
 
 
+@scenario(
+    "fake_prompt_mid_line",
+    "a background job draws a fake prompt while a line is typed: the shell runs the whole line; the screen shows only its end after the fake prompt",
+    ["(sleep 1; printf '\\r\\ntgt$ ') &", "echo split-x"],
+    unverified=["echo split-x"],
+)
+def _(s):
+    s.type("(sleep 1; printf '\\r\\ntgt$ ') &\r")
+    s.type("echo sp")
+    s.settle(1.5, 3.0)
+    time.sleep(1.2)
+    s.settle(0.3, 1.0)
+    s.type("lit-x\r")
+
+
 def main(names):
     for name in names or SCENARIOS:
-        description, expected, secret, cols, rows, fn = SCENARIOS[name]
+        description, expected, secret, cols, rows, fn, unverified = SCENARIOS[name]
         s = Session(cols, rows)
         try:
             fn(s)
@@ -666,6 +682,8 @@ def main(names):
         }
         if secret:
             doc["secret"] = secret
+        if unverified:
+            doc["unverified"] = unverified
         with open(os.path.join(HERE, name + ".json"), "w") as f:
             json.dump(doc, f, indent=0, ensure_ascii=False)
             f.write("\n")

@@ -644,7 +644,17 @@ impl Capture {
                 if shown_n.ends_with(&keys_n) {
                     return Verdict::Screen(rest.clone());
                 }
-                if keys_n.ends_with(shown_n.as_str()) && !p.is_empty() {
+                // Only when the line did not begin at a shell's prompt:
+                // keys typed at one went to the shell, whatever is drawn
+                // after them (a background job can print a fake prompt
+                // mid-line, and the screen then shows only the line's
+                // end; the shell runs all of it).
+                let at_shell = h
+                    .start
+                    .prompt
+                    .as_deref()
+                    .is_some_and(|sp| !sp.trim().is_empty() && self.is_shell_prompt(sp));
+                if keys_n.ends_with(shown_n.as_str()) && !p.is_empty() && !at_shell {
                     return Verdict::ScreenLate(rest.clone());
                 }
             }

@@ -123,7 +123,7 @@ pub fn open_checked(value: Option<&OsStr>) -> Result<CheckedSocket, AgentError> 
             .open(path)
             .and_then(|f| f.metadata().map(|m| (f, m)))
     })
-    .map_err(refused)?;
+    .map_err(|e| refused(e.to_string()))?;
     let (inode, meta) =
         opened.map_err(|e| refused(format!("cannot open it as the operator: {e}")))?;
     let ft = meta.file_type();

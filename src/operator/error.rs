@@ -16,8 +16,6 @@ use crate::privilege::Insecure;
 
 #[derive(Debug)]
 pub enum LoginError {
-    /// The process could not be made non-dumpable.
-    Harden(nix::Error),
     /// The signal self-pipe could not be set up.
     Signals(nix::Error),
     /// The real uid has no usable user name.
@@ -36,7 +34,7 @@ impl LoginError {
     /// tell your administrator." Nothing about paths or accounts.
     pub fn operator_line(&self) -> &'static str {
         match self {
-            LoginError::Harden(_) | LoginError::Signals(_) => "internal error",
+            LoginError::Signals(_) => "internal error",
             LoginError::Identity(_) => "unknown user",
             LoginError::Config(_) => "configuration error",
             LoginError::Insecure(_) => "unsafe file permissions",
@@ -48,7 +46,6 @@ impl LoginError {
 impl fmt::Display for LoginError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            LoginError::Harden(e) => write!(f, "cannot harden the process: {e}"),
             LoginError::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
             LoginError::Identity(e) => e.fmt(f),
             LoginError::Config(e) => e.fmt(f),

@@ -44,9 +44,8 @@ pub fn login(request: &str) -> i32 {
 /// Everything up to the `login` record can stop the login (`Err`); after
 /// it, the request is decided and carried out, and its exit code returned.
 fn start_and_run(request: &str, privileged: bool) -> Result<i32, LoginError> {
-    // No core dumps and no ptrace by the operator's uid: credentials pass
-    // through this process's memory.
-    crate::sys::harden_process().map_err(LoginError::Harden)?;
+    // The process is already hardened (no core, no ptrace by the
+    // operator's uid): `privilege::enter`, before either side runs.
     let signals = SignalPipe::install().map_err(LoginError::Signals)?;
     let operator = Operator::from_real_uid()?;
     let config = Config::load(&config_path(privileged))?;

@@ -587,7 +587,7 @@ fn agent_login(session: &Session, host: &Host) -> Result<String, ConnectError> {
     // The O_PATH descriptor has done its job once connected (or not).
     drop(sock);
     match connected {
-        Err(privilege) => return Err(refused(privilege)),
+        Err(privilege) => return Err(refused(privilege.to_string())),
         Ok(Err(e)) => return Err(refused(format!("cannot connect: {}", e.message()))),
         Ok(Ok(())) => {}
     }

@@ -63,19 +63,7 @@ pub fn run() -> i32 {
                 Ok(core::invocation::Invocation::Login { request }) => {
                     operator::login::login(&request)
                 }
-                Ok(core::invocation::Invocation::Admin(cmd)) => {
-                    let harmless = matches!(
-                        cmd,
-                        core::invocation::Admin::Help | core::invocation::Admin::Version
-                    );
-                    match privilege::admin_allowed() {
-                        Err(e) if !harmless => {
-                            eprintln!("gatehouse: {e}");
-                            1
-                        }
-                        _ => admin::run(cmd),
-                    }
-                }
+                Ok(core::invocation::Invocation::Admin(cmd)) => admin::run(cmd),
                 Err(e) => {
                     eprintln!("gatehouse: {e}");
                     2

@@ -1,10 +1,22 @@
-//! Why a login cannot start, written for both of its readers: `Display`
-//! is the admin's detail (the path, the uid, the errno — it goes to
-//! syslog, and to stderr when unprivileged), `operator_line` the few
-//! words the operator reads inside "service unavailable (…)".
+//! The operator side's errors, each written for both of its readers:
+//! `Display` is the admin's detail (the path, the uid, the errno — it goes
+//! to syslog), `operator_line` the words the operator reads.
 //!
-//! Converting into `LoginError` has no side effect: it is reported once,
-//! where `login` gives up (`operator::login::login`).
+//! - [`LoginError`]: a login cannot start (reported by `login::login`,
+//!   inside "service unavailable (…)"; unprivileged, the detail goes to
+//!   stderr too).
+//! - [`FailClosed`]: an exec, a transfer or a batch must stop because a
+//!   record or the recording cannot be written (reported where the run is
+//!   shown to the operator: `login`'s exec, `Batch::run`).
+//!
+//! An interactive visit's books have their own [`BooksError`] at the
+//! relay's boundary (src/operator/relay.rs), with "session closed" for the
+//! operator instead of "stopped".
+//!
+//! Converting into these types has no side effect: each is reported once,
+//! in one place, by whoever gives up.
+//!
+//! [`BooksError`]: crate::operator::relay::BooksError
 #![forbid(unsafe_code)]
 
 use std::fmt;
@@ -13,6 +25,7 @@ use crate::audit::AuditError;
 use crate::core::config::ConfigError;
 use crate::identity::IdentityError;
 use crate::privilege::Insecure;
+use crate::recording::RecordingError;
 
 #[derive(Debug)]
 pub enum LoginError {
@@ -81,6 +94,47 @@ impl From<AuditError> for LoginError {
     }
 }
 
+/// A record, or the recording, of an exec, a transfer or a batch cannot
+/// be written: the run stops there (fail closed).
+#[derive(Debug)]
+pub enum FailClosed {
+    Audit(AuditError),
+    Recording(RecordingError),
+}
+
+impl FailClosed {
+    /// What the operator reads after `gatehouse: `.
+    pub fn operator_line(&self) -> &'static str {
+        match self {
+            FailClosed::Audit(_) => "the audit log cannot be written; stopped",
+            FailClosed::Recording(_) => "the session recording cannot be written; stopped",
+        }
+    }
+}
+
+impl fmt::Display for FailClosed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FailClosed::Audit(e) => e.fmt(f),
+            FailClosed::Recording(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for FailClosed {}
+
+impl From<AuditError> for FailClosed {
+    fn from(e: AuditError) -> Self {
+        FailClosed::Audit(e)
+    }
+}
+
+impl From<RecordingError> for FailClosed {
+    fn from(e: RecordingError) -> Self {
+        FailClosed::Recording(e)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,5 +159,44 @@ mod tests {
             .to_string()
             .starts_with("/etc/gatehouse/config.toml: writable by others"));
         assert!(!e.operator_line().contains('/'));
+    }
+
+    #[test]
+    fn a_config_error_shows_the_admin_where_and_the_operator_what() {
+        let e = LoginError::from(
+            crate::core::config::Config::parse(std::path::Path::new("/c.toml"), "[[hosts]\n")
+                .unwrap_err(),
+        );
+        assert_eq!(e.operator_line(), "configuration error");
+        assert!(e.to_string().starts_with("/c.toml:1:"), "{e}");
+    }
+
+    #[test]
+    fn a_run_that_fails_closed_names_the_file_only_to_the_admin() {
+        let audit = FailClosed::from(AuditError::Write {
+            path: "/var/log/gatehouse/alice.jsonl".into(),
+            err: std::io::Error::from_raw_os_error(nix::libc::ENOSPC),
+        });
+        assert_eq!(
+            audit.operator_line(),
+            "the audit log cannot be written; stopped"
+        );
+        assert!(audit
+            .to_string()
+            .starts_with("cannot write audit log /var/log/gatehouse/alice.jsonl: "));
+        let recording = FailClosed::from(RecordingError {
+            path: "/var/log/gatehouse/sessions/alice/s.cast".into(),
+            err: std::io::Error::from_raw_os_error(nix::libc::EACCES),
+        });
+        assert_eq!(
+            recording.operator_line(),
+            "the session recording cannot be written; stopped"
+        );
+        assert!(recording
+            .to_string()
+            .starts_with("recording /var/log/gatehouse/sessions/alice/s.cast: "));
+        for e in [audit, recording] {
+            assert!(!e.operator_line().contains('/'), "{e}");
+        }
     }
 }

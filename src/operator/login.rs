@@ -11,7 +11,7 @@ use crate::core::invocation::{self, Malformed, Request};
 use crate::core::policy::{self, Grant};
 use crate::identity::{self, Operator};
 use crate::operator::error::LoginError;
-use crate::operator::exec::{Exec, Job};
+use crate::operator::exec::{Exec, ExecOutcome, Job};
 use crate::operator::menu::{self, Choice};
 use crate::operator::session::{Outcome, Visit};
 use crate::report;
@@ -147,6 +147,11 @@ impl<'a> Ctx<'a> {
             who: Who::from(self.operator),
         }
         .run(host, job);
+        // Reported here, once: the admin's detail of a run that failed
+        // closed (the operator's line follows).
+        if let ExecOutcome::Failed(e) = &outcome {
+            report::syslog(&e.to_string());
+        }
         if let Some(line) = outcome.operator_line(&host.name) {
             crate::say_err!("gatehouse: {line}");
         }

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use crate::audit::{AuditLog, DenyReason, Event};
+use crate::audit::{AuditLog, DenyReason, EndReason, Event};
 use crate::core::command_policy::Who;
 use crate::core::config::{config_path, Config, Host};
 use crate::core::invocation::{self, Malformed, Request};
@@ -193,14 +193,8 @@ impl<'a> Ctx<'a> {
                     crate::say_out!("Connecting to {}…", host.name);
                     let outcome = self.visit(host);
                     crate::say_out!("{}", outcome.operator_line(&host.name));
-                    match &outcome {
-                        // The audit trail is gone: no further session may start.
-                        Outcome::Failed(_) => return 1,
-                        // The operator's terminal is gone: nobody to show a menu to.
-                        Outcome::Ended(end) if end.reason == crate::audit::EndReason::Hangup => {
-                            return 0
-                        }
-                        _ => {}
+                    if let Some(code) = after_visit(&outcome) {
+                        return code;
                     }
                 }
                 Ok(Choice::Quit) => return 0,
@@ -214,6 +208,18 @@ impl<'a> Ctx<'a> {
                 Err(_) => return 0,
             }
         }
+    }
+}
+
+/// After a visit started from the menu: `Some(exit code)` ends the login,
+/// `None` shows the menu again.
+fn after_visit(outcome: &Outcome) -> Option<i32> {
+    match outcome {
+        // The audit trail is gone: no further session may start.
+        Outcome::Failed(_) => Some(1),
+        // The operator's terminal is gone: nobody to show a menu to.
+        Outcome::Ended(end) if end.reason == EndReason::Hangup => Some(0),
+        _ => None,
     }
 }
 
@@ -502,6 +508,37 @@ transfer = true
             got.starts_with(&format!("deny NotAHost {request:?}: ")),
             "{got}"
         );
+    }
+
+    #[test]
+    fn after_a_visit_the_menu_returns_unless_the_books_or_the_terminal_are_gone() {
+        let ended = |reason| {
+            Outcome::Ended(crate::operator::relay::RelayEnd {
+                reason,
+                detail: None,
+                exit_status: Some(3),
+                exit_signal: None,
+                bytes_in: 0,
+                bytes_out: 0,
+                books: None,
+            })
+        };
+        for reason in [
+            EndReason::Exit,
+            EndReason::IdleTimeout,
+            EndReason::Disconnect,
+            EndReason::Killed,
+            EndReason::Error,
+            EndReason::Abandoned,
+        ] {
+            assert_eq!(after_visit(&ended(reason)), None, "{reason:?}");
+        }
+        assert_eq!(after_visit(&ended(EndReason::Hangup)), Some(0));
+        let unreachable =
+            Outcome::ConnectFailed(crate::operator::upstream::ConnectError::Interrupted);
+        assert_eq!(after_visit(&unreachable), None);
+        let failed = Outcome::Failed("the audit log cannot be written; session closed".into());
+        assert_eq!(after_visit(&failed), Some(1));
     }
 
     #[test]

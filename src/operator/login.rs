@@ -26,6 +26,8 @@ fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
+/// An operator's login for `request` (empty: the menu); returns the exit
+/// status.
 pub fn login(request: &str) -> i32 {
     let privileged = privileged();
     match start_and_run(request, privileged) {

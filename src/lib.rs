@@ -44,10 +44,11 @@ pub fn run() -> i32 {
             "\r\ngatehouse: internal error; the session was closed. Please tell your administrator.\r",
         );
     }));
-    // Setuid: take the environment, umask and limits away from the
-    // operator before anything reads them (privilege.rs).
+    // Harden the process (every run, once); setuid: take the environment,
+    // umask and limits away from the operator before anything reads them
+    // (privilege.rs).
     if let Err(e) = privilege::enter() {
-        report::admin(true, &e);
+        report::admin(privilege::privileged(), &e.to_string());
         report::unavailable("internal error");
         return 1;
     }
@@ -62,19 +63,7 @@ pub fn run() -> i32 {
                 Ok(core::invocation::Invocation::Login { request }) => {
                     operator::login::login(&request)
                 }
-                Ok(core::invocation::Invocation::Admin(cmd)) => {
-                    let harmless = matches!(
-                        cmd,
-                        core::invocation::Admin::Help | core::invocation::Admin::Version
-                    );
-                    match privilege::admin_allowed() {
-                        Err(e) if !harmless => {
-                            eprintln!("gatehouse: {e}");
-                            1
-                        }
-                        _ => admin::run(cmd),
-                    }
-                }
+                Ok(core::invocation::Invocation::Admin(cmd)) => admin::run(cmd),
                 Err(e) => {
                     eprintln!("gatehouse: {e}");
                     2

@@ -1,9 +1,9 @@
 //! Subcommands for admins who run the binary by hand. The login path never
 //! reaches this module.
 //!
-//! Every admin command goes through `run`, which refuses the tools that
-//! read the audit trail when a setuid binary is run by an operator (real
-//! uid not root): they would read every user's records with the gatehouse
+//! Every admin command goes through `run`, which refuses all but help and
+//! version when a setuid binary is run by an operator (real uid not root):
+//! they would read the config and every user's records with the gatehouse
 //! account's rights.
 #![forbid(unsafe_code)]
 
@@ -184,12 +184,6 @@ fn explain_command(config: &Config, e: &crate::core::invocation::Explain) -> i32
     0
 }
 
-/// The audit tools may run setuid only for root: an operator who runs the
-/// installed binary by hand must not read the trail with its rights.
-fn tools_allowed() -> bool {
-    !privileged() || nix::unistd::getuid().is_root()
-}
-
 pub const HELP: &str = "\
 gatehouse — an auditing jump-host login shell
 
@@ -242,7 +236,18 @@ fn known_hosts_warnings(path: &std::path::Path) {
     }
 }
 
+/// Runs one admin command. The one permission check for all of them is
+/// here: through the setuid binary (real uid not root) only help and
+/// version run; every other command would read the config, every user's
+/// records or the sealing key, or signal sessions, with the gatehouse
+/// account's rights.
 pub fn run(cmd: Admin) -> i32 {
+    if cmd.needs_admin() && !crate::privilege::admin_allowed() {
+        crate::say_err!(
+            "gatehouse: admin commands are for administrators: run them as root (or as the gatehouse account)"
+        );
+        return 1;
+    }
     match cmd {
         Admin::Help => {
             crate::report::write_out(HELP.trim_end());
@@ -312,22 +317,10 @@ pub fn run(cmd: Admin) -> i32 {
                 }
             }
         }
-        Admin::Tool { .. } if !tools_allowed() => {
-            crate::say_err!(
-                "gatehouse: the audit tools are for administrators; run them as root or as the log owner, not through the setuid binary"
-            );
-            1
-        }
-        Admin::Tool { name, args } => match name.as_str() {
-            "audit" => audit::run(args),
-            "replay" => replay::run(args),
-            "sessions" => sessions::run_sessions(args),
-            "kill" => sessions::run_kill(args),
-            "seal" => seal::run(args),
-            other => {
-                crate::say_err!("gatehouse: unknown command {other:?}; try `gatehouse --help`");
-                2
-            }
-        },
+        Admin::Audit { args } => audit::run(args),
+        Admin::Replay { args } => replay::run(args),
+        Admin::Sessions { args } => sessions::run_sessions(args),
+        Admin::Kill { args } => sessions::run_kill(args),
+        Admin::Seal { args } => seal::run(args),
     }
 }

@@ -38,14 +38,39 @@ pub enum Admin {
         sshd: bool,
         sshd_config: Option<PathBuf>,
     },
-    /// Admin tools that take their own arguments (`audit`, `replay`,
-    /// `sessions`, `kill`).
-    Tool {
-        name: String,
+    /// The tools below take their own options, which each parses (its
+    /// `--help` included): `args` is what follows the command's name.
+    /// `audit`: read the trail (src/admin/audit.rs).
+    Audit {
+        args: Vec<OsString>,
+    },
+    /// `replay`: play a session recording.
+    Replay {
+        args: Vec<OsString>,
+    },
+    /// `sessions`: the sessions running now.
+    Sessions {
+        args: Vec<OsString>,
+    },
+    /// `kill`: end running sessions.
+    Kill {
+        args: Vec<OsString>,
+    },
+    /// `seal`: the forward-secure sealing key.
+    Seal {
         args: Vec<OsString>,
     },
     Help,
     Version,
+}
+
+impl Admin {
+    /// Whether only an administrator may run it: every command reads the
+    /// config or the audit trail, or acts on sessions, except help and
+    /// version, which show nothing of this bastion.
+    pub fn needs_admin(&self) -> bool {
+        !matches!(self, Admin::Help | Admin::Version)
+    }
 }
 
 /// `gatehouse check --explain USER HOST 'COMMAND' [--unverified]`.
@@ -168,8 +193,19 @@ pub fn parse(argv: &[OsString], original_command: Option<&str>) -> Result<Invoca
                 sshd_config,
             }))
         }
-        "audit" | "replay" | "sessions" | "kill" | "seal" => Ok(Invocation::Admin(Admin::Tool {
-            name: first.into_owned(),
+        "audit" => Ok(Invocation::Admin(Admin::Audit {
+            args: rest.to_vec(),
+        })),
+        "replay" => Ok(Invocation::Admin(Admin::Replay {
+            args: rest.to_vec(),
+        })),
+        "sessions" => Ok(Invocation::Admin(Admin::Sessions {
+            args: rest.to_vec(),
+        })),
+        "kill" => Ok(Invocation::Admin(Admin::Kill {
+            args: rest.to_vec(),
+        })),
+        "seal" => Ok(Invocation::Admin(Admin::Seal {
             args: rest.to_vec(),
         })),
         "help" | "--help" | "-h" => Ok(Invocation::Admin(Admin::Help)),
@@ -557,6 +593,61 @@ mod tests {
             parse(&argv(&["gatehouse", "-c", "audit"]), None),
             login("audit")
         );
+    }
+
+    #[test]
+    fn every_admin_command_parses_to_its_own_variant() {
+        let admin = |args: &[&str]| match parse(&argv(args), None) {
+            Ok(Invocation::Admin(a)) => a,
+            other => panic!("{args:?}: {other:?}"),
+        };
+        let rest = || vec![OsString::from("--user"), OsString::from("alice")];
+        let tools = [
+            ("audit", Admin::Audit { args: rest() }),
+            ("replay", Admin::Replay { args: rest() }),
+            ("sessions", Admin::Sessions { args: rest() }),
+            ("kill", Admin::Kill { args: rest() }),
+            ("seal", Admin::Seal { args: rest() }),
+        ];
+        for (name, want) in tools {
+            let got = admin(&["gatehouse", name, "--user", "alice"]);
+            assert_eq!(got, want, "{name}");
+            assert!(got.needs_admin(), "{name}");
+        }
+        // A tool's own --help is its business, not ours.
+        assert_eq!(
+            admin(&["gatehouse", "audit", "--help"]),
+            Admin::Audit {
+                args: vec![OsString::from("--help")]
+            }
+        );
+        assert!(admin(&["gatehouse", "check"]).needs_admin());
+        for help in ["help", "--help", "-h"] {
+            assert_eq!(admin(&["gatehouse", help]), Admin::Help, "{help}");
+        }
+        for version in ["version", "--version", "-V"] {
+            assert_eq!(admin(&["gatehouse", version]), Admin::Version, "{version}");
+        }
+    }
+
+    #[test]
+    fn help_and_version_need_no_privilege() {
+        assert!(!Admin::Help.needs_admin());
+        assert!(!Admin::Version.needs_admin());
+    }
+
+    #[test]
+    fn an_unknown_command_is_a_usage_error_naming_it() {
+        // `verify` is `audit --verify`, `explain` is `check --explain`.
+        for name in ["verify", "explain", "Audit", "tool", "--config"] {
+            assert_eq!(
+                parse(&argv(&["gatehouse", name]), None),
+                Err(UsageError(format!(
+                    "unknown command {name:?}; try `gatehouse --help`"
+                ))),
+                "{name}"
+            );
+        }
     }
 
     #[test]

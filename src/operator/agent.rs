@@ -71,17 +71,37 @@ pub enum FileKind {
     Other,
 }
 
+/// Why the inode the name led to is not the operator's agent socket.
+/// `Display` is the `why` of [`AgentError::Refused`] (for the admin).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unfit {
+    Symlink,
+    NotASocket,
+    NotTheOperators { owner: u32, operator: u32 },
+}
+
+impl fmt::Display for Unfit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unfit::Symlink => f.write_str("it is a symbolic link (never followed)"),
+            Unfit::NotASocket => f.write_str("it is not a socket"),
+            Unfit::NotTheOperators { owner, operator } => write!(
+                f,
+                "it belongs to uid {owner}, not to the operator (uid {operator})"
+            ),
+        }
+    }
+}
+
 /// The verdict on the inode the name led to. Pure.
-pub fn judge(kind: FileKind, owner: u32, operator: u32) -> Result<(), String> {
+pub fn judge(kind: FileKind, owner: u32, operator: u32) -> Result<(), Unfit> {
     match kind {
-        FileKind::Symlink => return Err("it is a symbolic link (never followed)".into()),
-        FileKind::Other => return Err("it is not a socket".into()),
+        FileKind::Symlink => return Err(Unfit::Symlink),
+        FileKind::Other => return Err(Unfit::NotASocket),
         FileKind::Socket => {}
     }
     if owner != operator {
-        return Err(format!(
-            "it belongs to uid {owner}, not to the operator (uid {operator})"
-        ));
+        return Err(Unfit::NotTheOperators { owner, operator });
     }
     Ok(())
 }
@@ -123,7 +143,7 @@ pub fn open_checked(value: Option<&OsStr>) -> Result<CheckedSocket, AgentError> 
             .open(path)
             .and_then(|f| f.metadata().map(|m| (f, m)))
     })
-    .map_err(refused)?;
+    .map_err(|e| refused(e.to_string()))?;
     let (inode, meta) =
         opened.map_err(|e| refused(format!("cannot open it as the operator: {e}")))?;
     let ft = meta.file_type();
@@ -134,7 +154,7 @@ pub fn open_checked(value: Option<&OsStr>) -> Result<CheckedSocket, AgentError> 
     } else {
         FileKind::Other
     };
-    judge(kind, meta.uid(), nix::unistd::getuid().as_raw()).map_err(refused)?;
+    judge(kind, meta.uid(), nix::unistd::getuid().as_raw()).map_err(|u| refused(u.to_string()))?;
     Ok(CheckedSocket { inode, shown })
 }
 
@@ -166,18 +186,22 @@ mod tests {
     #[test]
     fn only_the_operators_own_socket_passes() {
         assert_eq!(judge(FileKind::Socket, 1000, 1000), Ok(()));
+        let theirs = judge(FileKind::Socket, 1001, 1000).unwrap_err();
         assert_eq!(
-            judge(FileKind::Socket, 1001, 1000),
-            Err("it belongs to uid 1001, not to the operator (uid 1000)".into())
+            theirs,
+            Unfit::NotTheOperators {
+                owner: 1001,
+                operator: 1000
+            }
+        );
+        assert_eq!(
+            theirs.to_string(),
+            "it belongs to uid 1001, not to the operator (uid 1000)"
         );
         // Root's socket is not the operator's either.
         assert!(judge(FileKind::Socket, 0, 1000).is_err());
-        assert!(judge(FileKind::Symlink, 1000, 1000)
-            .unwrap_err()
-            .contains("symbolic link"));
-        assert!(judge(FileKind::Other, 1000, 1000)
-            .unwrap_err()
-            .contains("not a socket"));
+        assert_eq!(judge(FileKind::Symlink, 1000, 1000), Err(Unfit::Symlink));
+        assert_eq!(judge(FileKind::Other, 1000, 1000), Err(Unfit::NotASocket));
     }
 
     #[test]

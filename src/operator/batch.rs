@@ -50,8 +50,9 @@ use zeroize::Zeroizing;
 use crate::audit::{AuditLog, EndReason, Event};
 use crate::core::command_policy::{CommandPolicy, Who};
 use crate::core::config::{Host, HostPattern, Settings};
+use crate::operator::error::FailClosed;
 use crate::operator::exec::{
-    audit_failed, is_eagain, policy_gate, timeout_until, write_all_fd, MISSED_KEEPALIVES,
+    is_eagain, policy_gate, timeout_until, write_all_fd, MISSED_KEEPALIVES,
 };
 use crate::operator::upstream::{self, AgentProblem, ConnectError, CHANNEL_PACKET, CIPHER_PREFS};
 use crate::sys::{Sig, SignalPipe};
@@ -214,7 +215,7 @@ fn not_reached(e: &ConnectError) -> String {
         },
         ConnectError::Channel(_) => "did not start the command".into(),
         ConnectError::Interrupted => "not run: stopped".into(),
-        ConnectError::Vetoed(m) => m.clone(),
+        ConnectError::Vetoed(e) => e.operator_line().to_string(),
     }
 }
 
@@ -391,7 +392,7 @@ impl<'h> Conn<'h> {
 
     /// Drives this host until it would block or is over. `Err`: the audit
     /// trail failed (the whole batch stops).
-    fn advance(&mut self, cx: &mut Cx<'_>) -> Result<Step, String> {
+    fn advance(&mut self, cx: &mut Cx<'_>) -> Result<Step, FailClosed> {
         loop {
             let now = Instant::now();
             let connecting = !matches!(self.phase, Phase::Run(_));
@@ -502,27 +503,25 @@ impl<'h> Conn<'h> {
                     }
                     // Logged in: the `exec` record, before anything starts.
                     let host_key = std::mem::take(&mut self.host_key);
-                    cx.audit
-                        .write(&Event::Exec {
-                            recording: None,
-                            session: &self.session_id,
-                            host: &self.host.name,
-                            command: cx.recorded,
-                            truncated: cx.length.is_some(),
-                            length: cx.length,
-                            subsystem: None,
-                            pty: false,
-                            batch: Some(cx.batch),
-                            target: format!(
-                                "{}@{}:{}",
-                                self.host.user, self.host.address, self.host.port
-                            ),
-                            host_key: &host_key,
-                            auth: Some(&self.auth),
-                            pid: std::process::id(),
-                            boot_id: crate::audit::abandoned::boot_id().as_deref(),
-                        })
-                        .map_err(|e| audit_failed(&e))?;
+                    cx.audit.write(&Event::Exec {
+                        recording: None,
+                        session: &self.session_id,
+                        host: &self.host.name,
+                        command: cx.recorded,
+                        truncated: cx.length.is_some(),
+                        length: cx.length,
+                        subsystem: None,
+                        pty: false,
+                        batch: Some(cx.batch),
+                        target: format!(
+                            "{}@{}:{}",
+                            self.host.user, self.host.address, self.host.port
+                        ),
+                        host_key: &host_key,
+                        auth: Some(&self.auth),
+                        pid: std::process::id(),
+                        boot_id: crate::audit::abandoned::boot_id().as_deref(),
+                    })?;
                     self.exec_written = true;
                     self.deadline = now + cx.settings.connect_timeout;
                     self.phase = Phase::Open;
@@ -773,18 +772,16 @@ impl<'h> Conn<'h> {
 
     /// Could not connect or start: the `error` record (with the batch), and
     /// the `session_end` too when the `exec` record was already written.
-    fn fail(&mut self, cx: &mut Cx<'_>, e: ConnectError) -> Result<Step, String> {
+    fn fail(&mut self, cx: &mut Cx<'_>, e: ConnectError) -> Result<Step, FailClosed> {
         let detail = e.detail();
-        cx.audit
-            .write(&Event::Error {
-                reason: e.reason(),
-                detail: &detail,
-                session: Some(&self.session_id),
-                host: Some(&self.host.name),
-                host_key: e.fingerprint(),
-                batch: Some(cx.batch),
-            })
-            .map_err(|e| audit_failed(&e))?;
+        cx.audit.write(&Event::Error {
+            reason: e.reason(),
+            detail: &detail,
+            session: Some(&self.session_id),
+            host: Some(&self.host.name),
+            host_key: e.fingerprint(),
+            batch: Some(cx.batch),
+        })?;
         let fate = Fate::NotRun(not_reached(&e));
         if self.exec_written {
             return self.end(cx, fate, EndReason::Error, Some(detail));
@@ -801,7 +798,7 @@ impl<'h> Conn<'h> {
         fate: Fate,
         reason: EndReason,
         detail: Option<String>,
-    ) -> Result<Step, String> {
+    ) -> Result<Step, FailClosed> {
         self.out.finish(&self.prefix, &mut cx.out);
         cx.write_out(false);
         self.err.finish(&self.prefix, &mut cx.out);
@@ -815,26 +812,29 @@ impl<'h> Conn<'h> {
             .then(crate::live::kill_note)
             .flatten()
             .map(|n| n.by);
-        cx.audit
-            .write(&Event::SessionEnd {
-                session: &self.session_id,
-                host: &self.host.name,
-                exit_status,
-                exit_signal,
-                reason,
-                detail: detail.as_deref(),
-                duration_ms: self.started.elapsed().as_millis() as u64,
-                bytes_in: 0,
-                bytes_out: self.bytes_out,
-                by: by.as_deref(),
-            })
-            .map_err(|e| audit_failed(&e))?;
+        cx.audit.write(&Event::SessionEnd {
+            session: &self.session_id,
+            host: &self.host.name,
+            exit_status,
+            exit_signal,
+            reason,
+            detail: detail.as_deref(),
+            duration_ms: self.started.elapsed().as_millis() as u64,
+            bytes_in: 0,
+            bytes_out: self.bytes_out,
+            by: by.as_deref(),
+        })?;
         self.close();
         Ok(Step::Done(fate))
     }
 
     /// Stopped from outside (hang-up, Ctrl-C, `gatehouse kill`).
-    fn stop(&mut self, cx: &mut Cx<'_>, reason: EndReason, detail: &str) -> Result<Fate, String> {
+    fn stop(
+        &mut self,
+        cx: &mut Cx<'_>,
+        reason: EndReason,
+        detail: &str,
+    ) -> Result<Fate, FailClosed> {
         let fate = Fate::Ended(format!("stopped: {detail}"));
         if self.exec_written {
             return match self.end(cx, fate, reason, Some(detail.to_string()))? {
@@ -895,7 +895,7 @@ impl Batch<'_> {
         let mut next = 0;
         let mut active: Vec<(usize, Conn)> = Vec::new();
         let mut stop: Option<(EndReason, String)> = None;
-        let mut failed: Option<String> = None;
+        let mut failed: Option<FailClosed> = None;
 
         'batch: loop {
             // 1. Start hosts while there is room.
@@ -927,7 +927,7 @@ impl Batch<'_> {
                             host_key: None,
                             batch: Some(&batch_id),
                         }) {
-                            failed = Some(audit_failed(&ae));
+                            failed = Some(ae.into());
                             break 'batch;
                         }
                         fates[i] = Some(Fate::NotRun(not_reached(&e)));
@@ -1043,12 +1043,14 @@ impl Batch<'_> {
             }
         }
 
-        if let Some(m) = failed {
+        if let Some(e) = failed {
             // Fail closed: nothing more runs; what is in flight is cut.
             for (_, mut c) in active {
                 c.close();
             }
-            crate::say_err!("gatehouse: {m}");
+            // Reported here, once: the admin's detail, the operator's line.
+            crate::report::syslog(&e.to_string());
+            crate::say_err!("gatehouse: {}", e.operator_line());
             return 1;
         }
         let mut all_ok = true;

@@ -41,6 +41,7 @@ use crate::audit::{AuditLog, EndReason, Event};
 use crate::core::command_policy::{Action, CommandPolicy, Who};
 use crate::core::config::{Host, Settings};
 use crate::core::record::PolicyOutcome;
+use crate::operator::error::FailClosed;
 use crate::operator::upstream::{self, ConnectError, PtyRequest, Start, Upstream};
 use crate::recording::{Recorder, SessionInfo};
 use crate::sys::{Sig, SignalPipe};
@@ -75,10 +76,10 @@ pub trait Tap {
 struct RecordingTap(Recorder);
 
 fn recording_error(e: &crate::recording::RecordingError) -> TapError {
-    crate::report::syslog(&e.to_string());
     TapError {
         reason: "recording_failed",
         detail: "the session recording cannot be written".into(),
+        admin: Some(e.to_string()),
     }
 }
 
@@ -101,7 +102,12 @@ impl Tap for RecordingTap {
 pub struct TapError {
     /// The `reason` of the `error` record (`sftp_protocol`, `audit_failed`).
     pub reason: &'static str,
+    /// The `detail` of the `error` record, and what the operator reads.
     pub detail: String,
+    /// The admin's fuller detail (a path, an errno) when `detail` leaves
+    /// it out: for syslog, written where the stream's end is handled
+    /// (`Exec::run`), not where the error is made.
+    pub admin: Option<String>,
 }
 
 #[derive(Debug)]
@@ -498,8 +504,8 @@ pub struct Exec<'a> {
 pub enum ExecOutcome {
     Ended(StreamEnd),
     ConnectFailed(ConnectError),
-    /// The audit trail failed; the message is for the operator.
-    Failed(String),
+    /// A record or the recording could not be written (fail closed).
+    Failed(FailClosed),
     /// A `[[policy]]` rule stopped the command before anything was
     /// connected; the line is for the operator.
     Blocked(String),
@@ -534,14 +540,10 @@ impl ExecOutcome {
                 )),
             },
             ExecOutcome::ConnectFailed(e) => Some(e.operator_line(host)),
-            ExecOutcome::Failed(m) | ExecOutcome::Blocked(m) => Some(m.clone()),
+            ExecOutcome::Failed(e) => Some(e.operator_line().to_string()),
+            ExecOutcome::Blocked(m) => Some(m.clone()),
         }
     }
-}
-
-pub(crate) fn audit_failed(e: &crate::audit::AuditError) -> String {
-    crate::report::syslog(&e.to_string());
-    "the audit log cannot be written; stopped".to_string()
 }
 
 /// `[[policy]]` for a command about to run on `host` without a terminal,
@@ -560,7 +562,7 @@ pub(crate) fn policy_gate(
     host: &Host,
     session: &str,
     command: &str,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, FailClosed> {
     let Some((rule, action, line)) = policy
         .decide(who, host, command, true)
         .map(|d| (d.rule.to_string(), d.action, d.operator_line()))
@@ -577,18 +579,16 @@ pub(crate) fn policy_gate(
         Action::Alert => PolicyOutcome::Allowed,
     };
     let (recorded, length) = crate::core::invocation::recorded_command(command);
-    audit
-        .write(&Event::Policy {
-            session,
-            host: &host.name,
-            rule: &rule,
-            action,
-            outcome,
-            command: &recorded,
-            truncated: length.is_some(),
-            length,
-        })
-        .map_err(|e| audit_failed(&e))?;
+    audit.write(&Event::Policy {
+        session,
+        host: &host.name,
+        rule: &rule,
+        action,
+        outcome,
+        command: &recorded,
+        truncated: length.is_some(),
+        length,
+    })?;
     Ok(match action {
         Action::Deny => Some(line),
         Action::Confirm => Some(format!(
@@ -665,17 +665,15 @@ impl Exec<'_> {
                 match Recorder::create(&settings.log_dir, &info, settings.record_input) {
                     Ok(r) => recorder = Some(r),
                     Err(e) => {
-                        let detail = e.to_string();
-                        crate::report::syslog(&detail);
                         let _ = audit.write(&Event::Error {
                             reason: "recording_failed",
-                            detail: &detail,
+                            detail: &e.to_string(),
                             session: Some(&session_id),
                             host: Some(&host.name),
                             host_key: None,
                             batch: None,
                         });
-                        return Err("the session recording cannot be written; stopped".into());
+                        return Err(FailClosed::Recording(e));
                     }
                 }
             }
@@ -698,7 +696,7 @@ impl Exec<'_> {
                     pid: std::process::id(),
                     boot_id: boot_id.as_deref(),
                 })
-                .map_err(|e| audit_failed(&e))
+                .map_err(FailClosed::Audit)
         };
         let connected = upstream::connect_to(
             host,
@@ -709,7 +707,7 @@ impl Exec<'_> {
         );
         let mut up = match connected {
             Ok(up) => up,
-            Err(ConnectError::Vetoed(m)) => return ExecOutcome::Failed(m),
+            Err(ConnectError::Vetoed(e)) => return ExecOutcome::Failed(e),
             Err(e) => {
                 let detail = e.detail();
                 let mut written = self.audit.write(&Event::Error {
@@ -737,7 +735,7 @@ impl Exec<'_> {
                     });
                 }
                 if let Err(ae) = written {
-                    return ExecOutcome::Failed(audit_failed(&ae));
+                    return ExecOutcome::Failed(ae.into());
                 }
                 return ExecOutcome::ConnectFailed(e);
             }
@@ -769,11 +767,14 @@ impl Exec<'_> {
                 let end = pump(&mut up, self.signals, &cfg, Some(&mut tap));
                 match tap.finish() {
                     Ok(()) => end,
-                    Err(e) => return ExecOutcome::Failed(audit_failed(&e)),
+                    Err(e) => return ExecOutcome::Failed(e.into()),
                 }
             }
         };
         if let Some(te) = &end.tap_error {
+            if let Some(admin) = &te.admin {
+                crate::report::syslog(admin);
+            }
             if let Err(e) = self.audit.write(&Event::Error {
                 reason: te.reason,
                 detail: &te.detail,
@@ -782,7 +783,7 @@ impl Exec<'_> {
                 host_key: None,
                 batch: None,
             }) {
-                return ExecOutcome::Failed(audit_failed(&e));
+                return ExecOutcome::Failed(e.into());
             }
         }
         let killed_by = (end.reason == EndReason::Killed)
@@ -801,7 +802,7 @@ impl Exec<'_> {
             bytes_out: end.bytes_out,
             by: killed_by.as_deref(),
         }) {
-            return ExecOutcome::Failed(audit_failed(&e));
+            return ExecOutcome::Failed(e.into());
         }
         ExecOutcome::Ended(end)
     }
@@ -844,9 +845,13 @@ mod tests {
         assert_eq!(end(EndReason::Exit, None, None).exit_code(), 255);
         assert_eq!(end(EndReason::Disconnect, Some(0), None).exit_code(), 255);
         assert_eq!(end(EndReason::Error, Some(0), None).exit_code(), 255);
+        let failed = ExecOutcome::Failed(FailClosed::Audit(crate::audit::AuditError::NotAFile {
+            path: "/l/alice.jsonl".into(),
+        }));
+        assert_eq!(failed.exit_code(), 1);
         assert_eq!(
-            ExecOutcome::Failed("the audit log cannot be written".into()).exit_code(),
-            1
+            failed.operator_line("web01").as_deref(),
+            Some("the audit log cannot be written; stopped")
         );
     }
 

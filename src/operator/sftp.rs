@@ -55,11 +55,13 @@ impl<'a> AuditTap<'a> {
             return Err(TapError {
                 reason: "sftp_protocol",
                 detail: format!("file transfer stopped: {e}"),
+                admin: None,
             });
         }
         self.write_ops().map_err(|e| TapError {
             reason: "audit_failed",
             detail: e.to_string(),
+            admin: None,
         })
     }
 

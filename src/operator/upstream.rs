@@ -22,6 +22,7 @@ use zeroize::Zeroizing;
 
 use crate::core::config::{Host, HostKeyPolicy, Settings};
 use crate::core::known_hosts::{host_key_prefs, is_revoked, known_hosts_name};
+use crate::operator::error::FailClosed;
 
 /// libssh2's receive window for the session channel. Bounds how much target
 /// output libssh2 may hold for a slow operator (memory), while being large
@@ -100,8 +101,8 @@ pub enum ConnectError {
     Channel(String),
     Interrupted,
     /// The caller's last check before the channel starts said no (the
-    /// `exec` record could not be written); the text is for the operator.
-    Vetoed(String),
+    /// `exec` record or the recording could not be written).
+    Vetoed(FailClosed),
 }
 
 impl ConnectError {
@@ -153,7 +154,7 @@ impl ConnectError {
             },
             ConnectError::Channel(_) => format!("{host} did not open a shell"),
             ConnectError::Interrupted => format!("connecting to {host} was interrupted"),
-            ConnectError::Vetoed(m) => m.clone(),
+            ConnectError::Vetoed(e) => e.operator_line().to_string(),
         }
     }
 
@@ -167,8 +168,8 @@ impl ConnectError {
             | ConnectError::Credentials(s)
             | ConnectError::Auth(s)
             | ConnectError::Agent { detail: s, .. }
-            | ConnectError::Channel(s)
-            | ConnectError::Vetoed(s) => s.clone(),
+            | ConnectError::Channel(s) => s.clone(),
+            ConnectError::Vetoed(e) => e.to_string(),
             ConnectError::HostKeyUnknown { fingerprint } => {
                 format!("host key {fingerprint} is not in known_hosts (policy strict)")
             }
@@ -245,7 +246,7 @@ pub fn connect_to(
     settings: &Settings,
     start: &Start<'_>,
     interrupted: &dyn Fn() -> bool,
-    before_start: &mut dyn FnMut(&str, &str) -> Result<(), String>,
+    before_start: &mut dyn FnMut(&str, &str) -> Result<(), FailClosed>,
 ) -> Result<Upstream, ConnectError> {
     let timeout = settings.connect_timeout;
     let stream = tcp_connect(&host.address, host.port, timeout)?;
@@ -587,7 +588,7 @@ fn agent_login(session: &Session, host: &Host) -> Result<String, ConnectError> {
     // The O_PATH descriptor has done its job once connected (or not).
     drop(sock);
     match connected {
-        Err(privilege) => return Err(refused(privilege)),
+        Err(privilege) => return Err(refused(privilege.to_string())),
         Ok(Err(e)) => return Err(refused(format!("cannot connect: {}", e.message()))),
         Ok(Ok(())) => {}
     }

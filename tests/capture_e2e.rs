@@ -1812,3 +1812,43 @@ fn fake_prompt_drawn_mid_line_does_not_cut_the_record_or_pass_a_deny() {
         [("no-marker".into(), "blocked".into(), cmd)]
     );
 }
+
+/// A key bound to accept-line runs the line with no Enter to hold: the
+/// command is on record once the next prompt shows it ran, before the
+/// next key goes on (unverified), and a deny rule that matches it is on record as
+/// `allowed` — it could not be applied — never silently absent.
+#[test]
+fn a_line_accepted_by_another_key_is_recorded_late_and_flagged() {
+    let Some(mut s) = S::with_toml(DENY_MARKER) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("gh-mark-bound");
+    s.run(r#"bind '"\C-t": accept-line'"#, None);
+    let cmd = format!("touch {}", f.display());
+    s.typed(&cmd);
+    s.send(b"\x14");
+    s.p.expect(PROMPT).unwrap();
+    s.run("echo after-bound", Some("after-bound"));
+    let recs = command_records(&s.gh);
+    let (cmds, done) = s.finish();
+    assert!(
+        f.exists(),
+        "the bound key did not run the line (test set-up)"
+    );
+    assert_eq!(
+        cmds,
+        [
+            r#"bind '"\C-t": accept-line'"#,
+            cmd.as_str(),
+            "echo after-bound",
+            "exit"
+        ]
+    );
+    let late = recs.iter().find(|r| r["command"] == cmd.as_str()).unwrap();
+    assert_eq!(late["verified"], false, "{late}");
+    assert_eq!(
+        policy_records(&done.gh),
+        [("no-marker".into(), "allowed".into(), cmd)]
+    );
+}

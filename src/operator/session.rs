@@ -179,14 +179,37 @@ impl Bookkeeper<'_> {
                 .policy
                 .decide(&self.who, self.host_cfg, &c.text, c.verified)
                 .map(|d| (d.rule.to_string(), d.action, d.operator_line()));
+            // The line may be the rest of one the screen said had run
+            // (capture's `also`: a prompt drawn with no Enter, which a
+            // program can fake). A rule that matches the two joined, and
+            // not the line before alone (that one ran and is on record
+            // already), decides as well; its record shows the joined text.
+            let mut on_record = c.clone();
+            let decision = match (decision, &c.also) {
+                (None, Some(split)) => {
+                    let before = self
+                        .policy
+                        .decide(&self.who, self.host_cfg, &split.before, false)
+                        .map(|d| d.rule.to_string());
+                    self.policy
+                        .decide(&self.who, self.host_cfg, &split.joined, false)
+                        .filter(|d| before.as_deref() != Some(d.rule))
+                        .map(|d| {
+                            on_record.text = split.joined.clone();
+                            on_record.length = split.joined.len();
+                            (d.rule.to_string(), d.action, d.operator_line())
+                        })
+                }
+                (d, _) => d,
+            };
             match decision {
                 None => self.write_command(&c)?,
                 Some((rule, Action::Alert, _)) => {
-                    self.write_policy(&c, &rule, Action::Alert, PolicyOutcome::Allowed)?;
+                    self.write_policy(&on_record, &rule, Action::Alert, PolicyOutcome::Allowed)?;
                     self.write_command(&c)?;
                 }
                 Some((rule, Action::Deny, line)) => {
-                    self.write_policy(&c, &rule, Action::Deny, PolicyOutcome::Blocked)?;
+                    self.write_policy(&on_record, &rule, Action::Deny, PolicyOutcome::Blocked)?;
                     self.capture.blocked(&c.text);
                     release = Release::Block {
                         cancel: CANCEL_LINE.to_vec(),
@@ -204,6 +227,29 @@ impl Bookkeeper<'_> {
             }
         }
         Ok(release)
+    }
+
+    /// Writes commands the capture found after they ran (in the output or
+    /// at the next key): a line accepted by a key other than Enter, an
+    /// editor that exited without one, a multi-line command closed by the
+    /// next prompt. No rule could be applied to them; one that matches is
+    /// on record with `outcome: allowed`, before the command, so that the
+    /// log pipeline sees it.
+    fn flush_late(&mut self) -> Result<(), BooksError> {
+        for r in std::mem::take(&mut self.found) {
+            if let capture::Record::Command(c) = &r {
+                let matched = self
+                    .policy
+                    .decide(&self.who, self.host_cfg, &c.text, c.verified)
+                    .map(|d| (d.rule.to_string(), d.action));
+                if let Some((rule, action)) = matched {
+                    self.write_policy(c, &rule, action, PolicyOutcome::Allowed)?;
+                }
+            }
+            self.found.push(r);
+            self.flush()?;
+        }
+        Ok(())
     }
 
     /// Writes what the capture found. Called before the Enter that the
@@ -244,12 +290,15 @@ fn report(e: BooksError) -> String {
 
 impl Observer for Bookkeeper<'_> {
     fn input(&mut self, data: &[u8], now: Instant) -> Result<relay::Gate, BooksError> {
+        // Records found at a key are of lines that already ran (one the
+        // shell took with no Enter, a multi-line command its next prompt
+        // closed): late, so checked against the policy for the record only.
         let gate = self.capture.input(data, now, &mut self.found);
         if let Some(r) = &mut self.recording {
             r.input(&data[..gate.consumed])?;
         }
         self.recording_limit()?;
-        self.flush()?;
+        self.flush_late()?;
         Ok(gate)
     }
     fn output(&mut self, data: &[u8], now: Instant) -> Result<(), BooksError> {
@@ -261,7 +310,7 @@ impl Observer for Bookkeeper<'_> {
         if self.found.is_empty() {
             Ok(())
         } else {
-            self.flush()
+            self.flush_late()
         }
     }
     fn resize(&mut self, cols: u16, rows: u16) -> Result<(), BooksError> {
@@ -448,7 +497,7 @@ impl Visit<'_> {
             },
         };
         rec.capture.finish(Instant::now(), &mut rec.found);
-        let flushed = rec.flush();
+        let flushed = rec.flush_late();
         let killed_by = (end.reason == EndReason::Killed)
             .then(crate::live::kill_note)
             .flatten()

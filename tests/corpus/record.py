@@ -651,9 +651,9 @@ def _(s):
 
 @scenario(
     "fake_prompt_mid_line",
-    "a background job draws a fake prompt while a line is typed: the shell runs the whole line; the screen shows only its end after the fake prompt",
-    ["(sleep 1; printf '\\r\\ntgt$ ') &", "echo split-x"],
-    unverified=["echo split-x"],
+    "a background job draws a fake prompt while a line is typed: the shell runs the whole line; the screen shows a prompt after its start and only its end after that. Both halves are recorded unverified (the first when the prompt showed, the second at Enter; policy sees them joined) — never the end alone as verified",
+    ["(sleep 1; printf '\\r\\ntgt$ ') &", "echo sp", "lit-x"],
+    unverified=["echo sp", "lit-x"],
 )
 def _(s):
     s.type("(sleep 1; printf '\\r\\ntgt$ ') &\r")
@@ -662,6 +662,18 @@ def _(s):
     time.sleep(1.2)
     s.settle(0.3, 1.0)
     s.type("lit-x\r")
+
+
+@scenario(
+    "accept_line_rebound",
+    "a key bound to accept-line (bind '\"\\C-t\": accept-line'): the line runs without an Enter; it is recorded when the next prompt shows it ran (unverified), never lost",
+    ["bind '\"\\C-t\": accept-line'", "echo bound-x", "echo next"],
+    unverified=["echo bound-x", "echo next"],
+)
+def _(s):
+    s.type("bind '\"\\C-t\": accept-line'\r")
+    s.type("echo bound-x\x14")
+    s.type("echo next\r")
 
 
 def main(names):

@@ -622,6 +622,14 @@ impl Keys {
         KeyEvent::None
     }
 
+    /// The shell accepted the line without an Enter reaching us (a key
+    /// bound to accept-line): take it as it stands and start afresh.
+    pub fn accepted_elsewhere(&mut self) -> Line {
+        self.after_cr = false;
+        self.searching = false;
+        self.take_line()
+    }
+
     fn enter(&mut self) -> KeyEvent {
         self.after_cr = true;
         self.searching = false;

@@ -85,6 +85,19 @@ pub struct Command {
     /// The screen confirmed the line the shell received.
     pub verified: bool,
     pub source: Source,
+    /// What the shell may hold instead: the line before, whose end only
+    /// the screen reported (a prompt drawn with no Enter, which a program
+    /// can fake), joined to this one. Policy checks it too; never recorded.
+    pub also: Option<Split>,
+}
+
+/// A line that may be the rest of the one before it (see `Command::also`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Split {
+    /// The line before, as the keys typed it (already on record).
+    pub before: String,
+    /// `before` and this line joined, as the shell would hold them.
+    pub joined: String,
 }
 
 /// What one decided Enter (or a late discovery) puts on record.
@@ -200,6 +213,13 @@ pub struct Capture {
     /// Smoothed key → output delay (the echo round trip).
     rtt: Duration,
     alt_before: bool,
+    /// Output since the last key held a line feed: the shell may have
+    /// moved on to a new line (see `accepted_without_enter`).
+    lf_since_key: bool,
+    /// The text of a line taken as accepted without an Enter: until the
+    /// next decided Enter, the shell may still hold it (the prompt that
+    /// said otherwise may have been drawn by a program).
+    split_from: Option<String>,
 }
 
 impl Capture {
@@ -223,6 +243,8 @@ impl Capture {
             after_enter: false,
             rtt: Duration::from_millis(20),
             alt_before: false,
+            lf_since_key: false,
+            split_from: None,
         }
     }
 
@@ -253,6 +275,9 @@ impl Capture {
                 forward: 0,
                 consumed: 0,
             };
+        }
+        if !bytes.is_empty() && self.keys.at_key_boundary() {
+            self.record_accepted_without_enter(out);
         }
         let mut seq_start = 0;
         for (i, &b) in bytes.iter().enumerate() {
@@ -301,6 +326,7 @@ impl Capture {
     fn key_sent(&mut self, now: Instant) {
         self.last_key = Some(now);
         self.out_since_key = false;
+        self.lf_since_key = false;
     }
 
     /// The operator began a line: remember what the screen shows as its
@@ -425,7 +451,29 @@ impl Capture {
         }
         let length = text.len() + h.line.lost_bytes;
         let prompt = h.start.prompt.clone().unwrap_or_default();
+        // After a line taken as accepted without an Enter, this one may be
+        // its continuation (the "prompt" in between a program's drawing):
+        // unverified, and the policy also sees the two joined.
+        let split = self.split_from.take();
+        let verified = verified && split.is_none();
+        let before = out.len();
         self.command(text, length, verified, source, prompt, out);
+        if let Some(prev) = split {
+            let rest = if h.line.text.trim().is_empty() {
+                None
+            } else {
+                Some(h.line.text.as_str())
+            };
+            for r in &mut out[before..] {
+                if let Record::Command(c) = r {
+                    let rest = rest.unwrap_or(c.text.as_str());
+                    c.also = Some(Split {
+                        joined: bound_split(format!("{prev}{rest}")),
+                        before: prev.clone(),
+                    });
+                }
+            }
+        }
         true
     }
 
@@ -745,6 +793,9 @@ impl Capture {
             return;
         }
         self.screen.feed(bytes);
+        if bytes.contains(&b'\n') {
+            self.lf_since_key = true;
+        }
         if let Some(ed) = &mut self.editor {
             let alt = self.screen.alternate();
             if alt {
@@ -762,6 +813,69 @@ impl Capture {
             }
         }
         self.alt_before = self.screen.alternate();
+    }
+
+    /// A line the shell took with no Enter (see `accepted_without_enter`)
+    /// goes on record, late and unverified. Checked when the next key
+    /// comes (by then a redraw split across reads has arrived) and at the
+    /// end.
+    fn record_accepted_without_enter(&mut self, out: &mut Vec<Record>) {
+        if !self.accepted_without_enter() {
+            return;
+        }
+        // A key other than Enter ran the line (`bind '"\C-t":
+        // accept-line'`, zsh's accept-and-hold): it was never held, so
+        // it is recorded now that the next prompt shows it ran —
+        // late and unverified, but never lost.
+        let line = self.keys.accepted_elsewhere();
+        let prompt = self.start.take().and_then(|s| s.prompt).unwrap_or_default();
+        // The key that accepted the line is no text; readline's model
+        // of the line is the best the keys give.
+        let text = match line.text.trim() {
+            "" => key_text(&line),
+            t => t.to_string(),
+        };
+        if !text.trim().is_empty() {
+            let length = text.len() + line.lost_bytes;
+            // Untrimmed: a blank typed before the "prompt" is part of
+            // what the shell may hold.
+            let mut split = self.split_from.take().unwrap_or_default();
+            split.push_str(if line.text.trim().is_empty() {
+                &text
+            } else {
+                &line.text
+            });
+            self.split_from = Some(bound_split(split));
+            self.command(text, length, false, Source::Keys, prompt, out);
+        }
+    }
+
+    /// The shell took the open line and drew its next prompt, though no
+    /// Enter came: keys were typed at a shell's prompt, output since the
+    /// last of them went down a line, and the cursor now stands right after
+    /// that same prompt with nothing to its right. A line cleared in place
+    /// (Ctrl-U, vi `dd`) never goes down a line; a redraw (Ctrl-L, a job
+    /// notice) draws the typed text again after the prompt.
+    fn accepted_without_enter(&self) -> bool {
+        if !self.lf_since_key
+            || self.held.is_some()
+            || self.editor.is_some()
+            || self.keys.is_fresh()
+            || self.screen.alternate()
+        {
+            return false;
+        }
+        let Some(start) = &self.start else {
+            return false;
+        };
+        let Some(p) = start.prompt.as_deref() else {
+            return false;
+        };
+        if p.trim().is_empty() || !self.is_shell_prompt(p) || self.screen.before_cursor() != p {
+            return false;
+        }
+        let right = self.screen.right_of_cursor();
+        right.is_empty() || right == start.rprompt
     }
 
     /// A decided command was blocked (policy) and the relay sent the target
@@ -801,6 +915,28 @@ impl Capture {
         let _ = now;
         // A held Enter was never forwarded: nothing of it ran.
         self.held = None;
+        self.record_accepted_without_enter(out);
+        // Keys typed at a shell's prompt, then output that went down a line
+        // and the end: a key bound to accept-line may have run them with
+        // an `exit` (no prompt followed to show it). Unverified, not lost.
+        let began_at_shell = self.start.as_ref().is_some_and(|s| {
+            s.prompt
+                .as_deref()
+                .is_some_and(|p| !p.trim().is_empty() && self.is_shell_prompt(p))
+        });
+        if began_at_shell && self.lf_since_key && !self.keys.is_fresh() && !self.screen.alternate()
+        {
+            let line = self.keys.accepted_elsewhere();
+            let text = match line.text.trim() {
+                "" => key_text(&line),
+                t => t.to_string(),
+            };
+            if !text.is_empty() {
+                let length = text.len() + line.lost_bytes;
+                let prompt = self.start.take().and_then(|s| s.prompt).unwrap_or_default();
+                self.command(text, length, false, Source::Keys, prompt, out);
+            }
+        }
         if let Some(m) = self.multi.take() {
             if !m.cancelled {
                 out.push(Record::Command(bounded(m.text, m.length, false, m.source)));
@@ -914,6 +1050,19 @@ fn collapse(s: &str) -> String {
 
 /// Bounds a command's text: over [`MAX_COMMAND_BYTES`], the first and last
 /// [`KEEP_BYTES`] joined by `…`.
+/// A split candidate is only for the policy: keep it within the command
+/// bound (its end, where the joined text is).
+fn bound_split(mut text: String) -> String {
+    if text.len() > MAX_COMMAND_BYTES {
+        let mut cut = text.len() - MAX_COMMAND_BYTES;
+        while !text.is_char_boundary(cut) {
+            cut += 1;
+        }
+        text.drain(..cut);
+    }
+    text
+}
+
 fn bounded(mut text: String, length: usize, verified: bool, source: Source) -> Command {
     let length = length.max(text.len());
     let truncated = length > MAX_COMMAND_BYTES || text.len() > MAX_COMMAND_BYTES;
@@ -942,6 +1091,7 @@ fn bounded(mut text: String, length: usize, verified: bool, source: Source) -> C
         length,
         verified,
         source,
+        also: None,
     }
 }
 
@@ -1261,6 +1411,100 @@ mod tests {
             self.cap.finish(self.t, &mut self.out);
             texts(&self.out)
         }
+    }
+
+    /// Type `text` key by key at the prompt, each echoed.
+    fn typed(sim: &mut Sim, text: &str) {
+        for b in text.bytes() {
+            sim.keys(&[b]);
+            sim.screen(&[b]);
+        }
+    }
+
+    #[test]
+    fn a_line_accepted_by_another_key_is_recorded_when_its_prompt_shows() {
+        let mut sim = Sim::new();
+        sim.screen(b"tgt$ ");
+        typed(&mut sim, "echo one");
+        sim.keys(b"\r");
+        sim.screen(b"\r\none\r\ntgt$ ");
+        typed(&mut sim, "echo bound");
+        // Ctrl-T bound to accept-line: no Enter, the shell runs the line.
+        sim.keys(b"\x14");
+        sim.screen(b"\r\nbound\r\ntgt$ ");
+        // The next key finds the line gone to the shell.
+        sim.keys(b"e");
+        sim.screen(b"e");
+        let now: Vec<(String, bool)> = sim
+            .out
+            .iter()
+            .filter_map(|r| match r {
+                Record::Command(c) => Some((c.text.clone(), c.verified)),
+                Record::Hidden { .. } => None,
+            })
+            .collect();
+        assert_eq!(
+            now,
+            [
+                ("echo one".to_string(), true),
+                ("echo bound".to_string(), false)
+            ],
+            "on record before the next key goes on, unverified"
+        );
+        // The next line may be its continuation (a faked prompt): the
+        // joined text goes with it for the policy.
+        typed(&mut sim, "cho next");
+        sim.keys(b"\r");
+        sim.screen(b"\r\nnext\r\ntgt$ ");
+        sim.wait(10);
+        let Some(Record::Command(c)) = sim.out.last() else {
+            panic!("no record: {:?}", sim.out)
+        };
+        assert_eq!(c.text, "echo next");
+        assert!(!c.verified);
+        assert_eq!(
+            c.also
+                .as_ref()
+                .map(|s| (s.before.as_str(), s.joined.as_str())),
+            Some(("echo bound", "echo boundecho next"))
+        );
+        assert_eq!(sim.done(), ["echo one", "echo bound", "echo next"]);
+    }
+
+    #[test]
+    fn a_line_cleared_in_place_or_redrawn_is_not_taken_as_run() {
+        let mut sim = Sim::new();
+        sim.screen(b"tgt$ ");
+        typed(&mut sim, "echo one");
+        sim.keys(b"\r");
+        sim.screen(b"\r\none\r\ntgt$ ");
+        // vi `dd`: the line is cleared in place, no line feed.
+        typed(&mut sim, "echo gone");
+        sim.keys(b"\x1bdd");
+        sim.screen(b"\r\x1b[Ktgt$ ");
+        // A job notice redraws prompt and line below: the text is still
+        // there after the prompt.
+        sim.screen(b"\r\n[1]+  Done   sleep 1\r\ntgt$ ");
+        sim.screen(b"partial");
+        sim.keys(b"x");
+        assert!(
+            sim.out.len() == 1,
+            "nothing but the first command: {:?}",
+            sim.out
+        );
+    }
+
+    #[test]
+    fn a_line_run_by_another_key_with_exit_is_recorded_at_the_end() {
+        let mut sim = Sim::new();
+        sim.screen(b"tgt$ ");
+        typed(&mut sim, "echo one");
+        sim.keys(b"\r");
+        sim.screen(b"\r\none\r\ntgt$ ");
+        typed(&mut sim, "echo last; exit");
+        sim.keys(b"\x14");
+        sim.screen(b"\r\nlast\r\nexit\r\n");
+        assert_eq!(sim.done(), ["echo one", "echo last; exit"]);
     }
 
     #[test]

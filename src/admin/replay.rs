@@ -26,6 +26,7 @@ use super::args::{Arg, Args};
 use super::escapes::{self, ReplayFilter};
 use super::{log_dir_from_config, AdminError};
 use crate::audit::reader::{JsonlReader, Line};
+use crate::core::record::read::Body;
 use crate::tty::RawMode;
 
 pub const USAGE: &str = "\
@@ -325,9 +326,9 @@ impl EndWatch {
             return false;
         };
         while let Ok(Some(line)) = r.next_line() {
-            if let Line::Record { value, .. } = line {
-                if value.get("event").and_then(|e| e.as_str()) == Some("session_end")
-                    && value.get("session").and_then(|s| s.as_str()) == Some(self.session.as_str())
+            if let Line::Record { record, .. } = line {
+                if matches!(record.body, Body::SessionEnd(_))
+                    && record.session() == Some(self.session.as_str())
                 {
                     self.done = true;
                     return true;

@@ -412,6 +412,7 @@ mod tests {
 
     /// One of each event the writer writes. The match has no wildcard arm:
     /// a new `Event` variant does not compile until it has a sample here.
+    /// Long because it is a table: one entry per event, every field set.
     fn samples() -> Vec<Event<'static>> {
         let all = vec![
             Event::Login {
@@ -597,7 +598,8 @@ mod tests {
         assert_eq!(names, EVENTS, "one sample per event of the schema");
     }
 
-    /// The typed fields equal what the writer wrote.
+    /// The typed fields equal what the writer wrote. Long because it is a
+    /// table: every field of every event, written → read.
     fn assert_fields(event: &Event<'_>, body: &Body) {
         let s = |x: &str| x.to_string();
         let want = match *event {

@@ -6,8 +6,8 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 
 use super::super::AdminError;
-use super::jsonl_files;
 use super::options::Opts;
+use super::{jsonl_files, visible};
 use crate::audit::abandoned;
 
 pub(super) fn check(opts: &Opts, dir: &[PathBuf]) -> Result<i32, AdminError> {
@@ -22,10 +22,10 @@ pub(super) fn check(opts: &Opts, dir: &[PathBuf]) -> Result<i32, AdminError> {
                         out,
                         "{}: closed session {} ({}@{}): {}",
                         p.display(),
-                        c.session,
-                        c.user,
-                        c.host,
-                        c.detail
+                        visible(&c.session, 64),
+                        visible(&c.user, 32),
+                        visible(&c.host, 64),
+                        visible(&c.detail, 300)
                     )?;
                 }
                 total += closed.len();

@@ -141,7 +141,7 @@ fn detail(rec: &Record) -> String {
         Body::InputHidden(i) => format!("(hidden input at {:?})", visible(&i.prompt, 200)),
         Body::Login(l) => format!(
             "{} (pid {})",
-            l.mode,
+            visible(&l.mode, 32),
             l.pid.map(|p| p.to_string()).unwrap_or_default()
         ),
         Body::Logout(l) => {
@@ -177,8 +177,8 @@ fn detail(rec: &Record) -> String {
             d
         }
         Body::File(f) => file(f),
-        Body::Denied(d) => format!("{}: {}", d.reason, visible(&d.request, 300)),
-        Body::Error(e) => format!("{}: {}", e.reason, visible(&e.detail, 300)),
+        Body::Denied(d) => format!("{}: {}", visible(&d.reason, 64), visible(&d.request, 300)),
+        Body::Error(e) => format!("{}: {}", visible(&e.reason, 64), visible(&e.detail, 300)),
         Body::Seal(s) => format!(
             "epoch {} of key {}, {} chain(s)",
             s.epoch.unwrap_or(0),
@@ -202,7 +202,7 @@ fn session_end(e: &crate::core::record::read::SessionEnd) -> String {
     };
     let mut d = format!(
         "{}{status} after {}, {bytes}",
-        e.reason,
+        visible(&e.reason, 64),
         human_ms(e.duration_ms.unwrap_or(0)),
     );
     if let Some(x) = &e.detail {
@@ -212,7 +212,7 @@ fn session_end(e: &crate::core::record::read::SessionEnd) -> String {
 }
 
 fn file(f: &crate::core::record::read::File) -> String {
-    let mut d = format!("{} {}", f.op, visible(&f.path, 1000));
+    let mut d = format!("{} {}", visible(&f.op, 32), visible(&f.path, 1000));
     if let Some(to) = &f.to {
         d.push_str(&format!(" → {}", visible(to, 1000)));
     }
@@ -412,5 +412,25 @@ mod tests {
             [r.bytes.as_slice(), b"\n"].concat(),
             "--json: as stored"
         );
+    }
+
+    /// Regression: every text the table takes from a record is escaped,
+    /// the fields the writer fills from a fixed set (mode, reason, op)
+    /// too — a forged or damaged line must not drive the terminal.
+    #[test]
+    fn fixed_set_fields_are_escaped_too() {
+        let evil = "x\u{1b}]52;c;AAAA\u{7}";
+        let records = [
+            rec!({"event":"login","mode":evil,"pid":1}),
+            rec!({"event":"session_end","reason":evil,"duration_ms":1}),
+            rec!({"event":"denied","reason":evil,"request":"r"}),
+            rec!({"event":"error","reason":evil,"detail":"d"}),
+            rec!({"event":"file","op":evil,"path":"/p"}),
+        ];
+        for r in &records {
+            let d = detail(r);
+            assert!(!d.contains('\u{1b}') && !d.contains('\u{7}'), "{d:?}");
+            assert!(d.contains("x\\u{1b}]52;c;AAAA\\u{7}"), "{d:?}");
+        }
     }
 }

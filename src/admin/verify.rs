@@ -1020,4 +1020,82 @@ mod tests {
         assert!(text.contains("\"reason\":\"seal_failed\""), "{text}");
         assert!(text.contains("\"event\":\"logout\""), "{text}");
     }
+
+    /// Forward compatibility: a newer writer's records (an event and
+    /// fields this version does not know) are chain-checked over their
+    /// bytes as stored, and an edit inside an unknown field is caught.
+    #[test]
+    fn a_newer_writers_records_are_verified() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = AuditLog::open(dir.path(), "alice", "L1", "local").unwrap();
+        session(&mut log, "S1", &["ls"]);
+        let p = dir.path().join("alice.jsonl");
+        let first = format!(
+            r#"{{"v":1,"ts":"2026-12-01T10:00:00.000Z","event":"port_forward","user":"alice","login":"L2","client":"local","session":"S2","host":"web01","listen":{{"addr":"127.0.0.1","port":8080}},"n":1,"prev":"{}"}}"#,
+            crate::core::chain::GENESIS
+        );
+        let second = format!(
+            r#"{{"v":1,"ts":"2026-12-01T10:00:01.000Z","event":"session_end","user":"alice","login":"L2","client":"local","session":"S2","host":"web01","exit_status":0,"reason":"exit","duration_ms":1000,"bytes_in":0,"bytes_out":0,"energy_j":1.5,"n":2,"prev":"{}"}}"#,
+            hash_line(first.as_bytes())
+        );
+        let mut text = std::fs::read_to_string(&p).unwrap();
+        text.push_str(&format!("{first}\n{second}\n"));
+        std::fs::write(&p, &text).unwrap();
+        let run = || {
+            let mut out = Vec::new();
+            let code = verify_into(
+                &mut out,
+                &VerifyOpts {
+                    files: std::slice::from_ref(&p),
+                    keys: &[],
+                    key_file: None,
+                    skipped_compressed: 0,
+                },
+            )
+            .unwrap();
+            (code, String::from_utf8(out).unwrap())
+        };
+        let (code, report) = run();
+        assert_eq!(code, 0, "{report}");
+        assert!(
+            report.contains(": OK: 7 chained record(s) checked, 0 broken chain(s)"),
+            "{report}"
+        );
+        std::fs::write(&p, text.replace("\"port\":8080", "\"port\":8081")).unwrap();
+        let (code, report) = run();
+        assert_eq!(code, 1, "{report}");
+        assert!(
+            report.contains(":7: session S2: `prev` does not match the hash of line 6"),
+            "{report}"
+        );
+    }
+
+    /// A line with a field twice is reported, not read one way or the
+    /// other (jq takes the last copy, other parsers the first).
+    #[test]
+    fn a_repeated_field_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = AuditLog::open(dir.path(), "alice", "L1", "local").unwrap();
+        session(&mut log, "S1", &["ls", "id"]);
+        let p = dir.path().join("alice.jsonl");
+        let text = std::fs::read_to_string(&p).unwrap().replace(
+            "\"command\":\"id\"",
+            "\"command\":\"id\",\"command\":\"rm -rf /\"",
+        );
+        std::fs::write(&p, text).unwrap();
+        let mut out = Vec::new();
+        let o = VerifyOpts {
+            files: std::slice::from_ref(&p),
+            keys: &[],
+            key_file: None,
+            skipped_compressed: 0,
+        };
+        assert_eq!(verify_into(&mut out, &o).unwrap(), 1);
+        let report = String::from_utf8(out).unwrap();
+        assert!(
+            report.contains(":4: not a record (duplicate field `command`"),
+            "{report}"
+        );
+        assert!(report.contains("BROKEN"), "{report}");
+    }
 }

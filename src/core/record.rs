@@ -1,5 +1,7 @@
 //! The JSONL record types: the contract with every log pipeline downstream
 //! (docs/audit-format.md). Add fields freely; never rename or remove one.
+//! The writer's types are here; `read` is the one typed reader every tool
+//! reads the trail back with.
 #![forbid(unsafe_code)]
 
 pub mod read;

@@ -8,10 +8,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::super::AdminError;
 use super::options::Opts;
 use super::table::Printer;
 use super::{jsonl_files, next_record, read_err};
+use crate::admin::AdminError;
 use crate::audit::reader::JsonlReader;
 
 /// A file being followed, and which file it is (rotation makes a new one).

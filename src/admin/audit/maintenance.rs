@@ -5,9 +5,9 @@
 use std::io::{self, Write};
 use std::path::PathBuf;
 
-use super::super::AdminError;
 use super::options::Opts;
 use super::{jsonl_files, visible};
+use crate::admin::{files, verify as chains, AdminError};
 use crate::audit::abandoned;
 
 pub(super) fn check(opts: &Opts, dir: &[PathBuf]) -> Result<i32, AdminError> {
@@ -43,7 +43,7 @@ pub(super) fn check(opts: &Opts, dir: &[PathBuf]) -> Result<i32, AdminError> {
 pub(super) fn verify(opts: &Opts, dirs: &[PathBuf]) -> Result<i32, AdminError> {
     let mut keys = Vec::new();
     for k in &opts.keys {
-        keys.push(super::super::files::verification_key(k)?);
+        keys.push(files::verification_key(k)?);
     }
     // The key file: as given, or this bastion's own (reading the config's
     // log_dir means we are on the bastion).
@@ -51,12 +51,11 @@ pub(super) fn verify(opts: &Opts, dirs: &[PathBuf]) -> Result<i32, AdminError> {
         (Some(p), _) => Some(p.clone()),
         // Missing, it fails verification: a deleted key file hides a cut
         // of the newest seals.
-        (None, true) => super::super::seal_key_from_config(opts.config.clone()).ok(),
+        (None, true) => crate::admin::seal_key_from_config(opts.config.clone()).ok(),
         (None, false) => None,
     };
-    let (files, skipped_compressed) =
-        super::super::files::jsonl_files(dirs, &opts.filter.users, true)?;
-    super::super::verify::verify(&super::super::verify::VerifyOpts {
+    let (files, skipped_compressed) = files::jsonl_files(dirs, &opts.filter.users, true)?;
+    chains::verify(&chains::VerifyOpts {
         files: &files,
         keys: &keys,
         key_file: key_file.as_deref(),

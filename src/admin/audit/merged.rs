@@ -7,11 +7,11 @@ use std::collections::BinaryHeap;
 use std::io::{self, Write};
 use std::path::PathBuf;
 
-use super::super::AdminError;
 use super::follow::follow;
 use super::options::Opts;
 use super::table::Printer;
 use super::{corrupt, jsonl_files, next_record, read_err};
+use crate::admin::AdminError;
 use crate::audit::reader::JsonlReader;
 use crate::core::record::read::Record;
 

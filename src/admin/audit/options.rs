@@ -7,8 +7,8 @@ use std::ffi::OsString;
 use std::io::{self, IsTerminal};
 use std::path::PathBuf;
 
-use super::super::args::{Arg, Args};
-use super::super::filter::{parse_when, ts_key, Filter};
+use crate::admin::args::{Arg, Args};
+use crate::admin::filter::{parse_when, ts_key, Filter};
 use crate::core::record::EVENTS;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,10 +5,10 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-use super::super::ids::{self, Lookup};
-use super::super::AdminError;
 use super::options::Opts;
 use super::{jsonl_files, read_err, visible};
+use crate::admin::ids::{self, Lookup};
+use crate::admin::AdminError;
 use crate::audit::reader::{JsonlReader, Line};
 
 /// Each `--session` as typed → the full id it names (`ids::lookup`: a

@@ -5,7 +5,7 @@
 
 use std::io::{self, Write};
 
-use super::super::ids;
+use crate::admin::ids;
 use crate::core::record::read::{Body, Record};
 
 pub(super) struct Printer {
@@ -115,7 +115,7 @@ pub fn visible(text: &str, max: usize) -> String {
         match c {
             '\n' => out.push_str(" ⏎ "),
             '\t' => out.push(' '),
-            c if c.is_control() || super::super::escapes::is_format_char(c) => {
+            c if c.is_control() || crate::admin::escapes::is_format_char(c) => {
                 out.push_str(&c.escape_default().to_string())
             }
             c => out.push(c),

@@ -99,17 +99,6 @@ pub fn host_name() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-/// A `seal` record: the common fields, what it covers, and its tag.
-#[derive(serde::Serialize)]
-struct SealRecord<'a> {
-    #[serde(flatten)]
-    common: record::Common<'a>,
-    key_id: &'a str,
-    epoch: u64,
-    chains: &'a [seal::Covered],
-    mac: &'a str,
-}
-
 impl AuditLog {
     /// Opens (creating, mode 0640) `<log_dir>/<user>.jsonl` for appending.
     /// `user` must already be a safe file name (see `identity`).
@@ -312,7 +301,7 @@ impl AuditLog {
                 chains: &chains,
             };
             let mac = ratchet.tag(&body.bytes());
-            let mut line = serde_json::to_vec(&SealRecord {
+            let mut line = serde_json::to_vec(&record::SealRecord {
                 common,
                 key_id,
                 epoch: ratchet.epoch,
@@ -554,8 +543,9 @@ mod tests {
             chain::hash_line(lines[0].as_bytes()).as_str()
         );
         let mut v = chain::Verifier::new();
-        for (i, (l, r)) in lines.iter().zip(&recs).enumerate() {
-            assert_eq!(v.feed(i as u64 + 1, l.as_bytes(), r), None);
+        for (i, l) in lines.iter().enumerate() {
+            let r = record::read::Record::parse(l.as_bytes().to_vec()).unwrap();
+            assert_eq!(v.feed(i as u64 + 1, &r), None);
         }
     }
 

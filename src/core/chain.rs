@@ -15,6 +15,8 @@ use std::fmt::Write as _;
 
 use sha2::{Digest, Sha256};
 
+use super::record::read::{Body, Record};
+
 /// `prev` of the first record of a chain.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -44,13 +46,6 @@ impl Link {
             None => (1, GENESIS.to_string()),
         }
     }
-}
-
-/// The chain a record belongs to: `session` if present, else `login`.
-pub fn chain_of(rec: &serde_json::Value) -> Option<&str> {
-    rec.get("session")
-        .and_then(|s| s.as_str())
-        .or_else(|| rec.get("login").and_then(|s| s.as_str()))
 }
 
 /// A broken link: what is wrong, at which line.
@@ -85,28 +80,23 @@ impl Verifier {
         Verifier::default()
     }
 
-    /// One line (its bytes as stored, and its parsed value).
-    pub fn feed(&mut self, line_no: u64, bytes: &[u8], rec: &serde_json::Value) -> Option<Break> {
+    /// One record, in file order (its hash is taken over `rec.bytes`, the
+    /// line exactly as stored).
+    pub fn feed(&mut self, line_no: u64, rec: &Record) -> Option<Break> {
         // A seal stands outside the chains it covers (its MAC and its
         // epoch protect it: audit::seal).
-        if rec.get("event").and_then(|e| e.as_str()) == Some("seal") {
+        if matches!(rec.body, Body::Seal(_)) {
             return None;
         }
-        let Some(chain) = chain_of(rec) else {
-            self.unchained += 1;
-            return None;
-        };
-        let (Some(n), Some(prev)) = (
-            rec.get("n").and_then(|v| v.as_u64()),
-            rec.get("prev").and_then(|v| v.as_str()),
-        ) else {
+        let (Some(chain), Some(n), Some(prev)) =
+            (rec.chain(), rec.head.n, rec.head.prev.as_deref())
+        else {
             self.unchained += 1;
             return None;
         };
         self.checked += 1;
-        let hash = hash_line(bytes);
-        let event = rec.get("event").and_then(|v| v.as_str()).unwrap_or("");
-        let closes = event == "session_end" || (event == "logout" && rec.get("session").is_none());
+        let hash = hash_line(&rec.bytes);
+        let closes = rec.closes_chain();
         let brk = |what: String| Break {
             line: line_no,
             chain: chain.to_string(),
@@ -205,8 +195,8 @@ mod tests {
             .iter()
             .enumerate()
             .filter_map(|(i, l)| {
-                let rec: serde_json::Value = serde_json::from_slice(l).unwrap();
-                v.feed(i as u64 + 1, l, &rec)
+                let rec = Record::parse(l.clone()).unwrap();
+                v.feed(i as u64 + 1, &rec)
             })
             .collect()
     }

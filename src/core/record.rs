@@ -1,12 +1,33 @@
 //! The JSONL record types: the contract with every log pipeline downstream
 //! (docs/audit-format.md). Add fields freely; never rename or remove one.
+//! The writer's types are here; `read` is the one typed reader every tool
+//! reads the trail back with.
 #![forbid(unsafe_code)]
 
-use serde::Serialize;
+pub mod read;
+
+use serde::{Deserialize, Serialize};
 
 use crate::core::command_policy::Action;
 
 pub const SCHEMA_VERSION: u32 = 1;
+
+/// Every event a record may carry, as docs/audit-format.md lists them
+/// (`gatehouse audit --event` takes these). `read::Body` reads each one.
+pub const EVENTS: [&str; 12] = [
+    "login",
+    "logout",
+    "session_start",
+    "command",
+    "input_hidden",
+    "policy",
+    "exec",
+    "file",
+    "session_end",
+    "denied",
+    "error",
+    "seal",
+];
 
 /// Fields every record carries; the event-specific ones follow them.
 #[derive(Debug, Serialize)]
@@ -297,6 +318,28 @@ struct Record<'a> {
     event: &'a Event<'a>,
     #[serde(flatten)]
     chain: Chain<'a>,
+}
+
+/// One chain as a seal covers it: its id, its last record's `n`, and the
+/// SHA-256 of that record's line (so every record before it too, through
+/// the hash chain).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Covered {
+    pub chain: String,
+    pub n: u64,
+    pub hash: String,
+}
+
+/// A `seal` record (audit::seal): the common fields, what it covers, and
+/// its tag. No `n`/`prev`: it stands outside the chains it covers.
+#[derive(Debug, Serialize)]
+pub struct SealRecord<'a> {
+    #[serde(flatten)]
+    pub common: Common<'a>,
+    pub key_id: &'a str,
+    pub epoch: u64,
+    pub chains: &'a [Covered],
+    pub mac: &'a str,
 }
 
 /// One record as a JSON line, newline included.

@@ -1852,3 +1852,64 @@ fn a_line_accepted_by_another_key_is_recorded_late_and_flagged() {
         [("no-marker".into(), "allowed".into(), cmd)]
     );
 }
+
+/// Lines the shell fills in or runs itself are on record: bash's Ctrl-O
+/// runs a recalled line and loads the next, which a bare Enter then runs;
+/// zsh's accept-and-hold (Alt-a) runs the line and keeps it for editing.
+#[test]
+fn lines_the_shell_fills_in_or_runs_itself_are_recorded() {
+    let Some(mut s) = S::start() else { return };
+    s.run("echo o1", Some("o1"));
+    s.run("echo o2", Some("o2"));
+    s.send([keys::UP, keys::UP].concat());
+    s.cursor_line("tgt$ echo o1");
+    s.send(b"\x0f");
+    s.expect_line("o1");
+    s.cursor_line("tgt$ echo o2");
+    s.enter_expect(Some("o2"));
+    if !Path::new("/usr/bin/zsh").exists() {
+        eprintln!("SKIP (zsh part): zsh not installed");
+        let (cmds, _) = s.finish();
+        assert_eq!(cmds, ["echo o1", "echo o2", "echo o1", "echo o2", "exit"]);
+        return;
+    }
+    s.typed("exec env PS1='z%% ' zsh -f -i");
+    s.enter_until("z% ");
+    s.send("echo held-1");
+    s.screen_until("the line", |t| t.contains("z% echo held-1"));
+    // Alt-a: accept-and-hold runs it and draws it again at the next prompt.
+    s.send(b"\x1ba");
+    s.expect_line("held-1");
+    s.screen_until("the line kept", |t| {
+        t.lines()
+            .last()
+            .is_some_and(|l| l.starts_with("z% echo held-1"))
+            || t.lines().any(|l| l.trim_end() == "z% echo held-1")
+                && t.matches("held-1").count() >= 3
+    });
+    // Kill the kept line, run another.
+    s.send(keys::CTRL_U);
+    s.send("echo other-2");
+    s.screen_until("the other line", |t| t.contains("z% echo other-2"));
+    s.send(keys::ENTER);
+    s.expect_line("other-2");
+    s.p.expect("z% ").unwrap();
+    s.send("exit");
+    s.screen_until("the echo of exit", |t| t.contains("z% exit"));
+    s.send(keys::ENTER);
+    s.p.wait_exit(T).unwrap();
+    let cmds = commands(&s.gh);
+    assert_eq!(
+        cmds,
+        [
+            "echo o1",
+            "echo o2",
+            "echo o1",
+            "echo o2",
+            "exec env PS1='z%% ' zsh -f -i",
+            "echo held-1",
+            "echo other-2",
+            "exit"
+        ]
+    );
+}

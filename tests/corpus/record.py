@@ -676,6 +676,19 @@ def _(s):
     s.type("echo next\r")
 
 
+@scenario(
+    "ctrl_o_operate",
+    "Ctrl-O (operate-and-get-next) runs a recalled line and loads the next one; Enter then runs that one with no key typed",
+    ["echo o1", "echo o2", "echo o1", "echo o2"],
+    unverified=[],
+)
+def _(s):
+    s.type("echo o1\r")
+    s.type("echo o2\r")
+    s.type(UP + UP + "\x0f")
+    s.type("\r")
+
+
 def main(names):
     for name in names or SCENARIOS:
         description, expected, secret, cols, rows, fn, unverified = SCENARIOS[name]

@@ -187,6 +187,11 @@ enum Verdict {
     /// The screen shows this but it could still be a partial echo: take
     /// it only at the deadline.
     ScreenLate(String),
+    /// Nothing typed, and this after a shell's prompt: a line the shell
+    /// filled in itself (the next history line after Ctrl-O, zsh's
+    /// accept-and-hold or get-line), which the Enter runs. Only the screen
+    /// says so: unverified.
+    Prefilled(String),
     /// Nothing after the prompt.
     NoEcho,
 }
@@ -216,6 +221,9 @@ pub struct Capture {
     /// Output since the last key held a line feed: the shell may have
     /// moved on to a new line (see `accepted_without_enter`).
     lf_since_key: bool,
+    /// Output since the last key switched bracketed paste off: bash's and
+    /// zsh's line editors do that when they hand a line to the shell.
+    editor_left_since_key: bool,
     /// The text of a line taken as accepted without an Enter: until the
     /// next decided Enter, the shell may still hold it (the prompt that
     /// said otherwise may have been drawn by a program).
@@ -244,6 +252,7 @@ impl Capture {
             rtt: Duration::from_millis(20),
             alt_before: false,
             lf_since_key: false,
+            editor_left_since_key: false,
             split_from: None,
         }
     }
@@ -327,6 +336,7 @@ impl Capture {
         self.last_key = Some(now);
         self.out_since_key = false;
         self.lf_since_key = false;
+        self.editor_left_since_key = false;
     }
 
     /// The operator began a line: remember what the screen shows as its
@@ -337,6 +347,16 @@ impl Capture {
             None
         } else {
             let p = self.screen.before_cursor();
+            // A line the shell filled in (Ctrl-O's next history line, zsh's
+            // accept-and-hold) stands after the prompt: the learnt prompt
+            // it begins with is the prompt, the rest is the line.
+            let p = self
+                .prompts
+                .iter()
+                .map(|(q, _)| q.as_str())
+                .filter(|q| !q.trim().is_empty() && p.len() > q.len() && p.starts_with(*q))
+                .max_by_key(|q| q.len())
+                .map_or(p.clone(), str::to_string);
             (p.len() <= MAX_LEARN_PROMPT).then_some(p)
         };
         if let (Some(p), Some(m)) = (&prompt, &self.multi) {
@@ -413,6 +433,7 @@ impl Capture {
             Verdict::Exact(t, src) => (t, true, src),
             Verdict::Screen(t) if settled => (t, true, Source::Screen),
             Verdict::ScreenLate(t) if late => (t, true, Source::Screen),
+            Verdict::Prefilled(t) => (t, false, Source::Screen),
             _ if !late => return false,
             Verdict::Screen(t) | Verdict::ScreenLate(t) => (t, true, Source::Screen),
             Verdict::Other => {
@@ -573,13 +594,7 @@ impl Capture {
         let rl = h.line.text.clone();
         let cooked = String::from_utf8_lossy(&h.line.cooked).into_owned();
         let plain = !h.line.edited && !h.line.unreliable;
-        let mut prefixes: Vec<&str> = Vec::new();
-        if let Some(p) = &h.start.prompt {
-            prefixes.push(p);
-        }
-        for (p, _) in &self.prompts {
-            prefixes.push(p);
-        }
+        let mut prefixes = prefixes_of(h, &self.prompts);
         prefixes.push("");
         if h.line.unreliable {
             // Enter during readline's incremental search accepts the match
@@ -662,6 +677,23 @@ impl Capture {
                     let typed_ahead = h.start.prompt.is_none();
                     if typed_ahead || self.is_shell_prompt(before) {
                         return Verdict::Exact(rl.trim().to_string(), Source::Keys);
+                    }
+                }
+            }
+        }
+        if keys_n.is_empty() && cooked_n.is_empty() && lines_up == 0 {
+            for p in prefixes_of(h, &self.prompts) {
+                let p = p.trim_end();
+                if p.is_empty() || !self.is_shell_prompt(p) {
+                    continue;
+                }
+                // Up to the cursor: a right prompt is no part of it.
+                let Some(shown) = self.screen.text_from_prompt(p, true, 0) else {
+                    continue;
+                };
+                if let Some(rest) = shown.strip_prefix(p) {
+                    if !rest.trim().is_empty() {
+                        return Verdict::Prefilled(rest.trim().to_string());
                     }
                 }
             }
@@ -796,6 +828,9 @@ impl Capture {
         if bytes.contains(&b'\n') {
             self.lf_since_key = true;
         }
+        if bytes.windows(PASTE_OFF.len()).any(|w| w == PASTE_OFF) {
+            self.editor_left_since_key = true;
+        }
         if let Some(ed) = &mut self.editor {
             let alt = self.screen.alternate();
             if alt {
@@ -828,7 +863,19 @@ impl Capture {
         // it is recorded now that the next prompt shows it ran —
         // late and unverified, but never lost.
         let line = self.keys.accepted_elsewhere();
-        let prompt = self.start.take().and_then(|s| s.prompt).unwrap_or_default();
+        let start = self.start.take();
+        let prompt = start
+            .as_ref()
+            .and_then(|s| s.prompt.clone())
+            .unwrap_or_default();
+        // The next line begins at the same prompt, whatever the shell drew
+        // after it (zsh's accept-and-hold draws the line again).
+        if self.screen.cursor_line().starts_with(prompt.trim_end()) {
+            self.start = start.map(|s| Start {
+                prompt: s.prompt,
+                rprompt: self.screen.right_of_cursor(),
+            });
+        }
         // The key that accepted the line is no text; readline's model
         // of the line is the best the keys give.
         let text = match line.text.trim() {
@@ -871,7 +918,15 @@ impl Capture {
         let Some(p) = start.prompt.as_deref() else {
             return false;
         };
-        if p.trim().is_empty() || !self.is_shell_prompt(p) || self.screen.before_cursor() != p {
+        if p.trim().is_empty() || !self.is_shell_prompt(p) {
+            return false;
+        }
+        // The line editor said it handed a line over, and a prompt is
+        // drawn again (zsh's accept-and-hold draws the same line after it).
+        if self.editor_left_since_key && self.screen.cursor_line().starts_with(p.trim_end()) {
+            return true;
+        }
+        if self.screen.before_cursor() != p {
             return false;
         }
         let right = self.screen.right_of_cursor();
@@ -968,6 +1023,19 @@ impl Capture {
     }
 }
 
+/// The prompts a held line may follow: the one it began at, then the
+/// learnt ones.
+fn prefixes_of<'a, T>(h: &'a Held, learnt: &'a [(String, T)]) -> Vec<&'a str> {
+    let mut prefixes: Vec<&str> = Vec::new();
+    if let Some(p) = &h.start.prompt {
+        prefixes.push(p);
+    }
+    for (p, _) in learnt {
+        prefixes.push(p);
+    }
+    prefixes
+}
+
 fn source_of(plain: bool) -> Source {
     if plain {
         Source::Keys
@@ -1050,6 +1118,10 @@ fn collapse(s: &str) -> String {
 
 /// Bounds a command's text: over [`MAX_COMMAND_BYTES`], the first and last
 /// [`KEEP_BYTES`] joined by `…`.
+/// What bash's and zsh's line editors write when they hand a line to the
+/// shell (bracketed paste off, xterm mode 2004).
+const PASTE_OFF: &[u8] = b"\x1b[?2004l";
+
 /// A split candidate is only for the policy: keep it within the command
 /// bound (its end, where the joined text is).
 fn bound_split(mut text: String) -> String {
@@ -1469,6 +1541,30 @@ mod tests {
             Some(("echo bound", "echo boundecho next"))
         );
         assert_eq!(sim.done(), ["echo one", "echo bound", "echo next"]);
+    }
+
+    #[test]
+    fn a_bare_enter_runs_what_the_shell_filled_in_but_never_a_right_prompt() {
+        let mut sim = Sim::new();
+        sim.screen(b"z% \x1b[1;70H[right]\x1b[1;4H");
+        typed(&mut sim, "echo one");
+        sim.keys(b"\r");
+        sim.screen(b"\r\none\r\nz% \x1b[3;70H[right]\x1b[3;4H");
+        // Enter on an empty line: the right prompt is no command.
+        sim.keys(b"\r");
+        sim.screen(b"\r\nz% \x1b[4;70H[right]\x1b[4;4H");
+        sim.wait(3000);
+        assert_eq!(texts(&sim.out), ["echo one"]);
+        // The shell filled the line in (Ctrl-O's next history line): a bare
+        // Enter runs it, on record from the screen, unverified.
+        sim.screen(b"echo two");
+        sim.keys(b"\r");
+        sim.screen(b"\r\ntwo\r\nz% ");
+        sim.wait(10);
+        let Some(Record::Command(c)) = sim.out.last() else {
+            panic!("no record: {:?}", sim.out)
+        };
+        assert_eq!((c.text.as_str(), c.verified), ("echo two", false));
     }
 
     #[test]

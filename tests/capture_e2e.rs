@@ -1913,3 +1913,50 @@ fn lines_the_shell_fills_in_or_runs_itself_are_recorded() {
         ]
     );
 }
+
+/// fish draws an autosuggestion right of the cursor; Enter runs only what
+/// was typed, so the record is the text up to the cursor, not the
+/// suggestion — also after the cursor was moved about.
+#[test]
+fn fish_autosuggestion_is_not_part_of_the_command() {
+    let Some(mut s) = S::start() else { return };
+    if !Path::new("/usr/bin/fish").exists() {
+        eprintln!("SKIP: fish not installed");
+        return;
+    }
+    s.typed("exec fish -N -P -i -C 'function fish_prompt; echo -n \"f> \"; end'");
+    s.enter_until("f> ");
+    s.send("echo suggest-me-1");
+    s.screen_until("the echo", |t| t.contains("f> echo suggest-me-1"));
+    s.send(keys::ENTER);
+    s.expect_line("suggest-me-1");
+    s.p.expect("f> ").unwrap();
+    let left_right = [keys::LEFT, keys::RIGHT].concat();
+    for (typed, out, moves) in [
+        ("echo sugg", "sugg", &b""[..]),
+        ("echo sugges", "sugges", &left_right[..]),
+    ] {
+        s.send(typed);
+        // The suggestion from history is drawn after what was typed.
+        s.screen_until("the autosuggestion", |t| {
+            t.lines()
+                .filter(|l| l.trim_end() == "f> echo suggest-me-1")
+                .count()
+                >= 2
+        });
+        s.send(moves);
+        s.send(keys::ENTER);
+        s.expect_line(out);
+        s.p.expect("f> ").unwrap();
+    }
+    s.send("exit");
+    s.screen_until("the echo of exit", |t| t.contains("f> exit"));
+    s.send(keys::ENTER);
+    s.p.wait_exit(T).unwrap();
+    let cmds = commands(&s.gh);
+    assert_eq!(
+        cmds[1..],
+        ["echo suggest-me-1", "echo sugg", "echo sugges", "exit"],
+        "{cmds:?}"
+    );
+}

@@ -32,6 +32,11 @@ pub struct Line {
     /// Keys whose effect we cannot know were used (history, completion,
     /// reverse search, meta keys, yank): only the screen can tell the text.
     pub unreliable: bool,
+    /// The cursor may stand inside the line (moved left or home, a
+    /// recalled line, meta and vi keys): Enter runs the whole line, text
+    /// right of the cursor included. Otherwise text the screen shows right
+    /// of the cursor was not typed (fish's autosuggestion after a Tab).
+    pub whole: bool,
     /// The last characters typed, when the line only ever grew at its end:
     /// enough to check the echo of a line that was cut.
     pub echo_tail: String,
@@ -146,6 +151,7 @@ pub struct Keys {
     truncated: bool,
     edited: bool,
     unreliable: bool,
+    whole: bool,
     /// The line has seen no byte since it last ended.
     fresh: bool,
     /// Reverse incremental search is active: keys edit the search string.
@@ -188,6 +194,7 @@ impl Keys {
             truncated: false,
             edited: false,
             unreliable: false,
+            whole: false,
             fresh: true,
             searching: false,
             pasting: false,
@@ -248,6 +255,7 @@ impl Keys {
         self.truncated = false;
         self.edited = false;
         self.unreliable = false;
+        self.whole = false;
         self.fresh = true;
         self.searching = false;
         self.tail_len = 0;
@@ -277,6 +285,7 @@ impl Keys {
             truncated: self.truncated,
             edited: self.edited,
             unreliable: self.unreliable,
+            whole: self.whole,
             echo_tail,
             cooked,
             lost_bytes: self.lost,
@@ -469,6 +478,7 @@ impl Keys {
             }
             0x01 => {
                 self.edit();
+                self.whole = true;
                 self.cursor = 0;
                 KeyEvent::None
             }
@@ -499,14 +509,17 @@ impl Keys {
                 // Ctrl-R / Ctrl-S: incremental search; the line becomes what
                 // the search finds, which only the screen shows.
                 self.unreliable = true;
+                self.whole = true;
                 self.searching = true;
                 KeyEvent::None
             }
             _ => {
                 // Tab (completion), Ctrl-Y (yank), Ctrl-T (transpose),
                 // Ctrl-P/N (history), Ctrl-_ (undo), Ctrl-V (quoted insert)…:
-                // effects we do not model; never text.
+                // effects we do not model; never text. All but Tab may leave
+                // the cursor inside the line.
                 self.unreliable = true;
+                self.whole |= b != b'\t';
                 KeyEvent::None
             }
         }
@@ -530,13 +543,15 @@ impl Keys {
             0x1b => {
                 // ESC ESC: the first was a lone Escape (readline: meta prefix).
                 self.unreliable = true;
+                self.whole = true;
                 KeyEvent::None
             }
             _ => {
-                // Meta-key (Alt-b, Alt-., Alt-d…): readline commands we do
-                // not model.
+                // Meta-key (Alt-b, Alt-., Alt-d…) or vi command mode:
+                // commands we do not model.
                 self.esc = Escape::Ground;
                 self.unreliable = true;
+                self.whole = true;
                 KeyEvent::None
             }
         }
@@ -585,6 +600,7 @@ impl Keys {
             (b"", b'C') => self.right(),
             (b"" | b"1", b'H') | (b"1" | b"7", b'~') => {
                 self.edit();
+                self.whole = true;
                 self.cursor = 0;
             }
             (b"" | b"1", b'F') | (b"4" | b"8", b'~') => {
@@ -596,7 +612,10 @@ impl Keys {
             // bind them to something.
             (_, b'~') => self.unreliable = true,
             // Up/Down (history) and anything else we do not model.
-            _ => self.unreliable = true,
+            _ => {
+                self.unreliable = true;
+                self.whole = true;
+            }
         }
     }
 
@@ -611,6 +630,7 @@ impl Keys {
             b'M' => return self.enter(),
             b'H' => {
                 self.edit();
+                self.whole = true;
                 self.cursor = 0;
             }
             b'F' => {
@@ -644,6 +664,7 @@ impl Keys {
 
     fn left(&mut self) {
         self.edit();
+        self.whole = true;
         self.cursor = self.cursor.saturating_sub(1);
     }
 

@@ -625,14 +625,21 @@ impl Capture {
         let cooked_n = norm_keys(cooked.trim());
         // What follows each candidate prompt on the screen: the whole
         // line (without a right prompt drawn when the line began, zsh
-        // `RPROMPT`), then the line up to the cursor. Enter runs the whole
+        // `RPROMPT`) and the line up to the cursor. Enter runs the whole
         // line wherever the cursor is (readline, zle, fish), so the whole
-        // line comes first.
+        // line comes first where keys may have left the cursor inside it;
+        // otherwise text right of the cursor was never typed (fish's
+        // autosuggestion) and the line up to the cursor comes first.
         let rp = h.start.rprompt.as_str();
+        let order = if h.line.whole {
+            [false, true]
+        } else {
+            [true, false]
+        };
         let mut seen: Vec<(&str, String, String)> = Vec::new();
         for prefix in prefixes {
             let p = prefix.trim_end();
-            for upto in [false, true] {
+            for upto in order {
                 let shown = match self.screen.text_from_prompt(p, upto, lines_up) {
                     Some(s) => s,
                     None if !p.is_empty() => match cursor_line.rfind(p) {
@@ -1565,6 +1572,32 @@ mod tests {
             panic!("no record: {:?}", sim.out)
         };
         assert_eq!((c.text.as_str(), c.verified), ("echo two", false));
+    }
+
+    #[test]
+    fn text_right_of_the_cursor_counts_only_where_keys_may_have_left_it_there() {
+        // A Tab with a suggestion still drawn after the cursor: the keys
+        // never reached it; the line is what stands up to the cursor.
+        let mut sim = Sim::new();
+        sim.screen(b"f> ");
+        typed(&mut sim, "echo one");
+        sim.keys(b"\r");
+        sim.screen(b"\r\none\r\nf> ");
+        typed(&mut sim, "echo sugg");
+        sim.keys(b"\t");
+        sim.screen(b"est-me-1\x1b[8D");
+        sim.keys(b"\r");
+        sim.wait(500);
+        sim.screen(b"\r\nsugg\r\nf> ");
+        // A recalled line with the cursor moved left: all of it runs.
+        sim.keys(b"\x1b[A");
+        sim.screen(b"echo sugg-2");
+        sim.keys(b"\x1b[D\x1b[D");
+        sim.screen(b"\x08\x08");
+        sim.keys(b"\r");
+        sim.wait(500);
+        sim.screen(b"\r\nsugg-2\r\nf> ");
+        assert_eq!(sim.done(), ["echo one", "echo sugg", "echo sugg-2"]);
     }
 
     #[test]

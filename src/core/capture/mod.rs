@@ -520,11 +520,35 @@ impl Capture {
                 .any(|(p, _)| self.screen.cursor_line().starts_with(p.trim_end()))
     }
 
-    /// Compares the screen with the keys.
-    fn verdict(&self, h: &Held) -> Verdict {
-        let rl = h.line.text.clone();
-        let cooked = String::from_utf8_lossy(&h.line.cooked).into_owned();
-        let plain = !h.line.edited && !h.line.unreliable;
+    /// Enter during readline's incremental search accepts the match the
+    /// search line shows: `(reverse-i-search)`needle': cmd`.
+    fn search_match(&self) -> Option<String> {
+        let line = self.screen.cursor_line();
+        let l = line.trim_start();
+        if l.starts_with("(reverse-i-search)")
+            || l.starts_with("(i-search)")
+            || l.starts_with("(failed reverse-i-search)")
+            || l.starts_with("(failed i-search)")
+        {
+            if let Some(k) = l.find("': ") {
+                let found = l[k + 3..].trim();
+                if !found.is_empty() && self.out_since_key {
+                    return Some(found.to_string());
+                }
+            }
+        }
+        None
+    }
+
+    /// What follows each candidate prompt on the screen (the line's own,
+    /// the learnt ones, none), from `upto` the cursor or the whole line:
+    /// `(prompt, text, text normalized)`.
+    fn echoes<'a>(
+        &'a self,
+        h: &'a Held,
+        lines_up: usize,
+        octal: bool,
+    ) -> Vec<(&'a str, String, String)> {
         let mut prefixes: Vec<&str> = Vec::new();
         if let Some(p) = &h.start.prompt {
             prefixes.push(p);
@@ -533,34 +557,7 @@ impl Capture {
             prefixes.push(p);
         }
         prefixes.push("");
-        if h.line.unreliable {
-            // Enter during readline's incremental search accepts the match
-            // the search line shows: `(reverse-i-search)`needle': cmd`.
-            let line = self.screen.cursor_line();
-            let l = line.trim_start();
-            if l.starts_with("(reverse-i-search)")
-                || l.starts_with("(i-search)")
-                || l.starts_with("(failed reverse-i-search)")
-                || l.starts_with("(failed i-search)")
-            {
-                if let Some(k) = l.find("': ") {
-                    let found = l[k + 3..].trim();
-                    if !found.is_empty() && self.out_since_key {
-                        return Verdict::Screen(found.to_string());
-                    }
-                }
-            }
-        }
-        // A multi-line buffer (a paste, a recalled loop) spans that many
-        // more screen lines above the cursor.
-        let lines_up = rl.matches('\n').count();
         let cursor_line = self.screen.cursor_line();
-        // Readline draws bytes that are not UTF-8 as `\ooo`; only then is a
-        // backslash and three digits not literal text.
-        let octal = rl.contains('\u{fffd}') || cooked.contains('\u{fffd}');
-        let keys_n = norm_keys(rl.trim());
-        let cooked_n = norm_keys(cooked.trim());
-        // What follows each candidate prompt on the screen.
         let mut seen: Vec<(&str, String, String)> = Vec::new();
         for prefix in prefixes {
             let p = prefix.trim_end();
@@ -589,6 +586,28 @@ impl Capture {
                 }
             }
         }
+        seen
+    }
+
+    /// Compares the screen with the keys.
+    fn verdict(&self, h: &Held) -> Verdict {
+        let rl = h.line.text.clone();
+        let cooked = String::from_utf8_lossy(&h.line.cooked).into_owned();
+        let plain = !h.line.edited && !h.line.unreliable;
+        if h.line.unreliable {
+            if let Some(found) = self.search_match() {
+                return Verdict::Screen(found);
+            }
+        }
+        // A multi-line buffer (a paste, a recalled loop) spans that many
+        // more screen lines above the cursor.
+        let lines_up = rl.matches('\n').count();
+        // Readline draws bytes that are not UTF-8 as `\ooo`; only then is a
+        // backslash and three digits not literal text.
+        let octal = rl.contains('\u{fffd}') || cooked.contains('\u{fffd}');
+        let keys_n = norm_keys(rl.trim());
+        let cooked_n = norm_keys(cooked.trim());
+        let seen = self.echoes(h, lines_up, octal);
         // First the screen showing exactly the keys, after any prompt.
         for (_, _, shown_n) in &seen {
             if !keys_n.is_empty() && *shown_n == keys_n {

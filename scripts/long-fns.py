@@ -89,10 +89,16 @@ def functions(path, tests):
             if end is not None:
                 reason = None
                 k = i - 1
-                while k >= 0 and (raw[k].strip().startswith(('//', '#[')) or not raw[k].strip()):
+                while k >= 0 and raw[k].strip().startswith(('//', '#[')):
                     if 'long:' in raw[k]:
-                        reason = raw[k].split('long:', 1)[1].strip()
-                    if not raw[k].strip():
+                        # The reason and the plain comment lines under it.
+                        parts = [raw[k].split('long:', 1)[1].strip()]
+                        for j in range(k + 1, i):
+                            t = raw[j].strip()
+                            if not t.startswith('//') or t.startswith('///'):
+                                break
+                            parts.append(t[2:].strip())
+                        reason = ' '.join(parts)
                         break
                     k -= 1
                 yield m.group(7), i + 1, end - i + 1, reason

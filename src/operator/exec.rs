@@ -969,6 +969,38 @@ mod tests {
     }
 
     #[test]
+    fn timeout_until_rounds_up_and_clamps() {
+        let now = Instant::now();
+        // Rounded up: never wake a hair before the deadline and spin.
+        assert_eq!(
+            timeout_until(now + Duration::from_micros(1500), now),
+            PollTimeout::from(2u8)
+        );
+        // A deadline already past polls without really waiting.
+        assert_eq!(
+            timeout_until(now - Duration::from_secs(1), now),
+            PollTimeout::from(1u8)
+        );
+        // Far deadlines are clamped, not wrapped into a negative (forever).
+        assert_eq!(
+            timeout_until(now + Duration::from_secs(u32::MAX as u64 * 10), now),
+            PollTimeout::MAX
+        );
+    }
+
+    #[test]
+    fn pending_compacts_only_what_was_sent() {
+        let mut p = Pending::default();
+        assert!(p.is_empty());
+        p.compact().extend_from_slice(b"abcdef");
+        // As after a partial channel write of 4 bytes.
+        p.start = 4;
+        assert_eq!(p.len(), 2);
+        p.compact().extend_from_slice(b"gh");
+        assert_eq!((p.buf.as_slice(), p.start, p.len()), (&b"efgh"[..], 0, 4));
+    }
+
+    #[test]
     fn exit_codes_follow_ssh() {
         assert_eq!(end(EndReason::Exit, Some(0), None).exit_code(), 0);
         assert_eq!(end(EndReason::Exit, Some(42), None).exit_code(), 42);

@@ -161,8 +161,9 @@ pub enum Event<'a> {
     Policy {
         session: &'a str,
         host: &'a str,
-        /// The rule's name, or `gatehouse:unverified` /
-        /// `gatehouse:too-complex` (command_policy).
+        /// The rule's name, or `gatehouse:unverified`,
+        /// `gatehouse:history-expansion` or `gatehouse:too-complex`
+        /// (command_policy).
         rule: &'a str,
         action: Action,
         outcome: PolicyOutcome,
@@ -342,7 +343,9 @@ pub struct SealRecord<'a> {
     pub mac: &'a str,
 }
 
-/// One record as a JSON line, newline included.
+/// One record as a JSON line, newline included. Should serde ever fail on
+/// these plain types, an `error` line with reason `serialize` (and no
+/// other field) stands in for the record (docs/audit-format.md, `error`).
 pub fn to_line(common: Common<'_>, event: &Event<'_>, chain: Chain<'_>) -> Vec<u8> {
     let mut line = serde_json::to_vec(&Record {
         common,
@@ -359,4 +362,208 @@ pub fn timestamp() -> String {
     chrono::Utc::now()
         .format("%Y-%m-%dT%H:%M:%S%.3fZ")
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    //! docs/audit-format.md is the contract: every event and field the
+    //! writer can emit is documented there, and nothing is documented that
+    //! is never written.
+    use super::*;
+    use std::collections::BTreeSet;
+
+    const DOC: &str = include_str!("../../docs/audit-format.md");
+
+    /// The field names of the markdown table that follows `heading`: the
+    /// back-quoted names of each row's first cell (`session`, `host`).
+    fn documented(heading: &str) -> BTreeSet<String> {
+        let start = DOC
+            .find(heading)
+            .unwrap_or_else(|| panic!("no {heading:?} in docs/audit-format.md"));
+        let rest = &DOC[start + heading.len()..];
+        let mut fields = BTreeSet::new();
+        let mut in_table = false;
+        for line in rest.lines() {
+            if line.starts_with('|') {
+                in_table = true;
+                let cell = line.split('|').nth(1).unwrap_or("");
+                for name in cell.split('`').skip(1).step_by(2) {
+                    fields.insert(name.to_string());
+                }
+            } else if in_table || line.starts_with("## ") || line.starts_with("### ") {
+                break;
+            }
+        }
+        fields
+    }
+
+    /// Every variant with every optional field present: all the writer
+    /// can emit.
+    fn every_event() -> Vec<Event<'static>> {
+        vec![
+            Event::Login {
+                pid: 1,
+                mode: "menu",
+                auth: Some("publickey"),
+            },
+            Event::Logout {
+                duration_ms: 1,
+                reason: Some("idle_timeout"),
+            },
+            Event::SessionStart {
+                session: "S",
+                host: "h",
+                target: "u@h:22".into(),
+                host_key: "SHA256:x",
+                pid: 1,
+                boot_id: Some("b"),
+                proc_start: Some(1),
+                term: "xterm",
+                cols: 80,
+                rows: 24,
+                recording: Some("/r.cast"),
+                auth: "key",
+            },
+            Event::Command {
+                session: "S",
+                host: "h",
+                seq: 1,
+                command: "ls",
+                verified: true,
+                truncated: true,
+                length: Some(20000),
+                source: "keys",
+            },
+            Event::InputHidden {
+                session: "S",
+                host: "h",
+                seq: 2,
+                prompt: "Password:",
+            },
+            Event::Policy {
+                session: "S",
+                host: "h",
+                rule: "r",
+                action: Action::Deny,
+                outcome: PolicyOutcome::Blocked,
+                command: "rm",
+                truncated: true,
+                length: Some(20000),
+            },
+            Event::SessionEnd {
+                session: "S",
+                host: "h",
+                exit_status: Some(0),
+                exit_signal: Some("KILL"),
+                reason: EndReason::Killed,
+                detail: Some("why"),
+                by: Some("root"),
+                duration_ms: 1,
+                bytes_in: 1,
+                bytes_out: 1,
+            },
+            Event::Exec {
+                session: "S",
+                host: "h",
+                command: "uptime",
+                truncated: true,
+                length: Some(20000),
+                subsystem: Some("sftp"),
+                pty: true,
+                batch: Some("B"),
+                target: "u@h:22".into(),
+                host_key: "SHA256:x",
+                auth: Some("key"),
+                pid: 1,
+                boot_id: Some("b"),
+                recording: Some("/r.cast"),
+            },
+            Event::File {
+                session: "S",
+                host: "h",
+                op: "setstat",
+                path: "/p",
+                to: Some("/q"),
+                bytes: Some(1),
+                mode: Some("0644".into()),
+                incomplete: true,
+            },
+            Event::Denied {
+                request: "bash",
+                reason: DenyReason::NotPermitted,
+            },
+            Event::Error {
+                reason: "connect_failed",
+                detail: "d",
+                session: Some("S"),
+                host: Some("h"),
+                host_key: Some("SHA256:x"),
+                batch: Some("B"),
+            },
+        ]
+    }
+
+    fn keys(line: &[u8]) -> BTreeSet<String> {
+        let v: serde_json::Value = serde_json::from_slice(line).unwrap();
+        v.as_object().unwrap().keys().cloned().collect()
+    }
+
+    fn common_fields() -> Common<'static> {
+        Common {
+            v: SCHEMA_VERSION,
+            ts: timestamp(),
+            event: "x",
+            user: "alice",
+            login: "L",
+            client: "local",
+            bastion: "b1",
+        }
+    }
+
+    #[test]
+    fn every_common_field_is_documented_and_nothing_more() {
+        let e = Event::Denied {
+            request: "bash",
+            reason: DenyReason::NoTty,
+        };
+        let written: BTreeSet<String> =
+            keys(&to_line(common_fields(), &e, Chain { n: 1, prev: "0" }))
+                .into_iter()
+                .filter(|k| !["request", "reason"].contains(&k.as_str()))
+                .collect();
+        assert_eq!(written, documented("## Fields every record has"));
+    }
+
+    #[test]
+    fn every_event_and_its_fields_are_documented_and_nothing_more() {
+        let common: BTreeSet<String> = documented("## Fields every record has");
+        let mut names = BTreeSet::new();
+        for e in every_event() {
+            names.insert(e.name().to_string());
+            let written: BTreeSet<String> =
+                keys(&to_line(common_fields(), &e, Chain { n: 1, prev: "0" }))
+                    .difference(&common)
+                    .cloned()
+                    .collect();
+            let doc = documented(&format!("### `{}`\n", e.name()));
+            assert_eq!(written, doc, "`{}`: written vs documented", e.name());
+        }
+        // The `event` row lists them all (and `seal`, written by
+        // audit::AuditLog's sealing, beside these).
+        let row = DOC
+            .lines()
+            .find(|l| l.starts_with("| `event` |"))
+            .expect("the `event` row");
+        let listed: BTreeSet<String> = row
+            .split('|')
+            .nth(3)
+            .unwrap()
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .filter(|n| n != "seal")
+            .collect();
+        assert_eq!(listed, names);
+    }
 }

@@ -408,155 +408,18 @@ impl<'h> Conn<'h> {
                 };
                 return self.fail(cx, e);
             }
-            match std::mem::replace(&mut self.phase, Phase::Handshake) {
+            // Each phase: `Ok(None)` go on to the next (or the same) phase
+            // now, `Ok(Some(step))` stop here for this turn.
+            let stop = match std::mem::replace(&mut self.phase, Phase::Handshake) {
                 Phase::Tcp {
                     stream,
-                    mut rest,
-                    mut last_error,
-                } => {
-                    let err = sock::getsockopt(&stream, sockopt::SocketError).unwrap_or(0);
-                    if err != 0 {
-                        let e = io::Error::from_raw_os_error(err);
-                        last_error = upstream::describe_io(&e);
-                        match rest.pop().map(tcp_start) {
-                            Some(Ok(s)) => match s.try_clone() {
-                                Ok(c) => {
-                                    self.socket = c;
-                                    self.phase = Phase::Tcp {
-                                        stream: s,
-                                        rest,
-                                        last_error,
-                                    };
-                                    continue;
-                                }
-                                Err(e) => last_error = e.to_string(),
-                            },
-                            Some(Err(e)) => last_error = upstream::describe_io(&e),
-                            None => {}
-                        }
-                        let e = ConnectError::Connect {
-                            detail: format!(
-                                "{}:{}: {last_error}",
-                                self.host.address, self.host.port
-                            ),
-                            why: last_error,
-                        };
-                        return self.fail(cx, e);
-                    }
-                    if stream.peer_addr().is_err() {
-                        self.phase = Phase::Tcp {
-                            stream,
-                            rest,
-                            last_error,
-                        };
-                        return Ok(Step::Wait);
-                    }
-                    if let Err(e) = self.open_session(stream, cx.settings) {
-                        return self.fail(cx, e);
-                    }
-                    self.deadline = now + cx.settings.connect_timeout;
-                    self.phase = Phase::Handshake;
-                }
-                Phase::Handshake => {
-                    let mut session = self.session.take().expect("session after connect");
-                    let r = session.handshake();
-                    self.session = Some(session);
-                    match r {
-                        Err(e) if is_eagain(&e) => return Ok(Step::Wait),
-                        Err(e) => {
-                            let e = ConnectError::Handshake(format!(
-                                "{}:{}: {e}",
-                                self.host.address, self.host.port
-                            ));
-                            return self.fail(cx, e);
-                        }
-                        Ok(()) => {}
-                    }
-                    let known = match upstream::read_known_hosts(&cx.settings.known_hosts) {
-                        Ok(k) => k,
-                        Err(e) => return self.fail(cx, e),
-                    };
-                    let host_key = match upstream::verify_host_key(
-                        self.session(),
-                        self.host,
-                        cx.settings,
-                        &known,
-                    ) {
-                        Ok(k) => k,
-                        Err(e) => return self.fail(cx, e),
-                    };
-                    self.host_key = host_key;
-                    self.deadline = now + cx.settings.connect_timeout;
-                    self.phase = Phase::Auth { key_done: false };
-                }
-                Phase::Auth { key_done } => {
-                    match self.authenticate(key_done, cx.settings) {
-                        Ok(Some(next)) => {
-                            self.phase = next;
-                            if matches!(self.phase, Phase::Auth { .. }) {
-                                return Ok(Step::Wait);
-                            }
-                            continue;
-                        }
-                        Ok(None) => {}
-                        Err(e) => return self.fail(cx, e),
-                    }
-                    // Logged in: the `exec` record, before anything starts.
-                    let host_key = std::mem::take(&mut self.host_key);
-                    cx.audit.write(&Event::Exec {
-                        recording: None,
-                        session: &self.session_id,
-                        host: &self.host.name,
-                        command: cx.recorded,
-                        truncated: cx.length.is_some(),
-                        length: cx.length,
-                        subsystem: None,
-                        pty: false,
-                        batch: Some(cx.batch),
-                        target: format!(
-                            "{}@{}:{}",
-                            self.host.user, self.host.address, self.host.port
-                        ),
-                        host_key: &host_key,
-                        auth: Some(&self.auth),
-                        pid: std::process::id(),
-                        boot_id: crate::audit::abandoned::boot_id().as_deref(),
-                    })?;
-                    self.exec_written = true;
-                    self.deadline = now + cx.settings.connect_timeout;
-                    self.phase = Phase::Open;
-                }
-                Phase::Open => {
-                    match self
-                        .session()
-                        .channel_open("session", BATCH_WINDOW, CHANNEL_PACKET, None)
-                    {
-                        Ok(ch) => self.phase = Phase::Start(ch),
-                        Err(e) if is_eagain(&e) => {
-                            self.phase = Phase::Open;
-                            return Ok(Step::Wait);
-                        }
-                        Err(e) => return self.fail(cx, ConnectError::Channel(e.to_string())),
-                    }
-                }
-                Phase::Start(mut ch) => match ch.exec(cx.command) {
-                    Ok(()) => {
-                        let secs = cx
-                            .settings
-                            .keepalive_interval
-                            .as_secs()
-                            .clamp(1, u32::MAX as u64) as u32;
-                        self.session().set_keepalive(true, secs);
-                        self.last_rx = now;
-                        self.next_keepalive = now + cx.settings.keepalive_interval;
-                        self.phase = Phase::Run(ch);
-                    }
-                    Err(e) if is_eagain(&e) => {
-                        self.phase = Phase::Start(ch);
-                        return Ok(Step::Wait);
-                    }
-                    Err(e) => return self.fail(cx, ConnectError::Channel(e.to_string())),
-                },
+                    rest,
+                    last_error,
+                } => self.tcp(cx, now, stream, rest, last_error)?,
+                Phase::Handshake => self.handshake(cx, now)?,
+                Phase::Auth { key_done } => self.logged_in(cx, now, key_done)?,
+                Phase::Open => self.open_channel(cx)?,
+                Phase::Start(ch) => self.exec_command(cx, now, ch)?,
                 Phase::Run(mut ch) => {
                     let step = self.run_turn(&mut ch, cx, now);
                     self.phase = Phase::Run(ch);
@@ -569,7 +432,187 @@ impl<'h> Conn<'h> {
                         }
                     };
                 }
+            };
+            if let Some(step) = stop {
+                return Ok(step);
             }
+        }
+    }
+
+    /// The TCP connect: done, still in progress, or failed (then the next
+    /// address is tried).
+    fn tcp(
+        &mut self,
+        cx: &mut Cx<'_>,
+        now: Instant,
+        stream: TcpStream,
+        mut rest: Vec<SocketAddr>,
+        mut last_error: String,
+    ) -> Result<Option<Step>, FailClosed> {
+        let err = sock::getsockopt(&stream, sockopt::SocketError).unwrap_or(0);
+        if err != 0 {
+            let e = io::Error::from_raw_os_error(err);
+            last_error = upstream::describe_io(&e);
+            match rest.pop().map(tcp_start) {
+                Some(Ok(s)) => match s.try_clone() {
+                    Ok(c) => {
+                        self.socket = c;
+                        self.phase = Phase::Tcp {
+                            stream: s,
+                            rest,
+                            last_error,
+                        };
+                        return Ok(None);
+                    }
+                    Err(e) => last_error = e.to_string(),
+                },
+                Some(Err(e)) => last_error = upstream::describe_io(&e),
+                None => {}
+            }
+            let e = ConnectError::Connect {
+                detail: format!("{}:{}: {last_error}", self.host.address, self.host.port),
+                why: last_error,
+            };
+            return self.fail(cx, e).map(Some);
+        }
+        if stream.peer_addr().is_err() {
+            self.phase = Phase::Tcp {
+                stream,
+                rest,
+                last_error,
+            };
+            return Ok(Some(Step::Wait));
+        }
+        if let Err(e) = self.open_session(stream, cx.settings) {
+            return self.fail(cx, e).map(Some);
+        }
+        self.deadline = now + cx.settings.connect_timeout;
+        self.phase = Phase::Handshake;
+        Ok(None)
+    }
+
+    /// The SSH handshake, then the host key against known_hosts.
+    fn handshake(&mut self, cx: &mut Cx<'_>, now: Instant) -> Result<Option<Step>, FailClosed> {
+        let mut session = self.session.take().expect("session after connect");
+        let r = session.handshake();
+        self.session = Some(session);
+        match r {
+            Err(e) if is_eagain(&e) => return Ok(Some(Step::Wait)),
+            Err(e) => {
+                let e = ConnectError::Handshake(format!(
+                    "{}:{}: {e}",
+                    self.host.address, self.host.port
+                ));
+                return self.fail(cx, e).map(Some);
+            }
+            Ok(()) => {}
+        }
+        let known = match upstream::read_known_hosts(&cx.settings.known_hosts) {
+            Ok(k) => k,
+            Err(e) => return self.fail(cx, e).map(Some),
+        };
+        let host_key =
+            match upstream::verify_host_key(self.session(), self.host, cx.settings, &known) {
+                Ok(k) => k,
+                Err(e) => return self.fail(cx, e).map(Some),
+            };
+        self.host_key = host_key;
+        self.deadline = now + cx.settings.connect_timeout;
+        self.phase = Phase::Auth { key_done: false };
+        Ok(None)
+    }
+
+    /// One step of the login; once logged in, the `exec` record, before
+    /// anything starts.
+    fn logged_in(
+        &mut self,
+        cx: &mut Cx<'_>,
+        now: Instant,
+        key_done: bool,
+    ) -> Result<Option<Step>, FailClosed> {
+        match self.authenticate(key_done, cx.settings) {
+            Ok(Some(next)) => {
+                self.phase = next;
+                if matches!(self.phase, Phase::Auth { .. }) {
+                    return Ok(Some(Step::Wait));
+                }
+                return Ok(None);
+            }
+            Ok(None) => {}
+            Err(e) => return self.fail(cx, e).map(Some),
+        }
+        let host_key = std::mem::take(&mut self.host_key);
+        cx.audit.write(&Event::Exec {
+            recording: None,
+            session: &self.session_id,
+            host: &self.host.name,
+            command: cx.recorded,
+            truncated: cx.length.is_some(),
+            length: cx.length,
+            subsystem: None,
+            pty: false,
+            batch: Some(cx.batch),
+            target: format!(
+                "{}@{}:{}",
+                self.host.user, self.host.address, self.host.port
+            ),
+            host_key: &host_key,
+            auth: Some(&self.auth),
+            pid: std::process::id(),
+            boot_id: crate::audit::abandoned::boot_id().as_deref(),
+        })?;
+        self.exec_written = true;
+        self.deadline = now + cx.settings.connect_timeout;
+        self.phase = Phase::Open;
+        Ok(None)
+    }
+
+    fn open_channel(&mut self, cx: &mut Cx<'_>) -> Result<Option<Step>, FailClosed> {
+        match self
+            .session()
+            .channel_open("session", BATCH_WINDOW, CHANNEL_PACKET, None)
+        {
+            Ok(ch) => self.phase = Phase::Start(ch),
+            Err(e) if is_eagain(&e) => {
+                self.phase = Phase::Open;
+                return Ok(Some(Step::Wait));
+            }
+            Err(e) => {
+                return self
+                    .fail(cx, ConnectError::Channel(e.to_string()))
+                    .map(Some)
+            }
+        }
+        Ok(None)
+    }
+
+    /// Starts the command on the open channel.
+    fn exec_command(
+        &mut self,
+        cx: &mut Cx<'_>,
+        now: Instant,
+        mut ch: Channel,
+    ) -> Result<Option<Step>, FailClosed> {
+        match ch.exec(cx.command) {
+            Ok(()) => {
+                let secs = cx
+                    .settings
+                    .keepalive_interval
+                    .as_secs()
+                    .clamp(1, u32::MAX as u64) as u32;
+                self.session().set_keepalive(true, secs);
+                self.last_rx = now;
+                self.next_keepalive = now + cx.settings.keepalive_interval;
+                self.phase = Phase::Run(ch);
+                Ok(None)
+            }
+            Err(e) if is_eagain(&e) => {
+                self.phase = Phase::Start(ch);
+                Ok(Some(Step::Wait))
+            }
+            Err(e) => self
+                .fail(cx, ConnectError::Channel(e.to_string()))
+                .map(Some),
         }
     }
 
@@ -902,70 +945,32 @@ impl Batch<'_> {
             while stop.is_none() && active.len() < parallel && next < hosts.len() {
                 let i = next;
                 next += 1;
-                let host = hosts[i];
-                let session_id = uuid::Uuid::now_v7().to_string();
-                match policy_gate(cx.audit, self.policy, &self.who, host, &session_id, command) {
+                match launch(&mut cx, self.policy, &self.who, self.settings, hosts[i]) {
+                    Ok(Ok(c)) => active.push((i, c)),
+                    Ok(Err(fate)) => fates[i] = Some(fate),
                     Err(m) => {
                         failed = Some(m);
                         break 'batch;
-                    }
-                    Ok(Some(line)) => {
-                        fates[i] = Some(Fate::NotRun(line));
-                        continue;
-                    }
-                    Ok(None) => {}
-                }
-                match Conn::start(host, session_id.clone(), self.settings) {
-                    Ok(c) => active.push((i, c)),
-                    Err(e) => {
-                        let detail = e.detail();
-                        if let Err(ae) = cx.audit.write(&Event::Error {
-                            reason: e.reason(),
-                            detail: &detail,
-                            session: Some(&session_id),
-                            host: Some(&host.name),
-                            host_key: None,
-                            batch: Some(&batch_id),
-                        }) {
-                            failed = Some(ae.into());
-                            break 'batch;
-                        }
-                        fates[i] = Some(Fate::NotRun(not_reached(&e)));
                     }
                 }
             }
 
             // 2. Drive every host until it would block.
-            let mut k = 0;
-            let mut finished = false;
-            while k < active.len() {
-                match active[k].1.advance(&mut cx) {
-                    Ok(Step::Wait) => k += 1,
-                    Ok(Step::Done(fate)) => {
-                        let (i, _) = active.remove(k);
-                        fates[i] = Some(fate);
-                        finished = true;
-                    }
-                    Err(m) => {
-                        failed = Some(m);
-                        break 'batch;
-                    }
+            let finished = match drive(&mut cx, &mut active, &mut fates) {
+                Ok(f) => f,
+                Err(m) => {
+                    failed = Some(m);
+                    break 'batch;
                 }
-            }
+            };
             if cx.operator_gone && stop.is_none() {
                 stop = Some((EndReason::Hangup, "the operator's connection closed".into()));
             }
 
             // 3. Stopping: every host in flight ends now, records written.
             if let Some((reason, detail)) = &stop {
-                for (i, mut c) in active.drain(..) {
-                    match c.stop(&mut cx, *reason, detail) {
-                        Ok(f) => fates[i] = Some(f),
-                        Err(m) => {
-                            failed = Some(m);
-                            break 'batch;
-                        }
-                    }
+                if let Err(m) = stop_all(&mut cx, &mut active, &mut fates, *reason, detail) {
+                    failed = Some(m);
                 }
                 break;
             }
@@ -981,66 +986,7 @@ impl Batch<'_> {
             }
 
             // 4. Wait for any socket, a signal, or the operator leaving.
-            let now = Instant::now();
-            let wake = active
-                .iter()
-                .map(|(_, c)| c.wake_at(self.settings))
-                .min()
-                .unwrap_or(now);
-            let stdout = io::stdout();
-            let mut fds: Vec<PollFd> = active
-                .iter()
-                .map(|(_, c)| PollFd::new(c.socket.as_fd(), c.poll_flags()))
-                .collect();
-            fds.push(PollFd::new(self.signals.fd(), PollFlags::POLLIN));
-            // No events asked: POLLHUP/POLLERR still come, which is how a
-            // client gone while every command is silent shows.
-            fds.push(PollFd::new(stdout.as_fd(), PollFlags::empty()));
-            match poll(&mut fds, timeout_until(wake, now)) {
-                Ok(_) | Err(Errno::EINTR) => {}
-                Err(e) => {
-                    stop = Some((EndReason::Error, format!("poll: {e}")));
-                    continue;
-                }
-            }
-            let n = active.len();
-            // Only incoming bytes prove the target alive (a writable
-            // socket does not).
-            let ready: Vec<bool> = fds[..n]
-                .iter()
-                .map(|f| f.revents().is_some_and(|r| r.contains(PollFlags::POLLIN)))
-                .collect();
-            let sig_ready = fds[n].revents().is_some_and(|r| !r.is_empty());
-            let operator_gone = fds[n + 1]
-                .revents()
-                .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR));
-            drop(fds);
-            let now = Instant::now();
-            for ((_, c), r) in active.iter_mut().zip(ready) {
-                if r {
-                    c.last_rx = now;
-                }
-            }
-            if operator_gone {
-                stop = Some((EndReason::Hangup, "the operator's connection closed".into()));
-            }
-            if sig_ready || self.signals.must_leave() {
-                for s in self.signals.take_pending() {
-                    match s {
-                        Sig::Hangup => stop = Some((EndReason::Hangup, "SIGHUP".into())),
-                        Sig::Terminate => stop = Some((EndReason::Hangup, "SIGTERM".into())),
-                        Sig::WindowChange => {}
-                        Sig::Kill => {
-                            if let Some(note) = crate::live::kill_note() {
-                                stop = Some((EndReason::Killed, note.reason));
-                            }
-                        }
-                    }
-                }
-                if self.signals.take_interrupt() {
-                    stop = Some((EndReason::Hangup, "interrupted (Ctrl-C)".into()));
-                }
-            }
+            stop = wait(&mut active, self.signals, self.settings);
         }
 
         if let Some(e) = failed {
@@ -1053,19 +999,158 @@ impl Batch<'_> {
             crate::say_err!("gatehouse: {}", e.operator_line());
             return 1;
         }
-        let mut all_ok = true;
-        for (host, fate) in hosts.iter().zip(fates) {
-            let fate = fate.unwrap_or_else(|| Fate::NotRun("not run: stopped".into()));
-            if let Some(line) = fate.summary(&host.name) {
-                all_ok = false;
-                crate::say_err!("gatehouse: {line}");
+        summary(hosts, fates)
+    }
+}
+
+/// Step 1 for one host: the `[[policy]]` decision, then the TCP connect.
+/// `Ok(Err(fate))`: it does not run; `Err`: the audit trail failed.
+fn launch<'h>(
+    cx: &mut Cx<'_>,
+    policy: &CommandPolicy,
+    who: &Who<'_>,
+    settings: &Settings,
+    host: &'h Host,
+) -> Result<Result<Conn<'h>, Fate>, FailClosed> {
+    let session_id = uuid::Uuid::now_v7().to_string();
+    if let Some(line) = policy_gate(cx.audit, policy, who, host, &session_id, cx.command)? {
+        return Ok(Err(Fate::NotRun(line)));
+    }
+    match Conn::start(host, session_id.clone(), settings) {
+        Ok(c) => Ok(Ok(c)),
+        Err(e) => {
+            let detail = e.detail();
+            cx.audit.write(&Event::Error {
+                reason: e.reason(),
+                detail: &detail,
+                session: Some(&session_id),
+                host: Some(&host.name),
+                host_key: None,
+                batch: Some(cx.batch),
+            })?;
+            Ok(Err(Fate::NotRun(not_reached(&e))))
+        }
+    }
+}
+
+/// Step 2: drives every host until it would block; true when one
+/// finished (there is room for the next). `Err`: the audit trail failed.
+fn drive(
+    cx: &mut Cx<'_>,
+    active: &mut Vec<(usize, Conn<'_>)>,
+    fates: &mut [Option<Fate>],
+) -> Result<bool, FailClosed> {
+    let mut k = 0;
+    let mut finished = false;
+    while k < active.len() {
+        match active[k].1.advance(cx)? {
+            Step::Wait => k += 1,
+            Step::Done(fate) => {
+                let (i, _) = active.remove(k);
+                fates[i] = Some(fate);
+                finished = true;
             }
         }
-        if all_ok {
-            0
-        } else {
-            1
+    }
+    Ok(finished)
+}
+
+/// Step 3: every host in flight ends now, its records written.
+fn stop_all(
+    cx: &mut Cx<'_>,
+    active: &mut Vec<(usize, Conn<'_>)>,
+    fates: &mut [Option<Fate>],
+    reason: EndReason,
+    detail: &str,
+) -> Result<(), FailClosed> {
+    for (i, mut c) in active.drain(..) {
+        fates[i] = Some(c.stop(cx, reason, detail)?);
+    }
+    Ok(())
+}
+
+/// Step 4: waits for any socket, a signal, or the operator leaving.
+/// Returns what stops the batch, if anything does.
+fn wait(
+    active: &mut [(usize, Conn<'_>)],
+    signals: &SignalPipe,
+    settings: &Settings,
+) -> Option<(EndReason, String)> {
+    let mut stop = None;
+    let now = Instant::now();
+    let wake = active
+        .iter()
+        .map(|(_, c)| c.wake_at(settings))
+        .min()
+        .unwrap_or(now);
+    let stdout = io::stdout();
+    let mut fds: Vec<PollFd> = active
+        .iter()
+        .map(|(_, c)| PollFd::new(c.socket.as_fd(), c.poll_flags()))
+        .collect();
+    fds.push(PollFd::new(signals.fd(), PollFlags::POLLIN));
+    // No events asked: POLLHUP/POLLERR still come, which is how a
+    // client gone while every command is silent shows.
+    fds.push(PollFd::new(stdout.as_fd(), PollFlags::empty()));
+    match poll(&mut fds, timeout_until(wake, now)) {
+        Ok(_) | Err(Errno::EINTR) => {}
+        Err(e) => return Some((EndReason::Error, format!("poll: {e}"))),
+    }
+    let n = active.len();
+    // Only incoming bytes prove the target alive (a writable
+    // socket does not).
+    let ready: Vec<bool> = fds[..n]
+        .iter()
+        .map(|f| f.revents().is_some_and(|r| r.contains(PollFlags::POLLIN)))
+        .collect();
+    let sig_ready = fds[n].revents().is_some_and(|r| !r.is_empty());
+    let operator_gone = fds[n + 1]
+        .revents()
+        .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR));
+    drop(fds);
+    let now = Instant::now();
+    for ((_, c), r) in active.iter_mut().zip(ready) {
+        if r {
+            c.last_rx = now;
         }
+    }
+    if operator_gone {
+        stop = Some((EndReason::Hangup, "the operator's connection closed".into()));
+    }
+    if sig_ready || signals.must_leave() {
+        for s in signals.take_pending() {
+            match s {
+                Sig::Hangup => stop = Some((EndReason::Hangup, "SIGHUP".into())),
+                Sig::Terminate => stop = Some((EndReason::Hangup, "SIGTERM".into())),
+                Sig::WindowChange => {}
+                Sig::Kill => {
+                    if let Some(note) = crate::live::kill_note() {
+                        stop = Some((EndReason::Killed, note.reason));
+                    }
+                }
+            }
+        }
+        if signals.take_interrupt() {
+            stop = Some((EndReason::Hangup, "interrupted (Ctrl-C)".into()));
+        }
+    }
+    stop
+}
+
+/// One line per host that did not exit 0; the batch's exit status.
+fn summary(hosts: &[&Host], fates: Vec<Option<Fate>>) -> i32 {
+    let mut all_ok = true;
+    for (host, fate) in hosts.iter().zip(fates) {
+        let fate = fate.unwrap_or_else(|| Fate::NotRun("not run: stopped".into()));
+        if let Some(line) = fate.summary(&host.name) {
+            all_ok = false;
+            crate::say_err!("gatehouse: {line}");
+        }
+    }
+    if all_ok {
+        0
+    } else {
+        1
     }
 }
 

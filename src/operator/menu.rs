@@ -315,6 +315,8 @@ pub fn choose(items: &Items, user: &str) -> io::Result<Choice> {
 /// The prompt loop: draw, read one key, repeat. Ok(None) is Esc (or Ctrl-D,
 /// through the key shim); Ctrl-C and signals arrive as an `Interrupted`
 /// error from console's key reader.
+// long: draw, read a key, apply it: one loop over the state the three share
+// (query, cursor, selection, rows drawn); driven end to end through a pty.
 fn interact(term: &Term, items: &Items, user: &str) -> io::Result<Option<Row>> {
     let theme = ColorfulTheme::default();
     let prompt = format!("{user}@gatehouse: pick a host (type to filter, Esc or Ctrl-D to quit)");

@@ -377,6 +377,9 @@ pub struct Visit<'a> {
 }
 
 impl Visit<'_> {
+    // long: one visit's records in the order they are written (error or
+    // session_start, relay, session_end); split with the error-type work on
+    // this file (issue 16, point 1), which changes every exit of it.
     pub fn run(&mut self, host: &Host) -> Outcome {
         let session_id = uuid::Uuid::now_v7().to_string();
         let (cols, rows) = tty::window_size();
@@ -520,5 +523,309 @@ impl Visit<'_> {
             (None, Ok(()), Err(e)) => Outcome::Failed(report(e.into())),
             (None, Ok(()), Ok(())) => Outcome::Ended(end),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The pure parts of a visit, without a pty or a target: the operator's
+    //! line and exit status for every way a visit ends, and the bookkeeper's
+    //! records and relay decisions for `[[policy]]` rules (an audit file in
+    //! a temp dir).
+    use super::*;
+    use crate::core::config::Config;
+
+    const CONFIG: &str = r#"
+[[hosts]]
+name = "web01"
+address = "127.0.0.1"
+user = "deploy"
+key = "/nonexistent/key"
+
+[[access]]
+users = ["alice"]
+hosts = ["web01"]
+
+[[policy]]
+name = "no-rm"
+action = "deny"
+commands = ["^rm "]
+
+[[policy]]
+name = "ask-reboot"
+action = "confirm"
+commands = ["^reboot"]
+
+[[policy]]
+name = "watch-sudo"
+action = "alert"
+commands = ["^sudo "]
+"#;
+
+    fn ended(reason: EndReason, status: Option<i32>, signal: Option<&str>) -> Outcome {
+        Outcome::Ended(RelayEnd {
+            reason,
+            detail: None,
+            exit_status: status,
+            exit_signal: signal.map(str::to_string),
+            bytes_in: 0,
+            bytes_out: 0,
+            books: None,
+        })
+    }
+
+    fn with_detail(reason: EndReason, detail: &str) -> Outcome {
+        let Outcome::Ended(mut end) = ended(reason, None, None) else {
+            unreachable!()
+        };
+        end.detail = Some(detail.to_string());
+        Outcome::Ended(end)
+    }
+
+    #[test]
+    fn operator_line_says_how_the_visit_ended() {
+        let cases = [
+            (
+                ended(EndReason::Exit, Some(0), None),
+                "Session on web01 ended.",
+            ),
+            (
+                ended(EndReason::Exit, None, None),
+                "Session on web01 ended.",
+            ),
+            (
+                ended(EndReason::Exit, Some(3), None),
+                "Session on web01 ended (exit status 3).",
+            ),
+            (
+                ended(EndReason::Exit, None, Some("KILL")),
+                "Session on web01 ended (killed by signal KILL).",
+            ),
+            (
+                ended(EndReason::IdleTimeout, None, None),
+                "Session on web01 closed: idle for too long.",
+            ),
+            (
+                with_detail(EndReason::Disconnect, relay::ESCAPE_DETAIL),
+                "Disconnected from web01.",
+            ),
+            (
+                with_detail(EndReason::Disconnect, "connection lost: reset"),
+                "Connection to web01 lost.",
+            ),
+            (
+                ended(EndReason::Hangup, None, None),
+                "Session on web01 hung up.",
+            ),
+            (
+                with_detail(EndReason::Killed, "maintenance"),
+                "Session on web01 was ended by an administrator: maintenance.",
+            ),
+            (
+                ended(EndReason::Killed, None, None),
+                "Session on web01 was ended by an administrator: no reason given.",
+            ),
+            (
+                with_detail(EndReason::Error, "poll: EBADF"),
+                "Session on web01 ended: poll: EBADF.",
+            ),
+            (
+                ended(EndReason::Error, None, None),
+                "Session on web01 ended: error.",
+            ),
+            (
+                Outcome::Failed("the audit trail failed".into()),
+                "the audit trail failed",
+            ),
+        ];
+        for (outcome, want) in cases {
+            assert_eq!(outcome.operator_line("web01"), want);
+        }
+    }
+
+    #[test]
+    fn exit_code_is_the_targets_status_or_255() {
+        assert_eq!(ended(EndReason::Exit, Some(0), None).exit_code(), 0);
+        assert_eq!(ended(EndReason::Exit, Some(7), None).exit_code(), 7);
+        // Killed by a signal, or no status at all: what ssh exits with.
+        assert_eq!(
+            ended(EndReason::Exit, Some(0), Some("TERM")).exit_code(),
+            255
+        );
+        assert_eq!(ended(EndReason::Exit, None, None).exit_code(), 255);
+        assert_eq!(Outcome::Failed("x".into()).exit_code(), 255);
+    }
+
+    /// A bookkeeper over `CONFIG` writing to `<dir>/alice.jsonl`; `check`
+    /// gets it and the records written so far.
+    fn with_books(check: impl FnOnce(&mut Bookkeeper<'_>, &dyn Fn() -> Vec<serde_json::Value>)) {
+        let dir = tempfile::tempdir().unwrap();
+        let config =
+            Config::parse(std::path::Path::new("/etc/gatehouse/config.toml"), CONFIG).unwrap();
+        let host = config.host("web01").unwrap();
+        let mut audit = AuditLog::open(dir.path(), "alice", "L1", "local").unwrap();
+        let groups = Vec::new();
+        let mut books = Bookkeeper {
+            audit: &mut audit,
+            recording: None,
+            capture: Capture::new(80, 24),
+            session: "S1",
+            host: "web01",
+            seq: 0,
+            found: Vec::new(),
+            policy: &config.policy,
+            who: Who {
+                user: "alice",
+                groups: &groups,
+            },
+            host_cfg: host,
+            asking: None,
+        };
+        let path = dir.path().join("alice.jsonl");
+        let records = move || {
+            std::fs::read_to_string(&path)
+                .unwrap_or_default()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        };
+        check(&mut books, &records);
+    }
+
+    fn typed(text: &str) -> capture::Record {
+        capture::Record::Command(capture::Command {
+            text: text.to_string(),
+            truncated: false,
+            length: text.len(),
+            verified: true,
+            source: capture::Source::Keys,
+            also: None,
+        })
+    }
+
+    fn summary(records: &[serde_json::Value]) -> Vec<String> {
+        records
+            .iter()
+            .map(|r| match r["event"].as_str().unwrap() {
+                "command" => format!("command {} #{}", r["command"], r["seq"]),
+                "policy" => format!("policy {} {} {}", r["rule"], r["action"], r["outcome"]),
+                "input_hidden" => format!("input_hidden #{}", r["seq"]),
+                other => other.to_string(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_allowed_command_is_recorded_and_forwarded() {
+        with_books(|books, records| {
+            books.found.push(typed("ls -la"));
+            assert!(matches!(books.decide().unwrap(), Release::Forward));
+            assert_eq!(summary(&records()), ["command \"ls -la\" #1"]);
+        });
+    }
+
+    #[test]
+    fn an_alert_rule_records_the_policy_then_the_command_and_forwards() {
+        with_books(|books, records| {
+            books.found.push(typed("sudo id"));
+            assert!(matches!(books.decide().unwrap(), Release::Forward));
+            assert_eq!(
+                summary(&records()),
+                [
+                    "policy \"watch-sudo\" \"alert\" \"allowed\"",
+                    "command \"sudo id\" #1"
+                ]
+            );
+        });
+    }
+
+    #[test]
+    fn a_denied_command_is_blocked_with_a_policy_record_and_no_command_record() {
+        with_books(|books, records| {
+            books.found.push(typed("rm -rf /srv"));
+            match books.decide().unwrap() {
+                Release::Block { cancel, notice } => {
+                    assert_eq!(cancel, CANCEL_LINE);
+                    assert!(notice.contains("no-rm"), "{notice}");
+                }
+                _ => panic!("a denied command must be blocked"),
+            }
+            assert_eq!(
+                summary(&records()),
+                ["policy \"no-rm\" \"deny\" \"blocked\""]
+            );
+        });
+    }
+
+    #[test]
+    fn a_confirm_rule_asks_and_the_host_name_runs_it() {
+        with_books(|books, records| {
+            books.found.push(typed("reboot"));
+            match books.decide().unwrap() {
+                Release::Ask { question } => assert!(question.contains("(web01)"), "{question}"),
+                _ => panic!("a confirm rule must ask"),
+            }
+            // Nothing is on record until the operator answers.
+            assert!(records().is_empty());
+            let (release, _) = books.answer(Some(" web01 ")).unwrap();
+            assert!(matches!(release, Release::Forward));
+            assert_eq!(
+                summary(&records()),
+                [
+                    "policy \"ask-reboot\" \"confirm\" \"confirmed\"",
+                    "command \"reboot\" #1"
+                ]
+            );
+        });
+    }
+
+    #[test]
+    fn a_confirm_rule_with_another_answer_or_none_blocks_it() {
+        for answer in [Some("web02"), None] {
+            with_books(|books, records| {
+                books.found.push(typed("reboot"));
+                assert!(matches!(books.decide().unwrap(), Release::Ask { .. }));
+                match books.answer(answer).unwrap().0 {
+                    Release::Block { cancel, notice } => {
+                        assert_eq!(cancel, CANCEL_LINE);
+                        assert!(notice.contains("not confirmed"), "{notice}");
+                    }
+                    _ => panic!("an unconfirmed command must be blocked ({answer:?})"),
+                }
+                assert_eq!(
+                    summary(&records()),
+                    ["policy \"ask-reboot\" \"confirm\" \"cancelled\""]
+                );
+            });
+        }
+    }
+
+    #[test]
+    fn an_answer_with_nothing_asked_forwards_and_records_nothing() {
+        with_books(|books, records| {
+            let (release, _) = books.answer(Some("web01")).unwrap();
+            assert!(matches!(release, Release::Forward));
+            assert!(records().is_empty());
+        });
+    }
+
+    #[test]
+    fn hidden_input_and_commands_share_one_sequence() {
+        with_books(|books, records| {
+            books.found.push(typed("passwd"));
+            books.found.push(capture::Record::Hidden {
+                prompt: "New password:".into(),
+            });
+            books.found.push(typed("ls"));
+            assert!(matches!(books.decide().unwrap(), Release::Forward));
+            assert_eq!(
+                summary(&records()),
+                [
+                    "command \"passwd\" #1",
+                    "input_hidden #2",
+                    "command \"ls\" #3"
+                ]
+            );
+        });
     }
 }

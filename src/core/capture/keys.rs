@@ -303,6 +303,35 @@ impl Keys {
         if !matches!(b, b'\r' | b'\n') || self.quoted || self.cooked.lnext {
             self.cooked.push(b);
         }
+        if let Some(event) = self.after_prefix(b) {
+            return event;
+        }
+        match self.esc {
+            Escape::Ground => {}
+            Escape::Started => return self.after_esc(b),
+            Escape::Csi => return self.in_csi(b),
+            Escape::Ss3 => {
+                self.esc = Escape::Ground;
+                return self.key_ss3(b);
+            }
+            Escape::Str | Escape::StrEnd => {
+                self.in_string(b);
+                return KeyEvent::None;
+            }
+        }
+        if b != b'\r' && b != b'\n' {
+            self.fresh = false;
+        }
+        if self.utf8_need > 0 && self.continue_utf8(b) {
+            return KeyEvent::None;
+        }
+        self.ground(b, after_cr)
+    }
+
+    /// The byte after a prefix key (Ctrl-V, Ctrl-X). `Some` when this byte
+    /// was fully handled as the prefixed key; `None` when it goes on to be
+    /// read as a key of its own.
+    fn after_prefix(&mut self, b: u8) -> Option<KeyEvent> {
         if std::mem::take(&mut self.quoted) && self.esc == Escape::Ground {
             // Ctrl-V: readline inserts the next byte as it is (Ctrl-V Tab is
             // a tab, Ctrl-V Ctrl-A a ^A); a multi-byte character still
@@ -310,7 +339,7 @@ impl Keys {
             self.fresh = false;
             if b < 0x80 {
                 self.insert_literal(b as char);
-                return KeyEvent::None;
+                return Some(KeyEvent::None);
             }
         }
         if std::mem::take(&mut self.ctrl_x) && self.esc == Escape::Ground {
@@ -321,67 +350,59 @@ impl Keys {
                 self.searching = false;
                 let mut line = self.take_line();
                 line.editor = true;
-                return KeyEvent::Enter(line);
+                return Some(KeyEvent::Enter(line));
             }
             // Other C-x commands (undo, exchange point and mark…).
             self.unreliable = true;
             if b != 0x18 {
-                return KeyEvent::None;
+                return Some(KeyEvent::None);
             }
         }
-        match self.esc {
-            Escape::Ground => {}
-            Escape::Started => return self.after_esc(b),
-            Escape::Csi => return self.in_csi(b),
-            Escape::Ss3 => {
-                self.esc = Escape::Ground;
-                return self.key_ss3(b);
-            }
-            Escape::Str => {
-                match b {
-                    0x07 => self.esc = Escape::Ground,
-                    0x1b => self.esc = Escape::StrEnd,
-                    _ => {}
-                }
-                return KeyEvent::None;
-            }
-            Escape::StrEnd => {
-                self.esc = if b == b'\\' {
-                    Escape::Ground
-                } else {
-                    Escape::Str
-                };
-                return KeyEvent::None;
-            }
-        }
-        if b != b'\r' && b != b'\n' {
-            self.fresh = false;
-        }
-        // A pending partial UTF-8 character is broken by any non-continuation byte.
-        if self.utf8_need > 0 {
-            if b & 0xc0 == 0x80 {
-                self.utf8[self.utf8_len] = b;
-                self.utf8_len += 1;
-                if self.utf8_len == self.utf8_need {
-                    let n = self.utf8_len;
-                    self.utf8_need = 0;
-                    self.utf8_len = 0;
-                    let buf = self.utf8;
-                    match std::str::from_utf8(&buf[..n]) {
-                        Ok(s) => {
-                            for c in s.chars() {
-                                self.insert(c);
-                            }
+        None
+    }
+
+    /// Inside a string sequence (OSC, DCS, …): only its end matters.
+    fn in_string(&mut self, b: u8) {
+        self.esc = match (self.esc, b) {
+            (Escape::Str, 0x07) => Escape::Ground,
+            (Escape::Str, 0x1b) => Escape::StrEnd,
+            (Escape::Str, _) => Escape::Str,
+            (_, b'\\') => Escape::Ground,
+            _ => Escape::Str,
+        };
+    }
+
+    /// A byte while a UTF-8 character is half-read: true when it was a
+    /// continuation byte (consumed). Any other byte breaks the character,
+    /// which becomes U+FFFD, and is then read on its own.
+    fn continue_utf8(&mut self, b: u8) -> bool {
+        if b & 0xc0 == 0x80 {
+            self.utf8[self.utf8_len] = b;
+            self.utf8_len += 1;
+            if self.utf8_len == self.utf8_need {
+                let n = self.utf8_len;
+                self.utf8_need = 0;
+                self.utf8_len = 0;
+                let buf = self.utf8;
+                match std::str::from_utf8(&buf[..n]) {
+                    Ok(s) => {
+                        for c in s.chars() {
+                            self.insert(c);
                         }
-                        Err(_) => self.insert(char::REPLACEMENT_CHARACTER),
                     }
+                    Err(_) => self.insert(char::REPLACEMENT_CHARACTER),
                 }
-                return KeyEvent::None;
             }
-            self.utf8_need = 0;
-            self.utf8_len = 0;
-            self.insert(char::REPLACEMENT_CHARACTER);
+            return true;
         }
+        self.utf8_need = 0;
+        self.utf8_len = 0;
+        self.insert(char::REPLACEMENT_CHARACTER);
+        false
+    }
+
+    /// A byte outside any escape sequence, prefix or UTF-8 character.
+    fn ground(&mut self, b: u8, after_cr: bool) -> KeyEvent {
         match b {
             // Inside a bracketed paste readline (8.1+) inserts newlines into
             // the line instead of accepting it: the whole paste runs at the
@@ -407,19 +428,7 @@ impl Keys {
                 KeyEvent::None
             }
             0x80..=0xff => {
-                let need = match b {
-                    0xc2..=0xdf => 2,
-                    0xe0..=0xef => 3,
-                    0xf0..=0xf4 => 4,
-                    _ => 0,
-                };
-                if need == 0 {
-                    self.insert(char::REPLACEMENT_CHARACTER);
-                } else {
-                    self.utf8[0] = b;
-                    self.utf8_len = 1;
-                    self.utf8_need = need;
-                }
+                self.start_utf8(b);
                 KeyEvent::None
             }
             _ if self.pasting => {
@@ -428,18 +437,37 @@ impl Keys {
                 self.insert_literal(b as char);
                 KeyEvent::None
             }
-            0x16 => {
-                self.quoted = true;
-                KeyEvent::None
-            }
-            0x18 => {
-                self.ctrl_x = true;
-                KeyEvent::None
-            }
+            _ => self.control(b),
+        }
+    }
+
+    /// The first byte of a UTF-8 character (or a byte that cannot start one).
+    fn start_utf8(&mut self, b: u8) {
+        let need = match b {
+            0xc2..=0xdf => 2,
+            0xe0..=0xef => 3,
+            0xf0..=0xf4 => 4,
+            _ => 0,
+        };
+        if need == 0 {
+            self.insert(char::REPLACEMENT_CHARACTER);
+        } else {
+            self.utf8[0] = b;
+            self.utf8_len = 1;
+            self.utf8_need = need;
+        }
+    }
+
+    /// A control key (not Enter, not ESC) typed outside a paste: readline's
+    /// emacs bindings.
+    fn control(&mut self, b: u8) -> KeyEvent {
+        match b {
+            0x16 => self.quoted = true,
+            0x18 => self.ctrl_x = true,
             0x03 => {
                 // Ctrl-C: readline discards the line and bash prints a new prompt.
                 self.clear_line();
-                KeyEvent::Cancel
+                return KeyEvent::Cancel;
             }
             0x7f | 0x08 => {
                 self.edit();
@@ -447,63 +475,29 @@ impl Keys {
                     self.remove(self.cursor - 1);
                     self.cursor -= 1;
                 }
-                KeyEvent::None
             }
             0x15 => {
                 // Ctrl-U: unix-line-discard, kills from the cursor to the start.
                 self.edit();
                 self.remove_range(0, self.cursor);
                 self.cursor = 0;
-                KeyEvent::None
             }
-            0x17 => {
-                // Ctrl-W: unix-word-rubout, whitespace-delimited word before the cursor.
-                self.edit();
-                let mut start = self.cursor;
-                while start > 0 && self.chars[start - 1].is_whitespace() {
-                    start -= 1;
-                }
-                while start > 0 && !self.chars[start - 1].is_whitespace() {
-                    start -= 1;
-                }
-                self.remove_range(start, self.cursor);
-                self.cursor = start;
-                KeyEvent::None
-            }
+            0x17 => self.rubout_word(),
             0x0b => {
                 // Ctrl-K: kill to end of line.
                 self.edit();
                 self.remove_range(self.cursor, self.chars.len());
-                KeyEvent::None
             }
-            0x01 => {
-                self.edit();
-                self.whole = true;
-                self.cursor = 0;
-                KeyEvent::None
-            }
-            0x05 => {
-                self.edit();
-                self.cursor = self.chars.len();
-                KeyEvent::None
-            }
-            0x02 => {
-                self.left();
-                KeyEvent::None
-            }
-            0x06 => {
-                self.right();
-                KeyEvent::None
-            }
-            0x04 => {
-                // Ctrl-D: delete-char on a non-empty line (EOF on an empty one).
-                self.delete_forward();
-                KeyEvent::None
-            }
+            0x01 => self.home(),
+            0x05 => self.end(),
+            0x02 => self.left(),
+            0x06 => self.right(),
+            // Ctrl-D: delete-char on a non-empty line (EOF on an empty one).
+            0x04 => self.delete_forward(),
             0x0f => {
                 // Ctrl-O (operate-and-get-next) accepts the line like Enter.
                 self.unreliable = true;
-                self.enter()
+                return self.enter();
             }
             0x12 | 0x13 => {
                 // Ctrl-R / Ctrl-S: incremental search; the line becomes what
@@ -511,7 +505,6 @@ impl Keys {
                 self.unreliable = true;
                 self.whole = true;
                 self.searching = true;
-                KeyEvent::None
             }
             _ => {
                 // Tab (completion), Ctrl-Y (yank), Ctrl-T (transpose),
@@ -520,9 +513,24 @@ impl Keys {
                 // the cursor inside the line.
                 self.unreliable = true;
                 self.whole |= b != b'\t';
-                KeyEvent::None
             }
         }
+        KeyEvent::None
+    }
+
+    /// Ctrl-W: unix-word-rubout, the whitespace-delimited word before the
+    /// cursor.
+    fn rubout_word(&mut self) {
+        self.edit();
+        let mut start = self.cursor;
+        while start > 0 && self.chars[start - 1].is_whitespace() {
+            start -= 1;
+        }
+        while start > 0 && !self.chars[start - 1].is_whitespace() {
+            start -= 1;
+        }
+        self.remove_range(start, self.cursor);
+        self.cursor = start;
     }
 
     fn after_esc(&mut self, b: u8) -> KeyEvent {
@@ -598,15 +606,8 @@ impl Keys {
             _ if self.pasting => {}
             (b"", b'D') => self.left(),
             (b"", b'C') => self.right(),
-            (b"" | b"1", b'H') | (b"1" | b"7", b'~') => {
-                self.edit();
-                self.whole = true;
-                self.cursor = 0;
-            }
-            (b"" | b"1", b'F') | (b"4" | b"8", b'~') => {
-                self.edit();
-                self.cursor = self.chars.len();
-            }
+            (b"" | b"1", b'H') | (b"1" | b"7", b'~') => self.home(),
+            (b"" | b"1", b'F') | (b"4" | b"8", b'~') => self.end(),
             (b"3", b'~') => self.delete_forward(),
             // Insert, PgUp/PgDn, function keys: no text, but readline may
             // bind them to something.
@@ -628,15 +629,8 @@ impl Keys {
             b'C' => self.right(),
             // Keypad Enter in application keypad mode.
             b'M' => return self.enter(),
-            b'H' => {
-                self.edit();
-                self.whole = true;
-                self.cursor = 0;
-            }
-            b'F' => {
-                self.edit();
-                self.cursor = self.chars.len();
-            }
+            b'H' => self.home(),
+            b'F' => self.end(),
             _ => self.unreliable = true,
         }
         KeyEvent::None
@@ -660,6 +654,17 @@ impl Keys {
         self.edited = true;
         // Reverse search ends on any editing key; the line is what it found.
         self.searching = false;
+    }
+
+    fn home(&mut self) {
+        self.edit();
+        self.whole = true;
+        self.cursor = 0;
+    }
+
+    fn end(&mut self) {
+        self.edit();
+        self.cursor = self.chars.len();
     }
 
     fn left(&mut self) {

@@ -589,53 +589,49 @@ impl Capture {
                 .any(|(p, _)| self.screen.cursor_line().starts_with(p.trim_end()))
     }
 
-    /// Compares the screen with the keys.
-    fn verdict(&self, h: &Held) -> Verdict {
-        let rl = h.line.text.clone();
-        let cooked = String::from_utf8_lossy(&h.line.cooked).into_owned();
-        let plain = !h.line.edited && !h.line.unreliable;
-        let mut prefixes = prefixes_of(h, &self.prompts);
-        prefixes.push("");
-        if h.line.unreliable {
-            // Enter during readline's incremental search accepts the match
-            // the search line shows: `(reverse-i-search)`needle': cmd`.
-            let line = self.screen.cursor_line();
-            let l = line.trim_start();
-            if l.starts_with("(reverse-i-search)")
-                || l.starts_with("(i-search)")
-                || l.starts_with("(failed reverse-i-search)")
-                || l.starts_with("(failed i-search)")
-            {
-                if let Some(k) = l.find("': ") {
-                    let found = l[k + 3..].trim();
-                    if !found.is_empty() && self.out_since_key {
-                        return Verdict::Screen(found.to_string());
-                    }
+    /// Enter during readline's incremental search accepts the match the
+    /// search line shows: `(reverse-i-search)`needle': cmd`.
+    fn search_match(&self) -> Option<String> {
+        let line = self.screen.cursor_line();
+        let l = line.trim_start();
+        if l.starts_with("(reverse-i-search)")
+            || l.starts_with("(i-search)")
+            || l.starts_with("(failed reverse-i-search)")
+            || l.starts_with("(failed i-search)")
+        {
+            if let Some(k) = l.find("': ") {
+                let found = l[k + 3..].trim();
+                if !found.is_empty() && self.out_since_key {
+                    return Some(found.to_string());
                 }
             }
         }
-        // A multi-line buffer (a paste, a recalled loop) spans that many
-        // more screen lines above the cursor.
-        let lines_up = rl.matches('\n').count();
-        let cursor_line = self.screen.cursor_line();
-        // Readline draws bytes that are not UTF-8 as `\ooo`; only then is a
-        // backslash and three digits not literal text.
-        let octal = rl.contains('\u{fffd}') || cooked.contains('\u{fffd}');
-        let keys_n = norm_keys(rl.trim());
-        let cooked_n = norm_keys(cooked.trim());
-        // What follows each candidate prompt on the screen: the whole
-        // line (without a right prompt drawn when the line began, zsh
-        // `RPROMPT`) and the line up to the cursor. Enter runs the whole
-        // line wherever the cursor is (readline, zle, fish), so the whole
-        // line comes first where keys may have left the cursor inside it;
-        // otherwise text right of the cursor was never typed (fish's
-        // autosuggestion) and the line up to the cursor comes first.
+        None
+    }
+
+    /// What follows each candidate prompt on the screen (the line's own,
+    /// the learnt ones, none), as the whole line (without a right prompt
+    /// drawn when the line began, zsh `RPROMPT`) and up to the cursor:
+    /// `(prompt, text, text normalized)`. Enter runs the whole line
+    /// wherever the cursor is (readline, zle, fish), so the whole line
+    /// comes first where keys may have left the cursor inside it;
+    /// otherwise text right of the cursor was never typed (fish's
+    /// autosuggestion) and the line up to the cursor comes first.
+    fn echoes<'a>(
+        &'a self,
+        h: &'a Held,
+        lines_up: usize,
+        octal: bool,
+    ) -> Vec<(&'a str, String, String)> {
+        let mut prefixes = prefixes_of(h, &self.prompts);
+        prefixes.push("");
         let rp = h.start.rprompt.as_str();
         let order = if h.line.whole {
             [false, true]
         } else {
             [true, false]
         };
+        let cursor_line = self.screen.cursor_line();
         let mut seen: Vec<(&str, String, String)> = Vec::new();
         for prefix in prefixes {
             let p = prefix.trim_end();
@@ -663,6 +659,48 @@ impl Capture {
                 }
             }
         }
+        seen
+    }
+
+    /// What a bare Enter runs: text after a shell's prompt that no key
+    /// typed (the shell filled the line in). Up to the cursor, so a right
+    /// prompt is never taken for it.
+    fn prefilled(&self, h: &Held) -> Option<String> {
+        for p in prefixes_of(h, &self.prompts) {
+            let p = p.trim_end();
+            if p.is_empty() || !self.is_shell_prompt(p) {
+                continue;
+            }
+            let Some(shown) = self.screen.text_from_prompt(p, true, 0) else {
+                continue;
+            };
+            match shown.strip_prefix(p).map(str::trim) {
+                Some(rest) if !rest.is_empty() => return Some(rest.to_string()),
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// Compares the screen with the keys.
+    fn verdict(&self, h: &Held) -> Verdict {
+        let rl = h.line.text.clone();
+        let cooked = String::from_utf8_lossy(&h.line.cooked).into_owned();
+        let plain = !h.line.edited && !h.line.unreliable;
+        if h.line.unreliable {
+            if let Some(found) = self.search_match() {
+                return Verdict::Screen(found);
+            }
+        }
+        // A multi-line buffer (a paste, a recalled loop) spans that many
+        // more screen lines above the cursor.
+        let lines_up = rl.matches('\n').count();
+        // Readline draws bytes that are not UTF-8 as `\ooo`; only then is a
+        // backslash and three digits not literal text.
+        let octal = rl.contains('\u{fffd}') || cooked.contains('\u{fffd}');
+        let keys_n = norm_keys(rl.trim());
+        let cooked_n = norm_keys(cooked.trim());
+        let seen = self.echoes(h, lines_up, octal);
         // First the screen showing exactly the keys, after any prompt.
         for (_, _, shown_n) in &seen {
             if !keys_n.is_empty() && *shown_n == keys_n {
@@ -689,20 +727,8 @@ impl Capture {
             }
         }
         if keys_n.is_empty() && cooked_n.is_empty() && lines_up == 0 {
-            for p in prefixes_of(h, &self.prompts) {
-                let p = p.trim_end();
-                if p.is_empty() || !self.is_shell_prompt(p) {
-                    continue;
-                }
-                // Up to the cursor: a right prompt is no part of it.
-                let Some(shown) = self.screen.text_from_prompt(p, true, 0) else {
-                    continue;
-                };
-                if let Some(rest) = shown.strip_prefix(p) {
-                    if !rest.trim().is_empty() {
-                        return Verdict::Prefilled(rest.trim().to_string());
-                    }
-                }
+            if let Some(text) = self.prefilled(h) {
+                return Verdict::Prefilled(text);
             }
         }
         let mut other = false;

@@ -36,49 +36,305 @@ struct Heredoc {
 
 /// True unless `text` is certainly waiting for more lines.
 pub fn looks_complete(text: &str) -> bool {
-    let chars: Vec<char> = text.chars().collect();
-    let mut stack: Vec<Close> = Vec::new();
-    let mut parens = 0usize;
-    let mut word = String::new();
-    let mut cmd_pos = true;
-    let mut last_op = false;
-    let mut heredocs: Vec<Heredoc> = Vec::new();
-    let mut i = 0;
+    let mut lexer = Lexer::new(text);
+    if lexer.run().is_err() {
+        return false;
+    }
+    let t = text.trim_end();
+    lexer.stack.is_empty() && lexer.parens == 0 && !lexer.last_op && !t.ends_with("()")
+}
 
-    // Ends the current word; reserved words only count at command position.
-    let end_word = |word: &mut String, cmd_pos: &mut bool, stack: &mut Vec<Close>| {
-        if word.is_empty() {
+/// The text stops inside something only more lines can close: a quote, a
+/// trailing backslash, a here-document without its delimiter line.
+struct Open;
+
+/// The lexer's state while it walks the text once, left to right.
+struct Lexer {
+    chars: Vec<char>,
+    /// The next character to read.
+    i: usize,
+    /// Open compound commands, innermost last.
+    stack: Vec<Close>,
+    /// Open `(` and `$(`.
+    parens: usize,
+    /// The word being read (quoted parts as `x`, long words cut).
+    word: String,
+    /// The next word is at command position (a reserved word counts).
+    cmd_pos: bool,
+    /// The last token was `|`, `&&` or `||`: the line wants more.
+    last_op: bool,
+    /// Here-documents named on this line, whose bodies follow it.
+    heredocs: Vec<Heredoc>,
+}
+
+impl Lexer {
+    fn new(text: &str) -> Self {
+        Lexer {
+            chars: text.chars().collect(),
+            i: 0,
+            stack: Vec::new(),
+            parens: 0,
+            word: String::new(),
+            cmd_pos: true,
+            last_op: false,
+            heredocs: Vec::new(),
+        }
+    }
+
+    fn peek(&self) -> Option<char> {
+        self.chars.get(self.i).copied()
+    }
+
+    fn run(&mut self) -> Result<(), Open> {
+        while self.i < self.chars.len() {
+            let c = self.chars[self.i];
+            self.i += 1;
+            match c {
+                '\\' => self.backslash()?,
+                '\'' => self.single_quote()?,
+                '"' | '`' => self.double_quote(c)?,
+                '#' if self.word.is_empty() => {
+                    // A comment runs to the end of the line.
+                    while self.i < self.chars.len() && self.chars[self.i] != '\n' {
+                        self.i += 1;
+                    }
+                }
+                ' ' | '\t' => self.end_word(),
+                '\n' => self.newline()?,
+                ';' | '&' | '|' | '(' | ')' => self.operator(c),
+                '<' if self.peek() == Some('<') => self.heredoc(),
+                '$' if self.peek() == Some('(') => {
+                    self.i += 1;
+                    self.word.push('x');
+                    self.parens += 1;
+                    self.cmd_pos = true;
+                    self.last_op = false;
+                }
+                _ => {
+                    self.word.push(c);
+                    self.last_op = false;
+                    if self.word.len() > 64 {
+                        // Long words are never reserved words; keep memory small.
+                        self.word.truncate(8);
+                    }
+                }
+            }
+        }
+        self.end_word();
+        if !self.heredocs.is_empty() {
+            return Err(Open);
+        }
+        Ok(())
+    }
+
+    fn backslash(&mut self) -> Result<(), Open> {
+        match self.peek() {
+            // A trailing backslash continues the line.
+            None => return Err(Open),
+            Some('\n') => {}
+            Some(_) => self.word.push('x'),
+        }
+        self.i += 1;
+        self.last_op = false;
+        Ok(())
+    }
+
+    fn single_quote(&mut self) -> Result<(), Open> {
+        match self.chars[self.i..].iter().position(|&d| d == '\'') {
+            None => return Err(Open),
+            Some(k) => self.i += k + 1,
+        }
+        self.word.push('x');
+        self.last_op = false;
+        Ok(())
+    }
+
+    /// `"…"` or `` `…` ``, where a backslash escapes the next character.
+    fn double_quote(&mut self, q: char) -> Result<(), Open> {
+        loop {
+            match self.peek() {
+                None => return Err(Open),
+                Some('\\') => self.i += 2,
+                Some(d) if d == q => {
+                    self.i += 1;
+                    break;
+                }
+                Some(_) => self.i += 1,
+            }
+        }
+        self.word.push('x');
+        self.last_op = false;
+        Ok(())
+    }
+
+    fn newline(&mut self) -> Result<(), Open> {
+        self.end_word();
+        // Here-document bodies follow the line that named them.
+        for h in std::mem::take(&mut self.heredocs) {
+            self.heredoc_body(&h)?;
+        }
+        if !self.last_op {
+            self.cmd_pos = true;
+        }
+        Ok(())
+    }
+
+    /// Skips the lines of one here-document, its delimiter line included.
+    fn heredoc_body(&mut self, h: &Heredoc) -> Result<(), Open> {
+        let chars = &self.chars;
+        loop {
+            if self.i >= chars.len() {
+                return Err(Open);
+            }
+            let end = chars[self.i..]
+                .iter()
+                .position(|&d| d == '\n')
+                .map_or(chars.len(), |k| self.i + k);
+            let line: String = chars[self.i..end].iter().collect();
+            self.i = (end + 1).min(chars.len());
+            let line = if h.strip_tabs {
+                line.trim_start_matches('\t')
+            } else {
+                line.as_str()
+            };
+            if line == h.delim {
+                return Ok(());
+            }
+            if end >= chars.len() {
+                return Err(Open);
+            }
+        }
+    }
+
+    /// `;`, `&`, `|`, `(`, `)`, doubled or not.
+    fn operator(&mut self, c: char) {
+        self.end_word();
+        let double = self.peek() == Some(c);
+        if let Some(Close::Esac { pattern }) = self.stack.last_mut() {
+            if *pattern && c == ')' {
+                *pattern = false;
+                self.cmd_pos = true;
+                self.last_op = false;
+                return;
+            }
+            if *pattern && c == '(' {
+                return;
+            }
+            if c == ';' && double {
+                // `;;`, `;;&` end a case item; `;&` falls through.
+                *pattern = true;
+                self.i += 1;
+                if self.peek() == Some('&') {
+                    self.i += 1;
+                }
+                self.last_op = false;
+                return;
+            }
+            if *pattern {
+                return;
+            }
+        }
+        match c {
+            '(' => self.parens += 1,
+            ')' => self.parens = self.parens.saturating_sub(1),
+            _ => {}
+        }
+        // `|`, `&&`, `||` at the end want more; `;` and `&` do not.
+        self.last_op = c == '|' || (c == '&' && double);
+        if (c == '&' || c == '|') && double {
+            self.i += 1;
+        }
+        // `|&` (bash) pipes stderr too.
+        if c == '|' && self.peek() == Some('&') {
+            self.i += 1;
+        }
+        self.cmd_pos = c != ')';
+    }
+
+    /// After `<<`: a here-string (`<<<`) or a here-document's delimiter.
+    fn heredoc(&mut self) {
+        self.end_word();
+        self.i += 1;
+        if self.peek() == Some('<') {
+            // A here-string is a single word.
+            self.i += 1;
             return;
         }
-        let w = std::mem::take(word);
-        if let Some(Close::Esac { pattern: true }) = stack.last() {
+        let strip_tabs = self.peek() == Some('-');
+        if strip_tabs {
+            self.i += 1;
+        }
+        while matches!(self.peek(), Some(' ' | '\t')) {
+            self.i += 1;
+        }
+        let mut delim = String::new();
+        while let Some(d) = self.peek() {
+            if matches!(
+                d,
+                ' ' | '\t' | '\n' | ';' | '&' | '|' | '<' | '>' | '(' | ')'
+            ) {
+                break;
+            }
+            self.i += 1;
+            match d {
+                '\'' | '"' | '\\' => {}
+                _ => delim.push(d),
+            }
+        }
+        if delim.is_empty() {
+            return;
+        }
+        if self.heredocs.len() < MAX_HEREDOCS {
+            self.heredocs.push(Heredoc { delim, strip_tabs });
+        }
+        self.last_op = false;
+    }
+
+    /// Ends the current word; reserved words only count at command position.
+    fn end_word(&mut self) {
+        if self.word.is_empty() {
+            return;
+        }
+        let w = std::mem::take(&mut self.word);
+        if let Some(Close::Esac { pattern: true }) = self.stack.last() {
             if w == "esac" {
-                stack.pop();
-                *cmd_pos = false;
+                self.stack.pop();
+                self.cmd_pos = false;
             }
             return;
         }
-        if !*cmd_pos {
+        if !self.cmd_pos {
             if w == "in" {
-                if let Some(Close::Esac { .. }) = stack.last() {
-                    stack.pop();
-                    stack.push(Close::Esac { pattern: true });
+                if let Some(Close::Esac { .. }) = self.stack.last() {
+                    self.stack.pop();
+                    self.stack.push(Close::Esac { pattern: true });
                 }
             }
             return;
         }
-        let mut next_cmd = false;
-        match w.as_str() {
+        let next_cmd = self.reserved_word(&w);
+        if self.stack.len() > MAX_DEPTH {
+            self.stack.clear();
+        }
+        // After `case` the next word is its subject, not a command.
+        self.cmd_pos = next_cmd;
+    }
+
+    /// A word at command position: opens or closes a compound command when
+    /// it is a reserved word. True when the next word is a command again.
+    fn reserved_word(&mut self, w: &str) -> bool {
+        let stack = &mut self.stack;
+        match w {
             "if" => stack.push(Close::Fi),
             "for" | "while" | "until" | "select" => stack.push(Close::Done),
             "case" => stack.push(Close::Esac { pattern: false }),
             "begin" | "switch" => stack.push(Close::End),
             "{" => {
                 stack.push(Close::Brace);
-                next_cmd = true;
+                return true;
             }
             "fi" | "done" | "}" => {
-                let want = match w.as_str() {
+                let want = match w {
                     "fi" => Close::Fi,
                     "done" => Close::Done,
                     _ => Close::Brace,
@@ -96,195 +352,11 @@ pub fn looks_complete(text: &str) -> bool {
             "end" if !stack.is_empty() => {
                 stack.pop();
             }
-            "then" | "do" | "else" | "elif" | "!" | "time" => next_cmd = true,
+            "then" | "do" | "else" | "elif" | "!" | "time" => return true,
             _ => {}
         }
-        if stack.len() > MAX_DEPTH {
-            stack.clear();
-        }
-        // After `case` the next word is its subject, not a command.
-        *cmd_pos = next_cmd;
-    };
-
-    while i < chars.len() {
-        let c = chars[i];
-        i += 1;
-        match c {
-            '\\' => {
-                match chars.get(i) {
-                    // A trailing backslash continues the line.
-                    None => return false,
-                    Some('\n') => {}
-                    Some(_) => word.push('x'),
-                }
-                i += 1;
-                last_op = false;
-            }
-            '\'' => {
-                match chars[i..].iter().position(|&d| d == '\'') {
-                    None => return false,
-                    Some(k) => i += k + 1,
-                }
-                word.push('x');
-                last_op = false;
-            }
-            '"' | '`' => {
-                let q = c;
-                loop {
-                    match chars.get(i) {
-                        None => return false,
-                        Some('\\') => i += 2,
-                        Some(&d) if d == q => {
-                            i += 1;
-                            break;
-                        }
-                        Some(_) => i += 1,
-                    }
-                }
-                word.push('x');
-                last_op = false;
-            }
-            '#' if word.is_empty() => {
-                // A comment runs to the end of the line.
-                while i < chars.len() && chars[i] != '\n' {
-                    i += 1;
-                }
-            }
-            ' ' | '\t' => end_word(&mut word, &mut cmd_pos, &mut stack),
-            '\n' => {
-                end_word(&mut word, &mut cmd_pos, &mut stack);
-                // Here-document bodies follow the line that named them.
-                for h in std::mem::take(&mut heredocs) {
-                    loop {
-                        if i >= chars.len() {
-                            return false;
-                        }
-                        let end = chars[i..]
-                            .iter()
-                            .position(|&d| d == '\n')
-                            .map_or(chars.len(), |k| i + k);
-                        let line: String = chars[i..end].iter().collect();
-                        i = (end + 1).min(chars.len());
-                        let line = if h.strip_tabs {
-                            line.trim_start_matches('\t')
-                        } else {
-                            line.as_str()
-                        };
-                        if line == h.delim {
-                            break;
-                        }
-                        if end >= chars.len() {
-                            return false;
-                        }
-                    }
-                }
-                if !last_op {
-                    cmd_pos = true;
-                }
-            }
-            ';' | '&' | '|' | '(' | ')' => {
-                end_word(&mut word, &mut cmd_pos, &mut stack);
-                let double = chars.get(i) == Some(&c);
-                if let Some(Close::Esac { pattern }) = stack.last_mut() {
-                    if *pattern && c == ')' {
-                        *pattern = false;
-                        cmd_pos = true;
-                        last_op = false;
-                        continue;
-                    }
-                    if *pattern && c == '(' {
-                        continue;
-                    }
-                    if c == ';' && double {
-                        // `;;`, `;;&` end a case item; `;&` falls through.
-                        *pattern = true;
-                        i += 1;
-                        if chars.get(i) == Some(&'&') {
-                            i += 1;
-                        }
-                        last_op = false;
-                        continue;
-                    }
-                    if *pattern {
-                        continue;
-                    }
-                }
-                match c {
-                    '(' => parens += 1,
-                    ')' => parens = parens.saturating_sub(1),
-                    _ => {}
-                }
-                // `|`, `&&`, `||` at the end want more; `;` and `&` do not.
-                last_op = c == '|' || (c == '&' && double);
-                if (c == '&' || c == '|') && double {
-                    i += 1;
-                }
-                // `|&` (bash) pipes stderr too.
-                if c == '|' && chars.get(i) == Some(&'&') {
-                    i += 1;
-                }
-                cmd_pos = c != ')';
-            }
-            '<' if chars.get(i) == Some(&'<') => {
-                end_word(&mut word, &mut cmd_pos, &mut stack);
-                i += 1;
-                if chars.get(i) == Some(&'<') {
-                    // A here-string is a single word.
-                    i += 1;
-                    continue;
-                }
-                let strip_tabs = chars.get(i) == Some(&'-');
-                if strip_tabs {
-                    i += 1;
-                }
-                while matches!(chars.get(i), Some(' ' | '\t')) {
-                    i += 1;
-                }
-                let mut delim = String::new();
-                while let Some(&d) = chars.get(i) {
-                    if matches!(
-                        d,
-                        ' ' | '\t' | '\n' | ';' | '&' | '|' | '<' | '>' | '(' | ')'
-                    ) {
-                        break;
-                    }
-                    i += 1;
-                    match d {
-                        '\'' | '"' | '\\' => {}
-                        _ => delim.push(d),
-                    }
-                }
-                if delim.is_empty() {
-                    continue;
-                }
-                if heredocs.len() < MAX_HEREDOCS {
-                    heredocs.push(Heredoc { delim, strip_tabs });
-                }
-                last_op = false;
-            }
-            '$' if chars.get(i) == Some(&'(') => {
-                i += 1;
-                word.push('x');
-                parens += 1;
-                cmd_pos = true;
-                last_op = false;
-            }
-            _ => {
-                word.push(c);
-                last_op = false;
-                if word.len() > 64 {
-                    // Long words are never reserved words; keep memory small.
-                    word.truncate(8);
-                }
-            }
-        }
+        false
     }
-    end_word(&mut word, &mut cmd_pos, &mut stack);
-    if !heredocs.is_empty() {
-        return false;
-    }
-    let t = text.trim_end();
-    stack.is_empty() && parens == 0 && !last_op && !t.ends_with("()")
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use raw::{RawConfig, RawDuration, RawPolicy, RawRule, RawSize};
+use raw::{RawConfig, RawDuration, RawHost, RawPolicy, RawRule, RawSettings, RawSize};
 use toml::Spanned;
 
 use crate::core::command_policy::{Action, CommandPolicy, PolicyRule, Unverified};
@@ -256,7 +256,29 @@ impl Validator<'_> {
     }
 
     fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
-        let s = &raw.settings;
+        let settings = self.settings(&raw.settings)?;
+        let mut hosts = Vec::with_capacity(raw.hosts.len());
+        let mut names = HashSet::new();
+        let mut host_groups = HashSet::new();
+        for h in &raw.hosts {
+            hosts.push(self.host(h, &mut names, &mut host_groups)?);
+        }
+        let mut access = Vec::with_capacity(raw.access.len());
+        for r in &raw.access {
+            access.push(self.rule(r, &names, &host_groups)?);
+        }
+        let policy = self.command_policy(&raw, &names, &host_groups)?;
+        Ok(Config {
+            path: self.path.to_path_buf(),
+            settings,
+            hosts,
+            access,
+            policy,
+        })
+    }
+
+    /// `[settings]`, defaults filled in.
+    fn settings(&self, s: &RawSettings) -> Result<Settings, ConfigError> {
         let log_dir = match &s.log_dir {
             Some(p) => self.path_value(p)?,
             None => PathBuf::from(DEFAULT_LOG_DIR),
@@ -265,21 +287,7 @@ impl Validator<'_> {
             Some(p) => self.path_value(p)?,
             None => PathBuf::from(DEFAULT_KNOWN_HOSTS),
         };
-        let host_key_policy = match &s.host_key_policy {
-            None => HostKeyPolicy::Strict,
-            Some(p) => match p.get_ref().as_str() {
-                "strict" => HostKeyPolicy::Strict,
-                "accept-new" => HostKeyPolicy::AcceptNew,
-                other => {
-                    return Err(self.err(
-                        p,
-                        format!(
-                            "host_key_policy must be \"strict\" or \"accept-new\", not {other:?}"
-                        ),
-                    ))
-                }
-            },
-        };
+        let host_key_policy = self.host_key_policy(s)?;
         let idle_timeout = match &s.idle_timeout {
             Some(d) => self.duration(d)?,
             None => None,
@@ -292,22 +300,8 @@ impl Validator<'_> {
             Some(d) => self.duration(d)?.unwrap_or(Duration::from_secs(30)),
             None => Duration::from_secs(30),
         };
-        let batch_parallel = match &s.batch_parallel {
-            None => DEFAULT_BATCH_PARALLEL,
-            Some(n) => match usize::try_from(*n.get_ref()) {
-                Ok(v) if (1..=MAX_BATCH_PARALLEL).contains(&v) => v,
-                _ => {
-                    return Err(self.err(
-                        n,
-                        format!(
-                            "batch_parallel must be between 1 and {MAX_BATCH_PARALLEL}, not {}",
-                            n.get_ref()
-                        ),
-                    ))
-                }
-            },
-        };
-        let settings = Settings {
+        let batch_parallel = self.batch_parallel(s)?;
+        Ok(Settings {
             batch_parallel,
             log_dir,
             known_hosts,
@@ -317,18 +311,7 @@ impl Validator<'_> {
             keepalive_interval,
             recording: s.recording.unwrap_or(true),
             record_input: s.record_input.unwrap_or(false),
-            max_recording: match &s.max_recording {
-                None => Some(DEFAULT_MAX_RECORDING),
-                Some(v) => {
-                    let n = match v.get_ref() {
-                        RawSize::Text(t) => parse_size(t),
-                        RawSize::Bytes(b) => u64::try_from(*b)
-                            .map_err(|_| format!("max_recording must not be negative, not {b}")),
-                    }
-                    .map_err(|m| self.err(v, m))?;
-                    (n > 0).then_some(n)
-                }
-            },
+            max_recording: self.max_recording(s)?,
             syslog_copy: s.syslog_copy.unwrap_or(false),
             syslog_socket: match &s.syslog_socket {
                 Some(p) => Some(self.path_value(p)?),
@@ -352,121 +335,190 @@ impl Validator<'_> {
                 Some(d) => self.duration(d)?,
                 None => Some(Duration::from_secs(DEFAULT_SEAL_INTERVAL_SECS)),
             },
-        };
+        })
+    }
 
-        let mut hosts = Vec::with_capacity(raw.hosts.len());
-        let mut names = HashSet::new();
-        let mut host_groups = HashSet::new();
-        for h in &raw.hosts {
-            let name = h.name.get_ref();
-            if !valid_host_name(name) {
-                return Err(self.err(
-                    &h.name,
-                    format!(
-                        "host name {name:?} must be 1-63 characters of letters, digits, '.', '_' or '-', starting with a letter or digit"
-                    ),
-                ));
-            }
-            if !names.insert(name.clone()) {
-                return Err(self.err(&h.name, format!("host {name:?} is defined twice")));
-            }
-            let address = h.address.get_ref();
-            if address.is_empty()
-                || address.len() > 255
-                || address.chars().any(|c| c.is_whitespace() || c.is_control())
-            {
-                return Err(self.err(
-                    &h.address,
-                    "address must be a host name or IP address without spaces",
-                ));
-            }
-            let port = match &h.port {
-                None => 22,
-                Some(p) => match u16::try_from(*p.get_ref()) {
-                    Ok(n) if n > 0 => n,
-                    _ => return Err(self.err(p, "port must be between 1 and 65535")),
-                },
-            };
-            let user = h.user.get_ref();
-            if user.is_empty() || user.len() > 255 || user.chars().any(|c| c.is_control()) {
-                return Err(self.err(&h.user, "user must be a login name"));
-            }
-            let key = h.key.as_ref().map(|k| self.path_value(k)).transpose()?;
-            let password_file = h
-                .password_file
-                .as_ref()
-                .map(|k| self.path_value(k))
-                .transpose()?;
-            let agent = h.agent.as_ref().is_some_and(|a| *a.get_ref());
-            let agent_fallback = h.agent_fallback.as_ref().is_some_and(|a| *a.get_ref());
-            let held = key.is_some() || password_file.is_some();
-            if !agent && !held {
-                return Err(self.err(
-                    &h.name,
-                    format!(
-                        "host {name:?} needs `key` or `password_file` (or both), or `agent = true`"
-                    ),
-                ));
-            }
-            // An agent host uses the bastion's credentials only as a
-            // declared fallback: a key that is silently never used (or used
-            // when the admin thought only operators' own keys log in) is a
-            // surprise either way.
-            if let Some(f) = h.agent_fallback.as_ref().filter(|f| *f.get_ref()) {
-                if !agent {
-                    return Err(self.err(f, "agent_fallback needs `agent = true`"));
-                }
-                if !held {
+    fn host_key_policy(&self, s: &RawSettings) -> Result<HostKeyPolicy, ConfigError> {
+        Ok(match &s.host_key_policy {
+            None => HostKeyPolicy::Strict,
+            Some(p) => match p.get_ref().as_str() {
+                "strict" => HostKeyPolicy::Strict,
+                "accept-new" => HostKeyPolicy::AcceptNew,
+                other => {
                     return Err(self.err(
-                        f,
-                        "agent_fallback needs `key` or `password_file` to fall back to",
-                    ));
+                        p,
+                        format!(
+                            "host_key_policy must be \"strict\" or \"accept-new\", not {other:?}"
+                        ),
+                    ))
                 }
+            },
+        })
+    }
+
+    fn batch_parallel(&self, s: &RawSettings) -> Result<usize, ConfigError> {
+        Ok(match &s.batch_parallel {
+            None => DEFAULT_BATCH_PARALLEL,
+            Some(n) => match usize::try_from(*n.get_ref()) {
+                Ok(v) if (1..=MAX_BATCH_PARALLEL).contains(&v) => v,
+                _ => {
+                    return Err(self.err(
+                        n,
+                        format!(
+                            "batch_parallel must be between 1 and {MAX_BATCH_PARALLEL}, not {}",
+                            n.get_ref()
+                        ),
+                    ))
+                }
+            },
+        })
+    }
+
+    /// `None`: no cap ("0").
+    fn max_recording(&self, s: &RawSettings) -> Result<Option<u64>, ConfigError> {
+        Ok(match &s.max_recording {
+            None => Some(DEFAULT_MAX_RECORDING),
+            Some(v) => {
+                let n = match v.get_ref() {
+                    RawSize::Text(t) => parse_size(t),
+                    RawSize::Bytes(b) => u64::try_from(*b)
+                        .map_err(|_| format!("max_recording must not be negative, not {b}")),
+                }
+                .map_err(|m| self.err(v, m))?;
+                (n > 0).then_some(n)
             }
-            if agent && held && !agent_fallback {
-                let at = h.key.as_ref().or(h.password_file.as_ref());
-                let at = at.map_or(h.name.span().start, |s| s.span().start);
-                return Err(self.err_at(
-                    at,
-                    format!(
-                        "host {name:?} has `agent = true` and a bastion-held credential that would never be used: \
-                         add `agent_fallback = true` to fall back to it, or remove it"
-                    ),
+        })
+    }
+
+    /// One `[[hosts]]` entry; its name and groups are added to `names` and
+    /// `groups` for the rules that refer to them.
+    fn host(
+        &self,
+        h: &RawHost,
+        names: &mut HashSet<String>,
+        groups: &mut HashSet<String>,
+    ) -> Result<Host, ConfigError> {
+        let name = h.name.get_ref();
+        if !valid_host_name(name) {
+            return Err(self.err(
+                &h.name,
+                format!(
+                    "host name {name:?} must be 1-63 characters of letters, digits, '.', '_' or '-', starting with a letter or digit"
+                ),
+            ));
+        }
+        if !names.insert(name.clone()) {
+            return Err(self.err(&h.name, format!("host {name:?} is defined twice")));
+        }
+        let address = h.address.get_ref();
+        if address.is_empty()
+            || address.len() > 255
+            || address.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(self.err(
+                &h.address,
+                "address must be a host name or IP address without spaces",
+            ));
+        }
+        let port = match &h.port {
+            None => 22,
+            Some(p) => match u16::try_from(*p.get_ref()) {
+                Ok(n) if n > 0 => n,
+                _ => return Err(self.err(p, "port must be between 1 and 65535")),
+            },
+        };
+        let user = h.user.get_ref();
+        if user.is_empty() || user.len() > 255 || user.chars().any(|c| c.is_control()) {
+            return Err(self.err(&h.user, "user must be a login name"));
+        }
+        let key = h.key.as_ref().map(|k| self.path_value(k)).transpose()?;
+        let password_file = h
+            .password_file
+            .as_ref()
+            .map(|k| self.path_value(k))
+            .transpose()?;
+        let (agent, agent_fallback) =
+            self.credentials(h, key.is_some() || password_file.is_some())?;
+        let mut host_groups = Vec::new();
+        for g in &h.groups {
+            if !valid_host_name(g.get_ref()) {
+                return Err(self.err(g, format!("group name {:?} is not valid", g.get_ref())));
+            }
+            groups.insert(g.get_ref().clone());
+            host_groups.push(g.get_ref().clone());
+        }
+        let description = h
+            .description
+            .as_ref()
+            .map(|d| sanitize_text(d.get_ref(), 200))
+            .unwrap_or_default();
+        Ok(Host {
+            name: name.clone(),
+            address: address.clone(),
+            port,
+            user: user.clone(),
+            key,
+            password_file,
+            agent,
+            agent_fallback,
+            description,
+            groups: host_groups,
+        })
+    }
+
+    /// How a host logs in must be said, and said once: a bastion-held
+    /// credential (`held`: `key` or `password_file`), the operator's agent,
+    /// or the agent with a declared fallback. Returns `agent` and
+    /// `agent_fallback`.
+    fn credentials(&self, h: &RawHost, held: bool) -> Result<(bool, bool), ConfigError> {
+        let name = h.name.get_ref();
+        let agent = h.agent.as_ref().is_some_and(|a| *a.get_ref());
+        let agent_fallback = h.agent_fallback.as_ref().is_some_and(|a| *a.get_ref());
+        if !agent && !held {
+            return Err(self.err(
+                &h.name,
+                format!(
+                    "host {name:?} needs `key` or `password_file` (or both), or `agent = true`"
+                ),
+            ));
+        }
+        // An agent host uses the bastion's credentials only as a
+        // declared fallback: a key that is silently never used (or used
+        // when the admin thought only operators' own keys log in) is a
+        // surprise either way.
+        if let Some(f) = h.agent_fallback.as_ref().filter(|f| *f.get_ref()) {
+            if !agent {
+                return Err(self.err(f, "agent_fallback needs `agent = true`"));
+            }
+            if !held {
+                return Err(self.err(
+                    f,
+                    "agent_fallback needs `key` or `password_file` to fall back to",
                 ));
             }
-            let mut groups = Vec::new();
-            for g in &h.groups {
-                if !valid_host_name(g.get_ref()) {
-                    return Err(self.err(g, format!("group name {:?} is not valid", g.get_ref())));
-                }
-                host_groups.insert(g.get_ref().clone());
-                groups.push(g.get_ref().clone());
-            }
-            let description = h
-                .description
-                .as_ref()
-                .map(|d| sanitize_text(d.get_ref(), 200))
-                .unwrap_or_default();
-            hosts.push(Host {
-                name: name.clone(),
-                address: address.clone(),
-                port,
-                user: user.clone(),
-                key,
-                password_file,
-                agent,
-                agent_fallback,
-                description,
-                groups,
-            });
         }
-
-        let mut access = Vec::with_capacity(raw.access.len());
-        for r in &raw.access {
-            access.push(self.rule(r, &names, &host_groups)?);
+        if agent && held && !agent_fallback {
+            let at = h.key.as_ref().or(h.password_file.as_ref());
+            let at = at.map_or(h.name.span().start, |s| s.span().start);
+            return Err(self.err_at(
+                at,
+                format!(
+                    "host {name:?} has `agent = true` and a bastion-held credential that would never be used: \
+                     add `agent_fallback = true` to fall back to it, or remove it"
+                ),
+            ));
         }
+        Ok((agent, agent_fallback))
+    }
 
-        let unverified = match &s.policy_unverified {
+    /// `policy_unverified` and the `[[policy]]` rules.
+    fn command_policy(
+        &self,
+        raw: &RawConfig,
+        names: &HashSet<String>,
+        groups: &HashSet<String>,
+    ) -> Result<CommandPolicy, ConfigError> {
+        let unverified = match &raw.settings.policy_unverified {
             None => Unverified::default(),
             Some(p) => match p.get_ref().as_str() {
                 "match" => Unverified::Match,
@@ -485,7 +537,7 @@ impl Validator<'_> {
         let mut rules = Vec::with_capacity(raw.policy.len());
         let mut rule_names = HashSet::new();
         for p in &raw.policy {
-            let rule = self.policy_rule(p, &names, &host_groups)?;
+            let rule = self.policy_rule(p, names, groups)?;
             if !rule_names.insert(rule.name.clone()) {
                 return Err(self.err(
                     &p.name,
@@ -494,14 +546,7 @@ impl Validator<'_> {
             }
             rules.push(rule);
         }
-
-        Ok(Config {
-            path: self.path.to_path_buf(),
-            settings,
-            hosts,
-            access,
-            policy: CommandPolicy { rules, unverified },
-        })
+        Ok(CommandPolicy { rules, unverified })
     }
 
     /// `names`, `globs*` and `@groups`, as in `[[access]]`.

@@ -18,13 +18,17 @@ use nix::sys::signal::Signal;
 
 use super::args::{Arg, Args};
 use super::{log_dir_from_config, AdminError};
-use crate::live::{self, Entry, KillNote};
+use crate::live::{self, Entry, KillNote, Kind};
 
 pub const SESSIONS_USAGE: &str = "\
 Usage: gatehouse sessions [--json] [--log-dir DIR] [--config PATH]
 
-The sessions running now on this bastion: user, host, session id, since,
-client, pid and idle time (since the operator's last keystroke).
+The sessions running now on this bastion, of every kind: interactive
+(shell), HOST -- COMMAND (exec), sftp/scp (transfer) and many hosts at
+once (batch). For each: user, kind, host (a batch: its pattern and number
+of hosts), session id (a batch: the batch id), since, client, pid, idle
+time (since the operator's last keystroke; only with a terminal) and an
+exec's command as recorded.
 
   --json             one JSON object per session and line
   --log-dir DIR      read DIR/live instead of the config's log_dir
@@ -35,11 +39,13 @@ pub const KILL_USAGE: &str = "\
 Usage: gatehouse kill SESSION [--reason TEXT]
        gatehouse kill --user NAME [--reason TEXT]
 
-Ends a running session (or every session of one user) within a second.
-The operator reads that an administrator ended it, with the reason; the
-audit trail gets session_end with reason \"killed\", by (your name) and
-detail (the reason). SESSION is a session id, or its first or last
-characters when they name one session. Only root or the gatehouse account.
+Ends a running session (or every session of one user) within a second,
+whatever its kind: a shell, an exec, a transfer, or a batch (every host
+still running). The operator reads that an administrator ended it, with
+the reason; the audit trail gets session_end with reason \"killed\", by
+(your name) and detail (the reason), for a batch one per host. SESSION is
+a session id (a batch id for a batch), or its first or last characters
+when they name one session. Only root or the gatehouse account.
 
   --reason TEXT      why (shown to the operator and recorded)
   --user NAME        every running session of NAME
@@ -117,6 +123,19 @@ fn idle_secs(e: &Entry) -> Option<u64> {
     Some(now.saturating_sub(atime).max(0) as u64)
 }
 
+/// Where the session goes: its host, or a batch's size and hosts.
+fn target(e: &Entry) -> String {
+    let vis = super::audit::visible;
+    match (e.kind, e.hosts) {
+        (Kind::Batch, Some(n)) => format!(
+            "{n} host{}: {}",
+            if n == 1 { "" } else { "s" },
+            vis(&e.host, 48)
+        ),
+        _ => vis(&e.host, 64),
+    }
+}
+
 fn human_secs(s: u64) -> String {
     match s {
         s if s < 60 => format!("{s}s"),
@@ -149,21 +168,30 @@ pub fn run_sessions(args: Vec<OsString>) -> i32 {
         let vis = super::audit::visible;
         writeln!(
             out,
-            "{:<12}  {:<12}  {:<36}  {:<19}  {:<22}  {:>8}  IDLE",
-            "USER", "HOST", "SESSION", "SINCE (UTC)", "CLIENT", "PID"
+            "{:<12}  {:<8}  {:<12}  {:<36}  {:<19}  {:<22}  {:>8}  {:<5}  COMMAND",
+            "USER", "KIND", "HOST", "SESSION", "SINCE (UTC)", "CLIENT", "PID", "IDLE"
         )?;
         for e in &list {
             let since = e.since.get(..19).unwrap_or(&e.since).replace('T', " ");
+            // No terminal (an exec or a transfer without `ssh -t`): no
+            // keystrokes to measure idleness by.
+            let idle = match (&e.tty, idle_secs(e)) {
+                (None, _) => "-".to_string(),
+                (Some(_), Some(s)) => human_secs(s),
+                (Some(_), None) => "?".to_string(),
+            };
             writeln!(
                 out,
-                "{:<12}  {:<12}  {:<36}  {:<19}  {:<22}  {:>8}  {}",
+                "{:<12}  {:<8}  {:<12}  {:<36}  {:<19}  {:<22}  {:>8}  {:<5}  {}",
                 vis(&e.user, 32),
-                vis(&e.host, 64),
+                e.kind.as_str(),
+                target(e),
                 vis(&e.session, 64),
                 vis(&since, 19),
                 vis(&e.client, 64),
                 e.pid,
-                idle_secs(e).map(human_secs).unwrap_or_else(|| "?".into())
+                idle,
+                vis(e.command.as_deref().unwrap_or(""), 80)
             )?;
         }
         Ok(())
@@ -327,10 +355,11 @@ pub fn run_kill(args: Vec<OsString>) -> i32 {
     for e in targets {
         match end_one(&dir, e, &note) {
             Ok(()) => crate::say_out!(
-                "ended session {} ({}@{}, pid {})",
+                "ended session {} ({}, {}@{}, pid {})",
                 e.session,
+                e.kind.as_str(),
                 super::audit::visible(&e.user, 32),
-                super::audit::visible(&e.host, 64),
+                target(e),
                 e.pid
             ),
             Err(m) => {
@@ -349,8 +378,11 @@ mod tests {
     fn entry(id: &str) -> Entry {
         Entry {
             session: id.into(),
+            kind: Kind::Shell,
             user: "alice".into(),
             host: "web01".into(),
+            command: None,
+            hosts: None,
             login: "L".into(),
             client: "local".into(),
             pid: 1,
@@ -383,5 +415,18 @@ mod tests {
         assert!(p(&["--user", "bob"]).unwrap().is_some());
         assert!(parse("sessions", vec!["--json".into()]).unwrap().is_some());
         assert!(parse("sessions", vec!["x".into()]).is_err());
+    }
+
+    #[test]
+    fn a_batch_is_shown_by_its_size_and_hosts() {
+        let mut e = entry("b");
+        assert_eq!(target(&e), "web01");
+        e.kind = Kind::Batch;
+        e.host = "web01,web02,web03".into();
+        e.hosts = Some(3);
+        assert_eq!(target(&e), "3 hosts: web01,web02,web03");
+        e.host = "web01".into();
+        e.hosts = Some(1);
+        assert_eq!(target(&e), "1 host: web01");
     }
 }

@@ -218,6 +218,33 @@ fn not_reached(e: &ConnectError) -> String {
     }
 }
 
+/// What the summary says of a host the batch stopped (`detail`: the
+/// signal, or the administrator's reason for a `gatehouse kill`).
+fn stopped_because(reason: EndReason, detail: &str) -> String {
+    match reason {
+        EndReason::Killed => format!("ended by an administrator: {detail}"),
+        _ => format!("stopped: {detail}"),
+    }
+}
+
+/// The hosts of a batch, for its `live/` entry: names joined by commas,
+/// bounded (the count is there too).
+fn host_list(hosts: &[&Host]) -> String {
+    const MAX: usize = 256;
+    let mut s = String::new();
+    for (i, h) in hosts.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        if s.len() + h.name.len() > MAX {
+            s.push('…');
+            break;
+        }
+        s.push_str(&h.name);
+    }
+    s
+}
+
 /// The whole batch: 0 when every host exited 0, else 1.
 pub struct Batch<'a> {
     pub audit: &'a mut AuditLog,
@@ -835,18 +862,27 @@ impl<'h> Conn<'h> {
 
     /// Stopped from outside (hang-up, Ctrl-C, `gatehouse kill`).
     fn stop(&mut self, cx: &mut Cx<'_>, reason: EndReason, detail: &str) -> Result<Fate, String> {
-        let fate = Fate::Ended(format!("stopped: {detail}"));
+        let why = stopped_because(reason, detail);
         if self.exec_written {
-            return match self.end(cx, fate, reason, Some(detail.to_string()))? {
+            return match self.end(cx, Fate::Ended(why), reason, Some(detail.to_string()))? {
                 Step::Done(f) => Ok(f),
                 Step::Wait => unreachable!("end is final"),
             };
         }
         // Not logged in yet: nothing ran, nothing to record but why.
-        match self.fail(cx, ConnectError::Interrupted)? {
-            Step::Done(f) => Ok(f),
-            Step::Wait => unreachable!("fail is final"),
-        }
+        let e = ConnectError::Interrupted;
+        cx.audit
+            .write(&Event::Error {
+                reason: e.reason(),
+                detail: &format!("stopped while connecting: {why}"),
+                session: Some(&self.session_id),
+                host: Some(&self.host.name),
+                host_key: None,
+                batch: Some(cx.batch),
+            })
+            .map_err(|e| audit_failed(&e))?;
+        self.close();
+        Ok(Fate::NotRun(format!("not run: {why}")))
     }
 
     /// Closes the channel and the connection without waiting: one try at a
@@ -879,6 +915,20 @@ impl Batch<'_> {
             crate::report::syslog(&format!("cannot catch SIGINT: {e}"));
         }
         let (recorded, length) = crate::core::invocation::recorded_command(command);
+        // Visible to `gatehouse sessions` / `kill` (under the batch id)
+        // until this returns, after every host's `session_end`.
+        let names = host_list(hosts);
+        let _live = crate::live::register_activity(
+            &self.settings.log_dir,
+            self.audit,
+            self.who.user,
+            &batch_id,
+            crate::live::Activity::Batch {
+                hosts: &names,
+                count: hosts.len(),
+                command: &recorded,
+            },
+        );
         let mut cx = Cx {
             audit: &mut *self.audit,
             settings: self.settings,
@@ -1053,7 +1103,14 @@ impl Batch<'_> {
         }
         let mut all_ok = true;
         for (host, fate) in hosts.iter().zip(fates) {
-            let fate = fate.unwrap_or_else(|| Fate::NotRun("not run: stopped".into()));
+            let fate = fate.unwrap_or_else(|| {
+                Fate::NotRun(match &stop {
+                    Some((reason, detail)) => {
+                        format!("not run: {}", stopped_because(*reason, detail))
+                    }
+                    None => "not run: stopped".into(),
+                })
+            });
             if let Some(line) = fate.summary(&host.name) {
                 all_ok = false;
                 crate::say_err!("gatehouse: {line}");
@@ -1153,6 +1210,37 @@ mod tests {
                 .as_deref(),
             Some("web09: not reached: connection refused")
         );
+    }
+
+    #[test]
+    fn a_killed_batch_says_an_administrator_ended_it() {
+        assert_eq!(
+            stopped_because(EndReason::Killed, "maintenance"),
+            "ended by an administrator: maintenance"
+        );
+        assert_eq!(
+            stopped_because(EndReason::Hangup, "SIGHUP"),
+            "stopped: SIGHUP"
+        );
+        let f = Fate::Ended(stopped_because(EndReason::Killed, "runaway"));
+        assert_eq!(
+            f.summary("web02").as_deref(),
+            Some("web02: ended by an administrator: runaway")
+        );
+    }
+
+    #[test]
+    fn the_live_entry_names_the_hosts_bounded() {
+        let a = host("web01", &[]);
+        let b = host("web02", &[]);
+        assert_eq!(host_list(&[&a, &b]), "web01,web02");
+        let many: Vec<Host> = (0..100)
+            .map(|i| host(&format!("host{i:03}"), &[]))
+            .collect();
+        let refs: Vec<&Host> = many.iter().collect();
+        let l = host_list(&refs);
+        assert!(l.len() <= 256 + '…'.len_utf8(), "{}", l.len());
+        assert!(l.starts_with("host000,host001,") && l.ends_with('…'), "{l}");
     }
 
     fn host(name: &str, groups: &[&str]) -> Host {

@@ -742,6 +742,23 @@ impl Exec<'_> {
                 return ExecOutcome::ConnectFailed(e);
             }
         };
+        // Visible to `gatehouse sessions` / `kill` from the `exec` record
+        // until this returns: after `session_end` on every way out (a
+        // `kill -9` leaves the entry to the readers' process check).
+        let what = match job {
+            Job::Command(_) => crate::live::Activity::Exec {
+                host: &host.name,
+                command: &command,
+            },
+            Job::Sftp => crate::live::Activity::Transfer { host: &host.name },
+        };
+        let _live = crate::live::register_activity(
+            &self.settings.log_dir,
+            self.audit,
+            self.user,
+            &session_id,
+            what,
+        );
         let cfg = StreamConfig {
             // A terminal session or an sftp prompt can be walked away
             // from; a command without a terminal may rightly run for hours

@@ -225,3 +225,265 @@ fn a_session_through_a_symlinked_binary_is_not_abandoned() {
     let v = gh.command().args(["audit", "--verify"]).output().unwrap();
     assert_eq!(v.status.code(), Some(0), "{}", text(&v));
 }
+
+// ---------------------------------------------------------------------------
+// Every kind of session: exec, transfer, batch (not only shells)
+// ---------------------------------------------------------------------------
+
+use std::io::{Read, Write};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+
+/// The current user may log in to, run commands on and transfer files with
+/// every host; `settings`: more `[settings]` lines.
+fn automation_env(hosts: &[(&str, &Target)], settings: &str) -> Gh {
+    let user = current_user();
+    let mut b = Gh::builder().no_access().extra_settings(settings);
+    for (name, t) in hosts {
+        b = b
+            .host(HostSpec::target(name, t).groups(&["web"]))
+            .known_host(&t.known_hosts_line());
+    }
+    b.extra_toml(&format!(
+        "[[access]]\nusers = [\"{user}\"]\nhosts = [\"*\"]\nexec = true\ntransfer = true\n"
+    ))
+    .build()
+}
+
+/// A Gatehouse started as sshd starts it for `ssh bastion 'REQUEST'`
+/// (`-c REQUEST`, no terminal), its stdout and stderr collected.
+struct Running {
+    child: Child,
+    out: Arc<Mutex<String>>,
+    err: Arc<Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// Reads `r` to its end into the returned text.
+fn collect(mut r: impl Read + Send + 'static) -> (Arc<Mutex<String>>, std::thread::JoinHandle<()>) {
+    let text = Arc::new(Mutex::new(String::new()));
+    let t = text.clone();
+    let h = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = r.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            t.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    (text, h)
+}
+
+impl Running {
+    fn start(gh: &Gh, request: &str, stdin: Stdio) -> Running {
+        let mut child = gh
+            .command()
+            .args(["-c", request])
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn gatehouse");
+        let (out, h1) = collect(child.stdout.take().unwrap());
+        let (err, h2) = collect(child.stderr.take().unwrap());
+        Running {
+            child,
+            out,
+            err,
+            readers: vec![h1, h2],
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Waits until stdout holds `n` times `needle`.
+    fn wait_out(&self, needle: &str, n: usize) {
+        let deadline = Instant::now() + scaled(T);
+        while self.out.lock().unwrap().matches(needle).count() < n {
+            assert!(
+                Instant::now() < deadline,
+                "{n}× {needle:?} never came; stdout {:?} stderr {:?}",
+                self.out.lock().unwrap(),
+                self.err.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Exit code within the deadline, and all it wrote on stderr.
+    fn wait(&mut self) -> (i32, String) {
+        let deadline = Instant::now() + scaled(T);
+        let code = loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                break st.code().unwrap_or(-1);
+            }
+            assert!(Instant::now() < deadline, "gatehouse still running");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // Gatehouse has no children: its pipes close as it exits.
+        for h in self.readers.drain(..) {
+            h.join().unwrap();
+        }
+        let err = self.err.lock().unwrap().clone();
+        (code, err)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn the_admin() -> Vec<String> {
+    let me = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .unwrap()
+        .unwrap()
+        .name;
+    let mut v = vec![me];
+    v.extend(std::env::var("SUDO_USER").ok());
+    v
+}
+
+/// The entry's file in `live/` is gone (not merely hidden as stale).
+fn assert_unregistered(gh: &Gh, session: &str) {
+    let f = gh.log_dir().join("live").join(format!("{session}.json"));
+    assert!(!f.exists(), "{} left behind", f.display());
+    assert!(live_sessions(gh).is_empty());
+}
+
+fn remote_pids(t: &Target) -> Vec<i32> {
+    std::fs::read_to_string(t.home().join("pid"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+fn wait_gone(pids: &[i32]) {
+    let deadline = Instant::now() + scaled(T);
+    while pids.iter().any(|&p| pid_alive(p)) {
+        assert!(Instant::now() < deadline, "still running: {pids:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+const TICKING: &str = "echo $$ > ~/pid; while echo tick; do sleep 0.2; done";
+
+#[test]
+fn an_exec_is_listed_and_killed_like_a_shell() {
+    let t = Target::start();
+    let gh = automation_env(&[("web01", &t)], "");
+    let mut run = Running::start(&gh, &format!("web01 -- {TICKING}"), Stdio::null());
+    run.wait_out("tick", 1);
+
+    let s = wait_listed(&gh, 1).remove(0);
+    let exec = gh.records("exec").pop().unwrap();
+    assert_eq!(s["kind"], "exec", "{s}");
+    assert_eq!(s["session"], exec["session"]);
+    assert_eq!(s["host"], "web01");
+    assert_eq!(s["command"], exec["command"], "the command as recorded");
+    assert_eq!(s["command"], TICKING);
+    assert_eq!(s["user"], gh.user.as_str());
+    assert_eq!(s["pid"].as_i64(), Some(i64::from(run.pid())));
+    assert!(s["hosts"].is_null(), "{s}");
+    let table = text(&admin(&gh, &["sessions"]));
+    assert!(
+        table.contains("KIND") && table.contains(" exec ") && table.contains("while echo tick"),
+        "{table}"
+    );
+
+    let id = s["session"].as_str().unwrap();
+    let o = admin(&gh, &["kill", id, "--reason", "runaway tail"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("ended session {id} (exec, ")),
+        "{}",
+        text(&o)
+    );
+    let (code, err) = run.wait();
+    assert_eq!(code, 255, "as ssh when the command has no status: {err}");
+    assert!(
+        err.contains("gatehouse: web01: ended by an administrator: runaway tail."),
+        "{err}"
+    );
+    let end = gh.wait_for_record(|r| r["event"] == "session_end", T);
+    assert_eq!(end["session"], id);
+    assert_eq!(end["reason"], "killed");
+    assert_eq!(end["detail"], "runaway tail");
+    assert!(the_admin().iter().any(|a| end["by"] == a.as_str()), "{end}");
+    assert!(end["bytes_out"].as_u64().unwrap() > 0, "{end}");
+    assert!(
+        gh.records("logout").pop().is_some(),
+        "Gatehouse ended cleanly"
+    );
+    assert_unregistered(&gh, id);
+    // The remote loop ends too: its output is gone (SIGPIPE at its next
+    // tick), as when a plain ssh client goes away.
+    wait_gone(&remote_pids(&t));
+    let v = gh.command().args(["audit", "--verify"]).output().unwrap();
+    assert_eq!(v.status.code(), Some(0), "{}", text(&v));
+}
+
+#[test]
+fn an_operator_signalling_their_own_exec_changes_nothing() {
+    let t = Target::start();
+    let gh = automation_env(&[("web01", &t)], "");
+    let mut run = Running::start(
+        &gh,
+        "web01 -- while read l; do echo got-$l; done",
+        Stdio::piped(),
+    );
+    let mut stdin = run.child.stdin.take().unwrap();
+    stdin.write_all(b"one\n").unwrap();
+    run.wait_out("got-one", 1);
+    let s = wait_listed(&gh, 1).remove(0);
+    assert_eq!(s["kind"], "exec");
+    // The operator can signal their own process; without the
+    // administrator's note in live/ it is not a kill.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(run.pid()), Signal::SIGUSR1).unwrap();
+    stdin.write_all(b"two\n").unwrap();
+    run.wait_out("got-two", 1);
+    assert_eq!(wait_listed(&gh, 1)[0]["session"], s["session"]);
+    assert!(gh.records("session_end").is_empty());
+    drop(stdin);
+    let (code, err) = run.wait();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(err, "", "a command that ran gets no line of ours");
+    let end = gh.wait_for_record(|r| r["event"] == "session_end", T);
+    assert_eq!(end["reason"], "exit", "{end}");
+    assert!(end["by"].is_null(), "{end}");
+    assert_unregistered(&gh, s["session"].as_str().unwrap());
+}
+
+#[test]
+fn an_exec_whose_process_is_gone_is_neither_listed_nor_killed() {
+    let t = Target::start();
+    let gh = automation_env(&[("web01", &t)], "");
+    let mut run = Running::start(&gh, "web01 -- sleep 600", Stdio::null());
+    let s = wait_listed(&gh, 1).remove(0);
+    assert_eq!(s["kind"], "exec");
+    assert_eq!(s["command"], "sleep 600");
+    run.child.kill().unwrap();
+    run.child.wait().unwrap();
+    let id = s["session"].as_str().unwrap();
+    assert!(
+        live_sessions(&gh).is_empty(),
+        "a dead process is not a running session"
+    );
+    assert!(
+        !gh.log_dir()
+            .join("live")
+            .join(format!("{id}.json"))
+            .exists(),
+        "the stale entry is removed on the way"
+    );
+    let o = admin(&gh, &["kill", id]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+}

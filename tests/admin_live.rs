@@ -487,3 +487,204 @@ fn an_exec_whose_process_is_gone_is_neither_listed_nor_killed() {
     let o = admin(&gh, &["kill", id]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
 }
+
+/// The bastion as the shipped snippet sets it up for automation (the sftp
+/// subsystem line, `AcceptEnv GATEHOUSE_HOST`, no forwarding, Gatehouse
+/// forced), as in tests/automation.rs.
+fn automation_bastion(gh: &Gh) -> Bastion {
+    Bastion::start_raw(&format!(
+        "Subsystem sftp /usr/lib/openssh/sftp-server\n\
+         AcceptEnv GATEHOUSE_HOST\n\
+         PermitTTY yes\n\
+         AllowTcpForwarding no\n\
+         X11Forwarding no\n\
+         AllowAgentForwarding no\n\
+         PermitUserRC no\n\
+         SetEnv \"GATEHOUSE_CONFIG={}\"\n\
+         ForceCommand {}\n",
+        gh.config_path().display(),
+        gatehouse_bin().display()
+    ))
+}
+
+#[test]
+fn a_transfer_killed_midway_ends_killed_with_its_partial_file_on_record() {
+    let t = Target::start_with_extra("tgt$ ", "Subsystem sftp /usr/lib/openssh/sftp-server\n");
+    let gh = automation_env(&[("web01", &t)], "");
+    let b = automation_bastion(&gh);
+    let local = tempfile::tempdir().unwrap();
+    let remote = tempfile::tempdir().unwrap();
+    let src = local.path().join("big.bin");
+    std::fs::write(&src, vec![b'x'; 32 << 20]).unwrap();
+    let dst = remote.path().join("big.bin");
+    let batch = local.path().join("batch");
+    std::fs::write(&batch, format!("put {} {}\n", src.display(), dst.display())).unwrap();
+    // `-l 1000`: 1000 Kbit/s, so the 32 MiB take over four minutes: the
+    // kill lands mid-file however slow the machine is (and the client,
+    // sleeping a third of a second per 32 KiB, soon sees the end).
+    let mut sftp = std::process::Command::new("sftp");
+    sftp.args(["-F", "/dev/null", "-P", &b.port.to_string(), "-i"])
+        .arg(&b.key_path)
+        .args([
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "SetEnv=GATEHOUSE_HOST=web01",
+            "-l",
+            "1000",
+            "-b",
+        ])
+        .arg(&batch)
+        .arg(format!("{}@127.0.0.1", b.user))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = sftp.spawn().unwrap();
+    let (_, out_h) = collect(child.stdout.take().unwrap());
+    let (err, err_h) = collect(child.stderr.take().unwrap());
+
+    let s = wait_listed(&gh, 1).remove(0);
+    assert_eq!(s["kind"], "transfer", "{s}");
+    assert_eq!(s["host"], "web01");
+    assert!(s["command"].is_null(), "{s}");
+    let exec = gh.records("exec").pop().unwrap();
+    assert_eq!(exec["subsystem"], "sftp");
+    assert_eq!(s["session"], exec["session"]);
+    // Mid-way: some of the file is on the target.
+    let deadline = Instant::now() + scaled(T);
+    while std::fs::metadata(&dst).map(|m| m.len()).unwrap_or(0) == 0 {
+        assert!(Instant::now() < deadline, "the upload never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let id = s["session"].as_str().unwrap();
+    let o = admin(&gh, &["kill", id, "--reason", "disk filling up"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("ended session {id} (transfer, ")),
+        "{}",
+        text(&o)
+    );
+
+    let deadline = Instant::now() + scaled(T);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "sftp still running");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    out_h.join().unwrap();
+    err_h.join().unwrap();
+    let err = err.lock().unwrap().clone();
+    assert!(!status.success(), "the transfer did not complete: {err}");
+    // sshd discards a subsystem's stderr (CHAN_EXTENDED_IGNORE), so our
+    // line cannot reach an sftp client; the client sees the connection end
+    // (the reason is on record, below).
+    let end = gh.wait_for_record(|r| r["event"] == "session_end", T);
+    assert_eq!(end["session"], id);
+    assert_eq!(end["reason"], "killed");
+    assert_eq!(end["detail"], "disk filling up");
+    assert!(the_admin().iter().any(|a| end["by"] == a.as_str()), "{end}");
+    // The file still open when it ended has its record, marked incomplete,
+    // with the bytes that reached the target.
+    let f = gh
+        .records("file")
+        .into_iter()
+        .find(|r| r["op"] == "upload")
+        .unwrap_or_else(|| panic!("no upload record: {:#?}", gh.jsonl()));
+    assert_eq!(f["path"], dst.display().to_string());
+    assert_eq!(f["incomplete"], true, "{f}");
+    let bytes = f["bytes"].as_u64().unwrap();
+    assert!(bytes > 0 && bytes < 32 << 20, "{f}");
+    assert_unregistered(&gh, id);
+    let v = gh.command().args(["audit", "--verify"]).output().unwrap();
+    assert_eq!(v.status.code(), Some(0), "{}", text(&v));
+}
+
+#[test]
+fn a_batch_is_listed_and_killed_on_every_host_with_the_summary_saying_so() {
+    let (t1, t2, t3) = (Target::start(), Target::start(), Target::start());
+    // Two hosts at once: web03 waits for a free place and never gets one.
+    let gh = automation_env(
+        &[("web01", &t1), ("web02", &t2), ("web03", &t3)],
+        "batch_parallel = 2",
+    );
+    let mut run = Running::start(&gh, &format!("@web -- {TICKING}"), Stdio::null());
+    run.wait_out("web01: tick", 1);
+    run.wait_out("web02: tick", 1);
+
+    let s = wait_listed(&gh, 1).remove(0);
+    let execs = gh.records("exec");
+    assert_eq!(execs.len(), 2, "{execs:?}");
+    assert_eq!(s["kind"], "batch", "{s}");
+    assert_eq!(s["session"], execs[0]["batch"], "listed under the batch id");
+    assert_eq!(s["hosts"], 3);
+    assert_eq!(s["host"], "web01,web02,web03");
+    assert_eq!(s["command"], TICKING);
+    assert_eq!(s["pid"].as_i64(), Some(i64::from(run.pid())));
+    let table = text(&admin(&gh, &["sessions"]));
+    assert!(
+        table.contains(" batch ") && table.contains("3 hosts: web01,web02,web03"),
+        "{table}"
+    );
+    let pids: Vec<i32> = [&t1, &t2].iter().flat_map(|t| remote_pids(t)).collect();
+    assert_eq!(pids.len(), 2);
+
+    let id = s["session"].as_str().unwrap();
+    let short = &id[id.len() - 8..];
+    let o = admin(&gh, &["kill", short, "--reason", "wrong group"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("ended session {id} (batch, ")),
+        "{}",
+        text(&o)
+    );
+    let (code, err) = run.wait();
+    assert_eq!(code, 1, "{err}");
+    for h in ["web01", "web02"] {
+        assert!(
+            err.contains(&format!(
+                "gatehouse: {h}: ended by an administrator: wrong group"
+            )),
+            "{err}"
+        );
+    }
+    assert!(
+        err.contains("gatehouse: web03: not run: ended by an administrator: wrong group"),
+        "{err}"
+    );
+    let ends = gh.records("session_end");
+    assert_eq!(ends.len(), 2, "one per host that ran: {ends:?}");
+    for e in &ends {
+        assert_eq!(e["reason"], "killed", "{e}");
+        assert_eq!(e["detail"], "wrong group", "{e}");
+        assert!(the_admin().iter().any(|a| e["by"] == a.as_str()), "{e}");
+    }
+    let mut ended: Vec<&str> = ends
+        .iter()
+        .map(|e| e["session"].as_str().unwrap())
+        .collect();
+    let mut started: Vec<&str> = execs
+        .iter()
+        .map(|e| e["session"].as_str().unwrap())
+        .collect();
+    ended.sort();
+    started.sort();
+    assert_eq!(ended, started, "every exec has its session_end");
+    assert!(
+        gh.records("exec").iter().all(|e| e["host"] != "web03"),
+        "nothing started after the kill"
+    );
+    assert_unregistered(&gh, id);
+    wait_gone(&pids);
+    let v = gh.command().args(["audit", "--verify"]).output().unwrap();
+    assert_eq!(v.status.code(), Some(0), "{}", text(&v));
+}

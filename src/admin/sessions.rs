@@ -136,6 +136,75 @@ fn target(e: &Entry) -> String {
     }
 }
 
+const HEADER: [&str; 9] = [
+    "USER",
+    "KIND",
+    "HOST",
+    "SESSION",
+    "SINCE (UTC)",
+    "CLIENT",
+    "PID",
+    "IDLE",
+    "COMMAND",
+];
+
+/// One line of the table, made safe for the admin's terminal.
+fn row(e: &Entry) -> Vec<String> {
+    let vis = super::audit::visible;
+    let since = e.since.get(..19).unwrap_or(&e.since).replace('T', " ");
+    // No terminal (an exec or a transfer without `ssh -t`, a batch): no
+    // keystrokes to measure idleness by.
+    let idle = match (&e.tty, idle_secs(e)) {
+        (None, _) => "-".to_string(),
+        (Some(_), Some(s)) => human_secs(s),
+        (Some(_), None) => "?".to_string(),
+    };
+    vec![
+        vis(&e.user, 32),
+        e.kind.as_str().to_string(),
+        target(e),
+        vis(&e.session, 64),
+        vis(&since, 19),
+        vis(&e.client, 64),
+        e.pid.to_string(),
+        idle,
+        vis(e.command.as_deref().unwrap_or(""), 80),
+    ]
+}
+
+/// The rows under `HEADER`, each column as wide as its widest cell (the
+/// last one unpadded; PID right-aligned).
+fn table(rows: &[Vec<String>]) -> String {
+    let width = |c: usize| {
+        rows.iter()
+            .map(|r| r[c].chars().count())
+            .chain([HEADER[c].len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let widths: Vec<usize> = (0..HEADER.len()).map(width).collect();
+    let line = |cells: &[&str]| {
+        let mut l = String::new();
+        for (c, cell) in cells.iter().enumerate() {
+            let w = widths[c];
+            match c {
+                _ if c + 1 == cells.len() => l.push_str(cell),
+                6 => l.push_str(&format!("{cell:>w$}  ")),
+                _ => l.push_str(&format!("{cell:<w$}  ")),
+            }
+        }
+        l.truncate(l.trim_end().len());
+        l.push('\n');
+        l
+    };
+    let mut out = line(&HEADER);
+    for r in rows {
+        let cells: Vec<&str> = r.iter().map(String::as_str).collect();
+        out.push_str(&line(&cells));
+    }
+    out
+}
+
 fn human_secs(s: u64) -> String {
     match s {
         s if s < 60 => format!("{s}s"),
@@ -165,35 +234,8 @@ pub fn run_sessions(args: Vec<OsString>) -> i32 {
             writeln!(out, "no sessions running")?;
             return Ok(());
         }
-        let vis = super::audit::visible;
-        writeln!(
-            out,
-            "{:<12}  {:<8}  {:<12}  {:<36}  {:<19}  {:<22}  {:>8}  {:<5}  COMMAND",
-            "USER", "KIND", "HOST", "SESSION", "SINCE (UTC)", "CLIENT", "PID", "IDLE"
-        )?;
-        for e in &list {
-            let since = e.since.get(..19).unwrap_or(&e.since).replace('T', " ");
-            // No terminal (an exec or a transfer without `ssh -t`): no
-            // keystrokes to measure idleness by.
-            let idle = match (&e.tty, idle_secs(e)) {
-                (None, _) => "-".to_string(),
-                (Some(_), Some(s)) => human_secs(s),
-                (Some(_), None) => "?".to_string(),
-            };
-            writeln!(
-                out,
-                "{:<12}  {:<8}  {:<12}  {:<36}  {:<19}  {:<22}  {:>8}  {:<5}  {}",
-                vis(&e.user, 32),
-                e.kind.as_str(),
-                target(e),
-                vis(&e.session, 64),
-                vis(&since, 19),
-                vis(&e.client, 64),
-                e.pid,
-                idle,
-                vis(e.command.as_deref().unwrap_or(""), 80)
-            )?;
-        }
+        let rows: Vec<Vec<String>> = list.iter().map(row).collect();
+        write!(out, "{}", table(&rows))?;
         Ok(())
     })();
     match result {
@@ -428,5 +470,27 @@ mod tests {
         e.host = "web01".into();
         e.hosts = Some(1);
         assert_eq!(target(&e), "1 host: web01");
+    }
+
+    #[test]
+    fn the_table_keeps_its_columns_whatever_the_kinds() {
+        let shell = entry("0190-aaaa-1111");
+        let mut batch = entry("0190-bbbb-2222");
+        batch.kind = Kind::Batch;
+        batch.host = "web01,web02,web03".into();
+        batch.hosts = Some(3);
+        batch.command = Some("uptime".into());
+        let t = table(&[row(&shell), row(&batch)]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3, "{t}");
+        assert!(lines[0].starts_with("USER") && lines[0].ends_with("COMMAND"));
+        // Every column starts at the same place on every line.
+        let at = |l: &str, w: &str| l.find(w).unwrap();
+        assert_eq!(at(lines[0], "SESSION"), at(lines[1], "0190-aaaa-1111"));
+        assert_eq!(at(lines[0], "SESSION"), at(lines[2], "0190-bbbb-2222"));
+        assert_eq!(at(lines[0], "HOST"), at(lines[2], "3 hosts: web01"));
+        assert!(lines[1].contains(" shell ") && lines[2].contains(" batch "));
+        assert!(lines[2].ends_with("  uptime"), "{t}");
+        assert!(!lines[1].ends_with(' '), "no trailing blanks");
     }
 }

@@ -4,9 +4,9 @@
 //! after its `session_start` (an exec or a transfer: its `exec` record; a
 //! batch: before its first host starts, under the batch id) and removed
 //! when it ends: what kind it is, who, where, since when, and the identity
-//! of its process (boot id + pid + start time, see `process`). A session killed with -9 leaves its file behind; readers
-//! check the process identity, so such a file is shown as nothing and
-//! removed.
+//! of its process (boot id + pid + start time, see `process`). A session
+//! killed with -9 leaves its file behind; readers check the process
+//! identity, so such a file is shown as nothing and removed.
 //!
 //! To end a session, an administrator writes `<session>.kill` (who, why)
 //! next to it, then sends SIGUSR1 to the verified process. The session acts

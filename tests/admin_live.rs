@@ -237,12 +237,23 @@ use std::sync::{Arc, Mutex};
 /// The current user may log in to, run commands on and transfer files with
 /// every host; `settings`: more `[settings]` lines.
 fn automation_env(hosts: &[(&str, &Target)], settings: &str) -> Gh {
+    let specs = hosts
+        .iter()
+        .map(|(name, t)| HostSpec::target(name, t))
+        .collect();
+    let targets: Vec<&Target> = hosts.iter().map(|(_, t)| *t).collect();
+    automation_env_of(specs, &targets, settings)
+}
+
+/// Same, for any hosts (all in group `web`), with `known`'s keys trusted.
+fn automation_env_of(hosts: Vec<HostSpec>, known: &[&Target], settings: &str) -> Gh {
     let user = current_user();
     let mut b = Gh::builder().no_access().extra_settings(settings);
-    for (name, t) in hosts {
-        b = b
-            .host(HostSpec::target(name, t).groups(&["web"]))
-            .known_host(&t.known_hosts_line());
+    for h in hosts {
+        b = b.host(h.groups(&["web"]));
+    }
+    for t in known {
+        b = b.known_host(&t.known_hosts_line());
     }
     b.extra_toml(&format!(
         "[[access]]\nusers = [\"{user}\"]\nhosts = [\"*\"]\nexec = true\ntransfer = true\n"
@@ -612,10 +623,26 @@ fn a_transfer_killed_midway_ends_killed_with_its_partial_file_on_record() {
 #[test]
 fn a_batch_is_listed_and_killed_on_every_host_with_the_summary_saying_so() {
     let (t1, t2, t3) = (Target::start(), Target::start(), Target::start());
-    // Two hosts at once: web03 waits for a free place and never gets one.
-    let gh = automation_env(
-        &[("web01", &t1), ("web02", &t2), ("web03", &t3)],
-        "batch_parallel = 2",
+    // slow01 accepts the connection and never speaks SSH: it is still
+    // connecting when the kill comes (connect_timeout is far away).
+    let tarpit = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let slow = HostSpec::new(
+        "slow01",
+        "127.0.0.1",
+        tarpit.local_addr().unwrap().port(),
+        &current_user(),
+    )
+    .key(&t1.key_path);
+    // Three hosts at once: web03 waits for a free place and never gets one.
+    let gh = automation_env_of(
+        vec![
+            HostSpec::target("web01", &t1),
+            HostSpec::target("web02", &t2),
+            slow,
+            HostSpec::target("web03", &t3),
+        ],
+        &[&t1, &t2, &t3],
+        "batch_parallel = 3\nconnect_timeout = \"600s\"",
     );
     let mut run = Running::start(&gh, &format!("@web -- {TICKING}"), Stdio::null());
     run.wait_out("web01: tick", 1);
@@ -626,13 +653,13 @@ fn a_batch_is_listed_and_killed_on_every_host_with_the_summary_saying_so() {
     assert_eq!(execs.len(), 2, "{execs:?}");
     assert_eq!(s["kind"], "batch", "{s}");
     assert_eq!(s["session"], execs[0]["batch"], "listed under the batch id");
-    assert_eq!(s["hosts"], 3);
-    assert_eq!(s["host"], "web01,web02,web03");
+    assert_eq!(s["hosts"], 4);
+    assert_eq!(s["host"], "web01,web02,slow01,web03");
     assert_eq!(s["command"], TICKING);
     assert_eq!(s["pid"].as_i64(), Some(i64::from(run.pid())));
     let table = text(&admin(&gh, &["sessions"]));
     assert!(
-        table.contains(" batch ") && table.contains("3 hosts: web01,web02,web03"),
+        table.contains(" batch ") && table.contains("4 hosts: web01,web02,slow01,web03"),
         "{table}"
     );
     let pids: Vec<i32> = [&t1, &t2].iter().flat_map(|t| remote_pids(t)).collect();
@@ -657,10 +684,26 @@ fn a_batch_is_listed_and_killed_on_every_host_with_the_summary_saying_so() {
             "{err}"
         );
     }
-    assert!(
-        err.contains("gatehouse: web03: not run: ended by an administrator: wrong group"),
-        "{err}"
+    for h in ["slow01", "web03"] {
+        assert!(
+            err.contains(&format!(
+                "gatehouse: {h}: not run: ended by an administrator: wrong group"
+            )),
+            "{err}"
+        );
+    }
+    // The host still connecting: its `error`, in the batch, saying why.
+    let e = gh
+        .records("error")
+        .into_iter()
+        .find(|r| r["host"] == "slow01")
+        .unwrap_or_else(|| panic!("no error for slow01: {:#?}", gh.jsonl()));
+    assert_eq!(e["reason"], "interrupted", "{e}");
+    assert_eq!(
+        e["detail"],
+        "stopped while connecting: ended by an administrator: wrong group"
     );
+    assert_eq!(e["batch"], s["session"]);
     let ends = gh.records("session_end");
     assert_eq!(ends.len(), 2, "one per host that ran: {ends:?}");
     for e in &ends {

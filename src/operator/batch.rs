@@ -870,11 +870,14 @@ impl<'h> Conn<'h> {
             };
         }
         // Not logged in yet: nothing ran, nothing to record but why.
-        let e = ConnectError::Interrupted;
+        let cause = match reason {
+            EndReason::Killed => why.clone(),
+            _ => detail.to_string(),
+        };
         cx.audit
             .write(&Event::Error {
-                reason: e.reason(),
-                detail: &format!("stopped while connecting: {why}"),
+                reason: ConnectError::Interrupted.reason(),
+                detail: &format!("stopped while connecting: {cause}"),
                 session: Some(&self.session_id),
                 host: Some(&self.host.name),
                 host_key: None,

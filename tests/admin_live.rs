@@ -731,3 +731,85 @@ fn a_batch_is_listed_and_killed_on_every_host_with_the_summary_saying_so() {
     let v = gh.command().args(["audit", "--verify"]).output().unwrap();
     assert_eq!(v.status.code(), Some(0), "{}", text(&v));
 }
+
+/// Regression: a Gatehouse blocked writing to an operator who stopped
+/// reading (a flood into a full pipe) ignored SIGUSR1 (restarted write)
+/// and `kill` gave up after 5 s.
+#[test]
+fn an_exec_whose_operator_stopped_reading_is_still_killed() {
+    let t = Target::start();
+    let gh = automation_env(&[("web01", &t)], "");
+    let err = killed_while_blocked(&gh, "web01 -- yes", 1);
+    assert!(
+        err.contains("web01: ended by an administrator: flood."),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_batch_whose_operator_stopped_reading_is_still_killed() {
+    let (t1, t2) = (Target::start(), Target::start());
+    let gh = automation_env(&[("web01", &t1), ("web02", &t2)], "");
+    let err = killed_while_blocked(&gh, "@web -- yes", 2);
+    for h in ["web01", "web02"] {
+        assert!(
+            err.contains(&format!("gatehouse: {h}: ended by an administrator: flood")),
+            "{err}"
+        );
+    }
+}
+
+/// Runs `request` with its stdout into a pipe nobody reads, waits until
+/// Gatehouse is blocked writing to it, kills the session: `ends` records
+/// `killed`, the entry gone, exit status 255 (exec) or 1 (batch). Returns
+/// what Gatehouse said on stderr.
+fn killed_while_blocked(gh: &Gh, request: &str, ends: usize) -> String {
+    // Our end is close-on-exec: Gatehouse holds only the write end.
+    let (unread, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let mut child = gh
+        .command()
+        .args(["-c", request])
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(w))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (err, err_h) = collect(child.stderr.take().unwrap());
+    let pid = child.id();
+    let s = wait_listed(gh, 1).remove(0);
+    // Blocked in write(2) on the full pipe.
+    let deadline = Instant::now() + scaled(T);
+    loop {
+        let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+        if wchan.contains("pipe_write") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not blocked writing: {wchan:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let id = s["session"].as_str().unwrap();
+    let o = admin(gh, &["kill", id, "--reason", "flood"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let all = gh.records("session_end");
+    assert_eq!(all.len(), ends, "{all:?}");
+    for end in all {
+        assert_eq!(end["reason"], "killed", "{end}");
+        assert_eq!(end["detail"], "flood");
+    }
+    assert_unregistered(gh, id);
+    let deadline = Instant::now() + scaled(T);
+    let code = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st.code();
+        }
+        assert!(Instant::now() < deadline, "gatehouse still running");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    err_h.join().unwrap();
+    let err = err.lock().unwrap().clone();
+    let want = if ends == 1 { 255 } else { 1 };
+    assert_eq!(code, Some(want), "{err}");
+    assert!(gh.records("logout").pop().is_some());
+    drop(unread);
+    err
+}

@@ -320,11 +320,11 @@ fn end_one(log_dir: &Path, e: &Entry, note: &KillNote) -> Result<(), String> {
             live::note_path(log_dir, &e.session).display()
         )
     })?;
-    let sent = match &pidfd {
+    let signal = || match &pidfd {
         Some(fd) => fd.signal(Signal::SIGUSR1),
         None => nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGUSR1),
     };
-    if let Err(err) = sent {
+    if let Err(err) = signal() {
         let _ = std::fs::remove_file(live::note_path(log_dir, &e.session));
         return Err(format!(
             "session {}: cannot signal process {pid}: {err}",
@@ -332,13 +332,25 @@ fn end_one(log_dir: &Path, e: &Entry, note: &KillNote) -> Result<(), String> {
         ));
     }
     // The session removes its entry when its session_end is written.
+    // Signalled again meanwhile: an exec, transfer or batch blocked writing
+    // to an operator who stopped reading is interrupted by SIGUSR1, and one
+    // that arrived just before the write blocked is not lost
+    // (`SignalPipe::interrupt_on_kill`). Only through the pidfd, which
+    // reaches that process and no other; a bare pid could be reused.
     let deadline = Instant::now() + Duration::from_secs(5);
+    let mut next_signal = Instant::now() + Duration::from_millis(250);
     while live::entry_path(log_dir, &e.session).exists() {
-        if Instant::now() >= deadline {
+        let now = Instant::now();
+        if now >= deadline {
             return Err(format!(
                 "session {}: asked to end, still running after 5 s (process {pid})",
                 e.session
             ));
+        }
+        if now >= next_signal && pidfd.is_some() {
+            // Gone meanwhile (ESRCH): the entry is about to go too.
+            let _ = signal();
+            next_signal = now + Duration::from_millis(250);
         }
         std::thread::sleep(Duration::from_millis(20));
     }

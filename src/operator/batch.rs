@@ -51,7 +51,8 @@ use crate::audit::{AuditLog, EndReason, Event};
 use crate::core::command_policy::{CommandPolicy, Who};
 use crate::core::config::{Host, HostPattern, Settings};
 use crate::operator::exec::{
-    audit_failed, is_eagain, policy_gate, timeout_until, write_all_fd, MISSED_KEEPALIVES,
+    audit_failed, is_eagain, policy_gate, stop_writing, timeout_until, write_all_fd,
+    MISSED_KEEPALIVES,
 };
 use crate::operator::upstream::{self, AgentProblem, ConnectError, CHANNEL_PACKET, CIPHER_PREFS};
 use crate::sys::{Sig, SignalPipe};
@@ -264,7 +265,9 @@ struct Cx<'a> {
     length: Option<usize>,
     buf: Vec<u8>,
     out: Vec<u8>,
-    /// Our stdout or stderr failed: the operator is gone.
+    signals: &'a SignalPipe,
+    /// Our stdout or stderr failed (or a write was given up for a hang-up
+    /// or a kill): the operator is gone, or not reading.
     operator_gone: bool,
 }
 
@@ -273,10 +276,16 @@ impl Cx<'_> {
         if self.out.is_empty() {
             return;
         }
+        if self.operator_gone {
+            // Nobody takes it: writing again would only block the stop.
+            self.out.clear();
+            return;
+        }
+        let must_stop = || stop_writing(self.signals);
         let r = if stderr {
-            write_all_fd(io::stderr().as_fd(), &self.out)
+            write_all_fd(io::stderr().as_fd(), &self.out, &must_stop)
         } else {
-            write_all_fd(io::stdout().as_fd(), &self.out)
+            write_all_fd(io::stdout().as_fd(), &self.out, &must_stop)
         };
         if r.is_err() {
             self.operator_gone = true;
@@ -921,7 +930,7 @@ impl Batch<'_> {
         // Visible to `gatehouse sessions` / `kill` (under the batch id)
         // until this returns, after every host's `session_end`.
         let names = host_list(hosts);
-        let _live = crate::live::register_activity(
+        let live = crate::live::register_activity(
             &self.settings.log_dir,
             self.audit,
             self.who.user,
@@ -941,8 +950,14 @@ impl Batch<'_> {
             length,
             buf: vec![0u8; READ_CHUNK],
             out: Vec::new(),
+            signals: self.signals,
             operator_gone: false,
         };
+        // `gatehouse kill` must reach a batch blocked writing to an operator
+        // who stopped reading (`exec::write_all_fd`).
+        if let Err(e) = self.signals.interrupt_on_kill() {
+            crate::report::syslog(&format!("cannot set up SIGUSR1: {e}"));
+        }
         let parallel = self.settings.batch_parallel.max(1);
         let mut fates: Vec<Option<Fate>> = vec![None; hosts.len()];
         let mut next = 0;
@@ -1006,7 +1021,12 @@ impl Batch<'_> {
                 }
             }
             if cx.operator_gone && stop.is_none() {
-                stop = Some((EndReason::Hangup, "the operator's connection closed".into()));
+                // A write given up for an administrator's kill, or the
+                // operator gone.
+                stop = Some(match crate::live::kill_note() {
+                    Some(note) => (EndReason::Killed, note.reason),
+                    None => (EndReason::Hangup, "the operator's connection closed".into()),
+                });
             }
 
             // 3. Stopping: every host in flight ends now, records written.
@@ -1096,6 +1116,9 @@ impl Batch<'_> {
             }
         }
 
+        // Every `session_end` is written: out of `live/` before the summary,
+        // whose write may wait for a slow reader.
+        drop(live);
         if let Some(m) = failed {
             // Fail closed: nothing more runs; what is in flight is cut.
             for (_, mut c) in active {

@@ -131,21 +131,48 @@ pub(crate) fn is_eagain(e: &ssh2::Error) -> bool {
 }
 
 /// Writes all of `data` to a blocking descriptor of sshd's (see the header).
-pub(crate) fn write_all_fd(fd: BorrowedFd<'_>, mut data: &[u8]) -> Result<(), Errno> {
+/// A signal interrupts a write the operator's side does not take (they
+/// stopped reading): `must_stop` then says whether to give up (a hang-up,
+/// or an administrator's kill) with `EINTR`, or to go on writing.
+pub(crate) fn write_all_fd(
+    fd: BorrowedFd<'_>,
+    mut data: &[u8],
+    must_stop: &dyn Fn() -> bool,
+) -> Result<(), Errno> {
     while !data.is_empty() {
         match nix::unistd::write(fd, data) {
             Ok(0) => return Err(Errno::EIO),
             Ok(n) => data = &data[n..],
+            Err(Errno::EINTR) if must_stop() => return Err(Errno::EINTR),
             Err(Errno::EINTR) => continue,
             Err(Errno::EAGAIN) => {
                 // Someone made it non-blocking; wait instead of spinning.
                 let mut fds = [PollFd::new(fd, PollFlags::POLLOUT)];
-                let _ = poll(&mut fds, PollTimeout::NONE);
+                if poll(&mut fds, PollTimeout::NONE) == Err(Errno::EINTR) && must_stop() {
+                    return Err(Errno::EINTR);
+                }
             }
             Err(e) => return Err(e),
         }
     }
     Ok(())
+}
+
+/// Whether a write to the operator that a signal interrupted should give
+/// up: the session is leaving (SIGHUP, SIGTERM) or an administrator asked
+/// it to end (the note is there; `live::kill_note`).
+pub(crate) fn stop_writing(signals: &SignalPipe) -> bool {
+    signals.must_leave() || crate::live::kill_note().is_some()
+}
+
+/// How a session ends whose write to the operator failed: killed, when
+/// an administrator's note is there (the write was given up for it);
+/// else the operator is gone.
+fn write_failed(what: &str, e: Errno) -> (EndReason, String) {
+    match crate::live::kill_note() {
+        Some(note) => (EndReason::Killed, note.reason),
+        None => (EndReason::Hangup, format!("{what}: {e}")),
+    }
 }
 
 /// Bytes for the channel, sent from an offset so a partial write costs no
@@ -228,6 +255,12 @@ pub fn pump(
         bytes_out: 0,
     };
     up.session.set_blocking(false);
+    // `gatehouse kill` must reach a pump blocked writing to an operator who
+    // stopped reading (see `write_all_fd`).
+    if let Err(e) = signals.interrupt_on_kill() {
+        crate::report::syslog(&format!("cannot set up SIGUSR1: {e}"));
+    }
+    let must_stop = || stop_writing(signals);
 
     let stdin = io::stdin();
     let stdout = io::stdout();
@@ -270,8 +303,8 @@ pub fn pump(
                             &tapped[..]
                         }
                     };
-                    if let Err(e) = write_all_fd(stdout.as_fd(), data) {
-                        break 'pump Err((EndReason::Hangup, format!("operator's stdout: {e}")));
+                    if let Err(e) = write_all_fd(stdout.as_fd(), data, &must_stop) {
+                        break 'pump Err(write_failed("operator's stdout", e));
                     }
                     end.bytes_out += n as u64;
                 }
@@ -284,8 +317,8 @@ pub fn pump(
                 Ok(0) => break,
                 Ok(n) => {
                     last_rx = Instant::now();
-                    if let Err(e) = write_all_fd(stderr.as_fd(), &buf[..n]) {
-                        break 'pump Err((EndReason::Hangup, format!("operator's stderr: {e}")));
+                    if let Err(e) = write_all_fd(stderr.as_fd(), &buf[..n], &must_stop) {
+                        break 'pump Err(write_failed("operator's stderr", e));
                     }
                     end.bytes_out += n as u64;
                 }

@@ -182,8 +182,9 @@ impl SignalPipe {
     /// an operator who stops reading would otherwise hold a write, and the
     /// session, forever. The admin's `kill` signals again while it waits,
     /// so a signal that lands just before the write blocks is not lost.
-    /// Not for the interactive relay or the menu: there a kill request
-    /// must not disturb a prompt.
+    /// Not while the menu is shown: a kill request must not disturb its
+    /// prompt. (The interactive relay's writes block the same way and do
+    /// not use this yet.)
     pub fn interrupt_on_kill(&self) -> nix::Result<()> {
         let action = SigAction::new(
             SigHandler::Handler(on_signal),

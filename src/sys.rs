@@ -206,6 +206,12 @@ impl SignalPipe {
     pub fn must_leave(&self) -> bool {
         LEAVING.load(Ordering::SeqCst)
     }
+
+    /// Whether SIGUSR1 arrived since the last `take_pending`, without
+    /// taking it: a cheap test before looking for a kill note.
+    pub fn kill_pending(&self) -> bool {
+        PENDING.load(Ordering::SeqCst) & (1 << Sig::Kill.signal() as i32) != 0
+    }
 }
 
 /// Makes the process non-dumpable with no core file, so target credentials

@@ -411,7 +411,12 @@ fn an_exec_is_listed_and_killed_like_a_shell() {
     );
 
     let id = s["session"].as_str().unwrap();
+    let asked = Instant::now();
     let o = admin(&gh, &["kill", id, "--reason", "runaway tail"]);
+    eprintln!(
+        "kill: the exec was over {} ms after the command started",
+        asked.elapsed().as_millis()
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(
         text(&o).contains(&format!("ended session {id} (exec, ")),
@@ -576,7 +581,12 @@ fn a_transfer_killed_midway_ends_killed_with_its_partial_file_on_record() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let id = s["session"].as_str().unwrap();
+    let asked = Instant::now();
     let o = admin(&gh, &["kill", id, "--reason", "disk filling up"]);
+    eprintln!(
+        "kill: the transfer was over {} ms after the command started",
+        asked.elapsed().as_millis()
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(
         text(&o).contains(&format!("ended session {id} (transfer, ")),
@@ -667,7 +677,12 @@ fn a_batch_is_listed_and_killed_on_every_host_with_the_summary_saying_so() {
 
     let id = s["session"].as_str().unwrap();
     let short = &id[id.len() - 8..];
+    let asked = Instant::now();
     let o = admin(&gh, &["kill", short, "--reason", "wrong group"]);
+    eprintln!(
+        "kill: the batch was over {} ms after the command started",
+        asked.elapsed().as_millis()
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(
         text(&o).contains(&format!("ended session {id} (batch, ")),
@@ -788,7 +803,12 @@ fn killed_while_blocked(gh: &Gh, request: &str, ends: usize) -> String {
         std::thread::sleep(Duration::from_millis(20));
     }
     let id = s["session"].as_str().unwrap();
+    let asked = Instant::now();
     let o = admin(gh, &["kill", id, "--reason", "flood"]);
+    eprintln!(
+        "kill: {request:?}, blocked writing, was over {} ms after the command started",
+        asked.elapsed().as_millis()
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let all = gh.records("session_end");
     assert_eq!(all.len(), ends, "{all:?}");

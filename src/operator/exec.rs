@@ -132,8 +132,9 @@ pub(crate) fn is_eagain(e: &ssh2::Error) -> bool {
 
 /// Writes all of `data` to a blocking descriptor of sshd's (see the header).
 /// A signal interrupts a write the operator's side does not take (they
-/// stopped reading): `must_stop` then says whether to give up (a hang-up,
-/// or an administrator's kill) with `EINTR`, or to go on writing.
+/// stopped reading), with `EINTR` or, when some bytes went, a short count:
+/// `must_stop` then says whether to give up (a hang-up, or an
+/// administrator's kill) with `EINTR`, or to go on writing.
 pub(crate) fn write_all_fd(
     fd: BorrowedFd<'_>,
     mut data: &[u8],
@@ -142,7 +143,12 @@ pub(crate) fn write_all_fd(
     while !data.is_empty() {
         match nix::unistd::write(fd, data) {
             Ok(0) => return Err(Errno::EIO),
-            Ok(n) => data = &data[n..],
+            Ok(n) => {
+                data = &data[n..];
+                if !data.is_empty() && must_stop() {
+                    return Err(Errno::EINTR);
+                }
+            }
             Err(Errno::EINTR) if must_stop() => return Err(Errno::EINTR),
             Err(Errno::EINTR) => continue,
             Err(Errno::EAGAIN) => {
@@ -160,9 +166,10 @@ pub(crate) fn write_all_fd(
 
 /// Whether a write to the operator that a signal interrupted should give
 /// up: the session is leaving (SIGHUP, SIGTERM) or an administrator asked
-/// it to end (the note is there; `live::kill_note`).
+/// it to end (SIGUSR1 came, and the note is there; `live::kill_note`). A
+/// short write with no signal costs two atomic loads.
 pub(crate) fn stop_writing(signals: &SignalPipe) -> bool {
-    signals.must_leave() || crate::live::kill_note().is_some()
+    signals.must_leave() || (signals.kill_pending() && crate::live::kill_note().is_some())
 }
 
 /// How a session ends whose write to the operator failed: killed, when

@@ -52,7 +52,7 @@ use crate::core::command_policy::{CommandPolicy, Who};
 use crate::core::config::{Host, HostPattern, Settings};
 use crate::operator::error::FailClosed;
 use crate::operator::exec::{
-    is_eagain, policy_gate, timeout_until, write_all_fd, MISSED_KEEPALIVES,
+    is_eagain, policy_gate, stop_writing, timeout_until, write_all_fd, MISSED_KEEPALIVES,
 };
 use crate::operator::upstream::{self, AgentProblem, ConnectError, CHANNEL_PACKET, CIPHER_PREFS};
 use crate::sys::{Sig, SignalPipe};
@@ -219,6 +219,33 @@ fn not_reached(e: &ConnectError) -> String {
     }
 }
 
+/// What the summary says of a host the batch stopped (`detail`: the
+/// signal, or the administrator's reason for a `gatehouse kill`).
+fn stopped_because(reason: EndReason, detail: &str) -> String {
+    match reason {
+        EndReason::Killed => format!("ended by an administrator: {detail}"),
+        _ => format!("stopped: {detail}"),
+    }
+}
+
+/// The hosts of a batch, for its `live/` entry: names joined by commas,
+/// bounded (the count is there too).
+fn host_list(hosts: &[&Host]) -> String {
+    const MAX: usize = 256;
+    let mut s = String::new();
+    for (i, h) in hosts.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        if s.len() + h.name.len() > MAX {
+            s.push('…');
+            break;
+        }
+        s.push_str(&h.name);
+    }
+    s
+}
+
 /// The whole batch: 0 when every host exited 0, else 1.
 pub struct Batch<'a> {
     pub audit: &'a mut AuditLog,
@@ -238,7 +265,9 @@ struct Cx<'a> {
     length: Option<usize>,
     buf: Vec<u8>,
     out: Vec<u8>,
-    /// Our stdout or stderr failed: the operator is gone.
+    signals: &'a SignalPipe,
+    /// Our stdout or stderr failed (or a write was given up for a hang-up
+    /// or a kill): the operator is gone, or not reading.
     operator_gone: bool,
 }
 
@@ -247,10 +276,16 @@ impl Cx<'_> {
         if self.out.is_empty() {
             return;
         }
+        if self.operator_gone {
+            // Nobody takes it: writing again would only block the stop.
+            self.out.clear();
+            return;
+        }
+        let must_stop = || stop_writing(self.signals);
         let r = if stderr {
-            write_all_fd(io::stderr().as_fd(), &self.out)
+            write_all_fd(io::stderr().as_fd(), &self.out, &must_stop)
         } else {
-            write_all_fd(io::stdout().as_fd(), &self.out)
+            write_all_fd(io::stdout().as_fd(), &self.out, &must_stop)
         };
         if r.is_err() {
             self.operator_gone = true;
@@ -878,18 +913,28 @@ impl<'h> Conn<'h> {
         reason: EndReason,
         detail: &str,
     ) -> Result<Fate, FailClosed> {
-        let fate = Fate::Ended(format!("stopped: {detail}"));
+        let why = stopped_because(reason, detail);
         if self.exec_written {
-            return match self.end(cx, fate, reason, Some(detail.to_string()))? {
+            return match self.end(cx, Fate::Ended(why), reason, Some(detail.to_string()))? {
                 Step::Done(f) => Ok(f),
                 Step::Wait => unreachable!("end is final"),
             };
         }
         // Not logged in yet: nothing ran, nothing to record but why.
-        match self.fail(cx, ConnectError::Interrupted)? {
-            Step::Done(f) => Ok(f),
-            Step::Wait => unreachable!("fail is final"),
-        }
+        let cause = match reason {
+            EndReason::Killed => why.clone(),
+            _ => detail.to_string(),
+        };
+        cx.audit.write(&Event::Error {
+            reason: ConnectError::Interrupted.reason(),
+            detail: &format!("stopped while connecting: {cause}"),
+            session: Some(&self.session_id),
+            host: Some(&self.host.name),
+            host_key: None,
+            batch: Some(cx.batch),
+        })?;
+        self.close();
+        Ok(Fate::NotRun(format!("not run: {why}")))
     }
 
     /// Closes the channel and the connection without waiting: one try at a
@@ -922,6 +967,20 @@ impl Batch<'_> {
             crate::report::syslog(&format!("cannot catch SIGINT: {e}"));
         }
         let (recorded, length) = crate::core::invocation::recorded_command(command);
+        // Visible to `gatehouse sessions` / `kill` (under the batch id)
+        // until this returns, after every host's `session_end`.
+        let names = host_list(hosts);
+        let live = crate::live::register_activity(
+            &self.settings.log_dir,
+            self.audit,
+            self.who.user,
+            &batch_id,
+            crate::live::Activity::Batch {
+                hosts: &names,
+                count: hosts.len(),
+                command: &recorded,
+            },
+        );
         let mut cx = Cx {
             audit: &mut *self.audit,
             settings: self.settings,
@@ -931,8 +990,14 @@ impl Batch<'_> {
             length,
             buf: vec![0u8; READ_CHUNK],
             out: Vec::new(),
+            signals: self.signals,
             operator_gone: false,
         };
+        // `gatehouse kill` must reach a batch blocked writing to an operator
+        // who stopped reading (`exec::write_all_fd`).
+        if let Err(e) = self.signals.interrupt_on_kill() {
+            crate::report::syslog(&format!("cannot set up SIGUSR1: {e}"));
+        }
         let parallel = self.settings.batch_parallel.max(1);
         let mut fates: Vec<Option<Fate>> = vec![None; hosts.len()];
         let mut next = 0;
@@ -964,7 +1029,12 @@ impl Batch<'_> {
                 }
             };
             if cx.operator_gone && stop.is_none() {
-                stop = Some((EndReason::Hangup, "the operator's connection closed".into()));
+                // A write given up for an administrator's kill, or the
+                // operator gone.
+                stop = Some(match crate::live::kill_note() {
+                    Some(note) => (EndReason::Killed, note.reason),
+                    None => (EndReason::Hangup, "the operator's connection closed".into()),
+                });
             }
 
             // 3. Stopping: every host in flight ends now, records written.
@@ -989,6 +1059,9 @@ impl Batch<'_> {
             stop = wait(&mut active, self.signals, self.settings);
         }
 
+        // Every `session_end` is written: out of `live/` before the summary,
+        // whose write may wait for a slow reader.
+        drop(live);
         if let Some(e) = failed {
             // Fail closed: nothing more runs; what is in flight is cut.
             for (_, mut c) in active {
@@ -999,7 +1072,7 @@ impl Batch<'_> {
             crate::say_err!("gatehouse: {}", e.operator_line());
             return 1;
         }
-        summary(hosts, fates)
+        summary(hosts, fates, stop.as_ref())
     }
 }
 
@@ -1138,10 +1211,17 @@ fn wait(
 }
 
 /// One line per host that did not exit 0; the batch's exit status.
-fn summary(hosts: &[&Host], fates: Vec<Option<Fate>>) -> i32 {
+fn summary(hosts: &[&Host], fates: Vec<Option<Fate>>, stop: Option<&(EndReason, String)>) -> i32 {
     let mut all_ok = true;
     for (host, fate) in hosts.iter().zip(fates) {
-        let fate = fate.unwrap_or_else(|| Fate::NotRun("not run: stopped".into()));
+        let fate = fate.unwrap_or_else(|| {
+            Fate::NotRun(match stop {
+                Some((reason, detail)) => {
+                    format!("not run: {}", stopped_because(*reason, detail))
+                }
+                None => "not run: stopped".into(),
+            })
+        });
         if let Some(line) = fate.summary(&host.name) {
             all_ok = false;
             crate::say_err!("gatehouse: {line}");
@@ -1240,6 +1320,37 @@ mod tests {
                 .as_deref(),
             Some("web09: not reached: connection refused")
         );
+    }
+
+    #[test]
+    fn a_killed_batch_says_an_administrator_ended_it() {
+        assert_eq!(
+            stopped_because(EndReason::Killed, "maintenance"),
+            "ended by an administrator: maintenance"
+        );
+        assert_eq!(
+            stopped_because(EndReason::Hangup, "SIGHUP"),
+            "stopped: SIGHUP"
+        );
+        let f = Fate::Ended(stopped_because(EndReason::Killed, "runaway"));
+        assert_eq!(
+            f.summary("web02").as_deref(),
+            Some("web02: ended by an administrator: runaway")
+        );
+    }
+
+    #[test]
+    fn the_live_entry_names_the_hosts_bounded() {
+        let a = host("web01", &[]);
+        let b = host("web02", &[]);
+        assert_eq!(host_list(&[&a, &b]), "web01,web02");
+        let many: Vec<Host> = (0..100)
+            .map(|i| host(&format!("host{i:03}"), &[]))
+            .collect();
+        let refs: Vec<&Host> = many.iter().collect();
+        let l = host_list(&refs);
+        assert!(l.len() <= 256 + '…'.len_utf8(), "{}", l.len());
+        assert!(l.starts_with("host000,host001,") && l.ends_with('…'), "{l}");
     }
 
     fn host(name: &str, groups: &[&str]) -> Host {

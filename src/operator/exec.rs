@@ -137,21 +137,55 @@ pub(crate) fn is_eagain(e: &ssh2::Error) -> bool {
 }
 
 /// Writes all of `data` to a blocking descriptor of sshd's (see the header).
-pub(crate) fn write_all_fd(fd: BorrowedFd<'_>, mut data: &[u8]) -> Result<(), Errno> {
+/// A signal interrupts a write the operator's side does not take (they
+/// stopped reading), with `EINTR` or, when some bytes went, a short count:
+/// `must_stop` then says whether to give up (a hang-up, or an
+/// administrator's kill) with `EINTR`, or to go on writing.
+pub(crate) fn write_all_fd(
+    fd: BorrowedFd<'_>,
+    mut data: &[u8],
+    must_stop: &dyn Fn() -> bool,
+) -> Result<(), Errno> {
     while !data.is_empty() {
         match nix::unistd::write(fd, data) {
             Ok(0) => return Err(Errno::EIO),
-            Ok(n) => data = &data[n..],
+            Ok(n) => {
+                data = &data[n..];
+                if !data.is_empty() && must_stop() {
+                    return Err(Errno::EINTR);
+                }
+            }
+            Err(Errno::EINTR) if must_stop() => return Err(Errno::EINTR),
             Err(Errno::EINTR) => continue,
             Err(Errno::EAGAIN) => {
                 // Someone made it non-blocking; wait instead of spinning.
                 let mut fds = [PollFd::new(fd, PollFlags::POLLOUT)];
-                let _ = poll(&mut fds, PollTimeout::NONE);
+                if poll(&mut fds, PollTimeout::NONE) == Err(Errno::EINTR) && must_stop() {
+                    return Err(Errno::EINTR);
+                }
             }
             Err(e) => return Err(e),
         }
     }
     Ok(())
+}
+
+/// Whether a write to the operator that a signal interrupted should give
+/// up: the session is leaving (SIGHUP, SIGTERM) or an administrator asked
+/// it to end (SIGUSR1 came, and the note is there; `live::kill_note`). A
+/// short write with no signal costs two atomic loads.
+pub(crate) fn stop_writing(signals: &SignalPipe) -> bool {
+    signals.must_leave() || (signals.kill_pending() && crate::live::kill_note().is_some())
+}
+
+/// How a session ends whose write to the operator failed: killed, when
+/// an administrator's note is there (the write was given up for it);
+/// else the operator is gone.
+fn write_failed(what: &str, e: Errno) -> (EndReason, String) {
+    match crate::live::kill_note() {
+        Some(note) => (EndReason::Killed, note.reason),
+        None => (EndReason::Hangup, format!("{what}: {e}")),
+    }
 }
 
 /// Bytes for the channel, sent from an offset so a partial write costs no
@@ -230,6 +264,11 @@ pub fn pump(
     tap: Option<&mut dyn Tap>,
 ) -> StreamEnd {
     up.session.set_blocking(false);
+    // `gatehouse kill` must reach a pump blocked writing to an operator who
+    // stopped reading (see `write_all_fd`).
+    if let Err(e) = signals.interrupt_on_kill() {
+        crate::report::syslog(&format!("cannot set up SIGUSR1: {e}"));
+    }
     let now = Instant::now();
     let mut p = Pump {
         up,
@@ -348,8 +387,9 @@ impl Pump<'_, '_> {
                             &self.tapped[..]
                         }
                     };
-                    if let Err(e) = write_all_fd(self.stdout.as_fd(), data) {
-                        return Err((EndReason::Hangup, format!("operator's stdout: {e}")));
+                    let must_stop = || stop_writing(self.signals);
+                    if let Err(e) = write_all_fd(self.stdout.as_fd(), data, &must_stop) {
+                        return Err(write_failed("operator's stdout", e));
                     }
                     self.end.bytes_out += n as u64;
                 }
@@ -362,8 +402,9 @@ impl Pump<'_, '_> {
                 Ok(0) => break,
                 Ok(n) => {
                     self.last_rx = Instant::now();
-                    if let Err(e) = write_all_fd(self.stderr.as_fd(), &self.buf[..n]) {
-                        return Err((EndReason::Hangup, format!("operator's stderr: {e}")));
+                    let must_stop = || stop_writing(self.signals);
+                    if let Err(e) = write_all_fd(self.stderr.as_fd(), &self.buf[..n], &must_stop) {
+                        return Err(write_failed("operator's stderr", e));
                     }
                     self.end.bytes_out += n as u64;
                 }
@@ -784,6 +825,23 @@ impl Exec<'_> {
             Err(ConnectError::Vetoed(m)) => return ExecOutcome::Failed(m),
             Err(e) => return self.connect_failed(e, &session_id, host, recorded, started),
         };
+        // Visible to `gatehouse sessions` / `kill` from the `exec` record
+        // until this returns: after `session_end` on every way out (a
+        // `kill -9` leaves the entry to the readers' process check).
+        let what = match job {
+            Job::Command(_) => crate::live::Activity::Exec {
+                host: &host.name,
+                command: &command,
+            },
+            Job::Sftp => crate::live::Activity::Transfer { host: &host.name },
+        };
+        let _live = crate::live::register_activity(
+            &self.settings.log_dir,
+            self.audit,
+            self.user,
+            &session_id,
+            what,
+        );
         let end = match self.stream(&mut up, job, pty, recorder, &session_id, host) {
             Ok(end) => end,
             Err(outcome) => return outcome,

@@ -181,7 +181,7 @@ fn commands(records: &[Record]) -> Vec<&Command> {
     records
         .iter()
         .filter_map(|r| match r {
-            Record::Command(c) => Some(c),
+            Record::Command(c) | Record::Unstopped(c) => Some(c),
             Record::Hidden { .. } => None,
         })
         .collect()

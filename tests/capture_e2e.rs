@@ -1960,3 +1960,130 @@ fn fish_autosuggestion_is_not_part_of_the_command() {
         "{cmds:?}"
     );
 }
+
+/// A blocked line the shell ran all the same: the trail says so (the
+/// `blocked` record is followed by one with `outcome: ran` and the command,
+/// unverified) and the session ends. Gatehouse cannot stop a shell whose
+/// keys it does not know; it must never leave `blocked` as the last word.
+fn blocked_line_ran(mut s: S, f: &std::path::Path, cmd: &str) {
+    s.typed(cmd);
+    s.send(keys::ENTER);
+    s.p.expect("blocked by policy").unwrap();
+    s.p.expect("the shell ran a command the policy blocked; session closed")
+        .unwrap();
+    s.p.wait_exit(T)
+        .unwrap_or_else(|| panic!("gatehouse did not exit:\n{}", s.p.output()));
+    // Whether the line got to run is a race: the session may close before
+    // the shell started it (the accept's line feed comes first). The
+    // trail is the same either way.
+    let _ = f;
+    assert_eq!(
+        policy_records(&s.gh),
+        [
+            ("no-marker".into(), "blocked".into(), cmd.to_string()),
+            ("no-marker".into(), "ran".into(), cmd.to_string())
+        ]
+    );
+    let ran: Vec<_> =
+        s.gh.records("command")
+            .into_iter()
+            .filter(|r| r["command"] == cmd)
+            .collect();
+    assert_eq!(ran.len(), 1, "{ran:?}");
+    assert_eq!(ran[0]["verified"], false);
+    let end = s.gh.records("session_end");
+    assert_eq!(end[0]["reason"], "error", "{end:?}");
+}
+
+/// The operator binds Ctrl-E (one of the keys Gatehouse sends to clear a
+/// blocked line) to accept-line: the cancel runs the line.
+#[test]
+fn a_blocked_line_run_by_a_rebound_cancel_key_is_on_record_and_ends_the_session() {
+    let Some(mut s) = S::with_toml(DENY_MARKER) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let f = dir.path().join("gh-mark-rebound");
+    s.run(r#"bind '"\C-e": accept-line'"#, None);
+    let cmd = format!("touch {}", f.display());
+    blocked_line_ran(s, &f, &cmd);
+}
+
+/// A shell without a line editor reads in the kernel's canonical mode:
+/// `stty eol ^E` makes Ctrl-E end a line, so the cancel hands the blocked
+/// line to the shell, which holds it until a newline comes. The screen
+/// never shows it cleared: every Enter that would run it with the next
+/// line is blocked too, until Ctrl-C drops it.
+#[test]
+fn a_blocked_line_the_shell_still_holds_blocks_the_enter_that_would_run_it() {
+    let Some(mut s) = S::with_toml(DENY_MARKER) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("gh-mark-eol");
+    s.run("set +o emacs", None);
+    s.run("stty eol ^E", None);
+    // `;` so the literal ^E that follows is a command of its own.
+    let cmd = format!("touch {} ;", f.display());
+    s.typed(&cmd);
+    s.send(keys::ENTER);
+    s.p.expect("blocked by policy").unwrap();
+    s.typed("true");
+    s.send(keys::ENTER);
+    s.p.expect("the shell still holds the blocked line: Ctrl-C drops it")
+        .unwrap();
+    s.send("\x03");
+    s.p.expect(PROMPT).unwrap();
+    s.run("stty eol undef", None);
+    s.run("set -o emacs", None);
+    s.run("echo after-block", Some("after-block"));
+    let (cmds, done) = s.finish();
+    assert!(!f.exists(), "the blocked line ran; trail: {cmds:?}");
+    let policy = policy_records(&done.gh);
+    assert_eq!(policy.len(), 2, "{policy:?}");
+    assert!(policy.iter().all(|p| p.1 == "blocked"), "{policy:?}");
+    assert!(policy[1].2.starts_with(&cmd), "{policy:?}");
+    assert_eq!(
+        cmds[cmds.len() - 4..],
+        ["stty eol undef", "set -o emacs", "echo after-block", "exit"]
+    );
+}
+
+/// Cancels that work leave no `ran` record and the session goes on, in
+/// each line-editing mode the relay meets: readline emacs and vi, and the
+/// kernel's canonical mode.
+#[test]
+fn a_blocked_line_cancelled_in_any_editing_mode_is_not_taken_as_run() {
+    let Some(mut s) = S::with_toml(DENY_MARKER) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for (i, mode) in ["set -o emacs", "set -o vi", "set +o emacs"]
+        .iter()
+        .enumerate()
+    {
+        s.run(mode, None);
+        let f = dir.path().join(format!("gh-mark-mode-{i}"));
+        s.typed(&format!("touch {}", f.display()));
+        s.send(keys::ENTER);
+        s.p.expect("blocked by policy").unwrap();
+        // No prompt follows in canonical mode (the shell never saw the
+        // line); the next echo is the sync point.
+        s.run("set -o emacs", None);
+        s.run(&format!("echo after-{i}"), Some(&format!("after-{i}")));
+        assert!(!f.exists());
+    }
+    let (cmds, done) = s.finish();
+    let policy = policy_records(&done.gh);
+    let outcomes: Vec<_> = policy.iter().map(|r| r.1.as_str()).collect();
+    assert_eq!(
+        outcomes,
+        ["blocked", "blocked", "blocked"],
+        "{cmds:?} {policy:?}"
+    );
+}

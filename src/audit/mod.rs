@@ -463,6 +463,7 @@ mod tests {
                 ("confirm", "cancelled"),
             ),
             (Action::Alert, PolicyOutcome::Allowed, ("alert", "allowed")),
+            (Action::Deny, PolicyOutcome::Ran, ("deny", "ran")),
         ] {
             log.write(&Event::Policy {
                 session: "S1",
@@ -492,7 +493,7 @@ mod tests {
         // It chains in its session: n counts on from the session's records.
         let text = std::fs::read_to_string(log.path()).unwrap();
         let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
-        assert_eq!(last["n"], 4);
+        assert_eq!(last["n"], 5);
     }
 
     #[test]

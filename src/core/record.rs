@@ -90,6 +90,11 @@ pub enum PolicyOutcome {
     Cancelled,
     /// `alert`: the command ran.
     Allowed,
+    /// A `blocked` or `cancelled` line the shell ran all the same: the
+    /// keys Gatehouse sent to cancel it were bound to run it. Written
+    /// after the `blocked` record, with the command (`verified: false`);
+    /// the session is ended.
+    Ran,
 }
 
 /// The event-specific part of a record.

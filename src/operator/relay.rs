@@ -43,6 +43,11 @@ pub const ESCAPE_DETAIL: &str = "operator typed ~.";
 pub enum BooksError {
     Audit(AuditError),
     Recording(RecordingError),
+    /// A line the policy blocked ran anyway (the shell's cancel keys were
+    /// bound to run it): the session cannot be trusted to the policy.
+    Unstopped {
+        rule: String,
+    },
 }
 
 impl BooksError {
@@ -50,6 +55,9 @@ impl BooksError {
         match self {
             BooksError::Audit(_) => "the audit log cannot be written; session closed",
             BooksError::Recording(_) => "the session recording cannot be written; session closed",
+            BooksError::Unstopped { .. } => {
+                "the shell ran a command the policy blocked; session closed"
+            }
         }
     }
 }
@@ -59,6 +67,11 @@ impl std::fmt::Display for BooksError {
         match self {
             BooksError::Audit(e) => write!(f, "{e}"),
             BooksError::Recording(e) => write!(f, "{e}"),
+            BooksError::Unstopped { rule } => write!(
+                f,
+                "the shell ran a line policy \"{rule}\" blocked: the keys sent to cancel it \
+                 are bound to run it (bind/bindkey/stty eol); the session was ended"
+            ),
         }
     }
 }

@@ -185,7 +185,22 @@ impl Bookkeeper<'_> {
             // not the line before alone (that one ran and is on record
             // already), decides as well; its record shows the joined text.
             let mut on_record = c.clone();
+            let still_held = c.also.as_ref().is_some_and(|s| s.blocked);
             let decision = match (decision, &c.also) {
+                // The shell may still hold a blocked line, which this
+                // Enter would run with it: the two joined, or the blocked
+                // line alone, decide as well.
+                (None, Some(split)) if split.blocked => {
+                    [&split.joined, &split.before].into_iter().find_map(|text| {
+                        self.policy
+                            .decide(&self.who, self.host_cfg, text, false)
+                            .map(|d| {
+                                on_record.text = split.joined.clone();
+                                on_record.length = split.joined.len();
+                                (d.rule.to_string(), d.action, d.operator_line())
+                            })
+                    })
+                }
                 (None, Some(split)) => {
                     let before = self
                         .policy
@@ -210,10 +225,15 @@ impl Bookkeeper<'_> {
                 }
                 Some((rule, Action::Deny, line)) => {
                     self.write_policy(&on_record, &rule, Action::Deny, PolicyOutcome::Blocked)?;
-                    self.capture.blocked(&c.text);
+                    self.capture.blocked(&on_record.text);
+                    let notice = if still_held {
+                        format!("{line} (the shell still holds the blocked line: Ctrl-C drops it)")
+                    } else {
+                        line
+                    };
                     release = Release::Block {
                         cancel: CANCEL_LINE.to_vec(),
-                        notice: line,
+                        notice,
                     };
                 }
                 Some((rule, Action::Confirm, line)) => {
@@ -221,7 +241,10 @@ impl Bookkeeper<'_> {
                         "{line}\r\n\x1b[Kgatehouse: type the host's name ({}) to run it:",
                         self.host
                     );
-                    self.asking = Some(Asking { command: c, rule });
+                    // What a yes runs: with a blocked line still held,
+                    // the two joined.
+                    let command = if still_held { on_record } else { c };
+                    self.asking = Some(Asking { command, rule });
                     release = Release::Ask { question };
                 }
             }
@@ -237,6 +260,22 @@ impl Bookkeeper<'_> {
     /// log pipeline sees it.
     fn flush_late(&mut self) -> Result<(), BooksError> {
         for r in std::mem::take(&mut self.found) {
+            if let capture::Record::Unstopped(c) = &r {
+                // Blocked, and run all the same: on record as such, and the
+                // session ends (its shell runs what the policy stops).
+                let rule = self
+                    .policy
+                    .decide(&self.who, self.host_cfg, &c.text, c.verified)
+                    .map(|d| (d.rule.to_string(), d.action));
+                if let Some((rule, action)) = &rule {
+                    self.write_policy(c, rule, *action, PolicyOutcome::Ran)?;
+                }
+                self.found.push(r.clone());
+                self.flush()?;
+                return Err(BooksError::Unstopped {
+                    rule: rule.map(|(r, _)| r).unwrap_or_default(),
+                });
+            }
             if let capture::Record::Command(c) = &r {
                 let matched = self
                     .policy
@@ -258,7 +297,7 @@ impl Bookkeeper<'_> {
         for r in std::mem::take(&mut self.found) {
             self.seq += 1;
             let event = match &r {
-                capture::Record::Command(c) => Event::Command {
+                capture::Record::Command(c) | capture::Record::Unstopped(c) => Event::Command {
                     session: self.session,
                     host: self.host,
                     seq: self.seq,

@@ -98,12 +98,20 @@ pub struct Split {
     pub before: String,
     /// `before` and this line joined, as the shell would hold them.
     pub joined: String,
+    /// `before` is a line the policy blocked whose cancel the screen did
+    /// not show (a shell without a line editor holds it until a newline
+    /// comes, `stty eol` handed it over): this line cannot run without it.
+    pub blocked: bool,
 }
 
 /// What one decided Enter (or a late discovery) puts on record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
     Command(Command),
+    /// A line a policy blocked that the shell ran all the same: the keys
+    /// sent to cancel it were bound to run it (`bind '"\C-e":
+    /// accept-line'`, `stty eol ^E`). Unverified; the session must end.
+    Unstopped(Command),
     /// A line typed while the target did not echo, at a prompt that is not
     /// the shell's: a secret, recorded without its content.
     Hidden {
@@ -234,6 +242,32 @@ pub struct Capture {
     /// shell may run it with what was typed after it (`stty intr undef`
     /// makes Ctrl-C a key readline ignores).
     interrupted: Option<String>,
+    /// The prompt of the last decided line (for `blocked`).
+    decided_prompt: String,
+    /// A blocked line, while the keys sent to cancel it take effect.
+    cancelling: Option<Cancelling>,
+    /// A blocked line and its prompt, until the next decided Enter: if the
+    /// screen still shows it in front of that line, the shell may hold it
+    /// and the Enter would run it (see `Split::blocked`). Dropped when a
+    /// fresh prompt is drawn on a new row (Ctrl-C).
+    pending_block: Option<(String, String)>,
+}
+
+/// A line a policy blocked, watched until the operator's next key after the
+/// shell answered the cancel keys: a cancel clears the line's row; a shell
+/// whose cancel keys run lines leaves it standing and goes on below it.
+struct Cancelling {
+    /// The whole blocked command, and its last line (what the shell's
+    /// line editor holds).
+    command: String,
+    text: String,
+    prompt: String,
+    /// Rows other than the cursor's showing the prompt and (the start of)
+    /// the line when it was blocked: older runs of the same text.
+    standing: usize,
+    /// Line feeds in the output since.
+    lfs: usize,
+    out: bool,
 }
 
 impl Capture {
@@ -261,6 +295,9 @@ impl Capture {
             editor_left_since_key: false,
             split_from: None,
             interrupted: None,
+            decided_prompt: String::new(),
+            cancelling: None,
+            pending_block: None,
         }
     }
 
@@ -294,6 +331,9 @@ impl Capture {
         }
         if !bytes.is_empty() && self.keys.at_key_boundary() {
             self.record_accepted_without_enter(out);
+        }
+        if !bytes.is_empty() && self.cancelling.as_ref().is_some_and(|c| c.out) {
+            self.cancelling = None;
         }
         let mut seq_start = 0;
         for (i, &b) in bytes.iter().enumerate() {
@@ -485,10 +525,17 @@ impl Capture {
         }
         let length = text.len() + h.line.lost_bytes;
         let prompt = h.start.prompt.clone().unwrap_or_default();
+        self.decided_prompt.clone_from(&prompt);
         // After a line taken as accepted without an Enter, this one may be
         // its continuation (the "prompt" in between a program's drawing):
         // unverified, and the policy also sees the two joined.
-        let split = self.split_from.take();
+        let pending = self
+            .pending_block
+            .take()
+            .filter(|(p, blocked)| self.still_shown(p, blocked, &h.line.text))
+            .map(|(_, blocked)| blocked);
+        let blocked = pending.is_some();
+        let split = pending.or(self.split_from.take());
         let verified = verified && split.is_none();
         let before = out.len();
         self.command(text, length, verified, source, prompt, out);
@@ -504,6 +551,7 @@ impl Capture {
                     c.also = Some(Split {
                         joined: bound_split(format!("{prev}{rest}")),
                         before: prev.clone(),
+                        blocked,
                     });
                 }
             }
@@ -878,12 +926,28 @@ impl Capture {
         if bytes.contains(&b'\n') {
             self.interrupted = None;
         }
-        let watching = self.start.is_some() || self.held.is_some() || self.editor.is_some();
+        let watching = self.start.is_some()
+            || self.held.is_some()
+            || self.editor.is_some()
+            || self.cancelling.is_some()
+            || self.pending_block.is_some();
         if !watching {
             self.screen.skip(bytes);
             return;
         }
         self.screen.feed(bytes);
+        self.check_cancel(bytes, out);
+        if self.cancelling.is_none()
+            && self.pending_block.is_some()
+            && bytes.contains(&b'\n')
+            && self.keys.is_fresh()
+            && self.screen.right_of_cursor().trim().is_empty()
+            && self.is_learnt(&self.screen.before_cursor())
+        {
+            // A fresh prompt on a new row with nothing typed: the shell
+            // dropped its input (Ctrl-C) or ran it with an Enter.
+            self.pending_block = None;
+        }
         if bytes.contains(&b'\n') {
             self.lf_since_key = true;
         }
@@ -999,6 +1063,23 @@ impl Capture {
     /// later is checked as the whole command. Dropped when the next line
     /// starts at the main prompt.
     pub fn blocked(&mut self, text: &str) {
+        // The shell holds the last line; the screen shows it after its
+        // prompt until the cancel keys clear it.
+        let last = text.rsplit('\n').next().unwrap_or(text).to_string();
+        let prompt = std::mem::take(&mut self.decided_prompt);
+        if !prompt.trim().is_empty() && !last.trim().is_empty() {
+            self.screen.sync();
+            let standing = self.standing_rows(&prompt, &last);
+            self.pending_block = Some((prompt.clone(), last.clone()));
+            self.cancelling = Some(Cancelling {
+                command: text.to_string(),
+                text: last,
+                prompt,
+                standing,
+                lfs: 0,
+                out: false,
+            });
+        }
         if let Some((earlier, _)) = text.rsplit_once('\n') {
             self.multi = Some(Multi {
                 text: earlier.to_string(),
@@ -1008,6 +1089,66 @@ impl Capture {
                 prompts: Vec::new(),
                 cancelled: true,
             });
+        }
+    }
+
+    /// The line the cursor is on still shows a blocked line after its
+    /// prompt, and the keys of the line being decided after that: a cancel
+    /// that worked left only the prompt (bash's canonical mode erases the
+    /// echo, readline redraws the prompt), one that did not left the line.
+    fn still_shown(&self, prompt: &str, blocked: &str, typed: &str) -> bool {
+        let line = self.screen.cursor_line();
+        let head = format!("{prompt}{}", blocked.trim_end());
+        line.starts_with(&head) && line.len() >= head.len() + typed.trim().len()
+    }
+
+    /// Rows other than the cursor's that show `prompt` followed by (the
+    /// start of) `text`.
+    fn standing_rows(&self, prompt: &str, text: &str) -> usize {
+        let shown = format!("{prompt}{text}");
+        let shown = shown.trim_end();
+        let cursor = self.screen.cursor_row();
+        self.screen
+            .contents()
+            .lines()
+            .enumerate()
+            .filter(|&(i, row)| {
+                i != cursor && row.len() > prompt.trim_end().len() && shown.starts_with(row)
+            })
+            .count()
+    }
+
+    /// Output after the keys that cancel a blocked line: did the shell run
+    /// it? Either its row still stands with the output gone down past it
+    /// (accept-line), the screen scrolled a whole page, or a prompt came
+    /// back on its row after it (a canonical-mode line end: `stty eol`).
+    fn check_cancel(&mut self, bytes: &[u8], out: &mut Vec<Record>) {
+        let Some(c) = &mut self.cancelling else {
+            return;
+        };
+        c.out = true;
+        c.lfs += bytes.iter().filter(|&&b| b == b'\n').count();
+        let (lfs, standing) = (c.lfs, c.standing);
+        let (text, prompt) = (c.text.clone(), c.prompt.clone());
+        let command = c.command.clone();
+        self.screen.sync();
+        let before = self.screen.before_cursor();
+        let p = prompt.trim_end();
+        let ran = (lfs > 0 && self.standing_rows(&prompt, &text) > standing)
+            || lfs >= self.screen.rows()
+            || (before.len() > prompt.len() + p.len()
+                && before.starts_with(&prompt)
+                && before.ends_with(p)
+                && before.contains(text.trim()));
+        if ran {
+            self.cancelling = None;
+            let len = command.len();
+            out.push(Record::Unstopped(bounded(
+                command,
+                len,
+                false,
+                Source::Keys,
+            )));
         }
     }
 
@@ -1387,6 +1528,7 @@ mod tests {
         out.iter()
             .map(|r| match r {
                 Record::Command(c) => c.text.clone(),
+                Record::Unstopped(c) => format!("<unstopped {}>", c.text),
                 Record::Hidden { prompt } => format!("<hidden {prompt}>"),
             })
             .collect()
@@ -1570,7 +1712,7 @@ mod tests {
             .out
             .iter()
             .filter_map(|r| match r {
-                Record::Command(c) => Some((c.text.clone(), c.verified)),
+                Record::Command(c) | Record::Unstopped(c) => Some((c.text.clone(), c.verified)),
                 Record::Hidden { .. } => None,
             })
             .collect();
@@ -1673,6 +1815,68 @@ mod tests {
             "nothing but the first command: {:?}",
             sim.out
         );
+    }
+
+    /// A blocked line, then what the shell does with the keys that cancel
+    /// it: clear it (bash emacs, vi, canonical mode), run it (a cancel key
+    /// bound to accept-line), or keep it (`stty eol`, until a newline).
+    #[test]
+    fn what_the_cancel_of_a_blocked_line_did_is_read_off_the_screen() {
+        let blocked = |cancel: &[u8]| {
+            let mut sim = Sim::new();
+            sim.screen(b"tgt$ ");
+            typed(&mut sim, "echo one");
+            sim.keys(b"\r");
+            sim.screen(b"\r\none\r\ntgt$ ");
+            typed(&mut sim, "touch x");
+            sim.keys(b"\r");
+            sim.wait(50);
+            assert_eq!(texts(&sim.out), ["echo one", "touch x"]);
+            sim.out.clear();
+            sim.cap.blocked("touch x");
+            sim.screen(cancel);
+            sim
+        };
+        let unstopped = |sim: &Sim| {
+            sim.out
+                .iter()
+                .any(|r| matches!(r, Record::Unstopped(c) if c.text == "touch x"))
+        };
+        for cleared in [
+            &b"\rtgt$ \x1b[K"[..],
+            b"^E\rtgt$ \x1b[K",
+            b"^E\x08 \x08\x08 \x08\x08 \x08\x08 \x08\x08 \x08\x08 \x08\x08 \x08\x08 \x08\x08 \x08",
+        ] {
+            let mut sim = blocked(cleared);
+            assert!(!unstopped(&sim), "{:?}", sim.out);
+            typed(&mut sim, "echo ok");
+            sim.keys(b"\r");
+            sim.wait(50);
+            match &sim.out[..] {
+                [Record::Command(c)] => {
+                    assert_eq!(c.text, "echo ok");
+                    assert!(c.verified && c.also.is_none(), "{c:?}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // Ctrl-E bound to accept-line: the line stands, the shell goes on
+        // below it.
+        let sim = blocked(b"\r\n");
+        assert!(unstopped(&sim), "{:?}", sim.out);
+        // `stty eol ^E`: the line stands on its row; the next Enter would
+        // run it, so that line carries it for the policy.
+        let mut sim = blocked(b"^E");
+        assert!(!unstopped(&sim), "{:?}", sim.out);
+        typed(&mut sim, "true");
+        sim.keys(b"\r");
+        sim.wait(5000);
+        let also = sim.out.iter().find_map(|r| match r {
+            Record::Command(c) => c.also.clone(),
+            _ => None,
+        });
+        let also = also.expect("the held line goes with the next");
+        assert!(also.blocked && also.before == "touch x", "{also:?}");
     }
 
     #[test]

@@ -354,6 +354,16 @@ impl Screen {
         Some(text)
     }
 
+    /// Rows on the screen.
+    pub fn rows(&self) -> usize {
+        usize::from(self.parser.screen().size().0.get())
+    }
+
+    /// The row the cursor is on (0 at the top).
+    pub fn cursor_row(&self) -> usize {
+        usize::from(self.parser.screen().cursor_position().0)
+    }
+
     /// The whole visible screen, rows joined with newlines (trailing blanks
     /// removed): what an editor shows of the file it edits.
     pub fn contents(&self) -> String {

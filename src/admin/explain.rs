@@ -55,6 +55,9 @@ fn because(b: &Because<'_>) -> String {
 }
 
 /// The explanation as text (lines end with `\n`). Pure.
+// long: the sections in the order they are printed (request, host,
+// access, each rule tried, verdict), a few lines each; split, the order
+// would live in a caller that only lists them.
 pub fn render(
     config: &Config,
     who: &Who<'_>,

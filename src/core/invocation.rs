@@ -103,6 +103,8 @@ fn names_gatehouse(cmd: &str) -> bool {
 }
 
 /// Turns argv and `$SSH_ORIGINAL_COMMAND` into an invocation. Pure.
+// long: one table of the shapes argv can take (login shell, `-c`,
+// subcommands and their options), an arm or two each, read in one place.
 pub fn parse(argv: &[OsString], original_command: Option<&str>) -> Result<Invocation, UsageError> {
     let original = original_command.unwrap_or("").to_string();
     let argv0 = argv

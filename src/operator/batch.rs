@@ -959,6 +959,9 @@ impl Batch<'_> {
     /// Runs `command` on `hosts` (already filtered: the operator may exec
     /// on each), writes every record, prints the summary; returns the exit
     /// status.
+    // long: the batch's life in order (live entry, signals, fan-out,
+    // wait, records, summary) with the fail-closed exit between each; the
+    // phases themselves are functions.
     pub fn run(&mut self, hosts: &[&Host], command: &str) -> i32 {
         let batch_id = uuid::Uuid::now_v7().to_string();
         // With `ssh -t`, Ctrl-C arrives as SIGINT; without a terminal it is

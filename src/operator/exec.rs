@@ -738,6 +738,8 @@ impl Exec<'_> {
     /// Connects, writes `exec`, pumps, writes `session_end`. Every record
     /// is written before what it announces goes on; one that cannot be
     /// written stops the run (fail closed).
+    // long: the records in the order they are written (exec, stream,
+    // session_end), each with its fail-closed exit; the stream is `Pump`.
     pub fn run(&mut self, host: &Host, job: Job<'_>) -> ExecOutcome {
         let session_id = uuid::Uuid::now_v7().to_string();
         let started = Instant::now();

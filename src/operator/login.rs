@@ -255,6 +255,8 @@ enum Decision<'a> {
 /// unknown host and one the operator may not reach at all get the same
 /// line (no inventory probing); a pattern leaves out, without a word, the
 /// hosts the operator may not run commands on.
+// long: one arm per kind of request with the access check it needs;
+// pure, each arm unit-tested.
 fn decide<'a>(
     req: Request,
     raw: &str,

@@ -417,8 +417,8 @@ pub struct Visit<'a> {
 
 impl Visit<'_> {
     // long: one visit's records in the order they are written (error or
-    // session_start, relay, session_end); split with the error-type work on
-    // this file (issue 16, point 1), which changes every exit of it.
+    // session_start, relay, session_end), each with its fail-closed exit:
+    // read top to bottom, it is the record order of docs/audit-format.md.
     pub fn run(&mut self, host: &Host) -> Outcome {
         let session_id = uuid::Uuid::now_v7().to_string();
         let (cols, rows) = tty::window_size();

@@ -754,6 +754,9 @@ impl Capture {
     }
 
     /// Compares the screen with the keys.
+    // long: the candidates in the order they are tried (exact keys,
+    // canonical mode, what the shell filled in, whole line, up to the
+    // cursor, late); that order is the rule (docs/audit-format.md).
     fn verdict(&self, h: &Held) -> Verdict {
         let rl = h.line.text.clone();
         let cooked = String::from_utf8_lossy(&h.line.cooked).into_owned();

@@ -42,20 +42,21 @@ pub fn login(request: &str) -> i32 {
             return 1;
         }
     };
-    let operator = match Operator::from_real_uid() {
-        Ok(o) => o,
-        Err(e) => {
-            report::admin(privileged, &e.to_string());
-            report::unavailable("unknown user");
-            return 1;
-        }
-    };
     let path = config_path(privileged);
     let config = match Config::load(&path) {
         Ok(c) => c,
         Err(e) => {
             report::admin(privileged, &e.to_string());
             report::unavailable("configuration error");
+            return 1;
+        }
+    };
+    // The config first: it says whether the operator's groups matter.
+    let operator = match Operator::from_real_uid(config.names_unix_groups()) {
+        Ok(o) => o,
+        Err(e) => {
+            report::admin(privileged, &e.to_string());
+            report::unavailable("unknown user");
             return 1;
         }
     };

@@ -207,6 +207,17 @@ impl Config {
     pub fn host(&self, name: &str) -> Option<&Host> {
         self.hosts.iter().find(|h| h.name == name)
     }
+
+    /// Whether any access or policy rule names `unix_groups`: only then do
+    /// an operator's groups decide anything.
+    pub fn names_unix_groups(&self) -> bool {
+        self.access.iter().any(|r| !r.unix_groups.is_empty())
+            || self
+                .policy
+                .rules
+                .iter()
+                .any(|r| r.unix_groups.as_ref().is_some_and(|g| !g.is_empty()))
+    }
 }
 
 /// The hosts validated so far, and the groups they name.
@@ -1007,6 +1018,26 @@ hosts = ["web01", "db*", "@prod"]
         );
         assert_eq!(c.access[0].hosts.len(), 3);
         assert!(!c.access[0].exec && !c.access[0].transfer);
+    }
+
+    /// The operator's groups are looked up only when a rule can use them
+    /// (issue 13: the lookup loads NSS modules).
+    #[test]
+    fn names_unix_groups_only_when_a_rule_does() {
+        assert!(parse(GOOD).unwrap().names_unix_groups());
+        let users_only = GOOD.replace("unix_groups = [\"ops\"]\n", "");
+        assert!(!parse(&users_only).unwrap().names_unix_groups());
+        let policy = POLICY.replace("unix_groups = [\"ops\"]\n", "");
+        assert!(!parse(&with_policy_on(&users_only, &policy))
+            .unwrap()
+            .names_unix_groups());
+        assert!(parse(&with_policy_on(&users_only, POLICY))
+            .unwrap()
+            .names_unix_groups());
+    }
+
+    fn with_policy_on(base: &str, policy: &str) -> String {
+        format!("{base}{policy}")
     }
 
     #[test]

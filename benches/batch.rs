@@ -21,6 +21,8 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "measure/mod.rs"]
+mod measure;
 
 use std::collections::HashSet;
 use std::process::{Command, Stdio};
@@ -28,39 +30,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use measure::{comm, env_num, sample};
+
 use common::{descendants_of, sh_quote, Bastion, Gh, HostSpec, Target};
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn comm(pid: i32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .unwrap_or_default()
-        .trim()
-        .to_string()
-}
-
-/// (VmHWM MiB, utime+stime seconds) of `pid`.
-fn sample(pid: i32) -> Option<(f64, f64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let hwm = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse::<f64>()
-        .ok()?
-        / 1024.0;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    Some((hwm, ticks / 100.0))
-}
 
 /// Runs `cmd`, returns (seconds, stdout, exit code, peak RSS MiB, CPU s of
 /// the `gatehouse` process under `root`, when given).

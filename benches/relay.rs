@@ -386,14 +386,14 @@ fn inventory_figures(path: &std::path::Path) -> (f64, f64, f64, usize) {
     let mut cfg = None;
     for _ in 0..5 {
         let t = Instant::now();
-        cfg = Some(gatehouse::config::Config::load(path).expect("10k config loads"));
+        cfg = Some(gatehouse::core::config::Config::load(path).expect("10k config loads"));
         loads.push(t.elapsed().as_secs_f64() * 1e3);
     }
     let cfg = cfg.unwrap();
-    let hosts: Vec<&gatehouse::config::Host> = cfg.hosts.iter().collect();
-    let items = gatehouse::menu::Items::new(&hosts);
+    let hosts: Vec<&gatehouse::core::config::Host> = cfg.hosts.iter().collect();
+    let items = gatehouse::operator::menu::Items::new(&hosts);
 
-    // What the menu does per key: rank every host (src/menu.rs `rank`).
+    // What the menu does per key: rank every host (src/operator/menu.rs `rank`).
     let typed = "web0042 rack";
     let mut per_key = Vec::new();
     for _ in 0..3 {
@@ -450,7 +450,7 @@ impl std::fmt::Write for VecW<'_> {
 /// MB/s of `Capture::output` over `sample_output`, 16 KiB chunks (a
 /// typical libssh2 read), for about a second.
 fn capture_throughput(sample: &[u8]) -> f64 {
-    let mut cap = gatehouse::capture::Capture::new(80, 24);
+    let mut cap = gatehouse::core::capture::Capture::new(80, 24);
     let mut found = Vec::new();
     // The command is decided (and released) before its output starts, as
     // in the relay: what follows is bulk output of a running command.

@@ -8,7 +8,7 @@
 //!
 //! Run: `cargo run --release --example capture_bench`
 
-use gatehouse::capture::Capture;
+use gatehouse::core::capture::Capture;
 use std::time::Instant;
 
 fn mbps(bytes: usize, secs: f64) -> f64 {
@@ -35,7 +35,7 @@ fn bulk_text(total: usize) -> Vec<u8> {
 }
 
 /// Keys through the gate as the relay does; a held Enter is decided at once.
-fn keys(cap: &mut Capture, mut bytes: &[u8], out: &mut Vec<gatehouse::capture::Record>) {
+fn keys(cap: &mut Capture, mut bytes: &[u8], out: &mut Vec<gatehouse::core::capture::Record>) {
     let now = Instant::now();
     while !bytes.is_empty() {
         let g = cap.input(bytes, now, out);

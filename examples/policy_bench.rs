@@ -11,8 +11,8 @@
 use std::path::Path;
 use std::time::Instant;
 
-use gatehouse::command_policy::Who;
-use gatehouse::config::Config;
+use gatehouse::core::command_policy::Who;
+use gatehouse::core::config::Config;
 
 fn config() -> Config {
     let mut text = String::from(

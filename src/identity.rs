@@ -10,15 +10,7 @@ use std::net::IpAddr;
 
 use nix::unistd::{getgrouplist, getuid, Gid, Group, Uid, User};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Operator {
-    pub uid: u32,
-    pub name: String,
-    /// Names of every group the user is in (primary and supplementary),
-    /// as NSS reports them, so LDAP/SSSD groups count. Empty when nothing
-    /// asks (`from_real_uid(false)`: no rule names a unix group).
-    pub groups: Vec<String>,
-}
+pub use crate::core::policy::Operator;
 
 #[derive(Debug)]
 pub enum IdentityError {

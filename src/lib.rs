@@ -2,31 +2,34 @@
 //!
 //! `run` decides which world we are in (an operator's login or an admin at
 //! a shell), installs the panic guard, and hands over.
+//!
+//! The tree has three sides and a shared floor (docs/architecture.md):
+//! - [`core`]: pure — config, invocation, access and command policy,
+//!   capture, the record schema. No terminal, socket or process code;
+//!   imports nothing outside itself.
+//! - [`operator`]: what runs for an operator — login, menu, session,
+//!   relay, upstream, exec, batch, file transfer, agent.
+//! - [`admin`]: the tools an admin runs by hand.
+//! - shared by both sides: the audit writer and reader ([`audit`]),
+//!   [`privilege`], [`identity`], [`process`], [`recording`], [`report`],
+//!   [`live`], [`tty`], and [`sys`], the one module with `unsafe`.
+//!
+//! `admin` never imports `operator`, `operator` never imports `admin`
+//! (checked by `make lint`, scripts/layers.sh).
+pub mod core;
+pub mod operator;
+
 pub mod admin;
-pub mod agent;
+
 pub mod audit;
-pub mod batch;
-pub mod capture;
-pub mod command_policy;
-pub mod config;
-pub mod exec;
 pub mod identity;
-pub mod invocation;
 pub mod live;
-pub mod login;
-pub mod menu;
-pub mod policy;
 pub mod privilege;
 pub mod process;
 pub mod recording;
-pub mod relay;
 pub mod report;
-pub mod session;
-pub mod sftp;
 pub mod sys;
-pub mod text;
 pub mod tty;
-pub mod upstream;
 
 use std::ffi::OsString;
 
@@ -41,10 +44,11 @@ pub fn run() -> i32 {
             "\r\ngatehouse: internal error; the session was closed. Please tell your administrator.\r",
         );
     }));
-    // Setuid: take the environment, umask and limits away from the
-    // operator before anything reads them (privilege.rs).
+    // Harden the process (every run, once); setuid: take the environment,
+    // umask and limits away from the operator before anything reads them
+    // (privilege.rs).
     if let Err(e) = privilege::enter() {
-        report::admin(true, &e);
+        report::admin(privilege::privileged(), &e.to_string());
         report::unavailable("internal error");
         return 1;
     }
@@ -53,22 +57,18 @@ pub fn run() -> i32 {
     // request is refused (invocation::classify), instead of vanishing.
     let original =
         std::env::var_os("SSH_ORIGINAL_COMMAND").map(|v| v.to_string_lossy().into_owned());
-    let result = std::panic::catch_unwind(|| match invocation::parse(&argv, original.as_deref()) {
-        Ok(invocation::Invocation::Login { request }) => login::login(&request),
-        Ok(invocation::Invocation::Admin(cmd)) => {
-            let harmless = matches!(cmd, invocation::Admin::Help | invocation::Admin::Version);
-            match privilege::admin_allowed() {
-                Err(e) if !harmless => {
-                    eprintln!("gatehouse: {e}");
-                    1
+    let result =
+        std::panic::catch_unwind(
+            || match core::invocation::parse(&argv, original.as_deref()) {
+                Ok(core::invocation::Invocation::Login { request }) => {
+                    operator::login::login(&request)
                 }
-                _ => admin::run(cmd),
-            }
-        }
-        Err(e) => {
-            eprintln!("gatehouse: {e}");
-            2
-        }
-    });
+                Ok(core::invocation::Invocation::Admin(cmd)) => admin::run(cmd),
+                Err(e) => {
+                    eprintln!("gatehouse: {e}");
+                    2
+                }
+            },
+        );
     result.unwrap_or(70)
 }

@@ -1,11 +1,12 @@
 //! The sessions running now, for `gatehouse sessions` and `gatehouse kill`.
 //!
 //! Each running session has `<log_dir>/live/<session>.json`, written right
-//! after its `session_start` and removed when it ends: who, where, since
-//! when, and the identity of its process (boot id + pid + start time, see
-//! `process`). A session killed with -9 leaves its file behind; readers
-//! check the process identity, so such a file is shown as nothing and
-//! removed.
+//! after its `session_start` (an exec or a transfer: its `exec` record; a
+//! batch: before its first host starts, under the batch id) and removed
+//! when it ends: what kind it is, who, where, since when, and the identity
+//! of its process (boot id + pid + start time, see `process`). A session
+//! killed with -9 leaves its file behind; readers check the process
+//! identity, so such a file is shown as nothing and removed.
 //!
 //! To end a session, an administrator writes `<session>.kill` (who, why)
 //! next to it, then sends SIGUSR1 to the verified process. The session acts
@@ -22,12 +23,52 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-/// One running session, as its `.json` file holds it.
+/// What a running session relays. Entries written before kinds existed
+/// have none: they were all shells.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// An interactive session (the menu or a host name).
+    #[default]
+    Shell,
+    /// `HOST -- COMMAND`.
+    Exec,
+    /// sftp/scp through the target's sftp subsystem.
+    Transfer,
+    /// `@group -- COMMAND` / `glob -- COMMAND` over many hosts.
+    Batch,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Shell => "shell",
+            Kind::Exec => "exec",
+            Kind::Transfer => "transfer",
+            Kind::Batch => "batch",
+        }
+    }
+}
+
+/// One running session, as its `.json` file holds it. Fields added after
+/// the first version are optional, so older files still read.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Entry {
+    /// The session id; for a batch, the batch id (the `batch` field of
+    /// its hosts' records).
     pub session: String,
+    #[serde(default)]
+    pub kind: Kind,
     pub user: String,
+    /// The host; for a batch, its hosts' names (comma-separated, at most
+    /// 256 bytes then `…`).
     pub host: String,
+    /// An exec's (or a batch's) command as its `exec` records hold it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// A batch's number of hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<usize>,
     pub login: String,
     pub client: String,
     pub pid: i64,
@@ -52,6 +93,9 @@ pub struct KillNote {
 
 /// The bounds on a note: it is read by the setuid process.
 const MAX_NOTE_BYTES: u64 = 4096;
+/// The bound on an entry as read back: a recorded command is at most
+/// 16 KiB and a few bytes, up to six times that once JSON-escaped.
+const MAX_ENTRY_BYTES: u64 = 128 * 1024;
 pub const MAX_REASON_CHARS: usize = 200;
 
 pub fn dir(log_dir: &Path) -> PathBuf {
@@ -71,6 +115,28 @@ pub fn note_path(log_dir: &Path, session: &str) -> PathBuf {
 /// session at a time.
 static NOTE: Mutex<Option<PathBuf>> = Mutex::new(None);
 
+/// What a session is, for its entry.
+#[derive(Debug, Clone, Copy)]
+pub enum Activity<'a> {
+    Shell {
+        host: &'a str,
+    },
+    /// `command` as recorded (`invocation::recorded_command`).
+    Exec {
+        host: &'a str,
+        command: &'a str,
+    },
+    Transfer {
+        host: &'a str,
+    },
+    /// `hosts`: their names (bounded); `command` as recorded.
+    Batch {
+        hosts: &'a str,
+        count: usize,
+        command: &'a str,
+    },
+}
+
 /// The session's place in `live/`; dropping it removes the entry and any
 /// note.
 pub struct Registration {
@@ -88,9 +154,8 @@ impl Drop for Registration {
     }
 }
 
-/// Writes this process's entry for `session`. Best effort: a session whose
-/// entry cannot be written still runs and is still audited; it is only
-/// invisible to `gatehouse sessions` (the reason goes to syslog).
+/// Writes this process's entry for the interactive `session` on `host`
+/// (see `register_activity`).
 pub fn register(
     log_dir: &Path,
     audit: &crate::audit::AuditLog,
@@ -98,16 +163,42 @@ pub fn register(
     session: &str,
     host: &str,
 ) -> Option<Registration> {
+    register_activity(log_dir, audit, user, session, Activity::Shell { host })
+}
+
+/// Writes this process's entry for `session`. Best effort: a session whose
+/// entry cannot be written still runs and is still audited; it is only
+/// invisible to `gatehouse sessions` (the reason goes to syslog).
+pub fn register_activity(
+    log_dir: &Path,
+    audit: &crate::audit::AuditLog,
+    user: &str,
+    session: &str,
+    what: Activity<'_>,
+) -> Option<Registration> {
+    let (kind, host, command, hosts) = match what {
+        Activity::Shell { host } => (Kind::Shell, host, None, None),
+        Activity::Exec { host, command } => (Kind::Exec, host, Some(command.to_string()), None),
+        Activity::Transfer { host } => (Kind::Transfer, host, None, None),
+        Activity::Batch {
+            hosts,
+            count,
+            command,
+        } => (Kind::Batch, hosts, Some(command.to_string()), Some(count)),
+    };
     let entry = Entry {
         session: session.to_string(),
+        kind,
         user: user.to_string(),
         host: host.to_string(),
+        command,
+        hosts,
         login: audit.login().to_string(),
         client: audit.client().to_string(),
         pid: i64::from(std::process::id()),
         boot_id: crate::process::boot_id(),
         proc_start: crate::process::own_start(),
-        since: crate::audit::record::timestamp(),
+        since: crate::core::record::timestamp(),
         tty: nix::unistd::ttyname(std::io::stdin())
             .ok()
             .map(|p| p.display().to_string()),
@@ -176,7 +267,7 @@ pub fn printable(s: &str, max: usize) -> String {
     s.chars()
         .take(max)
         .map(|c| {
-            if c.is_control() || crate::text::is_format_char(c) {
+            if c.is_control() || crate::core::text::is_format_char(c) {
                 '\u{fffd}'
             } else {
                 c
@@ -201,7 +292,7 @@ pub fn entries(log_dir: &Path) -> std::io::Result<Vec<Entry>> {
         }
         let Ok(f) = fs::File::open(&p) else { continue };
         let mut text = String::new();
-        if f.take(64 * 1024).read_to_string(&mut text).is_err() {
+        if f.take(MAX_ENTRY_BYTES).read_to_string(&mut text).is_err() {
             continue;
         }
         if let Ok(entry) = serde_json::from_str::<Entry>(&text) {
@@ -270,5 +361,57 @@ mod tests {
         fs::write(&p, format!("{{\"by\":\"a\",\"reason\":\"{long}\"}}")).unwrap();
         assert!(read_note(&p).is_none(), "over 4 KiB is not a note");
         assert!(read_note(&dir.path().join("none")).is_none());
+    }
+
+    #[test]
+    fn entries_of_every_kind_read_back_and_old_ones_are_shells() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(super::dir(dir.path())).unwrap();
+        // Written before kinds existed (no kind, command or hosts).
+        let old = r#"{"session":"s-old","user":"alice","host":"web01","login":"L","client":"local","pid":7,"since":"2026-12-04T10:00:00.000Z"}"#;
+        fs::write(entry_path(dir.path(), "s-old"), old).unwrap();
+        let exec = Entry {
+            session: "s-exec".into(),
+            kind: Kind::Exec,
+            user: "bob".into(),
+            host: "web02".into(),
+            command: Some("tail -f /var/log/syslog".into()),
+            hosts: None,
+            login: "L".into(),
+            client: "10.0.0.1".into(),
+            pid: 8,
+            boot_id: None,
+            proc_start: None,
+            since: "2026-12-04T10:00:01.000Z".into(),
+            tty: None,
+        };
+        let batch = Entry {
+            session: "s-batch".into(),
+            kind: Kind::Batch,
+            host: "web01,web02,web03".into(),
+            command: Some("uptime".into()),
+            hosts: Some(3),
+            since: "2026-12-04T10:00:02.000Z".into(),
+            ..exec.clone()
+        };
+        for e in [&exec, &batch] {
+            let text = serde_json::to_string(e).unwrap();
+            assert!(text.contains(&format!("\"kind\":\"{}\"", e.kind.as_str())));
+            fs::write(entry_path(dir.path(), &e.session), text).unwrap();
+        }
+        // A field from a later version is ignored, not a damaged entry.
+        fs::write(
+            entry_path(dir.path(), "s-new"),
+            r#"{"session":"s-new","kind":"transfer","user":"c","host":"db01","login":"L","client":"local","pid":9,"since":"2026-12-04T10:00:03.000Z","later":1}"#,
+        )
+        .unwrap();
+        let got = entries(dir.path()).unwrap();
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert_eq!(got[0].session, "s-old");
+        assert_eq!(got[0].kind, Kind::Shell);
+        assert_eq!(got[0].command, None);
+        assert_eq!(got[1], exec);
+        assert_eq!(got[2], batch);
+        assert_eq!(got[3].kind, Kind::Transfer);
     }
 }

@@ -20,13 +20,62 @@ use std::path::{Path, PathBuf};
 use nix::sys::stat::Mode;
 use nix::unistd::{geteuid, getuid};
 
-use crate::config::Config;
+use crate::core::config::Config;
 
 /// Real and effective ids differ: we run setuid/setgid for an operator.
 pub fn privileged() -> bool {
     use nix::unistd::{getegid, getgid};
     getuid() != geteuid() || getgid() != getegid()
 }
+
+/// What the process's own set-up (`enter`) or an identity switch
+/// (`as_operator`) can fail on. `Display` is for the admin (syslog); the
+/// operator reads only "service unavailable (internal error)" or, for the
+/// agent, that it was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrivilegeError {
+    Harden(nix::Error),
+    ReadFileSizeLimit(nix::Error),
+    /// The hard `RLIMIT_FSIZE` the operator left us, in bytes.
+    FiniteFileSizeLimit(u64),
+    LiftFileSizeLimit(nix::Error),
+    ToOperatorGroup(nix::Error),
+    ToOperatorUser(nix::Error),
+    /// Taking back the gatehouse account's uid (then gid) failed: the
+    /// thread stays the operator.
+    BackToUid(u32, nix::Error),
+    BackToGid(u32, nix::Error),
+    HardenAgain(nix::Error),
+}
+
+impl fmt::Display for PrivilegeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PrivilegeError::Harden(e) => write!(f, "cannot harden the process: {e}"),
+            PrivilegeError::ReadFileSizeLimit(e) => {
+                write!(f, "cannot read the file size limit: {e}")
+            }
+            PrivilegeError::FiniteFileSizeLimit(hard) => write!(
+                f,
+                "the file size limit is {hard} bytes; audit records could be cut short"
+            ),
+            PrivilegeError::LiftFileSizeLimit(e) => {
+                write!(f, "cannot lift the file size limit: {e}")
+            }
+            PrivilegeError::ToOperatorGroup(e) => {
+                write!(f, "cannot switch to the operator's group: {e}")
+            }
+            PrivilegeError::ToOperatorUser(e) => {
+                write!(f, "cannot switch to the operator's uid: {e}")
+            }
+            PrivilegeError::BackToUid(uid, e) => write!(f, "cannot take back uid {uid}: {e}"),
+            PrivilegeError::BackToGid(gid, e) => write!(f, "cannot take back gid {gid}: {e}"),
+            PrivilegeError::HardenAgain(e) => write!(f, "cannot harden the process again: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for PrivilegeError {}
 
 /// Environment variables a privileged Gatehouse keeps; every other one is
 /// removed before any library can read it (`LD_*` is already dropped by
@@ -55,17 +104,21 @@ const KEPT_ENV: &[&str] = &[
 /// so that no library finds an operator-chosen directory first.
 const SAFE_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// What a privileged process does before anything else, called first thing
-/// in `run`, while the process is still single-threaded. Unprivileged, it
-/// does nothing (the person running us is their own admin).
-pub fn enter() -> Result<(), String> {
+/// What every run does before anything else, called first thing in `run`,
+/// while the process is still single-threaded: hardening for every run,
+/// the rest only when privileged (unprivileged, the person running us is
+/// their own admin).
+pub fn enter() -> Result<(), PrivilegeError> {
+    // Not dumpable, no core: credentials (and, for `seal`, the sealing
+    // key) pass through our memory, and a non-dumpable process's /proc/PID
+    // files belong to root, so the operator cannot ptrace us or read our
+    // memory or environment. The one place it is done for the process, on
+    // both sides and unprivileged too (a demo's keys are secrets as well);
+    // `as_operator` repeats it only because an euid change resets it.
+    crate::sys::harden_process().map_err(PrivilegeError::Harden)?;
     if !privileged() {
         return Ok(());
     }
-    // Not dumpable, no core: credentials pass through our memory, and a
-    // non-dumpable process's /proc/PID files belong to root, so the operator
-    // cannot ptrace us or read our memory or environment.
-    crate::sys::harden_process().map_err(|e| format!("cannot harden the process: {e}"))?;
     // The operator's umask would decide the mode of the audit files we
     // create (a umask of 0277 would make their own log unwritable to us, a
     // umask of 0077 unreadable to the admins' group).
@@ -78,17 +131,14 @@ pub fn enter() -> Result<(), String> {
 /// A file-size limit set by the operator would cut an audit record in the
 /// middle (a partial `write`, then SIGXFSZ). Raise the soft limit to the
 /// hard one, and refuse to run when the hard limit is finite.
-fn raise_file_size_limit() -> Result<(), String> {
+fn raise_file_size_limit() -> Result<(), PrivilegeError> {
     use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
-    let (_, hard) = getrlimit(Resource::RLIMIT_FSIZE)
-        .map_err(|e| format!("cannot read the file size limit: {e}"))?;
+    let (_, hard) = getrlimit(Resource::RLIMIT_FSIZE).map_err(PrivilegeError::ReadFileSizeLimit)?;
     if hard != RLIM_INFINITY {
-        return Err(format!(
-            "the file size limit is {hard} bytes; audit records could be cut short"
-        ));
+        return Err(PrivilegeError::FiniteFileSizeLimit(hard));
     }
     setrlimit(Resource::RLIMIT_FSIZE, RLIM_INFINITY, RLIM_INFINITY)
-        .map_err(|e| format!("cannot lift the file size limit: {e}"))
+        .map_err(PrivilegeError::LiftFileSizeLimit)
 }
 
 /// Empties the environment but the vetted `KEPT_ENV`, and fixes `PATH`.
@@ -131,7 +181,7 @@ pub fn keep_value(name: &str, value: &str) -> bool {
         // request reaches `invocation::classify`, which refuses anything
         // over 64 KiB with its own line instead of showing the menu.
         "SSH_ORIGINAL_COMMAND" => value.len() <= 512 * 1024,
-        "SSH_AUTH_SOCK" => crate::agent::socket_path(value).is_ok(),
+        "SSH_AUTH_SOCK" => crate::core::agent_socket::socket_path(value).is_ok(),
         _ => value.len() <= 256 && !value.chars().any(char::is_control),
     }
 }
@@ -139,14 +189,8 @@ pub fn keep_value(name: &str, value: &str) -> bool {
 /// Admin subcommands read every log and the whole config. Through the
 /// setuid binary, only root may run them; an operator who somehow has a
 /// shell must not read other operators' logs with our privileges.
-pub fn admin_allowed() -> Result<(), String> {
-    if privileged() && !getuid().is_root() {
-        return Err(
-            "admin commands are for administrators: run them as root (or as the gatehouse account)"
-                .into(),
-        );
-    }
-    Ok(())
+pub fn admin_allowed() -> bool {
+    !privileged() || getuid().is_root()
 }
 
 /// Runs `f` with the operator's identity as the effective uid and gid (the
@@ -178,7 +222,7 @@ pub fn admin_allowed() -> Result<(), String> {
 /// "dumpable" to the system's `fs.suid_dumpable`, so the process is made
 /// non-dumpable again afterwards. Unprivileged (real = effective), `f`
 /// just runs.
-pub fn as_operator<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+pub fn as_operator<T>(f: impl FnOnce() -> T) -> Result<T, PrivilegeError> {
     use nix::unistd::{getegid, getgid};
     let (ruid, euid) = (getuid().as_raw(), geteuid().as_raw());
     let (rgid, egid) = (getgid().as_raw(), getegid().as_raw());
@@ -187,15 +231,15 @@ pub fn as_operator<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     }
     use crate::sys::{set_thread_egid, set_thread_euid};
     // Down: group first, while the uid could still need it; up: uid first.
-    set_thread_egid(rgid).map_err(|e| format!("cannot switch to the operator's group: {e}"))?;
+    set_thread_egid(rgid).map_err(PrivilegeError::ToOperatorGroup)?;
     if let Err(e) = set_thread_euid(ruid) {
         let _ = set_thread_egid(egid);
-        return Err(format!("cannot switch to the operator's uid: {e}"));
+        return Err(PrivilegeError::ToOperatorUser(e));
     }
     let out = f();
-    set_thread_euid(euid).map_err(|e| format!("cannot take back uid {euid}: {e}"))?;
-    set_thread_egid(egid).map_err(|e| format!("cannot take back gid {egid}: {e}"))?;
-    crate::sys::harden_process().map_err(|e| format!("cannot harden the process again: {e}"))?;
+    set_thread_euid(euid).map_err(|e| PrivilegeError::BackToUid(euid, e))?;
+    set_thread_egid(egid).map_err(|e| PrivilegeError::BackToGid(egid, e))?;
+    crate::sys::harden_process().map_err(PrivilegeError::HardenAgain)?;
     Ok(out)
 }
 

@@ -45,7 +45,7 @@ pub fn syslog(message: &str) {
     let line = format!(
         "<{pri}>gatehouse[{}]: {}",
         std::process::id(),
-        crate::config::sanitize_text(message, 2000)
+        crate::core::config::sanitize_text(message, 2000)
     );
     let _ = sock.send_to(line.as_bytes(), "/dev/log");
 }

@@ -163,7 +163,7 @@ impl SignalPipe {
     /// From now on SIGINT is caught instead of ignored: with `ssh -t`, a
     /// Ctrl-C on the operator's terminal reaches us as SIGINT (the bastion
     /// pty's line discipline), and a many-host request stops on it
-    /// (src/batch.rs). It wakes the poll loop through the pipe.
+    /// (src/operator/batch.rs). It wakes the poll loop through the pipe.
     pub fn catch_interrupt(&self) -> nix::Result<()> {
         let action = SigAction::new(
             SigHandler::Handler(on_signal),
@@ -176,6 +176,27 @@ impl SignalPipe {
         Ok(())
     }
 
+    /// From now on SIGUSR1 (`gatehouse kill`) interrupts a blocking system
+    /// call instead of restarting it. For exec, transfer and batch, whose
+    /// writes to the operator block (src/operator/exec.rs `write_all_fd`):
+    /// an operator who stops reading would otherwise hold a write, and the
+    /// session, forever. The admin's `kill` signals again while it waits,
+    /// so a signal that lands just before the write blocks is not lost.
+    /// Not while the menu is shown: a kill request must not disturb its
+    /// prompt. (The interactive relay's writes block the same way and do
+    /// not use this yet.)
+    pub fn interrupt_on_kill(&self) -> nix::Result<()> {
+        let action = SigAction::new(
+            SigHandler::Handler(on_signal),
+            SaFlags::empty(),
+            SigSet::empty(),
+        );
+        // SAFETY: `on_signal` only touches atomics and calls write(2) and
+        // alarm(2), all async-signal-safe.
+        unsafe { sigaction(Signal::SIGUSR1, &action) }?;
+        Ok(())
+    }
+
     /// Whether SIGINT arrived since the last call (see `catch_interrupt`).
     pub fn take_interrupt(&self) -> bool {
         SIGINT_SEEN.swap(false, Ordering::SeqCst)
@@ -184,6 +205,12 @@ impl SignalPipe {
     /// True once a hang-up or terminate arrived (it stays true).
     pub fn must_leave(&self) -> bool {
         LEAVING.load(Ordering::SeqCst)
+    }
+
+    /// Whether SIGUSR1 arrived since the last `take_pending`, without
+    /// taking it: a cheap test before looking for a kill note.
+    pub fn kill_pending(&self) -> bool {
+        PENDING.load(Ordering::SeqCst) & (1 << Sig::Kill.signal() as i32) != 0
     }
 }
 

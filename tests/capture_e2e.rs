@@ -1657,3 +1657,306 @@ fn policy_blocked_loop_cannot_be_completed_later() {
     let outcomes: Vec<String> = policy_records(&done.gh).into_iter().map(|p| p.1).collect();
     assert_eq!(outcomes, ["blocked", "blocked"]);
 }
+
+/// bash in vi editing mode: the keys are vi commands (Esc, `k`, `x`,
+/// `cw`), which no emacs-style key model follows; the screen decides, so
+/// the record is the line the shell ran, verified.
+#[test]
+fn vi_editing_mode_records_what_the_shell_ran() {
+    let Some(mut s) = S::start() else { return };
+    s.run("set -o vi", None);
+    s.run("echo vi-one", Some("vi-one"));
+    // Recall it, delete its last character, append "9".
+    s.send(keys::ESC);
+    s.send("k");
+    s.cursor_line("tgt$ echo vi-one");
+    s.send("$x");
+    s.cursor_line("tgt$ echo vi-on");
+    s.send("a9");
+    s.cursor_line("tgt$ echo vi-on9");
+    s.enter_expect(Some("vi-on9"));
+    // Change the first word in command mode: `0cw` replaces `true`.
+    s.typed("true vi-two");
+    s.cursor_line("tgt$ true vi-two");
+    s.send(keys::ESC);
+    s.send("0cwecho");
+    s.cursor_line("tgt$ echo vi-two");
+    s.enter_expect(Some("vi-two"));
+    s.run("set -o emacs", None);
+    let recs = command_records(&s.gh);
+    let (cmds, _) = s.finish();
+    assert_eq!(
+        cmds,
+        [
+            "set -o vi",
+            "echo vi-one",
+            "echo vi-on9",
+            "echo vi-two",
+            "set -o emacs",
+            "exit"
+        ]
+    );
+    for r in &recs {
+        assert_eq!(r["verified"], true, "not verified: {r}");
+    }
+}
+
+/// A recalled line with the cursor moved back into it runs whole: the
+/// record is the whole line, not the text left of the cursor — in bash,
+/// and in zsh with a right prompt drawn beside it and in vi mode.
+#[test]
+fn recalled_line_with_the_cursor_moved_left_is_recorded_whole() {
+    let Some(mut s) = S::start() else { return };
+    s.run("echo left-one", Some("left-one"));
+    s.send(keys::UP);
+    s.cursor_line("tgt$ echo left-one");
+    s.send([keys::LEFT, keys::LEFT, keys::LEFT].concat());
+    s.enter_expect(Some("left-one"));
+    if !Path::new("/usr/bin/zsh").exists() {
+        eprintln!("SKIP (zsh part): zsh not installed");
+        let (cmds, _) = s.finish();
+        assert_eq!(cmds, ["echo left-one", "echo left-one", "exit"]);
+        return;
+    }
+    s.typed("exec env PS1='z%% ' RPROMPT='[right-side]' zsh -f -i");
+    s.enter_until("z% ");
+    s.send("echo zsh-left");
+    s.screen_until("the echo left of the right prompt", |t| {
+        t.contains("z% echo zsh-left") && t.contains("[right-side]")
+    });
+    s.send(keys::ENTER);
+    s.expect_line("zsh-left");
+    s.p.expect("z% ").unwrap();
+    s.send(keys::UP);
+    s.screen_until("the recalled line", |t| {
+        t.matches("z% echo zsh-left").count() >= 2
+    });
+    s.send([keys::LEFT, keys::LEFT, keys::LEFT, keys::LEFT].concat());
+    s.send(keys::ENTER);
+    s.expect_line("zsh-left");
+    s.p.expect("z% ").unwrap();
+    // zle in vi mode: Esc k recalls, `0cw` changes the first word.
+    s.send("bindkey -v");
+    s.screen_until("bindkey typed", |t| t.contains("z% bindkey -v"));
+    s.send(keys::ENTER);
+    s.p.expect("z% ").unwrap();
+    s.send("true zsh-vi");
+    s.screen_until("the line typed", |t| t.contains("z% true zsh-vi"));
+    s.send(keys::ESC);
+    s.send("0cwecho");
+    s.screen_until("the changed word", |t| t.contains("z% echo zsh-vi"));
+    s.send(keys::ENTER);
+    s.expect_line("zsh-vi");
+    s.p.expect("z% ").unwrap();
+    s.send("exit");
+    s.screen_until("the echo of exit", |t| t.contains("z% exit"));
+    s.send(keys::ENTER);
+    s.p.wait_exit(T).unwrap();
+    let cmds = commands(&s.gh);
+    assert_eq!(cmds[..2], ["echo left-one", "echo left-one"], "{cmds:?}");
+    assert_eq!(
+        cmds[3..],
+        [
+            "echo zsh-left",
+            "echo zsh-left",
+            "bindkey -v",
+            "echo zsh-vi",
+            "exit"
+        ],
+        "{cmds:?}"
+    );
+}
+
+/// A background job draws a fake prompt while a line is typed: the screen
+/// then shows only the line's end after it, but the shell runs the whole
+/// line. The record is the whole line (unverified), never the end alone,
+/// and a deny rule sees the whole line.
+#[test]
+fn fake_prompt_drawn_mid_line_does_not_cut_the_record_or_pass_a_deny() {
+    let Some(mut s) = S::with_toml(DENY_MARKER) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("gh-mark-fake");
+    let go = dir.path().join("go");
+    // The job waits for a file this test creates, so the fake prompt comes
+    // exactly between the two halves of the line.
+    s.run(
+        &format!(
+            "(while [ ! -e {} ]; do sleep 0.05; done; printf '\\r\\ntgt$ ') &",
+            go.display()
+        ),
+        None,
+    );
+    let cmd = format!("touch {}", f.display());
+    let (head, tail) = cmd.split_at(5);
+    s.typed(head);
+    std::fs::write(&go, b"").unwrap();
+    s.screen_until("the fake prompt", |t| {
+        t.lines().filter(|l| l.trim_end() == "tgt$").count() >= 1
+    });
+    s.typed(tail);
+    s.send(keys::ENTER);
+    s.p.expect("blocked by policy \"no-marker\": Not here.")
+        .unwrap();
+    s.p.expect(PROMPT).unwrap();
+    s.run("echo after-fake", Some("after-fake"));
+    let (cmds, done) = s.finish();
+    assert!(!f.exists(), "the blocked command ran");
+    assert!(
+        !cmds.iter().any(|c| c == tail.trim()),
+        "the record was cut at the fake prompt: {cmds:?}"
+    );
+    assert_eq!(
+        policy_records(&done.gh),
+        [("no-marker".into(), "blocked".into(), cmd)]
+    );
+}
+
+/// A key bound to accept-line runs the line with no Enter to hold: the
+/// command is on record once the next prompt shows it ran, before the
+/// next key goes on (unverified), and a deny rule that matches it is on record as
+/// `allowed` — it could not be applied — never silently absent.
+#[test]
+fn a_line_accepted_by_another_key_is_recorded_late_and_flagged() {
+    let Some(mut s) = S::with_toml(DENY_MARKER) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("gh-mark-bound");
+    s.run(r#"bind '"\C-t": accept-line'"#, None);
+    let cmd = format!("touch {}", f.display());
+    s.typed(&cmd);
+    s.send(b"\x14");
+    s.p.expect(PROMPT).unwrap();
+    s.run("echo after-bound", Some("after-bound"));
+    let recs = command_records(&s.gh);
+    let (cmds, done) = s.finish();
+    assert!(
+        f.exists(),
+        "the bound key did not run the line (test set-up)"
+    );
+    assert_eq!(
+        cmds,
+        [
+            r#"bind '"\C-t": accept-line'"#,
+            cmd.as_str(),
+            "echo after-bound",
+            "exit"
+        ]
+    );
+    let late = recs.iter().find(|r| r["command"] == cmd.as_str()).unwrap();
+    assert_eq!(late["verified"], false, "{late}");
+    assert_eq!(
+        policy_records(&done.gh),
+        [("no-marker".into(), "allowed".into(), cmd)]
+    );
+}
+
+/// Lines the shell fills in or runs itself are on record: bash's Ctrl-O
+/// runs a recalled line and loads the next, which a bare Enter then runs;
+/// zsh's accept-and-hold (Alt-a) runs the line and keeps it for editing.
+#[test]
+fn lines_the_shell_fills_in_or_runs_itself_are_recorded() {
+    let Some(mut s) = S::start() else { return };
+    s.run("echo o1", Some("o1"));
+    s.run("echo o2", Some("o2"));
+    s.send([keys::UP, keys::UP].concat());
+    s.cursor_line("tgt$ echo o1");
+    s.send(b"\x0f");
+    s.expect_line("o1");
+    s.cursor_line("tgt$ echo o2");
+    s.enter_expect(Some("o2"));
+    if !Path::new("/usr/bin/zsh").exists() {
+        eprintln!("SKIP (zsh part): zsh not installed");
+        let (cmds, _) = s.finish();
+        assert_eq!(cmds, ["echo o1", "echo o2", "echo o1", "echo o2", "exit"]);
+        return;
+    }
+    s.typed("exec env PS1='z%% ' zsh -f -i");
+    s.enter_until("z% ");
+    s.send("echo held-1");
+    s.screen_until("the line", |t| t.contains("z% echo held-1"));
+    // Alt-a: accept-and-hold runs it and draws it again at the next prompt.
+    s.send(b"\x1ba");
+    s.expect_line("held-1");
+    s.screen_until("the line kept", |t| {
+        t.lines()
+            .last()
+            .is_some_and(|l| l.starts_with("z% echo held-1"))
+            || t.lines().any(|l| l.trim_end() == "z% echo held-1")
+                && t.matches("held-1").count() >= 3
+    });
+    // Kill the kept line, run another.
+    s.send(keys::CTRL_U);
+    s.send("echo other-2");
+    s.screen_until("the other line", |t| t.contains("z% echo other-2"));
+    s.send(keys::ENTER);
+    s.expect_line("other-2");
+    s.p.expect("z% ").unwrap();
+    s.send("exit");
+    s.screen_until("the echo of exit", |t| t.contains("z% exit"));
+    s.send(keys::ENTER);
+    s.p.wait_exit(T).unwrap();
+    let cmds = commands(&s.gh);
+    assert_eq!(
+        cmds,
+        [
+            "echo o1",
+            "echo o2",
+            "echo o1",
+            "echo o2",
+            "exec env PS1='z%% ' zsh -f -i",
+            "echo held-1",
+            "echo other-2",
+            "exit"
+        ]
+    );
+}
+
+/// fish draws an autosuggestion right of the cursor; Enter runs only what
+/// was typed, so the record is the text up to the cursor, not the
+/// suggestion — also after the cursor was moved about.
+#[test]
+fn fish_autosuggestion_is_not_part_of_the_command() {
+    let Some(mut s) = S::start() else { return };
+    if !Path::new("/usr/bin/fish").exists() {
+        eprintln!("SKIP: fish not installed");
+        return;
+    }
+    s.typed("exec fish -N -P -i -C 'function fish_prompt; echo -n \"f> \"; end'");
+    s.enter_until("f> ");
+    s.send("echo suggest-me-1");
+    s.screen_until("the echo", |t| t.contains("f> echo suggest-me-1"));
+    s.send(keys::ENTER);
+    s.expect_line("suggest-me-1");
+    s.p.expect("f> ").unwrap();
+    let left_right = [keys::LEFT, keys::RIGHT].concat();
+    for (typed, out, moves) in [
+        ("echo sugg", "sugg", &b""[..]),
+        ("echo sugges", "sugges", &left_right[..]),
+    ] {
+        s.send(typed);
+        // The suggestion from history is drawn after what was typed.
+        s.screen_until("the autosuggestion", |t| {
+            t.lines()
+                .filter(|l| l.trim_end() == "f> echo suggest-me-1")
+                .count()
+                >= 2
+        });
+        s.send(moves);
+        s.send(keys::ENTER);
+        s.expect_line(out);
+        s.p.expect("f> ").unwrap();
+    }
+    s.send("exit");
+    s.screen_until("the echo of exit", |t| t.contains("f> exit"));
+    s.send(keys::ENTER);
+    s.p.wait_exit(T).unwrap();
+    let cmds = commands(&s.gh);
+    assert_eq!(
+        cmds[1..],
+        ["echo suggest-me-1", "echo sugg", "echo sugges", "exit"],
+        "{cmds:?}"
+    );
+}

@@ -68,23 +68,6 @@ const CAT: &str = "ghdircat";
 // Small helpers
 // ---------------------------------------------------------------------------
 
-fn sh(cmd: &str) -> (i32, String) {
-    let out = Command::new("sh")
-        .args(["-c", cmd])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run sh");
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    (out.status.code().unwrap_or(-1), text)
-}
-
-fn must(cmd: &str) -> String {
-    let (code, out) = sh(cmd);
-    assert_eq!(code, 0, "`{cmd}` failed: {out}");
-    out
-}
-
 fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + scaled(timeout);
     while !f() {
@@ -295,42 +278,6 @@ impl Drop for Daemon {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-}
-
-/// The binary with the test's built-in config path, built into its own
-/// target dir (as tests/privsep.rs does; seeded from privsep's build, when
-/// there is one, so only Gatehouse itself is compiled).
-fn privileged_build() -> PathBuf {
-    if gatehouse::config::SYSTEM_CONFIG == SYS_CONFIG {
-        return gatehouse_bin();
-    }
-    let root = gatehouse_bin()
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .to_path_buf();
-    let target = root.join("directory-test");
-    let seed = root.join("privsep-test");
-    if !target.exists() && seed.exists() {
-        let _ = sh(&format!(
-            "cp -a {} {}",
-            sh_quote(&seed.display().to_string()),
-            sh_quote(&target.display().to_string())
-        ));
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--bin", "gatehouse", "--manifest-path"])
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-        .env("CARGO_TARGET_DIR", &target)
-        .env("GATEHOUSE_SYSTEM_CONFIG", SYS_CONFIG)
-        .status()
-        .expect("run cargo build");
-    assert!(
-        status.success(),
-        "cargo build of the privileged copy failed"
-    );
-    target.join("debug/gatehouse")
 }
 
 // ---------------------------------------------------------------------------
@@ -669,7 +616,7 @@ fn cannot_run() -> Option<String> {
 }
 
 fn setup() -> Env {
-    let bin_src = privileged_build();
+    let bin_src = privileged_build(SYS_CONFIG, "directory-test", Some("privsep-test"));
     let _ = fs::remove_dir_all(BASE);
     must(&format!("install -d -m 0755 {BASE} {BASE}/bin"));
     let guard = SystemGuard::take();

@@ -417,11 +417,15 @@ fn hangup_at_the_menu_exits_cleanly() {
     let mut p = gh.spawn(&[]);
     p.expect(MENU).unwrap();
     p.hangup();
-    assert!(
-        p.wait_exit(T).is_some(),
-        "gatehouse still running after hang-up"
+    // Cleanly: the hang-up is the operator leaving, not an error (exit 0,
+    // no `error` record), and the login is closed on record.
+    assert_eq!(
+        p.wait_exit(T),
+        Some(0),
+        "exit status after a hang-up at the menu"
     );
     gh.wait_for_record(|r| r["event"] == "logout", T);
+    assert!(gh.records("error").is_empty(), "{:?}", gh.records("error"));
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Packaging and shipped docs (issue 12, point 11): `make deb` installs
 //! cargo-deb (pinned, `--locked`) when it is missing; the man page lists
-//! every admin command; the README and the shipping snippets name the
+//! every admin command and every option their usage texts list; the README and the shipping snippets name the
 //! group that really reads the logs (`adm`).
 
 mod common;
@@ -87,6 +87,57 @@ fn the_man_page_lists_every_admin_command() {
     for flag in ["\\-\\-sshd", "\\-\\-raw", "\\-\\-reason"] {
         assert!(man.contains(flag), "{flag} missing from the man page");
     }
+}
+
+/// The options as the binary itself documents them (`gatehouse help` and
+/// each tool's `--help`, which are written beside their parsers): every one
+/// is in the man page, so a new option cannot ship undocumented there.
+#[test]
+fn the_man_page_documents_every_option_the_usage_lists() {
+    // groff writes `-` as `\-`; compare in plain text.
+    let man = read("packaging/gatehouse.1").replace("\\-", "-");
+    let documented = |opt: &str| {
+        man.match_indices(opt).any(|(i, _)| {
+            let after = man[i + opt.len()..].chars().next();
+            !after.is_some_and(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+    };
+    let bin = env!("CARGO_BIN_EXE_gatehouse");
+    let mut usages = vec![("help".to_string(), vec!["help"])];
+    for tool in ["audit", "replay", "seal", "sessions", "kill"] {
+        usages.push((format!("{tool} --help"), vec![tool, "--help"]));
+    }
+    let mut missing = Vec::new();
+    let mut seen = 0;
+    for (what, args) in usages {
+        let o = Command::new(bin)
+            .args(&args)
+            .env_remove("GATEHOUSE_CONFIG")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "gatehouse {what}: {o:?}");
+        let text = String::from_utf8(o.stdout).unwrap();
+        for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-')) {
+            let long = word.starts_with("--") && word.len() > 2;
+            // Short forms as the usage shows them: `-f, --follow`.
+            let short =
+                word.len() == 2 && word.starts_with('-') && text.contains(&format!("{word}, --"));
+            if long || short {
+                seen += 1;
+                if !documented(word) {
+                    missing.push(format!("{word} (from `gatehouse {what}`)"));
+                }
+            }
+        }
+    }
+    // The usage texts were read, not empty.
+    assert!(seen > 40, "only {seen} options found in the usage texts");
+    missing.sort();
+    missing.dedup();
+    assert!(
+        missing.is_empty(),
+        "not in packaging/gatehouse.1: {missing:?}"
+    );
 }
 
 #[test]

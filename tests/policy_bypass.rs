@@ -11,8 +11,8 @@
 
 use std::path::Path;
 
-use gatehouse::command_policy::{Action, Who, RULE_HISTORY, RULE_UNVERIFIED};
-use gatehouse::config::Config;
+use gatehouse::core::command_policy::{Action, Who, RULE_HISTORY, RULE_UNVERIFIED};
+use gatehouse::core::config::Config;
 
 const CONFIG: &str = r#"
 [settings]

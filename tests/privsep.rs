@@ -48,48 +48,6 @@ const SNIPPET: &str = include_str!("../packaging/sshd_config.d/gatehouse.conf");
 // Set-up
 // ---------------------------------------------------------------------------
 
-fn sh(cmd: &str) -> (i32, String) {
-    let out = Command::new("sh")
-        .args(["-c", cmd])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run sh");
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    (out.status.code().unwrap_or(-1), text)
-}
-
-fn must(cmd: &str) -> String {
-    let (code, out) = sh(cmd);
-    assert_eq!(code, 0, "`{cmd}` failed: {out}");
-    out
-}
-
-/// The binary with the test's built-in config path (see the header).
-fn privileged_build() -> PathBuf {
-    if gatehouse::config::SYSTEM_CONFIG == SYS_CONFIG {
-        return gatehouse_bin();
-    }
-    let target = gatehouse_bin()
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .join("privsep-test");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--bin", "gatehouse", "--manifest-path"])
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-        .env("CARGO_TARGET_DIR", &target)
-        .env("GATEHOUSE_SYSTEM_CONFIG", SYS_CONFIG)
-        .status()
-        .expect("run cargo build");
-    assert!(
-        status.success(),
-        "cargo build of the privileged copy failed"
-    );
-    target.join("debug/gatehouse")
-}
-
 /// An exclusive flock(2) on `/run/gatehouse-privsep-test.lock`, waited for.
 fn machine_lock() -> nix::fcntl::Flock<fs::File> {
     let f = fs::OpenOptions::new()
@@ -239,7 +197,7 @@ impl Env {
 }
 
 fn setup() -> Env {
-    let bin_src = privileged_build();
+    let bin_src = privileged_build(SYS_CONFIG, "privsep-test", None);
     let tag = std::process::id() % 100_000;
     let group = format!("ghusers{tag}");
     let ops = vec![format!("ghopa{tag}"), format!("ghopb{tag}")];
@@ -1266,6 +1224,83 @@ fn an_admin_ends_a_session_and_operators_cannot(env: &Env) {
     assert_eq!(end["by"], sudo.as_str(), "{end}");
 }
 
+/// The live entry of `op`'s running session of `kind`, as root sees it.
+fn live_entry(env: &Env, op: &str, kind: &str) -> Value {
+    let bin = env.bin.display().to_string();
+    let deadline = Instant::now() + scaled(T);
+    loop {
+        let (code, out) = sh(&format!("{bin} sessions --json"));
+        assert_eq!(code, 0, "{out}");
+        if let Some(e) = out
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["user"] == op && v["kind"] == kind)
+        {
+            return e;
+        }
+        assert!(Instant::now() < deadline, "no {kind} of {op} listed: {out}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Live control reaches `HOST -- COMMAND` as it reaches shells: the
+/// operator's own SIGUSR1 changes nothing and they cannot plant a note;
+/// root's `gatehouse kill` ends it with the reason.
+fn an_admin_ends_an_exec_and_operators_cannot(env: &Env) {
+    let op = env.op(0);
+    let bin = env.bin.display().to_string();
+    let go = env.scratch("exec-go");
+    let cmd = format!(
+        "while [ ! -e {} ]; do sleep 0.1; done; echo done-$((6*7))",
+        go.display()
+    );
+    let c = env.ssh(op, &[&format!("web01 -- {cmd}")]);
+    let h = std::thread::spawn(move || run(c, Duration::from_secs(120)));
+    let entry = live_entry(env, op, "exec");
+    assert_eq!(entry["command"], cmd.as_str(), "{entry}");
+    let session = entry["session"].as_str().unwrap().to_string();
+    let (code, out) = env.as_op(
+        op,
+        &format!("echo '{{\"by\":\"root\",\"reason\":\"x\"}}' > {BASE}/log/live/{session}.kill"),
+    );
+    assert_ne!(code, 0, "{out}");
+    let (code, out) = env.as_op(op, &format!("kill -USR1 {}", entry["pid"]));
+    assert_eq!(code, 0, "the operator may signal their own process: {out}");
+    fs::write(&go, "").unwrap();
+    let (code, out) = h.join().unwrap();
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("done-42"), "{out}");
+    let end = env
+        .records(op)
+        .into_iter()
+        .rfind(|r| r["event"] == "session_end" && r["session"] == session.as_str())
+        .expect("session_end");
+    assert_eq!(end["reason"], "exit", "{end}");
+
+    // Root ends the next one.
+    let c = env.ssh(op, &["web01 -- while echo tick; do sleep 0.2; done"]);
+    let h = std::thread::spawn(move || run(c, Duration::from_secs(120)));
+    let entry = live_entry(env, op, "exec");
+    let session = entry["session"].as_str().unwrap().to_string();
+    let (code, out) = sh(&format!("{bin} kill {session} --reason 'policy check'"));
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = h.join().unwrap();
+    assert_eq!(code, 255, "{out}");
+    assert!(
+        out.contains("gatehouse: web01: ended by an administrator: policy check."),
+        "{out}"
+    );
+    let end = env
+        .records(op)
+        .into_iter()
+        .rfind(|r| r["event"] == "session_end" && r["session"] == session.as_str())
+        .expect("session_end");
+    assert_eq!(end["reason"], "killed");
+    assert_eq!(end["detail"], "policy check");
+    let sudo = std::env::var("SUDO_USER").unwrap_or_else(|_| "root".into());
+    assert_eq!(end["by"], sudo.as_str(), "{end}");
+}
+
 // ---------------------------------------------------------------------------
 // Cases: the operator's own agent (issue 18)
 // ---------------------------------------------------------------------------
@@ -1459,6 +1494,10 @@ fn privilege_separation_end_to_end() {
         (
             "an_admin_ends_a_session_and_operators_cannot",
             an_admin_ends_a_session_and_operators_cannot,
+        ),
+        (
+            "an_admin_ends_an_exec_and_operators_cannot",
+            an_admin_ends_an_exec_and_operators_cannot,
         ),
         (
             "forwarded_agent_logs_in_as_the_operator",

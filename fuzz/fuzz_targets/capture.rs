@@ -9,7 +9,7 @@
 //! Run: `cd fuzz && cargo +nightly fuzz run capture`
 #![no_main]
 
-use gatehouse::capture::{Capture, Record, MAX_COMMAND_BYTES};
+use gatehouse::core::capture::{Capture, Record, MAX_COMMAND_BYTES};
 use std::time::{Duration, Instant};
 use libfuzzer_sys::fuzz_target;
 

@@ -3,7 +3,7 @@
 //! stack overflow.
 #![no_main]
 
-use gatehouse::command_policy::normalize::{normalize, MAX_COMMANDS, MAX_OUTPUT};
+use gatehouse::core::command_policy::normalize::{normalize, MAX_COMMANDS, MAX_OUTPUT};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

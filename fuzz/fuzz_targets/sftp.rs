@@ -4,7 +4,7 @@
 //! byte it was not given, and forwards nothing after an error.
 #![no_main]
 
-use gatehouse::sftp::parser::{Dir, Watcher, MAX_PACKET};
+use gatehouse::core::sftp::{Dir, Watcher, MAX_PACKET};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -39,6 +39,6 @@ fuzz_target!(|data: &[u8]| {
     }
     w.finish(&mut ops);
     for op in &ops {
-        assert!(op.path.chars().count() <= gatehouse::sftp::parser::MAX_RECORDED_PATH + 1);
+        assert!(op.path.chars().count() <= gatehouse::core::sftp::MAX_RECORDED_PATH + 1);
     }
 });

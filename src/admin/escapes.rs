@@ -18,7 +18,7 @@
 
 use vte::{Params, Parser, Perform};
 
-pub use crate::text::is_format_char;
+pub use crate::core::text::is_format_char;
 
 /// Private modes (`CSI ? N h/l`) a player may pass: origin (6), autowrap
 /// (7), cursor blink (12), cursor visible (25), the alternate screens (47,

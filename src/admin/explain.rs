@@ -6,8 +6,8 @@
 
 use std::fmt::Write as _;
 
-use crate::command_policy::{Action, Because, Trace, Unverified, Who};
-use crate::config::{Config, Host};
+use crate::core::command_policy::{Action, Because, Trace, Unverified, Who};
+use crate::core::config::{Config, Host};
 
 /// Control characters shown escaped, so a command cannot act on the
 /// admin's terminal.

@@ -3,7 +3,8 @@
 #![forbid(unsafe_code)]
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
-use serde_json::Value;
+
+use crate::core::record::read::{Body, Record};
 
 /// `--since`/`--until`: RFC 3339 (`2026-11-28T18:24:56Z`, any offset), a
 /// date (`2026-11-28`, midnight UTC), a UTC date and time without zone
@@ -30,7 +31,7 @@ pub fn parse_when(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, Strin
         return Ok(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
     }
     if t.starts_with(|c: char| c.is_ascii_digit()) && t != "0" {
-        if let Ok(secs) = crate::config::parse_duration(t) {
+        if let Ok(secs) = crate::core::config::parse_duration(t) {
             if let Some(d) = chrono::Duration::try_seconds(secs as i64) {
                 return Ok(now - d);
             }
@@ -62,73 +63,73 @@ pub struct Filter {
     pub unverified: bool,
 }
 
-fn field<'a>(rec: &'a Value, k: &str) -> Option<&'a str> {
-    rec.get(k).and_then(|v| v.as_str())
+impl Filter {
+    pub fn matches(&self, rec: &Record) -> bool {
+        let h = &rec.head;
+        // An empty list allows everything; otherwise the field must be
+        // there and match one entry.
+        let names = |list: &[String], v: Option<&str>| {
+            list.is_empty() || v.is_some_and(|v| list.iter().any(|x| x == v))
+        };
+        let globs = |list: &[glob::Pattern], v: Option<&str>| {
+            list.is_empty() || v.is_some_and(|v| list.iter().any(|p| p.matches(v)))
+        };
+        let session = |s: &str| {
+            self.sessions
+                .iter()
+                .any(|x| s == x || s.starts_with(x.as_str()) || s.ends_with(x.as_str()))
+        };
+        names(&self.users, h.user.as_deref())
+            && globs(&self.hosts, h.host.as_deref())
+            && globs(&self.bastions, h.bastion.as_deref())
+            && (self.sessions.is_empty() || h.session.as_deref().is_some_and(session))
+            && names(&self.events, h.event.as_deref())
+            && self.in_time(h.ts.as_deref())
+            && (!self.unverified || unverified(rec))
+            && self.grep_matches(rec)
+    }
+
+    fn in_time(&self, ts: Option<&str>) -> bool {
+        if self.since.is_none() && self.until.is_none() {
+            return true;
+        }
+        let Some(ts) = ts else {
+            return false;
+        };
+        // Our timestamps are fixed-width UTC: text order is time order.
+        !(self.since.as_deref().is_some_and(|s| ts < s)
+            || self.until.as_deref().is_some_and(|u| ts > u))
+    }
+
+    /// `--grep`: commands, and refused requests.
+    fn grep_matches(&self, rec: &Record) -> bool {
+        let Some(re) = &self.grep else {
+            return true;
+        };
+        let text = match &rec.body {
+            Body::Command(c) => Some(&c.command),
+            Body::Policy(p) => Some(&p.command),
+            Body::Exec(e) => Some(&e.command),
+            Body::Denied(d) => Some(&d.request),
+            _ => None,
+        };
+        text.is_some_and(|t| re.is_match(t))
+    }
 }
 
-impl Filter {
-    pub fn matches(&self, rec: &Value) -> bool {
-        if !self.users.is_empty()
-            && !field(rec, "user").is_some_and(|u| self.users.iter().any(|x| x == u))
-        {
-            return false;
-        }
-        if !self.hosts.is_empty()
-            && !field(rec, "host").is_some_and(|h| self.hosts.iter().any(|p| p.matches(h)))
-        {
-            return false;
-        }
-        if !self.bastions.is_empty()
-            && !field(rec, "bastion").is_some_and(|b| self.bastions.iter().any(|p| p.matches(b)))
-        {
-            return false;
-        }
-        if !self.sessions.is_empty()
-            && !field(rec, "session").is_some_and(|s| {
-                self.sessions
-                    .iter()
-                    .any(|x| s == x || s.starts_with(x.as_str()) || s.ends_with(x.as_str()))
-            })
-        {
-            return false;
-        }
-        if !self.events.is_empty()
-            && !field(rec, "event").is_some_and(|e| self.events.iter().any(|x| x == e))
-        {
-            return false;
-        }
-        if self.since.is_some() || self.until.is_some() {
-            let Some(ts) = field(rec, "ts") else {
-                return false;
-            };
-            // Our timestamps are fixed-width UTC: text order is time order.
-            if self.since.as_deref().is_some_and(|s| ts < s) {
-                return false;
-            }
-            if self.until.as_deref().is_some_and(|u| ts > u) {
-                return false;
-            }
-        }
-        if self.unverified
-            && !(field(rec, "event") == Some("command")
-                && rec.get("verified").and_then(Value::as_bool) == Some(false))
-        {
-            return false;
-        }
-        if let Some(re) = &self.grep {
-            let text = field(rec, "command").or_else(|| field(rec, "request"));
-            if !text.is_some_and(|t| re.is_match(t)) {
-                return false;
-            }
-        }
-        true
-    }
+/// A `command` the screen did not confirm (`verified: false`).
+fn unverified(rec: &Record) -> bool {
+    matches!(&rec.body, Body::Command(c) if c.verified == Some(false))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
+
+    fn typed(v: &Value) -> Record {
+        Record::parse(serde_json::to_vec(v).unwrap()).unwrap()
+    }
 
     fn now() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2026-11-28T18:00:00Z")
@@ -166,21 +167,24 @@ mod tests {
             unverified: true,
             ..Default::default()
         };
-        assert!(!f.matches(&rec()), "no verified field: not unverified");
+        assert!(
+            !f.matches(&typed(&rec())),
+            "no verified field: not unverified"
+        );
         let mut r = rec();
         r["verified"] = json!(false);
-        assert!(f.matches(&r));
+        assert!(f.matches(&typed(&r)));
         r["verified"] = json!(true);
-        assert!(!f.matches(&r));
+        assert!(!f.matches(&typed(&r)));
         r["verified"] = json!(false);
         r["event"] = json!("login");
-        assert!(!f.matches(&r));
+        assert!(!f.matches(&typed(&r)));
     }
 
     #[test]
     fn filters() {
-        assert!(Filter::default().matches(&rec()));
-        let f = |f: Filter| f.matches(&rec());
+        assert!(Filter::default().matches(&typed(&rec())));
+        let f = |f: Filter| f.matches(&typed(&rec()));
         assert!(f(Filter {
             users: vec!["alice".into()],
             ..Default::default()
@@ -254,11 +258,33 @@ mod tests {
             grep: Some(regex::Regex::new("").unwrap()),
             ..Default::default()
         }
-        .matches(&login));
+        .matches(&typed(&login)));
         assert!(!Filter {
             hosts: vec![glob::Pattern::new("*").unwrap()],
             ..Default::default()
         }
-        .matches(&login));
+        .matches(&typed(&login)));
+    }
+
+    /// A newer writer's record (an event and fields this reader does not
+    /// know) is filtered on the fields every record has, like any other.
+    #[test]
+    fn an_unknown_event_is_filtered_on_its_common_fields() {
+        let r = typed(
+            &json!({"v":1,"ts":"2026-11-28T17:00:00.000Z","event":"port_forward",
+            "user":"alice","host":"web01","session":"0190aaaa-bbbb-7ccc-8ddd-eeeeffff0001",
+            "listen":"127.0.0.1:8080","extra":{"nested":[1,2]}}),
+        );
+        assert!(Filter::default().matches(&r));
+        let events = |e: &str| Filter {
+            events: vec![e.into()],
+            users: vec!["alice".into()],
+            hosts: vec![glob::Pattern::new("web*").unwrap()],
+            sessions: vec!["ffff0001".into()],
+            since: Some("2026-11-28T16:00:00.000Z".into()),
+            ..Default::default()
+        };
+        assert!(events("port_forward").matches(&r));
+        assert!(!events("command").matches(&r));
     }
 }

@@ -1,9 +1,9 @@
 //! Subcommands for admins who run the binary by hand. The login path never
 //! reaches this module.
 //!
-//! Every admin command goes through `run`, which refuses the tools that
-//! read the audit trail when a setuid binary is run by an operator (real
-//! uid not root): they would read every user's records with the gatehouse
+//! Every admin command goes through `run`, which refuses all but help and
+//! version when a setuid binary is run by an operator (real uid not root):
+//! they would read the config and every user's records with the gatehouse
 //! account's rights.
 #![forbid(unsafe_code)]
 
@@ -24,9 +24,9 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
-use crate::config::config_path;
-use crate::config::Config;
-use crate::invocation::Admin;
+use crate::core::config::config_path;
+use crate::core::config::Config;
+use crate::core::invocation::Admin;
 use crate::privilege::privileged;
 
 /// What can stop an admin tool; each message names the file.
@@ -160,7 +160,7 @@ fn counted(n: usize, one: &str, many: &str) -> String {
 
 /// `check --explain`: the user's groups from NSS, the host from the
 /// config, then the explanation on stdout. 1 when either is unknown.
-fn explain_command(config: &Config, e: &crate::invocation::Explain) -> i32 {
+fn explain_command(config: &Config, e: &crate::core::invocation::Explain) -> i32 {
     let Some(host) = config.host(&e.host) else {
         crate::say_err!(
             "gatehouse: --explain: no host named {:?} in the config",
@@ -175,19 +175,13 @@ fn explain_command(config: &Config, e: &crate::invocation::Explain) -> i32 {
             return 1;
         }
     };
-    let who = crate::command_policy::Who {
+    let who = crate::core::command_policy::Who {
         user: &e.user,
         groups: &groups,
     };
     let text = explain::render(config, &who, host, &e.command, !e.unverified);
     crate::report::write_out(text.trim_end());
     0
-}
-
-/// The audit tools may run setuid only for root: an operator who runs the
-/// installed binary by hand must not read the trail with its rights.
-fn tools_allowed() -> bool {
-    !privileged() || nix::unistd::getuid().is_root()
 }
 
 pub const HELP: &str = "\
@@ -232,7 +226,7 @@ fn known_hosts_warnings(path: &std::path::Path) {
     let Ok(text) = std::fs::read_to_string(path) else {
         return;
     };
-    for (line, marker) in crate::upstream::unsupported_markers(&text) {
+    for (line, marker) in crate::core::known_hosts::unsupported_markers(&text) {
         crate::say_err!(
             "{}:{line}: warning: {} lines are not supported and trust nothing \
              (host certificates cannot be checked); list the host keys themselves",
@@ -242,7 +236,18 @@ fn known_hosts_warnings(path: &std::path::Path) {
     }
 }
 
+/// Runs one admin command. The one permission check for all of them is
+/// here: through the setuid binary (real uid not root) only help and
+/// version run; every other command would read the config, every user's
+/// records or the sealing key, or signal sessions, with the gatehouse
+/// account's rights.
 pub fn run(cmd: Admin) -> i32 {
+    if cmd.needs_admin() && !crate::privilege::admin_allowed() {
+        crate::say_err!(
+            "gatehouse: admin commands are for administrators: run them as root (or as the gatehouse account)"
+        );
+        return 1;
+    }
     match cmd {
         Admin::Help => {
             crate::report::write_out(HELP.trim_end());
@@ -312,22 +317,10 @@ pub fn run(cmd: Admin) -> i32 {
                 }
             }
         }
-        Admin::Tool { .. } if !tools_allowed() => {
-            crate::say_err!(
-                "gatehouse: the audit tools are for administrators; run them as root or as the log owner, not through the setuid binary"
-            );
-            1
-        }
-        Admin::Tool { name, args } => match name.as_str() {
-            "audit" => audit::run(args),
-            "replay" => replay::run(args),
-            "sessions" => sessions::run_sessions(args),
-            "kill" => sessions::run_kill(args),
-            "seal" => seal::run(args),
-            other => {
-                crate::say_err!("gatehouse: unknown command {other:?}; try `gatehouse --help`");
-                2
-            }
-        },
+        Admin::Audit { args } => audit::run(args),
+        Admin::Replay { args } => replay::run(args),
+        Admin::Sessions { args } => sessions::run_sessions(args),
+        Admin::Kill { args } => sessions::run_kill(args),
+        Admin::Seal { args } => seal::run(args),
     }
 }

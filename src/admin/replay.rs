@@ -20,12 +20,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::args::{Arg, Args};
+use super::audit::visible;
 use super::escapes::{self, ReplayFilter};
 use super::{log_dir_from_config, AdminError};
 use crate::audit::reader::{JsonlReader, Line};
+use crate::core::record::read::{self, lenient, Body};
 use crate::tty::RawMode;
 
 pub const USAGE: &str = "\
@@ -325,9 +328,9 @@ impl EndWatch {
             return false;
         };
         while let Ok(Some(line)) = r.next_line() {
-            if let Line::Record { value, .. } = line {
-                if value.get("event").and_then(|e| e.as_str()) == Some("session_end")
-                    && value.get("session").and_then(|s| s.as_str()) == Some(self.session.as_str())
+            if let Line::Record { record, .. } = line {
+                if matches!(record.body, Body::SessionEnd(_))
+                    && record.session() == Some(self.session.as_str())
                 {
                     self.done = true;
                     return true;
@@ -338,72 +341,89 @@ impl EndWatch {
     }
 }
 
+/// The asciicast v2 header (`recording` writes it): what replay shows and
+/// needs. Lenient like the audit records: a field of another type is
+/// absent.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Header {
+    #[serde(deserialize_with = "lenient")]
+    version: Option<u64>,
+    #[serde(deserialize_with = "lenient")]
+    width: Option<u64>,
+    #[serde(deserialize_with = "lenient")]
+    height: Option<u64>,
+    /// Unix seconds.
+    #[serde(deserialize_with = "lenient")]
+    timestamp: Option<i64>,
+    #[serde(deserialize_with = "lenient")]
+    idle_time_limit: Option<f64>,
+    /// Gatehouse's own: which session this is.
+    #[serde(deserialize_with = "meta")]
+    gatehouse: Meta,
+}
+
+/// `gatehouse` when it is an object (a struct would also read from an
+/// array, by position), else empty.
+fn meta<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Meta, D::Error> {
+    let v = Value::deserialize(d)?;
+    Ok(match v {
+        Value::Object(_) => Meta::deserialize(v).unwrap_or_default(),
+        _ => Meta::default(),
+    })
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Meta {
+    #[serde(deserialize_with = "lenient")]
+    session: String,
+    #[serde(deserialize_with = "lenient")]
+    user: String,
+    #[serde(deserialize_with = "lenient")]
+    host: String,
+}
+
+/// One line after the header.
+enum CastLine {
+    /// `[time, code, data]`.
+    Event { t: f64, code: String, data: String },
+    /// An array of another shape.
+    Malformed,
+    /// Not a JSON array at all.
+    NotAnEvent,
+}
+
+fn cast_line(bytes: &[u8]) -> CastLine {
+    let Ok(Value::Array(ev)) = serde_json::from_slice::<Value>(bytes) else {
+        return CastLine::NotAnEvent;
+    };
+    match (
+        ev.first().and_then(|t| t.as_f64()),
+        ev.get(1).and_then(|c| c.as_str()),
+        ev.get(2).and_then(|d| d.as_str()),
+    ) {
+        (Some(t), Some(code), Some(data)) => CastLine::Event {
+            t,
+            code: code.to_string(),
+            data: data.to_string(),
+        },
+        _ => CastLine::Malformed,
+    }
+}
+
+/// How playing ended, for the closing lines.
+#[derive(Default)]
+struct Played {
+    bad_lines: u64,
+    ended_by_key: bool,
+}
+
 fn play(o: &Opts) -> Result<(), AdminError> {
     let path = resolve(o)?;
-    let read_err = |err| AdminError::Read {
-        path: path.clone(),
-        err,
-    };
-    let mut reader = JsonlReader::open(&path).map_err(read_err)?;
-    // The header may still be being written when following a fresh session.
-    let header: Value = loop {
-        match reader.next_raw().map_err(read_err)? {
-            Some((_, bytes, false)) => match serde_json::from_slice::<Value>(&bytes) {
-                Ok(h) if h.get("version").and_then(|v| v.as_u64()) == Some(2) => break h,
-                _ => {
-                    return Err(AdminError::NotFound(format!(
-                        "{}: not an asciicast v2 recording (bad header line)",
-                        path.display()
-                    )))
-                }
-            },
-            Some(_) => {
-                return Err(AdminError::NotFound(format!(
-                    "{}: not an asciicast v2 recording",
-                    path.display()
-                )))
-            }
-            None if o.follow => std::thread::sleep(Duration::from_millis(100)),
-            None => {
-                return Err(AdminError::NotFound(format!(
-                    "{}: empty recording",
-                    path.display()
-                )))
-            }
-        }
-    };
-    let meta = header.get("gatehouse");
-    let field = |k: &str| {
-        meta.and_then(|m| m.get(k))
-            .and_then(|v| v.as_str())
-            .unwrap_or("")
-            .to_string()
-    };
-    let (session, user, host) = (field("session"), field("user"), field("host"));
-    let idle_limit = o
-        .idle_limit
-        .or_else(|| header.get("idle_time_limit").and_then(|v| v.as_f64()));
-    let started = header
-        .get("timestamp")
-        .and_then(|t| t.as_i64())
-        .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-        .unwrap_or_default();
-    // <log_dir>/sessions/<user>/<id>.cast → <log_dir>/<user>.jsonl
-    let mut end_watch = match (
-        o.follow,
-        path.parent()
-            .and_then(|p| p.parent())
-            .and_then(|p| p.parent()),
-    ) {
-        (true, Some(log_dir)) if !session.is_empty() && !user.is_empty() => Some(EndWatch {
-            reader: None,
-            done: false,
-            jsonl: log_dir.join(format!("{user}.jsonl")),
-            session: session.clone(),
-        }),
-        _ => None,
-    };
+    let mut reader = JsonlReader::open(&path).map_err(read_err(&path))?;
+    let header = read_header(o, &path, &mut reader)?;
+    let mut end_watch = end_watch(o, &path, &header);
     if o.raw {
         crate::say_err!(
             "gatehouse: warning: --raw passes the recording to your terminal unfiltered; \
@@ -411,97 +431,8 @@ fn play(o: &Opts) -> Result<(), AdminError> {
         );
     }
     let mut term = Terminal::new(o.raw);
-    let keys = if term.raw.is_some() {
-        "; q quits, space pauses"
-    } else {
-        ""
-    };
-    crate::say_err!(
-        "gatehouse: replaying {} ({}@{}, {}x{}, {started}){keys}\r",
-        super::audit::visible(
-            &if session.is_empty() {
-                path.display().to_string()
-            } else {
-                session.clone()
-            },
-            200
-        ),
-        super::audit::visible(&user, 64),
-        super::audit::visible(&host, 64),
-        // From the file: shown, never obeyed.
-        header.get("width").and_then(|v| v.as_u64()).unwrap_or(0),
-        header.get("height").and_then(|v| v.as_u64()).unwrap_or(0),
-    );
-    let stdout = io::stdout();
-    let mut prev_t = 0.0f64;
-    let mut bad_lines = 0u64;
-    let mut ended_by_key = false;
-    loop {
-        let Some((no, bytes, cut)) = reader.next_raw().map_err(read_err)? else {
-            if !o.follow {
-                break;
-            }
-            if end_watch.as_mut().is_some_and(|w| w.ended()) {
-                // The session is over: print what was written between our
-                // last read and its end, then stop.
-                while let Some((_, b, false)) = reader.next_raw().map_err(read_err)? {
-                    emit(&stdout, &mut term, &b)?;
-                }
-                break;
-            }
-            if term.wait(Duration::from_millis(100)) == Key::Quit {
-                ended_by_key = true;
-                break;
-            }
-            continue;
-        };
-        if cut {
-            bad_lines += 1;
-            continue;
-        }
-        let Ok(Value::Array(ev)) = serde_json::from_slice::<Value>(&bytes) else {
-            if bad_lines == 0 {
-                crate::say_err!(
-                    "gatehouse: {}:{no}: not an event line; skipped\r",
-                    path.display()
-                );
-            }
-            bad_lines += 1;
-            continue;
-        };
-        let (Some(t), Some(code), Some(data)) = (
-            ev.first().and_then(|t| t.as_f64()),
-            ev.get(1).and_then(|c| c.as_str()),
-            ev.get(2).and_then(|d| d.as_str()),
-        ) else {
-            bad_lines += 1;
-            continue;
-        };
-        if code != "o" {
-            continue;
-        }
-        // Following, the history is shown at once and live output as it
-        // comes: its pauses have already happened in real time.
-        if !o.follow {
-            let mut delay = (t - prev_t).max(0.0);
-            if let Some(l) = idle_limit {
-                delay = delay.min(l);
-            }
-            delay /= o.speed;
-            if delay > 0.0005
-                && term.wait(Duration::from_secs_f64(delay.min(86_400.0))) == Key::Quit
-            {
-                ended_by_key = true;
-                break;
-            }
-        }
-        prev_t = t;
-        term.show(&mut stdout.lock(), data)?;
-        if crate::sys::interrupted() {
-            ended_by_key = true;
-            break;
-        }
-    }
+    announce(&path, &header, term.raw.is_some());
+    let played = play_events(o, &path, &mut reader, &mut term, &mut end_watch, &header)?;
     let filtered = term.filter.dropped();
     drop(term);
     if filtered > 0 {
@@ -509,12 +440,12 @@ fn play(o: &Opts) -> Result<(), AdminError> {
             "gatehouse: {filtered} escape sequence(s) that could act on your terminal were not passed (--raw would pass them)"
         );
     }
-    if bad_lines > 1 {
-        crate::say_err!("gatehouse: {} damaged line(s) skipped", bad_lines);
+    if played.bad_lines > 1 {
+        crate::say_err!("gatehouse: {} damaged line(s) skipped", played.bad_lines);
     }
     crate::say_err!(
         "\ngatehouse: {}",
-        if ended_by_key {
+        if played.ended_by_key {
             "replay stopped"
         } else {
             "end of recording"
@@ -523,15 +454,162 @@ fn play(o: &Opts) -> Result<(), AdminError> {
     Ok(())
 }
 
-fn emit(stdout: &io::Stdout, term: &mut Terminal, line: &[u8]) -> Result<(), AdminError> {
-    if let Ok(Value::Array(ev)) = serde_json::from_slice::<Value>(line) {
-        if ev.get(1).and_then(|c| c.as_str()) == Some("o") {
-            if let Some(d) = ev.get(2).and_then(|d| d.as_str()) {
-                term.show(&mut stdout.lock(), d)?;
+fn read_err(path: &Path) -> impl Fn(io::Error) -> AdminError + '_ {
+    move |err| AdminError::Read {
+        path: path.to_path_buf(),
+        err,
+    }
+}
+
+/// The first line: an asciicast v2 header. Following a fresh session, it
+/// may still be being written: wait for it.
+fn read_header(o: &Opts, path: &Path, reader: &mut JsonlReader) -> Result<Header, AdminError> {
+    let not_cast = |what: &str| AdminError::NotFound(format!("{}: {what}", path.display()));
+    loop {
+        match reader.next_raw().map_err(read_err(path))? {
+            Some((_, bytes, false)) => {
+                return match read::object::<Header>(&bytes) {
+                    Ok(h) if h.version == Some(2) => Ok(h),
+                    _ => Err(not_cast("not an asciicast v2 recording (bad header line)")),
+                }
             }
+            Some(_) => return Err(not_cast("not an asciicast v2 recording")),
+            None if o.follow => std::thread::sleep(Duration::from_millis(100)),
+            None => return Err(not_cast("empty recording")),
         }
     }
-    Ok(())
+}
+
+/// `--follow`: the audit trail that will say when the session ended,
+/// `<log_dir>/sessions/<user>/<id>.cast` → `<log_dir>/<user>.jsonl`.
+fn end_watch(o: &Opts, path: &Path, header: &Header) -> Option<EndWatch> {
+    let m = &header.gatehouse;
+    if !o.follow || m.session.is_empty() || m.user.is_empty() {
+        return None;
+    }
+    let log_dir = path.parent()?.parent()?.parent()?;
+    Some(EndWatch {
+        reader: None,
+        done: false,
+        jsonl: log_dir.join(format!("{}.jsonl", m.user)),
+        session: m.session.clone(),
+    })
+}
+
+/// The line that says what is being replayed; from the file, so shown
+/// escaped, never obeyed.
+fn announce(path: &Path, header: &Header, keys: bool) {
+    let m = &header.gatehouse;
+    let started = header
+        .timestamp
+        .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_default();
+    let name = if m.session.is_empty() {
+        path.display().to_string()
+    } else {
+        m.session.clone()
+    };
+    crate::say_err!(
+        "gatehouse: replaying {} ({}@{}, {}x{}, {started}){}\r",
+        visible(&name, 200),
+        visible(&m.user, 64),
+        visible(&m.host, 64),
+        header.width.unwrap_or(0),
+        header.height.unwrap_or(0),
+        if keys { "; q quits, space pauses" } else { "" }
+    );
+}
+
+/// The recording's output events, with their timing (not when
+/// following: live output comes in real time), until the end, a key, or
+/// a signal.
+fn play_events(
+    o: &Opts,
+    path: &Path,
+    reader: &mut JsonlReader,
+    term: &mut Terminal,
+    end_watch: &mut Option<EndWatch>,
+    header: &Header,
+) -> Result<Played, AdminError> {
+    let idle_limit = o.idle_limit.or(header.idle_time_limit);
+    let stdout = io::stdout();
+    let mut prev_t = 0.0f64;
+    let mut played = Played::default();
+    loop {
+        let Some((no, bytes, cut)) = reader.next_raw().map_err(read_err(path))? else {
+            if !o.follow {
+                break;
+            }
+            if end_watch.as_mut().is_some_and(|w| w.ended()) {
+                // The session is over: print what was written between our
+                // last read and its end, then stop.
+                while let Some((_, b, false)) = reader.next_raw().map_err(read_err(path))? {
+                    if let CastLine::Event { code, data, .. } = cast_line(&b) {
+                        if code == "o" {
+                            term.show(&mut stdout.lock(), &data)?;
+                        }
+                    }
+                }
+                break;
+            }
+            if term.wait(Duration::from_millis(100)) == Key::Quit {
+                played.ended_by_key = true;
+                break;
+            }
+            continue;
+        };
+        if cut {
+            played.bad_lines += 1;
+            continue;
+        }
+        let (t, data) = match cast_line(&bytes) {
+            CastLine::Event { t, code, data } if code == "o" => (t, data),
+            CastLine::Event { .. } => continue,
+            CastLine::Malformed => {
+                played.bad_lines += 1;
+                continue;
+            }
+            CastLine::NotAnEvent => {
+                if played.bad_lines == 0 {
+                    crate::say_err!(
+                        "gatehouse: {}:{no}: not an event line; skipped\r",
+                        path.display()
+                    );
+                }
+                played.bad_lines += 1;
+                continue;
+            }
+        };
+        // Following, the history is shown at once and live output as it
+        // comes: its pauses have already happened in real time.
+        if !o.follow && pause(o, term, t - prev_t, idle_limit) == Key::Quit {
+            played.ended_by_key = true;
+            break;
+        }
+        prev_t = t;
+        term.show(&mut stdout.lock(), &data)?;
+        if crate::sys::interrupted() {
+            played.ended_by_key = true;
+            break;
+        }
+    }
+    Ok(played)
+}
+
+/// Waits the recorded gap `gap` seconds, capped by the idle limit and
+/// scaled by `--speed`; what the keyboard said meanwhile.
+fn pause(o: &Opts, term: &mut Terminal, gap: f64, idle_limit: Option<f64>) -> Key {
+    let mut delay = gap.max(0.0);
+    if let Some(l) = idle_limit {
+        delay = delay.min(l);
+    }
+    delay /= o.speed;
+    if delay > 0.0005 {
+        term.wait(Duration::from_secs_f64(delay.min(86_400.0)))
+    } else {
+        Key::None
+    }
 }
 
 #[cfg(test)]
@@ -551,5 +629,46 @@ mod tests {
         assert!(p(&["S1", "--speed", "fast"]).is_err());
         assert!(p(&[]).is_err());
         assert!(p(&["a", "b"]).is_err());
+    }
+
+    /// The header recording.rs writes is read typed; a field of another
+    /// type is absent, and only a v2 object is a header.
+    #[test]
+    fn the_header_is_read_typed() {
+        let h: Header = read::object(
+            br#"{"version":2,"width":120,"height":40,"timestamp":1764354296,"idle_time_limit":2,"env":{"TERM":"xterm"},"title":"t","gatehouse":{"session":"S1","user":"alice","host":"web01"}}"#,
+        )
+        .unwrap();
+        assert_eq!(h.version, Some(2));
+        assert_eq!((h.width, h.height), (Some(120), Some(40)));
+        assert_eq!(h.idle_time_limit, Some(2.0));
+        assert_eq!(h.timestamp, Some(1_764_354_296));
+        assert_eq!(
+            (
+                h.gatehouse.session.as_str(),
+                h.gatehouse.user.as_str(),
+                h.gatehouse.host.as_str()
+            ),
+            ("S1", "alice", "web01")
+        );
+        let odd: Header =
+            read::object(br#"{"version":2,"width":"wide","gatehouse":["S1"]}"#).unwrap();
+        assert_eq!((odd.width, odd.gatehouse.session.as_str()), (None, ""));
+        assert!(read::object::<Header>(b"[2, 80, 24]").is_err());
+    }
+
+    #[test]
+    fn cast_lines() {
+        assert!(matches!(
+            cast_line(br#"[0.5, "o", "hi"]"#),
+            CastLine::Event { t, ref code, ref data } if t == 0.5 && code == "o" && data == "hi"
+        ));
+        assert!(matches!(cast_line(br#"[0.5, "o"]"#), CastLine::Malformed));
+        assert!(matches!(
+            cast_line(br#"["x", "o", "hi"]"#),
+            CastLine::Malformed
+        ));
+        assert!(matches!(cast_line(br#"{"o": 1}"#), CastLine::NotAnEvent));
+        assert!(matches!(cast_line(b"garbage"), CastLine::NotAnEvent));
     }
 }

@@ -18,13 +18,17 @@ use nix::sys::signal::Signal;
 
 use super::args::{Arg, Args};
 use super::{log_dir_from_config, AdminError};
-use crate::live::{self, Entry, KillNote};
+use crate::live::{self, Entry, KillNote, Kind};
 
 pub const SESSIONS_USAGE: &str = "\
 Usage: gatehouse sessions [--json] [--log-dir DIR] [--config PATH]
 
-The sessions running now on this bastion: user, host, session id, since,
-client, pid and idle time (since the operator's last keystroke).
+The sessions running now on this bastion, of every kind: interactive
+(shell), HOST -- COMMAND (exec), sftp/scp (transfer) and many hosts at
+once (batch). For each: user, kind, host (a batch: its pattern and number
+of hosts), session id (a batch: the batch id), since, client, pid, idle
+time (since the operator's last keystroke; only with a terminal) and an
+exec's command as recorded.
 
   --json             one JSON object per session and line
   --log-dir DIR      read DIR/live instead of the config's log_dir
@@ -35,11 +39,13 @@ pub const KILL_USAGE: &str = "\
 Usage: gatehouse kill SESSION [--reason TEXT]
        gatehouse kill --user NAME [--reason TEXT]
 
-Ends a running session (or every session of one user) within a second.
-The operator reads that an administrator ended it, with the reason; the
-audit trail gets session_end with reason \"killed\", by (your name) and
-detail (the reason). SESSION is a session id, or its first or last
-characters when they name one session. Only root or the gatehouse account.
+Ends a running session (or every session of one user) within a second,
+whatever its kind: a shell, an exec, a transfer, or a batch (every host
+still running). The operator reads that an administrator ended it, with
+the reason; the audit trail gets session_end with reason \"killed\", by
+(your name) and detail (the reason), for a batch one per host. SESSION is
+a session id (a batch id for a batch), or its first or last characters
+when they name one session. Only root or the gatehouse account.
 
   --reason TEXT      why (shown to the operator and recorded)
   --user NAME        every running session of NAME
@@ -117,6 +123,88 @@ fn idle_secs(e: &Entry) -> Option<u64> {
     Some(now.saturating_sub(atime).max(0) as u64)
 }
 
+/// Where the session goes: its host, or a batch's size and hosts.
+fn target(e: &Entry) -> String {
+    let vis = super::audit::visible;
+    match (e.kind, e.hosts) {
+        (Kind::Batch, Some(n)) => format!(
+            "{n} host{}: {}",
+            if n == 1 { "" } else { "s" },
+            vis(&e.host, 48)
+        ),
+        _ => vis(&e.host, 64),
+    }
+}
+
+const HEADER: [&str; 9] = [
+    "USER",
+    "KIND",
+    "HOST",
+    "SESSION",
+    "SINCE (UTC)",
+    "CLIENT",
+    "PID",
+    "IDLE",
+    "COMMAND",
+];
+
+/// One line of the table, made safe for the admin's terminal.
+fn row(e: &Entry) -> Vec<String> {
+    let vis = super::audit::visible;
+    let since = e.since.get(..19).unwrap_or(&e.since).replace('T', " ");
+    // No terminal (an exec or a transfer without `ssh -t`, a batch): no
+    // keystrokes to measure idleness by.
+    let idle = match (&e.tty, idle_secs(e)) {
+        (None, _) => "-".to_string(),
+        (Some(_), Some(s)) => human_secs(s),
+        (Some(_), None) => "?".to_string(),
+    };
+    vec![
+        vis(&e.user, 32),
+        e.kind.as_str().to_string(),
+        target(e),
+        vis(&e.session, 64),
+        vis(&since, 19),
+        vis(&e.client, 64),
+        e.pid.to_string(),
+        idle,
+        vis(e.command.as_deref().unwrap_or(""), 80),
+    ]
+}
+
+/// The rows under `HEADER`, each column as wide as its widest cell (the
+/// last one unpadded; PID right-aligned).
+fn table(rows: &[Vec<String>]) -> String {
+    let width = |c: usize| {
+        rows.iter()
+            .map(|r| r[c].chars().count())
+            .chain([HEADER[c].len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let widths: Vec<usize> = (0..HEADER.len()).map(width).collect();
+    let line = |cells: &[&str]| {
+        let mut l = String::new();
+        for (c, cell) in cells.iter().enumerate() {
+            let w = widths[c];
+            match c {
+                _ if c + 1 == cells.len() => l.push_str(cell),
+                6 => l.push_str(&format!("{cell:>w$}  ")),
+                _ => l.push_str(&format!("{cell:<w$}  ")),
+            }
+        }
+        l.truncate(l.trim_end().len());
+        l.push('\n');
+        l
+    };
+    let mut out = line(&HEADER);
+    for r in rows {
+        let cells: Vec<&str> = r.iter().map(String::as_str).collect();
+        out.push_str(&line(&cells));
+    }
+    out
+}
+
 fn human_secs(s: u64) -> String {
     match s {
         s if s < 60 => format!("{s}s"),
@@ -146,26 +234,8 @@ pub fn run_sessions(args: Vec<OsString>) -> i32 {
             writeln!(out, "no sessions running")?;
             return Ok(());
         }
-        let vis = super::audit::visible;
-        writeln!(
-            out,
-            "{:<12}  {:<12}  {:<36}  {:<19}  {:<22}  {:>8}  IDLE",
-            "USER", "HOST", "SESSION", "SINCE (UTC)", "CLIENT", "PID"
-        )?;
-        for e in &list {
-            let since = e.since.get(..19).unwrap_or(&e.since).replace('T', " ");
-            writeln!(
-                out,
-                "{:<12}  {:<12}  {:<36}  {:<19}  {:<22}  {:>8}  {}",
-                vis(&e.user, 32),
-                vis(&e.host, 64),
-                vis(&e.session, 64),
-                vis(&since, 19),
-                vis(&e.client, 64),
-                e.pid,
-                idle_secs(e).map(human_secs).unwrap_or_else(|| "?".into())
-            )?;
-        }
+        let rows: Vec<Vec<String>> = list.iter().map(row).collect();
+        write!(out, "{}", table(&rows))?;
         Ok(())
     })();
     match result {
@@ -250,11 +320,11 @@ fn end_one(log_dir: &Path, e: &Entry, note: &KillNote) -> Result<(), String> {
             live::note_path(log_dir, &e.session).display()
         )
     })?;
-    let sent = match &pidfd {
+    let signal = || match &pidfd {
         Some(fd) => fd.signal(Signal::SIGUSR1),
         None => nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGUSR1),
     };
-    if let Err(err) = sent {
+    if let Err(err) = signal() {
         let _ = std::fs::remove_file(live::note_path(log_dir, &e.session));
         return Err(format!(
             "session {}: cannot signal process {pid}: {err}",
@@ -262,13 +332,25 @@ fn end_one(log_dir: &Path, e: &Entry, note: &KillNote) -> Result<(), String> {
         ));
     }
     // The session removes its entry when its session_end is written.
+    // Signalled again meanwhile: an exec, transfer or batch blocked writing
+    // to an operator who stopped reading is interrupted by SIGUSR1, and one
+    // that arrived just before the write blocked is not lost
+    // (`SignalPipe::interrupt_on_kill`). Only through the pidfd, which
+    // reaches that process and no other; a bare pid could be reused.
     let deadline = Instant::now() + Duration::from_secs(5);
+    let mut next_signal = Instant::now() + Duration::from_millis(250);
     while live::entry_path(log_dir, &e.session).exists() {
-        if Instant::now() >= deadline {
+        let now = Instant::now();
+        if now >= deadline {
             return Err(format!(
                 "session {}: asked to end, still running after 5 s (process {pid})",
                 e.session
             ));
+        }
+        if now >= next_signal && pidfd.is_some() {
+            // Gone meanwhile (ESRCH): the entry is about to go too.
+            let _ = signal();
+            next_signal = now + Duration::from_millis(250);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -327,10 +409,11 @@ pub fn run_kill(args: Vec<OsString>) -> i32 {
     for e in targets {
         match end_one(&dir, e, &note) {
             Ok(()) => crate::say_out!(
-                "ended session {} ({}@{}, pid {})",
+                "ended session {} ({}, {}@{}, pid {})",
                 e.session,
+                e.kind.as_str(),
                 super::audit::visible(&e.user, 32),
-                super::audit::visible(&e.host, 64),
+                target(e),
                 e.pid
             ),
             Err(m) => {
@@ -349,8 +432,11 @@ mod tests {
     fn entry(id: &str) -> Entry {
         Entry {
             session: id.into(),
+            kind: Kind::Shell,
             user: "alice".into(),
             host: "web01".into(),
+            command: None,
+            hosts: None,
             login: "L".into(),
             client: "local".into(),
             pid: 1,
@@ -383,5 +469,40 @@ mod tests {
         assert!(p(&["--user", "bob"]).unwrap().is_some());
         assert!(parse("sessions", vec!["--json".into()]).unwrap().is_some());
         assert!(parse("sessions", vec!["x".into()]).is_err());
+    }
+
+    #[test]
+    fn a_batch_is_shown_by_its_size_and_hosts() {
+        let mut e = entry("b");
+        assert_eq!(target(&e), "web01");
+        e.kind = Kind::Batch;
+        e.host = "web01,web02,web03".into();
+        e.hosts = Some(3);
+        assert_eq!(target(&e), "3 hosts: web01,web02,web03");
+        e.host = "web01".into();
+        e.hosts = Some(1);
+        assert_eq!(target(&e), "1 host: web01");
+    }
+
+    #[test]
+    fn the_table_keeps_its_columns_whatever_the_kinds() {
+        let shell = entry("0190-aaaa-1111");
+        let mut batch = entry("0190-bbbb-2222");
+        batch.kind = Kind::Batch;
+        batch.host = "web01,web02,web03".into();
+        batch.hosts = Some(3);
+        batch.command = Some("uptime".into());
+        let t = table(&[row(&shell), row(&batch)]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3, "{t}");
+        assert!(lines[0].starts_with("USER") && lines[0].ends_with("COMMAND"));
+        // Every column starts at the same place on every line.
+        let at = |l: &str, w: &str| l.find(w).unwrap();
+        assert_eq!(at(lines[0], "SESSION"), at(lines[1], "0190-aaaa-1111"));
+        assert_eq!(at(lines[0], "SESSION"), at(lines[2], "0190-bbbb-2222"));
+        assert_eq!(at(lines[0], "HOST"), at(lines[2], "3 hosts: web01"));
+        assert!(lines[1].contains(" shell ") && lines[2].contains(" batch "));
+        assert!(lines[2].ends_with("  uptime"), "{t}");
+        assert!(!lines[1].ends_with(' '), "no trailing blanks");
     }
 }

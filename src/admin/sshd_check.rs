@@ -28,7 +28,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::config::Config;
+use crate::core::config::Config;
 
 /// sshd, by its fixed path (never looked up on PATH).
 pub const SSHD: &str = "/usr/sbin/sshd";

@@ -11,12 +11,11 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
-
 use super::AdminError;
-use crate::audit::chain::{chain_of, hash_line, Verifier};
 use crate::audit::reader::{JsonlReader, Line};
 use crate::audit::seal::{self, KeyPath, VerificationKey};
+use crate::core::chain::{hash_line, Verifier};
+use crate::core::record::read::{self, Body, Record};
 
 /// What verification was asked for.
 pub struct VerifyOpts<'a> {
@@ -101,13 +100,13 @@ pub fn verify_into(out: &mut impl Write, o: &VerifyOpts<'_>) -> Result<i32, Admi
     Ok(if bad { 1 } else { 0 })
 }
 
-fn label_of(value: &Value, chain: &str) -> String {
-    match value.get("session").and_then(|s| s.as_str()) {
-        Some(s) => match value.get("host").and_then(|h| h.as_str()) {
-            Some(h) => format!("session {s} (host {})", super::audit::visible(h, 64)),
-            None => format!("session {s}"),
-        },
-        None => format!("login {chain}"),
+/// How a chain is named in the report: its session (and host), or its
+/// login.
+fn label_of(rec: &Record, chain: &str) -> String {
+    match (rec.session(), &rec.head.host) {
+        (Some(s), Some(h)) => format!("session {s} (host {})", super::audit::visible(h, 64)),
+        (Some(s), None) => format!("session {s}"),
+        (None, _) => format!("login {chain}"),
     }
 }
 
@@ -123,118 +122,193 @@ fn verify_file(
         path: p.to_path_buf(),
         err,
     };
-    let shown = p.display();
     let mut r = JsonlReader::open(p).map_err(read_err)?;
-    let mut v = Verifier::new();
-    let (mut breaks, mut corrupt_lines, mut seal_problems) = (0u64, 0u64, 0u64);
-    let mut chain_names: HashMap<String, String> = HashMap::new();
-    let mut chains: HashMap<String, ChainState> = HashMap::new();
-    let mut seals_here = 0u64;
-    let mut last_seal_ts: Option<String> = None;
-    let mut recent = Recent::default();
-    let mut repeated = 0u64;
+    let mut f = FileCheck::new(p, fi);
     while let Some(line) = r.next_line().map_err(read_err)? {
-        let (no, bytes, value) = match line {
+        f.line(out, line, seals)?;
+    }
+    if let Some(no) = r.truncated_tail() {
+        writeln!(
+            out,
+            "{}:{no}: truncated record (no newline at the end)",
+            p.display()
+        )?;
+    }
+    f.finish(out, o)
+}
+
+/// One file being verified: its chains, its seals, what was wrong.
+struct FileCheck<'a> {
+    path: &'a Path,
+    /// The file's index in `VerifyOpts::files` (seals name it).
+    fi: usize,
+    v: Verifier,
+    breaks: u64,
+    corrupt_lines: u64,
+    seal_problems: u64,
+    /// Sessions' names for the report ("session S (host H)"), from their
+    /// `session_start`.
+    chain_names: HashMap<String, String>,
+    /// Where each chain stands, for the seals.
+    chains: HashMap<String, ChainState>,
+    seals_here: u64,
+    last_seal_ts: Option<String>,
+    recent: Recent,
+    repeated: u64,
+}
+
+impl<'a> FileCheck<'a> {
+    fn new(path: &'a Path, fi: usize) -> FileCheck<'a> {
+        FileCheck {
+            path,
+            fi,
+            v: Verifier::new(),
+            breaks: 0,
+            corrupt_lines: 0,
+            seal_problems: 0,
+            chain_names: HashMap::new(),
+            chains: HashMap::new(),
+            seals_here: 0,
+            last_seal_ts: None,
+            recent: Recent::default(),
+            repeated: 0,
+        }
+    }
+
+    fn line(
+        &mut self,
+        out: &mut impl Write,
+        line: Line,
+        seals: &mut Vec<SealSeen>,
+    ) -> io::Result<()> {
+        let shown = self.path.display();
+        let (no, rec) = match line {
             Line::Corrupt { no, why } => {
                 writeln!(out, "{shown}:{no}: {why} (edited or damaged)")?;
-                corrupt_lines += 1;
-                continue;
+                self.corrupt_lines += 1;
+                return Ok(());
             }
-            Line::Record { no, bytes, value } => (no, bytes, value),
+            Line::Record { no, record } => (no, record),
         };
         // Every record is unique (its chain, n and prev): the very same
         // bytes again are a repeated delivery (rsyslog/RELP retries are
         // at-least-once), not a change. Reported, then skipped.
-        if recent.repeated(&bytes) {
+        if self.recent.repeated(&rec.bytes) {
             writeln!(
                 out,
                 "{shown}:{no}: the same bytes as an earlier line: delivered twice by the log shipping; ignored"
             )?;
-            repeated += 1;
-            continue;
+            self.repeated += 1;
+            return Ok(());
         }
-        let event = value.get("event").and_then(|e| e.as_str()).unwrap_or("");
-        if event == "seal" {
-            seals_here += 1;
-            let Some((body, epoch, key_id, covered)) = seal::body_of(&value) else {
-                writeln!(
-                    out,
-                    "{shown}:{no}: a seal record with missing or malformed fields"
-                )?;
-                seal_problems += 1;
-                continue;
-            };
-            for c in &covered {
-                let problem = match chains.get_mut(&c.chain) {
-                    None => Some(format!(
-                        "seal (epoch {epoch}) covers chain {} up to n={}, but no record of it is before the seal: records removed",
-                        c.chain, c.n
-                    )),
-                    Some(st) if st.n != c.n => Some(format!(
-                        "seal (epoch {epoch}) covers {} up to n={}, but the last record before it is n={}: sealed records were removed, added or reordered",
-                        st.label, c.n, st.n
-                    )),
-                    Some(st) if st.hash != c.hash => Some(format!(
-                        "seal (epoch {epoch}) covers {} up to n={}, but that record's hash differs: a sealed record was changed",
-                        st.label, c.n
-                    )),
-                    Some(st) => {
-                        st.sealed_n = c.n;
-                        st.tail = None;
-                        None
-                    }
-                };
-                if let Some(m) = problem {
-                    writeln!(out, "{shown}:{no}: {m}")?;
-                    seal_problems += 1;
-                }
-                if chains
-                    .get(&c.chain)
-                    .is_some_and(|st| st.closed && st.tail.is_none())
-                {
-                    chains.remove(&c.chain);
-                }
-            }
-            let s = |k: &str| value.get(k).and_then(|v| v.as_str()).unwrap_or("");
-            last_seal_ts = Some(s("ts").to_string());
-            seals.push(SealSeen {
-                file: fi,
-                line: no,
-                key_id,
-                bastion: s("bastion").to_string(),
-                epoch,
-                ts: s("ts").to_string(),
-                body,
-                mac: s("mac").to_string(),
-            });
-            continue;
+        match &rec.body {
+            Body::Seal(seal) => self.seal(out, no, &rec, seal, seals),
+            _ => self.record(out, no, &rec),
         }
-        if event == "session_start" {
-            if let Some(s) = value.get("session").and_then(|s| s.as_str()) {
-                chain_names.insert(s.to_string(), label_of(&value, s));
+    }
+
+    /// A seal: what it covers must be where the chains stand.
+    fn seal(
+        &mut self,
+        out: &mut impl Write,
+        no: u64,
+        rec: &Record,
+        seal: &read::Seal,
+        seals: &mut Vec<SealSeen>,
+    ) -> io::Result<()> {
+        let shown = self.path.display();
+        self.seals_here += 1;
+        let Some((body, epoch, key_id, covered)) = seal::body_of(&rec.head, seal) else {
+            writeln!(
+                out,
+                "{shown}:{no}: a seal record with missing or malformed fields"
+            )?;
+            self.seal_problems += 1;
+            return Ok(());
+        };
+        for c in &covered {
+            if let Some(m) = self.cover(c, epoch) {
+                writeln!(out, "{shown}:{no}: {m}")?;
+                self.seal_problems += 1;
             }
         }
-        if let Some(b) = v.feed(no, &bytes, &value) {
-            let kind = if value.get("session").is_some() {
-                chain_names
+        let ts = rec.head.ts.clone().unwrap_or_default();
+        self.last_seal_ts = Some(ts.clone());
+        seals.push(SealSeen {
+            file: self.fi,
+            line: no,
+            key_id,
+            bastion: rec.head.bastion.clone().unwrap_or_default(),
+            epoch,
+            ts,
+            body,
+            mac: seal.mac.clone().unwrap_or_default(),
+        });
+        Ok(())
+    }
+
+    /// One chain a seal covers, checked against the file; what is wrong.
+    fn cover(&mut self, c: &seal::Covered, epoch: u64) -> Option<String> {
+        let problem = match self.chains.get_mut(&c.chain) {
+            None => Some(format!(
+                "seal (epoch {epoch}) covers chain {} up to n={}, but no record of it is before the seal: records removed",
+                c.chain, c.n
+            )),
+            Some(st) if st.n != c.n => Some(format!(
+                "seal (epoch {epoch}) covers {} up to n={}, but the last record before it is n={}: sealed records were removed, added or reordered",
+                st.label, c.n, st.n
+            )),
+            Some(st) if st.hash != c.hash => Some(format!(
+                "seal (epoch {epoch}) covers {} up to n={}, but that record's hash differs: a sealed record was changed",
+                st.label, c.n
+            )),
+            Some(st) => {
+                st.sealed_n = c.n;
+                st.tail = None;
+                None
+            }
+        };
+        // A closed chain sealed to its end needs no more memory.
+        if self
+            .chains
+            .get(&c.chain)
+            .is_some_and(|st| st.closed && st.tail.is_none())
+        {
+            self.chains.remove(&c.chain);
+        }
+        problem
+    }
+
+    /// Any other record: its link in the chain, and where the chain stands
+    /// for the seals.
+    fn record(&mut self, out: &mut impl Write, no: u64, rec: &Record) -> io::Result<()> {
+        if let (Body::SessionStart(_), Some(s)) = (&rec.body, rec.session()) {
+            self.chain_names.insert(s.to_string(), label_of(rec, s));
+        }
+        if let Some(b) = self.v.feed(no, rec) {
+            let kind = if rec.session().is_some() {
+                self.chain_names
                     .get(&b.chain)
                     .cloned()
                     .unwrap_or_else(|| format!("session {}", b.chain))
             } else {
                 format!("login {}", b.chain)
             };
-            writeln!(out, "{shown}:{}: {kind}: {}", b.line, b.what)?;
-            breaks += 1;
+            writeln!(
+                out,
+                "{}:{}: {kind}: {}",
+                self.path.display(),
+                b.line,
+                b.what
+            )?;
+            self.breaks += 1;
         }
         // The seals' view: where each chain stands in this file.
-        let (Some(chain), Some(n)) = (chain_of(&value), value.get("n").and_then(|n| n.as_u64()))
-        else {
-            continue;
+        let (Some(chain), Some(n)) = (rec.chain(), rec.head.n) else {
+            return Ok(());
         };
-        let ts = value.get("ts").and_then(|t| t.as_str()).unwrap_or("");
-        let closes =
-            event == "session_end" || (event == "logout" && value.get("session").is_none());
-        let st = chains
+        let st = self
+            .chains
             .entry(chain.to_string())
             .or_insert_with(|| ChainState {
                 n: 0,
@@ -242,79 +316,83 @@ fn verify_file(
                 sealed_n: 0,
                 tail: None,
                 closed: false,
-                label: label_of(&value, chain),
+                label: label_of(rec, chain),
             });
         st.n = n;
-        st.hash = hash_line(&bytes);
-        st.closed |= closes;
+        st.hash = hash_line(&rec.bytes);
+        st.closed |= rec.closes_chain();
         if st.tail.is_none() {
-            st.tail = Some((n, ts.to_string(), no));
+            st.tail = Some((n, rec.head.ts.clone().unwrap_or_default(), no));
         }
+        Ok(())
     }
-    if let Some(no) = r.truncated_tail() {
-        writeln!(
-            out,
-            "{shown}:{no}: truncated record (no newline at the end)"
-        )?;
-    }
-    // Unsealed tails: reported once there is sealing to speak of.
-    let mut tails: Vec<(&String, &ChainState)> =
-        chains.iter().filter(|(_, st)| st.tail.is_some()).collect();
-    let sealing = seals_here > 0 || !o.keys.is_empty();
-    if sealing && !tails.is_empty() {
-        tails.sort_by_key(|(_, st)| st.tail.as_ref().map(|t| t.2));
-        for (_, st) in tails.iter().take(MAX_TAILS_LISTED) {
-            if let Some((n, ts, line)) = &st.tail {
+
+    /// The unsealed tails and the file's summary line; true when something
+    /// is wrong.
+    fn finish(self, out: &mut impl Write, o: &VerifyOpts<'_>) -> Result<bool, AdminError> {
+        let shown = self.path.display();
+        // Unsealed tails: reported once there is sealing to speak of.
+        let mut tails: Vec<&ChainState> = self
+            .chains
+            .values()
+            .filter(|st| st.tail.is_some())
+            .collect();
+        let sealing = self.seals_here > 0 || !o.keys.is_empty();
+        if sealing && !tails.is_empty() {
+            tails.sort_by_key(|st| st.tail.as_ref().map(|t| t.2));
+            for st in tails.iter().take(MAX_TAILS_LISTED) {
+                if let Some((n, ts, line)) = &st.tail {
+                    writeln!(
+                        out,
+                        "{shown}:{line}: {}: not sealed from n={n} ({ts}) to n={}{}",
+                        st.label,
+                        st.n,
+                        if st.closed { "" } else { " (still open?)" }
+                    )?;
+                }
+            }
+            if tails.len() > MAX_TAILS_LISTED {
                 writeln!(
                     out,
-                    "{shown}:{line}: {}: not sealed from n={n} ({ts}) to n={}{}",
-                    st.label,
-                    st.n,
-                    if st.closed { "" } else { " (still open?)" }
+                    "{shown}: … and {} more chain(s) with unsealed records",
+                    tails.len() - MAX_TAILS_LISTED
                 )?;
             }
         }
-        if tails.len() > MAX_TAILS_LISTED {
-            writeln!(
-                out,
-                "{shown}: … and {} more chain(s) with unsealed records",
-                tails.len() - MAX_TAILS_LISTED
-            )?;
+        let bad = self.breaks > 0 || self.corrupt_lines > 0 || self.seal_problems > 0;
+        let mut summary = format!(
+            "{shown}: {}: {} chained record(s) checked, {} broken chain(s), {} damaged line(s)",
+            if bad { "BROKEN" } else { "OK" },
+            self.v.checked,
+            self.breaks,
+            self.corrupt_lines
+        );
+        if self.repeated > 0 {
+            summary.push_str(&format!(", {} repeated line(s) ignored", self.repeated));
         }
-    }
-    let status = if breaks == 0 && corrupt_lines == 0 && seal_problems == 0 {
-        "OK"
-    } else {
-        "BROKEN"
-    };
-    let mut summary = format!(
-        "{shown}: {status}: {} chained record(s) checked, {breaks} broken chain(s), {corrupt_lines} damaged line(s)",
-        v.checked
-    );
-    if repeated > 0 {
-        summary.push_str(&format!(", {repeated} repeated line(s) ignored"));
-    }
-    if v.unchained > 0 {
-        summary.push_str(&format!(
-            ", {} record(s) from before chaining not checked",
-            v.unchained
-        ));
-    }
-    if sealing {
-        summary.push_str(&format!(
-            "; {seals_here} seal(s){}, {} chain(s) with an unsealed tail",
-            match &last_seal_ts {
-                Some(ts) => format!(", sealed through {ts}"),
-                None => String::new(),
-            },
-            tails.len()
-        ));
-        if seal_problems > 0 {
-            summary.push_str(&format!(", {seal_problems} seal problem(s)"));
+        if self.v.unchained > 0 {
+            summary.push_str(&format!(
+                ", {} record(s) from before chaining not checked",
+                self.v.unchained
+            ));
         }
+        if sealing {
+            summary.push_str(&format!(
+                "; {} seal(s){}, {} chain(s) with an unsealed tail",
+                self.seals_here,
+                match &self.last_seal_ts {
+                    Some(ts) => format!(", sealed through {ts}"),
+                    None => String::new(),
+                },
+                tails.len()
+            ));
+            if self.seal_problems > 0 {
+                summary.push_str(&format!(", {} seal problem(s)", self.seal_problems));
+            }
+        }
+        writeln!(out, "{summary}")?;
+        Ok(bad)
     }
-    writeln!(out, "{summary}")?;
-    Ok(breaks > 0 || corrupt_lines > 0 || seal_problems > 0)
 }
 
 /// The seals of every file together: tags, and epochs without holes or
@@ -325,7 +403,6 @@ fn check_seals(
     seals: &[SealSeen],
 ) -> Result<bool, AdminError> {
     let mut bad = false;
-    let at = |s: &SealSeen| format!("{}:{}", o.files[s.file].display(), s.line);
     let mut by_key: BTreeMap<&str, Vec<&SealSeen>> = BTreeMap::new();
     for s in seals {
         by_key.entry(&s.key_id).or_default().push(s);
@@ -351,127 +428,153 @@ fn check_seals(
         }
         return Ok(bad);
     }
-    for (key_id, mut list) in by_key {
-        let bastions: Vec<&str> = {
-            let mut b: Vec<&str> = list.iter().map(|s| s.bastion.as_str()).collect();
-            b.sort_unstable();
-            b.dedup();
-            b
-        };
-        let Some(vk) = o.keys.iter().find(|k| k.key_id == key_id) else {
-            writeln!(
-                out,
-                "seals: {} seal(s) of bastion {} were made with key {key_id}, which no --key names: \
-                 the sealing key was replaced (or give that bastion's key too); first at {}",
-                list.len(),
-                bastions.join(", "),
-                at(list[0])
-            )?;
-            bad = true;
-            continue;
-        };
-        list.sort_by_key(|s| s.epoch);
-        let mut r = vk.ratchet();
-        let (mut valid, mut invalid) = (0u64, 0u64);
-        let mut prev: Option<&SealSeen> = None;
-        let first = list[0].epoch;
-        for s in &list {
-            if let Some(p) = prev {
-                if p.epoch == s.epoch {
-                    writeln!(
-                        out,
-                        "{}: seal epoch {} also at {}: a seal was copied",
-                        at(s),
-                        s.epoch,
-                        at(p)
-                    )?;
-                    bad = true;
-                } else if s.epoch > p.epoch + 1 {
-                    writeln!(
-                        out,
-                        "seals of key {key_id}: epochs {}..{} are missing (between {} and {}): seals were removed with the records they covered, or they are in files not read{}",
-                        p.epoch + 1,
-                        s.epoch - 1,
-                        at(p),
-                        at(s),
-                        compressed_note(o)
-                    )?;
-                    bad = true;
-                }
-            }
-            r.advance_to(s.epoch);
-            if r.verify(&s.body, &s.mac) {
-                valid += 1;
-            } else {
-                writeln!(
-                    out,
-                    "{}: seal epoch {}: the tag does not verify: the seal or the record was changed, or forged",
-                    at(s),
-                    s.epoch
-                )?;
-                invalid += 1;
-                bad = true;
-            }
-            prev = Some(s);
-        }
-        let last = list[list.len() - 1];
+    for (key_id, list) in by_key {
+        bad |= check_key(out, o, key_id, list, key_state.as_ref())?;
+    }
+    // Whether the bastion's key file is the one these keys started.
+    if let (Some(p), Some(state)) = (o.key_file, &key_state) {
+        bad |= check_key_file(out, o, p, state)?;
+    }
+    Ok(bad)
+}
+
+/// The seals of one key: known key, epochs in a row, every tag, and (with
+/// the key file) none cut off at the end. True when something is wrong.
+fn check_key(
+    out: &mut impl Write,
+    o: &VerifyOpts<'_>,
+    key_id: &str,
+    mut list: Vec<&SealSeen>,
+    key_state: Option<&(String, u64)>,
+) -> io::Result<bool> {
+    let at = |s: &SealSeen| format!("{}:{}", o.files[s.file].display(), s.line);
+    let mut bad = false;
+    let bastions: Vec<&str> = {
+        let mut b: Vec<&str> = list.iter().map(|s| s.bastion.as_str()).collect();
+        b.sort_unstable();
+        b.dedup();
+        b
+    };
+    let Some(vk) = o.keys.iter().find(|k| k.key_id == key_id) else {
         writeln!(
             out,
-            "seals of key {key_id} (bastion {}): epochs {first}..{}, {valid} valid, {invalid} invalid; last seal {}{}",
+            "seals: {} seal(s) of bastion {} were made with key {key_id}, which no --key names: \
+             the sealing key was replaced (or give that bastion's key too); first at {}",
+            list.len(),
             bastions.join(", "),
-            last.epoch,
-            last.ts,
-            if first > 0 {
-                format!("; epochs before {first} are not in these files (rotated away?)")
-            } else {
-                String::new()
-            }
+            at(list[0])
         )?;
-        if let Some((state_id, next_epoch)) = &key_state {
-            if state_id == key_id && *next_epoch > last.epoch + 1 {
+        return Ok(true);
+    };
+    list.sort_by_key(|s| s.epoch);
+    let mut r = vk.ratchet();
+    let (mut valid, mut invalid) = (0u64, 0u64);
+    let mut prev: Option<&SealSeen> = None;
+    let first = list[0].epoch;
+    for s in &list {
+        if let Some(p) = prev {
+            if p.epoch == s.epoch {
                 writeln!(
                     out,
-                    "seals of key {key_id}: the key file is at epoch {next_epoch}, but the last seal found is epoch {}: seals {}..{} were cut off{}",
-                    last.epoch,
-                    last.epoch + 1,
-                    next_epoch - 1,
+                    "{}: seal epoch {} also at {}: a seal was copied",
+                    at(s),
+                    s.epoch,
+                    at(p)
+                )?;
+                bad = true;
+            } else if s.epoch > p.epoch + 1 {
+                writeln!(
+                    out,
+                    "seals of key {key_id}: epochs {}..{} are missing (between {} and {}): seals were removed with the records they covered, or they are in files not read{}",
+                    p.epoch + 1,
+                    s.epoch - 1,
+                    at(p),
+                    at(s),
                     compressed_note(o)
                 )?;
                 bad = true;
             }
         }
+        r.advance_to(s.epoch);
+        if r.verify(&s.body, &s.mac) {
+            valid += 1;
+        } else {
+            writeln!(
+                out,
+                "{}: seal epoch {}: the tag does not verify: the seal or the record was changed, or forged",
+                at(s),
+                s.epoch
+            )?;
+            invalid += 1;
+            bad = true;
+        }
+        prev = Some(s);
     }
-    // Whether the bastion's key file is the one these keys started.
-    if let (Some(p), Some((state_id, epoch))) = (o.key_file, &key_state) {
-        let shown = p.display();
-        match o.keys.iter().find(|k| &k.key_id == state_id) {
-            None => {
-                writeln!(
-                    out,
-                    "key file {shown}: key {state_id}, which no --key names: the sealing key was replaced"
-                )?;
-                bad = true;
-            }
-            Some(vk) => match KeyPath::new(p).descends_from(vk) {
-                Ok(true) => writeln!(
-                    out,
-                    "key file {shown}: at epoch {epoch}, descends from verification key {state_id}"
-                )?,
-                Ok(false) => {
-                    writeln!(
-                        out,
-                        "key file {shown}: names key {state_id} but does NOT descend from it: it was replaced"
-                    )?;
-                    bad = true;
-                }
-                Err(e) => {
-                    writeln!(out, "key file: {e}")?;
-                    bad = true;
-                }
-            },
+    let last = list[list.len() - 1];
+    writeln!(
+        out,
+        "seals of key {key_id} (bastion {}): epochs {first}..{}, {valid} valid, {invalid} invalid; last seal {}{}",
+        bastions.join(", "),
+        last.epoch,
+        last.ts,
+        if first > 0 {
+            format!("; epochs before {first} are not in these files (rotated away?)")
+        } else {
+            String::new()
+        }
+    )?;
+    if let Some((state_id, next_epoch)) = key_state {
+        if state_id == key_id && *next_epoch > last.epoch + 1 {
+            writeln!(
+                out,
+                "seals of key {key_id}: the key file is at epoch {next_epoch}, but the last seal found is epoch {}: seals {}..{} were cut off{}",
+                last.epoch,
+                last.epoch + 1,
+                next_epoch - 1,
+                compressed_note(o)
+            )?;
+            bad = true;
         }
     }
     Ok(bad)
+}
+
+/// Whether the bastion's key file (`state`: its key id and epoch) descends
+/// from one of the verification keys. True when it does not.
+fn check_key_file(
+    out: &mut impl Write,
+    o: &VerifyOpts<'_>,
+    p: &Path,
+    (state_id, epoch): &(String, u64),
+) -> io::Result<bool> {
+    let shown = p.display();
+    let Some(vk) = o.keys.iter().find(|k| &k.key_id == state_id) else {
+        writeln!(
+            out,
+            "key file {shown}: key {state_id}, which no --key names: the sealing key was replaced"
+        )?;
+        return Ok(true);
+    };
+    match KeyPath::new(p).descends_from(vk) {
+        Ok(true) => {
+            writeln!(
+                out,
+                "key file {shown}: at epoch {epoch}, descends from verification key {state_id}"
+            )?;
+            Ok(false)
+        }
+        Ok(false) => {
+            writeln!(
+                out,
+                "key file {shown}: names key {state_id} but does NOT descend from it: it was replaced"
+            )?;
+            Ok(true)
+        }
+        Err(e) => {
+            writeln!(out, "key file: {e}")?;
+            Ok(true)
+        }
+    }
 }
 
 fn compressed_note(o: &VerifyOpts<'_>) -> String {
@@ -489,6 +592,7 @@ fn compressed_note(o: &VerifyOpts<'_>) -> String {
 mod tests {
     use super::*;
     use crate::audit::{AuditLog, EndReason, Event};
+    use serde_json::Value;
     use std::time::Duration;
 
     struct Bastion {
@@ -629,10 +733,14 @@ mod tests {
                 out.push('\n');
                 continue;
             }
-            let chain = chain_of(&v).unwrap().to_string();
+            let chain = Record::parse(l.clone().into_bytes())
+                .unwrap()
+                .chain()
+                .unwrap()
+                .to_string();
             let (n, prev) = match links.get(&chain) {
                 Some((n, h)) => (n + 1, h.clone()),
-                None => (1, crate::audit::chain::GENESIS.to_string()),
+                None => (1, crate::core::chain::GENESIS.to_string()),
             };
             v["n"] = n.into();
             v["prev"] = prev.into();
@@ -911,5 +1019,83 @@ mod tests {
         let text = std::fs::read_to_string(b.file("alice")).unwrap();
         assert!(text.contains("\"reason\":\"seal_failed\""), "{text}");
         assert!(text.contains("\"event\":\"logout\""), "{text}");
+    }
+
+    /// Forward compatibility: a newer writer's records (an event and
+    /// fields this version does not know) are chain-checked over their
+    /// bytes as stored, and an edit inside an unknown field is caught.
+    #[test]
+    fn a_newer_writers_records_are_verified() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = AuditLog::open(dir.path(), "alice", "L1", "local").unwrap();
+        session(&mut log, "S1", &["ls"]);
+        let p = dir.path().join("alice.jsonl");
+        let first = format!(
+            r#"{{"v":1,"ts":"2026-12-01T10:00:00.000Z","event":"port_forward","user":"alice","login":"L2","client":"local","session":"S2","host":"web01","listen":{{"addr":"127.0.0.1","port":8080}},"n":1,"prev":"{}"}}"#,
+            crate::core::chain::GENESIS
+        );
+        let second = format!(
+            r#"{{"v":1,"ts":"2026-12-01T10:00:01.000Z","event":"session_end","user":"alice","login":"L2","client":"local","session":"S2","host":"web01","exit_status":0,"reason":"exit","duration_ms":1000,"bytes_in":0,"bytes_out":0,"energy_j":1.5,"n":2,"prev":"{}"}}"#,
+            hash_line(first.as_bytes())
+        );
+        let mut text = std::fs::read_to_string(&p).unwrap();
+        text.push_str(&format!("{first}\n{second}\n"));
+        std::fs::write(&p, &text).unwrap();
+        let run = || {
+            let mut out = Vec::new();
+            let code = verify_into(
+                &mut out,
+                &VerifyOpts {
+                    files: std::slice::from_ref(&p),
+                    keys: &[],
+                    key_file: None,
+                    skipped_compressed: 0,
+                },
+            )
+            .unwrap();
+            (code, String::from_utf8(out).unwrap())
+        };
+        let (code, report) = run();
+        assert_eq!(code, 0, "{report}");
+        assert!(
+            report.contains(": OK: 7 chained record(s) checked, 0 broken chain(s)"),
+            "{report}"
+        );
+        std::fs::write(&p, text.replace("\"port\":8080", "\"port\":8081")).unwrap();
+        let (code, report) = run();
+        assert_eq!(code, 1, "{report}");
+        assert!(
+            report.contains(":7: session S2: `prev` does not match the hash of line 6"),
+            "{report}"
+        );
+    }
+
+    /// A line with a field twice is reported, not read one way or the
+    /// other (jq takes the last copy, other parsers the first).
+    #[test]
+    fn a_repeated_field_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = AuditLog::open(dir.path(), "alice", "L1", "local").unwrap();
+        session(&mut log, "S1", &["ls", "id"]);
+        let p = dir.path().join("alice.jsonl");
+        let text = std::fs::read_to_string(&p).unwrap().replace(
+            "\"command\":\"id\"",
+            "\"command\":\"id\",\"command\":\"rm -rf /\"",
+        );
+        std::fs::write(&p, text).unwrap();
+        let mut out = Vec::new();
+        let o = VerifyOpts {
+            files: std::slice::from_ref(&p),
+            keys: &[],
+            key_file: None,
+            skipped_compressed: 0,
+        };
+        assert_eq!(verify_into(&mut out, &o).unwrap(), 1);
+        let report = String::from_utf8(out).unwrap();
+        assert!(
+            report.contains(":4: not a record (duplicate field `command`"),
+            "{report}"
+        );
+        assert!(report.contains("BROKEN"), "{report}");
     }
 }

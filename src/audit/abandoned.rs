@@ -24,10 +24,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
-use serde_json::Value;
 
 use super::chain::{hash_line, Link};
 use super::reader::{JsonlReader, Line};
+use super::record::read::{Body, Record};
 use super::record::UNKNOWN_BYTES;
 use super::{AuditError, AuditLog, EndReason, Event};
 
@@ -63,22 +63,15 @@ pub struct Closed {
     pub detail: String,
 }
 
+/// A session whose start the sweep saw and whose end it did not (yet).
 struct Open {
-    start: Value,
+    /// Its `session_start` (or `exec`).
+    start: Record,
     start_ms: Option<i64>,
+    /// Its last record's time: the last sign of life in the file.
     last_ms: Option<i64>,
+    /// Where its chain stands (the end continues it).
     link: Option<Link>,
-}
-
-fn ts_ms(rec: &Value) -> Option<i64> {
-    let ts = rec.get("ts")?.as_str()?;
-    chrono::DateTime::parse_from_rfc3339(ts)
-        .ok()
-        .map(|t| t.timestamp_millis())
-}
-
-fn str_of<'a>(v: &'a Value, k: &str) -> &'a str {
-    v.get(k).and_then(|s| s.as_str()).unwrap_or("")
 }
 
 /// Closes the abandoned sessions of one JSONL file. `tail`: only look at
@@ -96,13 +89,37 @@ pub fn sweep_sealed(
     tail: Option<u64>,
     seal: Option<&Path>,
 ) -> Result<Vec<Closed>, SweepError> {
+    let Some((reader, lock)) = lock_and_open(path, tail)? else {
+        return Ok(Vec::new());
+    };
+    let (open, mut logins) = scan(reader)?;
+    let this_boot = boot_id();
+    let mut closed = Vec::new();
+    let mut sessions: Vec<(String, Open)> = open.into_iter().collect();
+    sessions.sort_by_key(|(_, o)| o.start_ms);
+    for (session, o) in sessions {
+        if let Some(why) = gone(&o.start, o.start_ms, this_boot.as_deref()) {
+            closed.push(close(path, seal, &mut logins, session, &o, &why)?);
+        }
+    }
+    drop(lock);
+    Ok(closed)
+}
+
+/// The file, locked (flock, exclusive) and positioned for the sweep; `None`
+/// when there is nothing to do (no file, or at login another sweep holds
+/// the lock). The lock is held until the returned guard is dropped.
+fn lock_and_open(
+    path: &Path,
+    tail: Option<u64>,
+) -> Result<Option<(JsonlReader, Flock<File>)>, SweepError> {
     let read_err = |err| SweepError::Read {
         path: path.to_path_buf(),
         err,
     };
     let file = match File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(read_err(e)),
     };
     // At login (`tail`), never wait: another sweep holding the lock is
@@ -114,7 +131,7 @@ pub fn sweep_sealed(
     };
     let lock = match Flock::lock(file.try_clone().map_err(read_err)?, how) {
         Ok(l) => l,
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) if tail.is_some() => return Ok(Vec::new()),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) if tail.is_some() => return Ok(None),
         Err((_, err)) => {
             return Err(SweepError::Lock {
                 path: path.to_path_buf(),
@@ -129,135 +146,153 @@ pub fn sweep_sealed(
             .seek_to_line_after(len.saturating_sub(t))
             .map_err(read_err)?;
     }
+    Ok(Some((reader, lock)))
+}
+
+/// Reads the file (under the lock): the sessions started and not ended,
+/// and the logins.
+fn scan(mut reader: JsonlReader) -> Result<(HashMap<String, Open>, Logins), SweepError> {
     let mut open: HashMap<String, Open> = HashMap::new();
     let mut logins = Logins::default();
+    let path = reader.path().to_path_buf();
+    let read_err = |err| SweepError::Read {
+        path: path.clone(),
+        err,
+    };
     while let Some(line) = reader.next_line().map_err(read_err)? {
-        let Line::Record { bytes, value, .. } = line else {
+        let Line::Record { record, .. } = line else {
             continue;
         };
-        let link = value.get("n").and_then(|n| n.as_u64()).map(|n| Link {
+        let link = record.head.n.map(|n| Link {
             n,
-            hash: hash_line(&bytes),
+            hash: hash_line(&record.bytes),
         });
-        let Some(session) = value.get("session").and_then(|s| s.as_str()) else {
-            logins.note(&value, link);
+        let Some(session) = record.session().map(str::to_string) else {
+            logins.note(&record, link);
             continue;
         };
-        match str_of(&value, "event") {
+        let ms = record.ts_ms();
+        if record.start().is_some() {
             // An exec or transfer starts with its `exec` record.
-            "session_start" | "exec" => {
-                let ms = ts_ms(&value);
-                open.insert(
-                    session.to_string(),
-                    Open {
-                        start_ms: ms,
-                        last_ms: ms,
-                        link,
-                        start: value,
-                    },
-                );
-            }
-            "session_end" => {
-                open.remove(session);
-            }
-            _ => {
-                if let Some(o) = open.get_mut(session) {
-                    o.last_ms = ts_ms(&value).or(o.last_ms);
-                    if link.is_some() {
-                        o.link = link;
-                    }
-                }
+            open.insert(
+                session,
+                Open {
+                    start_ms: ms,
+                    last_ms: ms,
+                    link,
+                    start: record,
+                },
+            );
+        } else if matches!(record.body, Body::SessionEnd(_)) {
+            open.remove(&session);
+        } else if let Some(o) = open.get_mut(&session) {
+            o.last_ms = ms.or(o.last_ms);
+            if link.is_some() {
+                o.link = link;
             }
         }
     }
-    let this_boot = boot_id();
-    let mut closed = Vec::new();
-    let mut sessions: Vec<(String, Open)> = open.into_iter().collect();
-    sessions.sort_by_key(|(_, o)| o.start_ms);
-    for (session, o) in sessions {
-        let s = &o.start;
-        // Boot id + pid + process start time, never the process name
-        // (issue 12, point 3: a symlinked binary has another name).
-        let verdict = crate::process::judge(
-            Recorded {
-                pid: s.get("pid").and_then(|p| p.as_i64()),
-                boot_id: s.get("boot_id").and_then(|b| b.as_str()),
-                start: s.get("proc_start").and_then(|p| p.as_u64()),
-                session_started: o.start_ms.map(|ms| ms / 1000),
-            },
-            this_boot.as_deref(),
-            crate::process::state,
-        );
-        let Liveness::Gone(why) = verdict else {
-            continue;
-        };
-        // The recording's mtime is the last moment the session was seen.
-        let rec_ms = s
-            .get("recording")
-            .and_then(|r| r.as_str())
-            .and_then(|r| std::fs::metadata(r).ok())
-            .and_then(|m| m.modified().ok())
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_millis() as i64);
-        let last = o.last_ms.max(rec_ms);
-        let duration_ms = match (o.start_ms, last) {
-            (Some(a), Some(b)) if b > a => (b - a) as u64,
-            _ => 0,
-        };
-        let (user, login, client, host) = (
-            str_of(s, "user"),
-            str_of(s, "login"),
-            str_of(s, "client"),
-            str_of(s, "host"),
-        );
-        let mut log = AuditLog::open_path(path, user, login, client).map_err(SweepError::Write)?;
-        // The dead session's bastion (its records say), not necessarily
-        // this host's name: the sweep may run on a copy.
-        if let Some(b) = s.get("bastion").and_then(|b| b.as_str()) {
-            log.set_bastion(b);
-        }
-        if let Some(key) = seal {
-            log.enable_sealing(key, None);
-        }
-        if let Some(link) = o.link.clone() {
-            log.resume_chain(&session, link);
-        }
-        let detail = format!("{why}; the session had no end record");
-        log.write(&Event::SessionEnd {
-            session: &session,
-            host,
-            exit_status: None,
-            exit_signal: None,
-            reason: EndReason::Abandoned,
-            detail: Some(&detail),
-            by: None,
-            duration_ms,
-            bytes_in: UNKNOWN_BYTES,
-            bytes_out: UNKNOWN_BYTES,
+    Ok((open, logins))
+}
+
+/// Why the session's process is gone, or `None` while it may be alive.
+/// Boot id + pid + process start time, never the process name (issue 12,
+/// point 3: a symlinked binary has another name).
+fn gone(start: &Record, start_ms: Option<i64>, this_boot: Option<&str>) -> Option<String> {
+    let s = start.start()?;
+    let verdict = crate::process::judge(
+        Recorded {
+            pid: s.pid,
+            boot_id: s.boot_id,
+            start: s.proc_start,
+            session_started: start_ms.map(|ms| ms / 1000),
+        },
+        this_boot,
+        crate::process::state,
+    );
+    match verdict {
+        Liveness::Gone(why) => Some(why),
+        _ => None,
+    }
+}
+
+/// Writes the missing `session_end` of a dead session, continuing its
+/// chain, and its login's `logout` when the login has none.
+fn close(
+    path: &Path,
+    seal: Option<&Path>,
+    logins: &mut Logins,
+    session: String,
+    o: &Open,
+    why: &str,
+) -> Result<Closed, SweepError> {
+    let h = &o.start.head;
+    let text = |f: &Option<String>| f.clone().unwrap_or_default();
+    let (user, login, client, host) = (
+        text(&h.user),
+        text(&h.login),
+        text(&h.client),
+        text(&h.host),
+    );
+    // The recording's mtime is the last moment the session was seen.
+    let rec_ms = o
+        .start
+        .start()
+        .and_then(|s| s.recording)
+        .and_then(|r| std::fs::metadata(r).ok())
+        .and_then(|m| m.modified().ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as i64);
+    let last = o.last_ms.max(rec_ms);
+    let mut log = AuditLog::open_path(path, &user, &login, &client).map_err(SweepError::Write)?;
+    // The dead session's bastion (its records say), not necessarily
+    // this host's name: the sweep may run on a copy.
+    if let Some(b) = &h.bastion {
+        log.set_bastion(b);
+    }
+    if let Some(key) = seal {
+        log.enable_sealing(key, None);
+    }
+    if let Some(link) = o.link.clone() {
+        log.resume_chain(&session, link);
+    }
+    let detail = format!("{why}; the session had no end record");
+    log.write(&Event::SessionEnd {
+        session: &session,
+        host: &host,
+        exit_status: None,
+        exit_signal: None,
+        reason: EndReason::Abandoned,
+        detail: Some(&detail),
+        by: None,
+        duration_ms: span_ms(o.start_ms, last),
+        bytes_in: UNKNOWN_BYTES,
+        bytes_out: UNKNOWN_BYTES,
+    })
+    .map_err(SweepError::Write)?;
+    // The process that died was the whole login: close it too, once.
+    if let Some(link) = logins.close(&login) {
+        log.resume_chain(&login, link);
+        log.write(&Event::Logout {
+            duration_ms: span_ms(logins.started_ms(&login), last),
+            reason: Some("abandoned"),
         })
         .map_err(SweepError::Write)?;
-        // The process that died was the whole login: close it too, once.
-        if let Some(link) = logins.close(login) {
-            log.resume_chain(login, link);
-            let duration_ms = match (logins.started_ms(login), last) {
-                (Some(a), Some(b)) if b > a => (b - a) as u64,
-                _ => 0,
-            };
-            log.write(&Event::Logout {
-                duration_ms,
-                reason: Some("abandoned"),
-            })
-            .map_err(SweepError::Write)?;
-        }
-        closed.push(Closed {
-            session,
-            user: user.to_string(),
-            host: host.to_string(),
-            detail,
-        });
     }
-    drop(lock);
-    Ok(closed)
+    Ok(Closed {
+        session,
+        user,
+        host,
+        detail,
+    })
+}
+
+/// Milliseconds from `a` to `b`; 0 when either is unknown or out of order.
+fn span_ms(a: Option<i64>, b: Option<i64>) -> u64 {
+    match (a, b) {
+        (Some(a), Some(b)) if b > a => (b - a) as u64,
+        _ => 0,
+    }
 }
 
 /// The logins seen by a sweep (records without a session): which ended
@@ -270,18 +305,17 @@ struct Logins {
 }
 
 impl Logins {
-    fn note(&mut self, rec: &Value, link: Option<Link>) {
-        let login = str_of(rec, "login");
-        if login.is_empty() {
+    fn note(&mut self, rec: &Record, link: Option<Link>) {
+        let Some(login) = rec.head.login.as_deref().filter(|l| !l.is_empty()) else {
             return;
-        }
-        match str_of(rec, "event") {
-            "login" => {
-                if let Some(ms) = ts_ms(rec) {
+        };
+        match rec.body {
+            Body::Login(_) => {
+                if let Some(ms) = rec.ts_ms() {
                     self.started_ms.insert(login.to_string(), ms);
                 }
             }
-            "logout" => {
+            Body::Logout(_) => {
                 self.ended.insert(login.to_string());
             }
             _ => {}
@@ -314,6 +348,10 @@ pub const LOGIN_TAIL_BYTES: u64 = 128 * 1024;
 mod tests {
     use super::*;
 
+    fn typed(v: serde_json::Value) -> Record {
+        Record::parse(serde_json::to_vec(&v).unwrap()).unwrap()
+    }
+
     #[test]
     fn a_login_is_closed_once_and_only_when_its_chain_was_seen() {
         let mut l = Logins::default();
@@ -322,14 +360,21 @@ mod tests {
             hash: "h".into(),
         });
         l.note(
-            &serde_json::json!({"event":"login","login":"L1","ts":"2026-01-01T00:00:00.000Z"}),
+            &typed(
+                serde_json::json!({"event":"login","login":"L1","ts":"2026-01-01T00:00:00.000Z"}),
+            ),
             link.clone(),
         );
         l.note(
-            &serde_json::json!({"event":"login","login":"L2","ts":"2026-01-01T00:00:00.000Z"}),
+            &typed(
+                serde_json::json!({"event":"login","login":"L2","ts":"2026-01-01T00:00:00.000Z"}),
+            ),
             link.clone(),
         );
-        l.note(&serde_json::json!({"event":"logout","login":"L2"}), link);
+        l.note(
+            &typed(serde_json::json!({"event":"logout","login":"L2"})),
+            link,
+        );
         assert_eq!(l.close("L1").map(|k| k.n), Some(3));
         assert!(l.close("L1").is_none(), "a second logout");
         assert!(l.close("L2").is_none(), "L2 has its logout");

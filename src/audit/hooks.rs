@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use super::{abandoned, AuditLog};
-use crate::config::Settings;
+use crate::core::config::Settings;
 use crate::report;
 
 /// The system logger's socket.

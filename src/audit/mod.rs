@@ -5,10 +5,8 @@
 #![forbid(unsafe_code)]
 
 pub mod abandoned;
-pub mod chain;
 pub mod hooks;
 pub mod reader;
-pub mod record;
 pub mod seal;
 
 use std::collections::HashMap;
@@ -19,6 +17,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::core::{chain, record};
 pub use record::{DenyReason, EndReason, Event};
 
 #[derive(Debug)]
@@ -98,17 +97,6 @@ pub fn host_name() -> String {
         .and_then(|h| h.into_string().ok())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".to_string())
-}
-
-/// A `seal` record: the common fields, what it covers, and its tag.
-#[derive(serde::Serialize)]
-struct SealRecord<'a> {
-    #[serde(flatten)]
-    common: record::Common<'a>,
-    key_id: &'a str,
-    epoch: u64,
-    chains: &'a [seal::Covered],
-    mac: &'a str,
 }
 
 impl AuditLog {
@@ -313,7 +301,7 @@ impl AuditLog {
                 chains: &chains,
             };
             let mac = ratchet.tag(&body.bytes());
-            let mut line = serde_json::to_vec(&SealRecord {
+            let mut line = serde_json::to_vec(&record::SealRecord {
                 common,
                 key_id,
                 epoch: ratchet.epoch,
@@ -458,8 +446,8 @@ mod tests {
 
     #[test]
     fn policy_record_has_the_contract_fields() {
-        use crate::audit::record::PolicyOutcome;
-        use crate::command_policy::Action;
+        use crate::core::command_policy::Action;
+        use crate::core::record::PolicyOutcome;
         let dir = tempfile::tempdir().unwrap();
         let mut log = AuditLog::open(dir.path(), "alice", "L1", "local").unwrap();
         for (action, outcome, want) in [
@@ -555,8 +543,9 @@ mod tests {
             chain::hash_line(lines[0].as_bytes()).as_str()
         );
         let mut v = chain::Verifier::new();
-        for (i, (l, r)) in lines.iter().zip(&recs).enumerate() {
-            assert_eq!(v.feed(i as u64 + 1, l.as_bytes(), r), None);
+        for (i, l) in lines.iter().enumerate() {
+            let r = record::read::Record::parse(l.as_bytes().to_vec()).unwrap();
+            assert_eq!(v.feed(i as u64 + 1, &r), None);
         }
     }
 

@@ -8,20 +8,22 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use crate::core::record::read::Record;
+
 /// No record we write comes near this (commands are cut at 16 KiB); a
 /// longer "line" is corruption, and must not grow memory without bound.
 pub const MAX_LINE: usize = 1 << 20;
 
 /// One complete line of a JSONL file.
+// Nearly every line is a record: boxing it to shrink the rare corrupt
+// line would cost an allocation per record.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Line {
-    /// A record: its bytes as stored (no newline) and the parsed value.
-    Record {
-        no: u64,
-        bytes: Vec<u8>,
-        value: serde_json::Value,
-    },
-    /// A line that is not a JSON object; `why` says what is wrong.
+    /// A record: its bytes as stored (no newline) and their typed view.
+    Record { no: u64, record: Record },
+    /// A line that is not a record (`read::NotARecord`); `why` says what
+    /// is wrong.
     Corrupt { no: u64, why: String },
 }
 
@@ -152,15 +154,11 @@ impl JsonlReader {
 }
 
 fn parse(no: u64, bytes: Vec<u8>) -> Line {
-    match serde_json::from_slice::<serde_json::Value>(&bytes) {
-        Ok(value) if value.is_object() => Line::Record { no, bytes, value },
-        Ok(_) => Line::Corrupt {
-            no,
-            why: "not a JSON object".into(),
-        },
+    match Record::parse(bytes) {
+        Ok(record) => Line::Record { no, record },
         Err(e) => Line::Corrupt {
             no,
-            why: format!("not valid JSON ({e})"),
+            why: e.to_string(),
         },
     }
 }
@@ -189,7 +187,7 @@ mod tests {
         let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
         f.write_all(b"3}\n").unwrap();
         match r.next_line().unwrap() {
-            Some(Line::Record { no: 5, value, .. }) => assert_eq!(value["c"], 3),
+            Some(Line::Record { no: 5, record }) => assert_eq!(record.bytes, b"{\"c\":3}"),
             other => panic!("{other:?}"),
         }
         assert_eq!(r.truncated_tail(), None);

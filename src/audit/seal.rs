@@ -34,6 +34,8 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::core::record::read::{Head, Seal};
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// How the verification key is written: this prefix, then 64 hex digits.
@@ -481,15 +483,8 @@ fn sync_dir(path: &Path) {
     }
 }
 
-/// One chain as a seal covers it: its id, its last record's `n`, and the
-/// SHA-256 of that record's line (so every record before it too, through
-/// the hash chain).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Covered {
-    pub chain: String,
-    pub n: u64,
-    pub hash: String,
-}
+/// One chain as a seal covers it (part of the record schema).
+pub use crate::core::record::Covered;
 
 /// What a seal's tag is computed over: the seal record's fields that say
 /// what is sealed, by whom, when, as canonical JSON (serde_json writes
@@ -515,20 +510,19 @@ impl SealBody<'_> {
 
 /// The seal body of a stored `seal` record, to check its `mac`; `None`
 /// when a field is missing or of the wrong type (not a seal we wrote).
-pub fn body_of(rec: &serde_json::Value) -> Option<(Vec<u8>, u64, String, Vec<Covered>)> {
-    let s = |k: &str| rec.get(k).and_then(|v| v.as_str());
-    let chains: Vec<Covered> = serde_json::from_value(rec.get("chains")?.clone()).ok()?;
-    let epoch = rec.get("epoch")?.as_u64()?;
-    let key_id = s("key_id")?;
+pub fn body_of(head: &Head, seal: &Seal) -> Option<(Vec<u8>, u64, String, Vec<Covered>)> {
+    let chains = seal.chains.clone()?;
+    let epoch = seal.epoch?;
+    let key_id = seal.key_id.as_deref()?;
     let body = SealBody {
-        v: rec.get("v")?.as_u64()? as u32,
+        v: head.v? as u32,
         key_id,
         epoch,
-        ts: s("ts")?,
-        bastion: s("bastion")?,
-        user: s("user")?,
-        login: s("login")?,
-        client: s("client")?,
+        ts: head.ts.as_deref()?,
+        bastion: head.bastion.as_deref()?,
+        user: head.user.as_deref()?,
+        login: head.login.as_deref()?,
+        client: head.client.as_deref()?,
         chains: &chains,
     }
     .bytes();

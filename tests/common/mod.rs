@@ -88,6 +88,64 @@ pub fn gatehouse_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_gatehouse"))
 }
 
+/// Runs `cmd` with `sh -c`: (exit code, stdout then stderr).
+pub fn sh(cmd: &str) -> (i32, String) {
+    let out = Command::new("sh")
+        .args(["-c", cmd])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sh");
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// `sh`, and the test fails with the output unless it exits 0.
+pub fn must(cmd: &str) -> String {
+    let (code, out) = sh(cmd);
+    assert_eq!(code, 0, "`{cmd}` failed: {out}");
+    out
+}
+
+/// The binary built with `GATEHOUSE_SYSTEM_CONFIG=sys_config` (the
+/// privileged suites' built-in config path) into its own target dir
+/// `target/<dir>`, seeded from `target/<seed>` when that exists so only
+/// Gatehouse itself is compiled. When this build already has that path,
+/// it is the binary under test.
+pub fn privileged_build(sys_config: &str, dir: &str, seed: Option<&str>) -> PathBuf {
+    if gatehouse::core::config::SYSTEM_CONFIG == sys_config {
+        return gatehouse_bin();
+    }
+    let root = gatehouse_bin()
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf();
+    let target = root.join(dir);
+    if let Some(seed) = seed.map(|s| root.join(s)) {
+        if !target.exists() && seed.exists() {
+            let _ = sh(&format!(
+                "cp -a {} {}",
+                sh_quote(&seed.display().to_string()),
+                sh_quote(&target.display().to_string())
+            ));
+        }
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--bin", "gatehouse", "--manifest-path"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target)
+        .env("GATEHOUSE_SYSTEM_CONFIG", sys_config)
+        .status()
+        .expect("run cargo build");
+    assert!(
+        status.success(),
+        "cargo build of the privileged copy failed"
+    );
+    target.join("debug/gatehouse")
+}
+
 /// Name of the current unix user, from the real uid (not `$USER`).
 pub fn current_user() -> String {
     User::from_uid(getuid())

@@ -136,9 +136,9 @@ def keys_of(s):
 SCENARIOS = {}
 
 
-def scenario(name, description, expected, secret=None, cols=80, rows=24):
+def scenario(name, description, expected, secret=None, cols=80, rows=24, unverified=None):
     def wrap(fn):
-        SCENARIOS[name] = (description, expected, secret, cols, rows, fn)
+        SCENARIOS[name] = (description, expected, secret, cols, rows, fn, unverified)
         return fn
 
     return wrap
@@ -596,9 +596,115 @@ def _(s):
     s.type("q")
 
 
+@scenario(
+    "vi_mode",
+    "bash in vi editing mode: recall with Esc k, x, a; 0cw changes a word",
+    ["set -o vi", "echo vi-one", "echo vi-on9", "echo vi-two", "set -o emacs"],
+)
+def _(s):
+    s.type("set -o vi\r")
+    s.type("echo vi-one\r")
+    s.type(ESC + "k$xa9\r")
+    s.type("true vi-two" + ESC + "0cwecho\r")
+    s.type("set -o emacs\r")
+
+
+@scenario(
+    "recall_cursor_left",
+    "history recall, cursor moved left (Left, Ctrl-A), then Enter: the whole line runs",
+    ["echo left-one", "echo left-one", "echo left-one"],
+)
+def _(s):
+    s.type("echo left-one\r")
+    s.type(UP + LEFT + LEFT + LEFT + "\r")
+    s.type(UP + "\x01\r")
+
+
+@scenario(
+    "readline_kill_yank",
+    "readline kill ring and word commands: Ctrl-Y, Alt-f, Ctrl-K, Alt-b, Alt-u, Alt-t, Ctrl-T, Ctrl-_ undo, Alt-.; the undo empties the line, and an Enter on a line the screen shows empty after edits is still recorded from the keys (verified: false): an empty-looking line is never taken as proof that nothing ran",
+    [
+        "echo yank-a yank-b",
+        "echo kept",
+        "echo two ONE",
+        "echo ab",
+        "echo undonex\x1f",
+        "echo ab",
+    ],
+    unverified=["echo undonex\x1f"],
+)
+def _(s):
+    # Ctrl-U kills the line, Ctrl-Y yanks it back, then more is typed.
+    s.type("echo yank-a\x15\x19 yank-b\r")
+    # Ctrl-A, Alt-f moves over `echo`, Ctrl-K kills the rest, type " kept".
+    s.type("echo gone-text\x01" + ESC + "f\x0b kept\r")
+    # Alt-b Alt-b to `one`, Alt-u upcases it, Alt-t transposes words.
+    s.type("echo one two" + ESC + "b" + ESC + "b" + ESC + "u" + ESC + "t\r")
+    # Ctrl-T transposes characters: "echo ba" -> "echo ab".
+    s.type("echo ba\x14\r")
+    # Ctrl-_ undoes the typed group: the line is empty on screen, and the
+    # record comes from the keys, unverified (never silently absent).
+    s.type("echo undonex\x1f\r")
+    # Alt-. inserts the last argument of the previous command.
+    s.type("echo " + ESC + ".\r")
+
+
+@scenario(
+    "fake_prompt_mid_line",
+    "a background job draws a fake prompt while a line is typed: the shell runs the whole line; the screen shows a prompt after its start and only its end after that. Both halves are recorded unverified (the first when the prompt showed, the second at Enter; policy sees them joined) — never the end alone as verified",
+    ["(sleep 1; printf '\\r\\ntgt$ ') &", "echo sp", "lit-x"],
+    unverified=["echo sp", "lit-x"],
+)
+def _(s):
+    s.type("(sleep 1; printf '\\r\\ntgt$ ') &\r")
+    s.type("echo sp")
+    s.settle(1.5, 3.0)
+    time.sleep(1.2)
+    s.settle(0.3, 1.0)
+    s.type("lit-x\r")
+
+
+@scenario(
+    "accept_line_rebound",
+    "a key bound to accept-line (bind '\"\\C-t\": accept-line'): the line runs without an Enter; it is recorded when the next prompt shows it ran (unverified), never lost",
+    ["bind '\"\\C-t\": accept-line'", "echo bound-x", "echo next"],
+    unverified=["echo bound-x", "echo next"],
+)
+def _(s):
+    s.type("bind '\"\\C-t\": accept-line'\r")
+    s.type("echo bound-x\x14")
+    s.type("echo next\r")
+
+
+@scenario(
+    "ctrl_o_operate",
+    "Ctrl-O (operate-and-get-next) runs a recalled line and loads the next one; Enter then runs that one with no key typed",
+    ["echo o1", "echo o2", "echo o1", "echo o2"],
+    unverified=[],
+)
+def _(s):
+    s.type("echo o1\r")
+    s.type("echo o2\r")
+    s.type(UP + UP + "\x0f")
+    s.type("\r")
+
+
+@scenario(
+    "redteam_echo_off_ignored_ctrl_c",
+    "echo off and `stty intr undef`: Ctrl-C is a key readline ignores, so the line is still there at Enter; the keys model clears it and the Enter looks empty",
+    ["stty -echo intr undef", "touch rt_ran_ctrl_c", "stty echo intr ^C", "ls rt_ran_ctrl_c"],
+    unverified=["touch rt_ran_ctrl_c", "stty echo intr ^C"],
+)
+def _(s):
+    s.type("stty -echo intr undef\r")
+    s.type("touch rt_ran_ctrl_c\x03\r")
+    s.type("stty echo intr ^C\r")
+    s.type("ls rt_ran_ctrl_c\r")
+
+
 def main(names):
     for name in names or SCENARIOS:
-        description, expected, secret, cols, rows, fn = SCENARIOS[name]
+        description, expected, secret, cols, rows, fn, unverified = SCENARIOS[name]
         s = Session(cols, rows)
         try:
             fn(s)
@@ -614,7 +720,12 @@ def main(names):
         }
         if secret:
             doc["secret"] = secret
-        with open(os.path.join(HERE, name + ".json"), "w") as f:
+        if unverified:
+            doc["unverified"] = unverified
+        # Red-team findings (holes not fixed yet) live apart, replayed by
+        # an ignored test: the main corpus stays green.
+        out_dir = os.path.join(HERE, "redteam") if name.startswith("redteam_") else HERE
+        with open(os.path.join(out_dir, name + ".json"), "w") as f:
             json.dump(doc, f, indent=0, ensure_ascii=False)
             f.write("\n")
         print("recorded", name, len(s.events), "events")

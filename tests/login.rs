@@ -254,6 +254,35 @@ fn menu_lists_only_permitted_hosts() {
     assert!(!out.contains("secret01"), "menu leaked a forbidden host");
 }
 
+/// Issue 13: the operator's groups are looked up only when a rule names
+/// `unix_groups`; a rule that grants by group alone still works.
+#[test]
+fn a_rule_by_unix_group_alone_lists_its_hosts() {
+    if skip_without_pty() {
+        return;
+    }
+    let group = nix::unistd::Group::from_gid(nix::unistd::getgid())
+        .unwrap()
+        .expect("the primary group has a name")
+        .name;
+    let t = Target::start();
+    let gh = Gh::builder()
+        .target("web01", &t)
+        .target("secret01", &t)
+        .access(Access::new(&[], &[&group], &["web*"]))
+        .build();
+    let mut p = gh.spawn(&[]);
+    p.expect(MENU).unwrap();
+    p.expect("web01").unwrap();
+    p.expect("quit").unwrap();
+    p.send(keys::ESC).unwrap();
+    assert_eq!(wait_exit(&mut p), 0);
+    assert!(
+        !p.output().contains("secret01"),
+        "menu leaked a forbidden host"
+    );
+}
+
 #[test]
 fn no_rule_no_access() {
     let t = Target::start();

@@ -14,7 +14,8 @@ pub struct Operator {
     pub uid: u32,
     pub name: String,
     /// Names of every group the user is in (primary and supplementary),
-    /// as NSS reports them, so LDAP/SSSD groups count.
+    /// as NSS reports them, so LDAP/SSSD groups count. Empty when nothing
+    /// asks (`from_real_uid(false)`: no rule names a unix group).
     pub groups: Vec<String>,
 }
 

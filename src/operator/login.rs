@@ -49,8 +49,9 @@ fn start_and_run(request: &str, privileged: bool) -> Result<i32, LoginError> {
     // The process is already hardened (no core, no ptrace by the
     // operator's uid): `privilege::enter`, before either side runs.
     let signals = SignalPipe::install().map_err(LoginError::Signals)?;
-    let operator = Operator::from_real_uid()?;
     let config = Config::load(&config_path(privileged))?;
+    // The config first: it says whether the operator's groups matter.
+    let operator = Operator::from_real_uid(config.names_unix_groups())?;
     // Refuse a config that anyone but root or us could change (doas-style).
     crate::privilege::check_files(&config, privileged)?;
     let login_id = uuid::Uuid::now_v7().to_string();

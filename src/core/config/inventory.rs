@@ -1,7 +1,7 @@
-//! A fast path for the `[[hosts]]` tables of a large inventory (issue 13,
-//! point 5). The `toml` crate builds a whole document tree with spans before
-//! serde sees it: 10,000 hosts (1.6 MB) took ~70 ms and 45 MB of heap, most
-//! of the time from start to menu.
+//! A fast path for the `[[hosts]]` tables of a large inventory (issue 13).
+//! The `toml` crate builds a whole document tree with spans before serde
+//! sees it: 10,000 hosts (1.6 MB) took ~70 ms and 45 MB of heap, most of
+//! the time from start to menu.
 //!
 //! This is not a second TOML parser. It recognises one narrow, common shape
 //! — a `[[hosts]]` header alone on its line, then `key = value` lines whose
@@ -10,90 +10,84 @@
 //! nothing else. The first line it does not recognise, anywhere in a hosts
 //! table, makes it give up, and the whole file goes through `toml` as
 //! before, so every error message (and every exotic but valid file) is
-//! exactly the crate's. When it succeeds, the hosts tables are blanked
-//! (every byte, newlines too, becomes a space) and the rest of the file —
-//! settings, access and policy rules, a few lines — is parsed by `toml` at
-//! the same byte offsets (only byte offsets matter to spans; line numbers
-//! are computed from the original text), so every span and every
-//! `path:line:column` is unchanged.
-//! `tests` checks the outcome against `toml` itself.
+//! exactly the crate's. When it succeeds, each table is handed over as it
+//! ends (`Config::parse` validates it into a `Host` at once: no list of raw
+//! tables), and the lines outside the hosts tables — settings, access and
+//! policy rules, a few lines — are returned for `toml`. Those lines lose
+//! their offsets; `Config::parse` therefore reads the whole file again with
+//! `toml` whenever anything in it is wrong, so every `path:line:column` is
+//! the one the crate and the validator always gave. `tests` checks both
+//! against `toml` itself.
 #![forbid(unsafe_code)]
 
 use std::ops::Range;
 
 use toml::Spanned;
 
-use super::raw::{RawConfig, RawHost};
+#[cfg(test)]
+use super::raw::RawConfig;
+use super::raw::RawHost;
 
-/// Parses `text` as `RawConfig`: the fast path when it applies, `toml`
-/// otherwise. `Err` is the crate's own error (from the full parse).
-pub fn parse(text: &str) -> Result<RawConfig, toml::de::Error> {
-    if let Some((hosts, rest)) = scan(text) {
-        if let Ok(mut raw) = toml::from_str::<RawConfig>(&rest) {
-            // A `hosts` key outside `[[hosts]]` headers (an inline array,
-            // a dotted key): let the crate judge the whole file.
-            if raw.hosts.is_empty() {
-                raw.hosts = hosts;
-                return Ok(raw);
-            }
-        }
-    }
-    toml::from_str(text)
-}
-
-/// The hosts tables, and `text` with them blanked; `None` when any part of
-/// a hosts table is outside the shape this recognises.
-fn scan(text: &str) -> Option<(Vec<RawHost>, String)> {
-    // A multi-line string could hold a line that looks like a header; such
-    // files are rare enough to leave to the crate.
-    if text.contains("\"\"\"") || text.contains("'''") {
-        return None;
-    }
-    let mut hosts = Vec::new();
-    let mut rest = text.as_bytes().to_vec();
+/// Hands each hosts table to `each` as it ends, and returns the other
+/// lines of `text`, in order; `None` when any part of a hosts table is
+/// outside the shape this recognises, when there is no hosts table, or when
+/// `each` returns `false` (the tables handed over so far are then to be
+/// thrown away).
+///
+/// The other lines keep their own newlines, so they mean to `toml` what
+/// they mean in the file: TOML is line-oriented and blank lines are
+/// insignificant outside multi-line strings, which this refuses. Their
+/// spans are not the file's, which is why `Config::parse` reads the whole
+/// file again (with `toml`) whenever anything in it is wrong.
+pub fn scan(text: &str, mut each: impl FnMut(RawHost) -> bool) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut any = false;
+    let mut rest = String::new();
     let mut in_hosts = false;
     let mut fields = Fields::default();
-    let mut offset = 0;
-    for line in text.split_inclusive('\n') {
-        let start = offset;
-        offset += line.len();
+    let mut start = 0;
+    while start < bytes.len() {
+        let end = bytes[start..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(bytes.len(), |i| start + i + 1);
+        let line = &text[start..end];
+        let at = start;
+        start = end;
         let body = line.strip_suffix('\n').unwrap_or(line);
         let trimmed = body.trim_matches([' ', '\t']);
         if trimmed.starts_with('[') {
-            if in_hosts {
-                hosts.push(fields.finish()?);
-                fields = Fields::default();
+            if in_hosts && !each(std::mem::take(&mut fields).finish()?) {
+                return None;
             }
             in_hosts = trimmed == "[[hosts]]";
+            any |= in_hosts;
             // Any other header that names hosts, or a header with a
             // comment or odd spacing: not ours to judge.
             if !in_hosts && trimmed.contains("hosts") && !is_plain_other_header(trimmed) {
                 return None;
             }
         } else if in_hosts {
+            // A hosts line with a multi-line string is refused by
+            // `Fields::line` (a string ends at its second quote).
             if !(trimmed.is_empty() || trimmed.starts_with('#') && comment_ok(trimmed)) {
-                fields.line(body, start)?;
+                fields.line(body, at)?;
             }
-        } else {
-            continue;
         }
-        if in_hosts {
-            // Newlines too: one run of blanks is one token for the crate's
-            // lexer (a blank line per host line was 13% of the menu's start).
-            // Only byte offsets matter to the spans, and what follows a
-            // hosts table is a header, which may follow blanks.
-            rest[start..offset].fill(b' ');
+        if !in_hosts {
+            // A multi-line string could hold a line that looks like a
+            // header or a host key; such files are rare enough to leave to
+            // the crate.
+            if line.contains("\"\"\"") || line.contains("'''") {
+                return None;
+            }
+            rest.push_str(line);
         }
     }
-    if in_hosts {
-        hosts.push(fields.finish()?);
-    }
-    if hosts.is_empty() {
+    if in_hosts && !each(fields.finish()?) {
         return None;
     }
-    // Blanking kept every byte offset; the rest is still valid UTF-8 since
-    // only whole lines became ASCII spaces.
-    Some((hosts, String::from_utf8(rest).ok()?))
+    any.then_some(rest)
 }
 
 /// `[[access]]`, `[[policy]]`, `[settings]`: headers of other tables,
@@ -271,40 +265,83 @@ impl<'a> Cursor<'a> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::{Config, Validator};
     use super::*;
+    use std::path::Path;
 
-    fn full(text: &str) -> String {
+    const PATH: &str = "/etc/gatehouse/config.toml";
+
+    /// The hosts tables as the crate reads them, spans included.
+    fn toml_hosts(text: &str) -> String {
+        format!("{:?}", toml::from_str::<RawConfig>(text).map(|r| r.hosts))
+    }
+    /// The hosts tables as the scanner hands them over.
+    fn scanned_hosts(text: &str) -> String {
+        let mut hosts = Vec::new();
+        let rest = scan(text, |h| {
+            hosts.push(h);
+            true
+        });
+        assert!(rest.is_some(), "the fast path applies");
+        format!("{:?}", Ok::<_, ()>(hosts))
+    }
+    /// `Config::parse`'s answer (value or error line).
+    fn config(text: &str) -> String {
         format!(
             "{:?}",
-            toml::from_str::<RawConfig>(text).map_err(|e| e.to_string())
+            Config::parse(Path::new(PATH), text).map_err(|e| e.to_string())
         )
     }
-    fn fast(text: &str) -> String {
-        format!("{:?}", parse(text).map_err(|e| e.to_string()))
+    /// The reference: the whole file through `toml`, then `validate`.
+    fn reference(text: &str) -> String {
+        let v = Validator {
+            path: Path::new(PATH),
+            text,
+        };
+        let r = match toml::from_str::<RawConfig>(text) {
+            Ok(raw) => v.validate(raw),
+            Err(e) => Err(v.err_at(
+                e.span().map_or(0, |s| s.start),
+                e.message().trim().to_string(),
+            )),
+        };
+        format!("{:?}", r.map_err(|e| e.to_string()))
+    }
+    fn takes_fast_path(text: &str) -> bool {
+        Validator {
+            path: Path::new(PATH),
+            text,
+        }
+        .fast()
+        .is_some()
     }
 
     const HEAD: &str = "[settings]\nlog_dir = \"/var/log/gatehouse\" # where\n\n";
     const TAIL: &str = "\n[[access]]\nusers = [\"alice\"]\nhosts = [\"web*\", \"@db\"]\n";
+    const KEY: &str = "key = \"/etc/gatehouse/keys/k\"\n";
 
-    /// The fast path gives exactly what the crate gives, spans included,
-    /// on inventories it takes.
+    /// The fast path gives exactly what the crate gives: the same hosts
+    /// tables, spans included, and the same validated config.
     #[test]
     fn same_result_as_toml_on_simple_inventories() {
         let mut text = HEAD.to_string();
         for i in 0..50 {
             text += &format!(
                 "[[hosts]]\nname = \"web{i:02}\"\n  address = \"10.0.0.{i}\"\nport = {p}\nuser = \"deploy\"\t# the account\n\
-                 key = \"/etc/gatehouse/keys/k\"\ndescription = \"Ünïcödé rack {i}\"\ngroups = [\"web\", \"dc{i}\",]\n\n# a comment\n",
+                 key = \"/etc/gatehouse/keys/k\"\ndescription = \"Ünïcödé rack {i}\"\ngroups = [\"web\", \"db\", \"dc{i}\",]\n\n# a comment\n",
                 p = 22 + i
             );
         }
         text += TAIL;
-        assert!(scan(&text).is_some(), "the fast path applies");
-        assert_eq!(fast(&text), full(&text));
-        // Hosts first, then the other tables; no trailing newline.
-        let text = format!("[[hosts]]\nname = \"a\"\naddress = \"b\"\nuser = \"c\"\ngroups = []{TAIL}[settings]\nrecording = false");
-        assert!(scan(&text).is_some());
-        assert_eq!(fast(&text), full(&text));
+        assert!(takes_fast_path(&text));
+        assert_eq!(scanned_hosts(&text), toml_hosts(&text));
+        assert_eq!(config(&text), reference(&text));
+        // Hosts first, then the other tables; no trailing newline; a
+        // relative key path.
+        let text = format!("[[hosts]]\nname = \"a\"\naddress = \"b\"\nuser = \"c\"\nkey = \"k\"\ngroups = [\"db\"]{TAIL}[settings]\nrecording = false");
+        assert!(takes_fast_path(&text));
+        assert_eq!(scanned_hosts(&text), toml_hosts(&text));
+        assert_eq!(config(&text), reference(&text));
     }
 
     /// Everything outside the narrow shape goes to the crate, whose answer
@@ -312,7 +349,9 @@ mod tests {
     #[test]
     fn anything_else_is_the_crates_answer() {
         let host = |body: &str| {
-            format!("{HEAD}[[hosts]]\nname = \"a\"\naddress = \"b\"\nuser = \"c\"\n{body}\n{TAIL}")
+            format!(
+                "{HEAD}[[hosts]]\nname = \"a\"\naddress = \"b\"\nuser = \"c\"\n{KEY}{body}\n{TAIL}"
+            )
         };
         let cases = [
             host("port = 0x16"),
@@ -330,17 +369,92 @@ mod tests {
             host("\"user\" = \"quoted key\""),
             host("port = 22\r"),
             format!("{HEAD}[[hosts]]\nname = \"a\"\n{TAIL}"),
-            format!("{HEAD}[[hosts]]\nname = \"a\"\naddress = \"b\"\nuser = \"c\"\n[hosts.x]\ny = 1\n"),
-            format!("{HEAD}hosts = [{{ name = \"a\", address = \"b\", user = \"c\" }}]\n[[hosts]]\nname = \"d\"\naddress = \"e\"\nuser = \"f\"\n"),
-            "[[hosts]] # first\nname = \"a\"\naddress = \"b\"\nuser = \"c\"\n".to_string(),
-            format!("{HEAD}[[hosts]]\nname = \"a\"\naddress = \"b\"\nuser = \"c\"\n[settings]\nbogus = 1\n"),
+            format!("{HEAD}[[hosts]]\nname = \"a\"\naddress = \"b\"\nuser = \"c\"\n{KEY}[hosts.x]\ny = 1\n"),
+            format!("{HEAD}hosts = [{{ name = \"a\", address = \"b\", user = \"c\" }}]\n[[hosts]]\nname = \"d\"\naddress = \"e\"\nuser = \"f\"\n{KEY}"),
+            format!("[[hosts]] # first\nname = \"a\"\naddress = \"b\"\nuser = \"c\"\n{KEY}"),
+            format!("{HEAD}[[hosts]]\nname = \"a\"\naddress = \"b\"\nuser = \"c\"\n{KEY}[settings]\nbogus = 1\n"),
+            format!("{HEAD}[[policy]]\nname = \"p\"\naction = \"deny\"\ncommands = ['''^rm''']\n[[hosts]]\nname = \"a\"\naddress = \"b\"\nuser = \"c\"\n{KEY}"),
         ];
         for text in &cases {
-            assert_eq!(fast(text), full(text), "{text}");
+            assert_eq!(config(text), reference(text), "{text}");
         }
         // And some of those were refused by the scanner itself, not by luck.
-        assert!(scan(&cases[0]).is_none());
-        assert!(scan(&cases[8]).is_none());
-        assert!(scan(&cases[9]).is_none());
+        for i in [0, 8, 9, 19] {
+            assert!(scan(&cases[i], |_| true).is_none(), "{}", cases[i]);
+        }
+    }
+
+    /// Any error in a file of the fast path's shape — in the settings, a
+    /// host, a rule, or between two hosts — is found by reading the whole
+    /// file again: the same line, column and words as ever.
+    #[test]
+    fn errors_in_a_plain_inventory_keep_their_place() {
+        let hosts = |n: usize, extra: &str| {
+            let mut t = String::new();
+            for i in 0..n {
+                t += &format!("[[hosts]]\nname = \"web{i}\"\naddress = \"10.0.0.{i}\"\nuser = \"u\"\n{KEY}groups = [\"db\"]\n");
+                if i == 2 {
+                    t += extra;
+                }
+            }
+            t
+        };
+        let good = format!("{HEAD}{}{TAIL}", hosts(5, ""));
+        assert!(takes_fast_path(&good));
+        assert!(config(&good).starts_with("Ok("));
+        let cases = [
+            (
+                format!("{HEAD}{}{TAIL}", hosts(5, "port = 70000\n")),
+                ":22:8: port must be between 1 and 65535",
+            ),
+            (
+                format!(
+                    "{HEAD}{}{TAIL}",
+                    hosts(
+                        5,
+                        "[[hosts]]\nname = \"web1\"\naddress = \"x\"\nuser = \"u\"\nkey = \"/k\"\n"
+                    )
+                ),
+                ":23:8: host \"web1\" is defined twice",
+            ),
+            (
+                format!("{HEAD}{}{TAIL}", hosts(5, "").replace("10.0.0.3", "10 0")),
+                ":24:11: address must be",
+            ),
+            (
+                format!(
+                    "[settings]\nidle_timeout = \"soon\"\n{}{TAIL}",
+                    hosts(5, "")
+                ),
+                ":2:16: \"soon\" is not a duration",
+            ),
+            (
+                format!("{HEAD}{}{}", hosts(5, ""), TAIL.replace("web*", "nope")),
+                ":37:10: no host named \"nope\"",
+            ),
+            (
+                format!("{HEAD}{}{}", hosts(5, ""), TAIL.replace("@db", "@web")),
+                ":37:18: no host is in group \"web\"",
+            ),
+            (
+                format!("{}[settings]\nrecording = \"yes\"\n{TAIL}", hosts(5, "")),
+                ":32:13: invalid type",
+            ),
+            (
+                format!(
+                    "{HEAD}{}[settings]\nrecording = false\n{TAIL}",
+                    hosts(5, "")
+                ),
+                ":34:2: duplicate key",
+            ),
+        ];
+        for (text, want) in &cases {
+            assert_eq!(config(text), reference(text), "{text}");
+            let got = Config::parse(Path::new(PATH), text)
+                .unwrap_err()
+                .to_string();
+            assert!(got.contains(want), "{got}\nwants {want}");
+            assert!(!takes_fast_path(text), "{text}");
+        }
     }
 }

@@ -120,7 +120,10 @@ impl HostPattern {
     pub fn matches(&self, host: &Host) -> bool {
         match self {
             HostPattern::Name(n) => *n == host.name,
-            HostPattern::Glob(g) => g.matches(&host.name),
+            // `*` (every host) is the common rule of a big inventory; the
+            // glob matcher costs ~50 ns a host even for it, every start
+            // (issue 13). A valid host name is never empty, so `*` matches.
+            HostPattern::Glob(g) => g.as_str() == "*" || g.matches(&host.name),
             HostPattern::Group(g) => host.groups.iter().any(|hg| hg == g),
         }
     }
@@ -191,7 +194,10 @@ impl Config {
     /// the file are taken relative to the file's directory.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let v = Validator { path, text };
-        let raw: RawConfig = inventory::parse(text).map_err(|e| {
+        if let Some(config) = v.fast() {
+            return Ok(config);
+        }
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let at = e.span().map(|s| s.start).unwrap_or(0);
             v.err_at(at, e.message().trim().to_string())
         })?;
@@ -200,6 +206,39 @@ impl Config {
 
     pub fn host(&self, name: &str) -> Option<&Host> {
         self.hosts.iter().find(|h| h.name == name)
+    }
+
+    /// Whether any access or policy rule names `unix_groups`: only then do
+    /// an operator's groups decide anything.
+    pub fn names_unix_groups(&self) -> bool {
+        self.access.iter().any(|r| !r.unix_groups.is_empty())
+            || self
+                .policy
+                .rules
+                .iter()
+                .any(|r| r.unix_groups.as_ref().is_some_and(|g| !g.is_empty()))
+    }
+}
+
+/// The hosts validated so far, and the groups they name.
+#[derive(Default)]
+struct Hosts {
+    list: Vec<Host>,
+    groups: HashSet<String>,
+}
+
+impl Hosts {
+    fn with_capacity(n: usize) -> Hosts {
+        Hosts {
+            list: Vec::with_capacity(n),
+            groups: HashSet::new(),
+        }
+    }
+
+    fn add(&mut self, v: &Validator<'_>, h: RawHost, duplicate: bool) -> Result<(), ConfigError> {
+        let host = v.host(h, duplicate, &mut self.groups)?;
+        self.list.push(host);
+        Ok(())
     }
 }
 
@@ -224,11 +263,16 @@ impl Validator<'_> {
     }
 
     fn path_value(&self, s: &Spanned<String>) -> Result<PathBuf, ConfigError> {
+        self.path_value_owned(s.clone())
+    }
+
+    /// Same, keeping the string's allocation for an absolute path.
+    fn path_value_owned(&self, s: Spanned<String>) -> Result<PathBuf, ConfigError> {
         let p = s.get_ref();
         if p.is_empty() || p.contains('\0') {
-            return Err(self.err(s, "a path must not be empty"));
+            return Err(self.err(&s, "a path must not be empty"));
         }
-        let p = PathBuf::from(p);
+        let p = PathBuf::from(s.into_inner());
         Ok(if p.is_absolute() {
             p
         } else {
@@ -255,23 +299,66 @@ impl Validator<'_> {
         }
     }
 
-    fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+    /// The fast path for a big inventory (inventory.rs): each `[[hosts]]`
+    /// table is validated into a `Host` as soon as it is scanned, so no
+    /// list of raw tables is built, and the few lines around them go
+    /// through `toml` on their own (with 10,000 hosts, fresh pages for the
+    /// raw tables and a blanked copy of the file were most of the start to
+    /// the menu: page faults, issue 13). `None` when it does not apply *or
+    /// anything is wrong*: then the whole file goes through `toml` and
+    /// `validate`, which say what is wrong, where, exactly as they always
+    /// have (the spans of the lines around the hosts are not the file's
+    /// here; a good config never uses them).
+    fn fast(&self) -> Option<Config> {
+        let text = self.text;
+        let mut hosts = Hosts::default();
+        let mut names: HashSet<&str> = HashSet::new();
+        let rest = inventory::scan(text, |h| {
+            // The fast path's strings have no escapes: a name is the text
+            // between its span's quotes, borrowed from the file.
+            let span = h.name.span();
+            let duplicate = !names.insert(&text[span.start + 1..span.end - 1]);
+            hosts.add(self, h, duplicate).is_ok()
+        })?;
+        let raw: RawConfig = toml::from_str(&rest).ok()?;
+        // A `hosts` key outside `[[hosts]]` headers (an inline array, a
+        // dotted key): let the crate judge the whole file.
+        if !raw.hosts.is_empty() {
+            return None;
+        }
+        let settings = self.settings(&raw.settings).ok()?;
+        let (access, policy) = self.rules(&raw, &names, &hosts.groups).ok()?;
+        Some(Config {
+            path: self.path.to_path_buf(),
+            settings,
+            hosts: hosts.list,
+            access,
+            policy,
+        })
+    }
+
+    /// The whole file through `toml` (the fast path did not apply).
+    fn validate(&self, mut raw: RawConfig) -> Result<Config, ConfigError> {
         let settings = self.settings(&raw.settings)?;
-        let mut hosts = Vec::with_capacity(raw.hosts.len());
-        let mut names = HashSet::new();
-        let mut host_groups = HashSet::new();
-        for h in &raw.hosts {
-            hosts.push(self.host(h, &mut names, &mut host_groups)?);
+        let mut hosts = Hosts::with_capacity(raw.hosts.len());
+        // Duplicate names are found first, borrowing, so that the error
+        // reported is still the first one in file order.
+        let first_duplicate = {
+            let mut seen = HashSet::with_capacity(raw.hosts.len());
+            raw.hosts
+                .iter()
+                .position(|h| !seen.insert(h.name.get_ref().as_str()))
+        };
+        for (i, h) in std::mem::take(&mut raw.hosts).into_iter().enumerate() {
+            hosts.add(self, h, first_duplicate == Some(i))?;
         }
-        let mut access = Vec::with_capacity(raw.access.len());
-        for r in &raw.access {
-            access.push(self.rule(r, &names, &host_groups)?);
-        }
-        let policy = self.command_policy(&raw, &names, &host_groups)?;
+        let names: HashSet<&str> = hosts.list.iter().map(|h| h.name.as_str()).collect();
+        let (access, policy) = self.rules(&raw, &names, &hosts.groups)?;
+        drop(names);
         Ok(Config {
             path: self.path.to_path_buf(),
             settings,
-            hosts,
+            hosts: hosts.list,
             access,
             policy,
         })
@@ -390,13 +477,15 @@ impl Validator<'_> {
         })
     }
 
-    /// One `[[hosts]]` entry; its name and groups are added to `names` and
-    /// `groups` for the rules that refer to them.
+    /// One `[[hosts]]` table, taken apart: its strings become the `Host`'s
+    /// (moved, not copied). `duplicate`: an earlier table has the same
+    /// name. Its groups are added to `host_groups` for the rules that
+    /// refer to them.
     fn host(
         &self,
-        h: &RawHost,
-        names: &mut HashSet<String>,
-        groups: &mut HashSet<String>,
+        mut h: RawHost,
+        duplicate: bool,
+        host_groups: &mut HashSet<String>,
     ) -> Result<Host, ConfigError> {
         let name = h.name.get_ref();
         if !valid_host_name(name) {
@@ -407,7 +496,7 @@ impl Validator<'_> {
                 ),
             ));
         }
-        if !names.insert(name.clone()) {
+        if duplicate {
             return Err(self.err(&h.name, format!("host {name:?} is defined twice")));
         }
         let address = h.address.get_ref();
@@ -431,47 +520,56 @@ impl Validator<'_> {
         if user.is_empty() || user.len() > 255 || user.chars().any(|c| c.is_control()) {
             return Err(self.err(&h.user, "user must be a login name"));
         }
-        let key = h.key.as_ref().map(|k| self.path_value(k)).transpose()?;
+        // Where the bastion-held credential is, before its string moves.
+        let credential_at = h.key.as_ref().or(h.password_file.as_ref());
+        let credential_at = credential_at.map(|s| s.span().start);
+        let key = h.key.take().map(|k| self.path_value_owned(k)).transpose()?;
         let password_file = h
             .password_file
-            .as_ref()
-            .map(|k| self.path_value(k))
+            .take()
+            .map(|k| self.path_value_owned(k))
             .transpose()?;
-        let (agent, agent_fallback) =
-            self.credentials(h, key.is_some() || password_file.is_some())?;
-        let mut host_groups = Vec::new();
-        for g in &h.groups {
+        let (agent, agent_fallback) = self.credentials(&h, credential_at)?;
+        let mut groups = Vec::with_capacity(h.groups.len());
+        for g in h.groups {
             if !valid_host_name(g.get_ref()) {
-                return Err(self.err(g, format!("group name {:?} is not valid", g.get_ref())));
+                return Err(self.err(&g, format!("group name {:?} is not valid", g.get_ref())));
             }
-            groups.insert(g.get_ref().clone());
-            host_groups.push(g.get_ref().clone());
+            if !host_groups.contains(g.get_ref()) {
+                host_groups.insert(g.get_ref().clone());
+            }
+            groups.push(g.into_inner());
         }
         let description = h
             .description
-            .as_ref()
-            .map(|d| sanitize_text(d.get_ref(), 200))
+            .map(|d| sanitize_owned(d.into_inner(), 200))
             .unwrap_or_default();
         Ok(Host {
-            name: name.clone(),
-            address: address.clone(),
+            name: h.name.into_inner(),
+            address: h.address.into_inner(),
             port,
-            user: user.clone(),
+            user: h.user.into_inner(),
             key,
             password_file,
             agent,
             agent_fallback,
             description,
-            groups: host_groups,
+            groups,
         })
     }
 
     /// How a host logs in must be said, and said once: a bastion-held
-    /// credential (`held`: `key` or `password_file`), the operator's agent,
-    /// or the agent with a declared fallback. Returns `agent` and
+    /// credential (`key` or `password_file`; `credential_at`: where the
+    /// first of them is, `None` without one), the operator's agent, or the
+    /// agent with a declared fallback. Returns `agent` and
     /// `agent_fallback`.
-    fn credentials(&self, h: &RawHost, held: bool) -> Result<(bool, bool), ConfigError> {
+    fn credentials(
+        &self,
+        h: &RawHost,
+        credential_at: Option<usize>,
+    ) -> Result<(bool, bool), ConfigError> {
         let name = h.name.get_ref();
+        let held = credential_at.is_some();
         let agent = h.agent.as_ref().is_some_and(|a| *a.get_ref());
         let agent_fallback = h.agent_fallback.as_ref().is_some_and(|a| *a.get_ref());
         if !agent && !held {
@@ -498,10 +596,8 @@ impl Validator<'_> {
             }
         }
         if agent && held && !agent_fallback {
-            let at = h.key.as_ref().or(h.password_file.as_ref());
-            let at = at.map_or(h.name.span().start, |s| s.span().start);
             return Err(self.err_at(
-                at,
+                credential_at.unwrap_or(h.name.span().start),
                 format!(
                     "host {name:?} has `agent = true` and a bastion-held credential that would never be used: \
                      add `agent_fallback = true` to fall back to it, or remove it"
@@ -511,11 +607,27 @@ impl Validator<'_> {
         Ok((agent, agent_fallback))
     }
 
+    /// `[[access]]`, then `policy_unverified` and `[[policy]]`, against
+    /// the hosts' `names` and `groups`.
+    fn rules(
+        &self,
+        raw: &RawConfig,
+        names: &HashSet<&str>,
+        groups: &HashSet<String>,
+    ) -> Result<(Vec<Rule>, CommandPolicy), ConfigError> {
+        let mut access = Vec::with_capacity(raw.access.len());
+        for r in &raw.access {
+            access.push(self.rule(r, names, groups)?);
+        }
+        let policy = self.command_policy(raw, names, groups)?;
+        Ok((access, policy))
+    }
+
     /// `policy_unverified` and the `[[policy]]` rules.
     fn command_policy(
         &self,
         raw: &RawConfig,
-        names: &HashSet<String>,
+        names: &HashSet<&str>,
         groups: &HashSet<String>,
     ) -> Result<CommandPolicy, ConfigError> {
         let unverified = match &raw.settings.policy_unverified {
@@ -553,7 +665,7 @@ impl Validator<'_> {
     fn host_patterns(
         &self,
         list: &[Spanned<String>],
-        names: &HashSet<String>,
+        names: &HashSet<&str>,
         groups: &HashSet<String>,
     ) -> Result<Vec<HostPattern>, ConfigError> {
         let mut hosts = Vec::new();
@@ -572,7 +684,7 @@ impl Validator<'_> {
                     }
                 }
             } else {
-                if !names.contains(text) {
+                if !names.contains(text.as_str()) {
                     return Err(self.err(p, format!("no host named {text:?} in [[hosts]]")));
                 }
                 HostPattern::Name(text.clone())
@@ -587,7 +699,7 @@ impl Validator<'_> {
     fn policy_rule(
         &self,
         p: &RawPolicy,
-        names: &HashSet<String>,
+        names: &HashSet<&str>,
         groups: &HashSet<String>,
     ) -> Result<PolicyRule, ConfigError> {
         let name = p.name.get_ref();
@@ -670,7 +782,7 @@ impl Validator<'_> {
     fn rule(
         &self,
         r: &RawRule,
-        names: &HashSet<String>,
+        names: &HashSet<&str>,
         groups: &HashSet<String>,
     ) -> Result<Rule, ConfigError> {
         if r.users.is_empty() && r.unix_groups.is_empty() {
@@ -875,6 +987,15 @@ pub fn valid_bastion_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
 }
 
+/// `sanitize_text` that keeps `s` itself when there is nothing to drop
+/// (nearly always: one pass, no copy).
+fn sanitize_owned(s: String, max_chars: usize) -> String {
+    if s.len() <= max_chars && !s.chars().any(|c| c.is_control()) {
+        return s; // at most `len` characters, none of them control
+    }
+    sanitize_text(&s, max_chars)
+}
+
 /// Drops control characters (terminal escapes) and bounds the length.
 pub fn sanitize_text(s: &str, max_chars: usize) -> String {
     s.chars()
@@ -936,6 +1057,26 @@ hosts = ["web01", "db*", "@prod"]
         );
         assert_eq!(c.access[0].hosts.len(), 3);
         assert!(!c.access[0].exec && !c.access[0].transfer);
+    }
+
+    /// The operator's groups are looked up only when a rule can use them
+    /// (issue 13: the lookup loads NSS modules).
+    #[test]
+    fn names_unix_groups_only_when_a_rule_does() {
+        assert!(parse(GOOD).unwrap().names_unix_groups());
+        let users_only = GOOD.replace("unix_groups = [\"ops\"]\n", "");
+        assert!(!parse(&users_only).unwrap().names_unix_groups());
+        let policy = POLICY.replace("unix_groups = [\"ops\"]\n", "");
+        assert!(!parse(&with_policy_on(&users_only, &policy))
+            .unwrap()
+            .names_unix_groups());
+        assert!(parse(&with_policy_on(&users_only, POLICY))
+            .unwrap()
+            .names_unix_groups());
+    }
+
+    fn with_policy_on(base: &str, policy: &str) -> String {
+        format!("{base}{policy}")
     }
 
     #[test]

@@ -410,3 +410,38 @@ pub fn catch_interrupts() -> nix::Result<OwnedFd> {
 pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SIGUSR1's flags as installed now (set to a probe and back: the
+    /// only way sigaction(2) reports them through nix).
+    fn kill_flags() -> SaFlags {
+        let probe = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+        // SAFETY: SIG_IGN has no handler code; the disposition found is put
+        // back at once, and nothing in the test binary sends SIGUSR1.
+        let now = unsafe { sigaction(Signal::SIGUSR1, &probe) }.unwrap();
+        // SAFETY: restores the action just read, whose handler (if any) is
+        // `on_signal`, async-signal-safe.
+        unsafe { sigaction(Signal::SIGUSR1, &now) }.unwrap();
+        now.flags()
+    }
+
+    /// The relay (and the exec pump) let a kill request interrupt a
+    /// blocked write; the menu after a session must get restarted calls
+    /// back, as `install` set them.
+    #[test]
+    fn a_kill_request_interrupts_only_between_interrupt_and_restart() {
+        let (read, _write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+        // Without `install`: no other disposition of the test binary moves.
+        let pipe = SignalPipe { read };
+        pipe.interrupt_on_kill().unwrap();
+        assert!(!kill_flags().contains(SaFlags::SA_RESTART));
+        pipe.restart_on_kill().unwrap();
+        assert!(kill_flags().contains(SaFlags::SA_RESTART));
+        let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+        // SAFETY: back to the default disposition; no handler code.
+        unsafe { sigaction(Signal::SIGUSR1, &default) }.unwrap();
+    }
+}

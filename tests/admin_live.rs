@@ -827,6 +827,45 @@ fn a_shell_whose_operator_stopped_reading_is_still_killed() {
     assert_eq!(v.status.code(), Some(0), "{}", text(&v));
 }
 
+/// A session killed from the menu goes back to the menu, and the next
+/// session runs and ends as usual. (The relay takes SIGUSR1 without
+/// SA_RESTART only while it runs and puts SA_RESTART back as it ends:
+/// unit `sys::tests::a_kill_request_interrupts_only_between_interrupt_and_restart`.)
+#[test]
+fn a_shell_killed_from_the_menu_goes_back_to_the_menu() {
+    if skip_without_pty() {
+        return;
+    }
+    let t = Target::start();
+    let gh = Gh::with_targets(&[("web01", &t)]);
+    let mut p = gh.spawn(&[]);
+    p.expect("pick a host").unwrap();
+    p.send("web01").unwrap();
+    p.send(keys::ENTER).unwrap();
+    p.expect("tgt$ ").unwrap();
+    let id = wait_listed(&gh, 1)[0]["session"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let o = admin(&gh, &["kill", &id, "--reason", "lunch"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    p.expect("Session on web01 was ended by an administrator: lunch.")
+        .unwrap();
+    p.expect("pick a host").unwrap();
+    p.send("web01").unwrap();
+    p.send(keys::ENTER).unwrap();
+    p.expect("tgt$ ").unwrap();
+    p.send_line("exit").unwrap();
+    p.expect("Session on web01 ended.").unwrap();
+    p.expect("pick a host").unwrap();
+    p.send(keys::ESC).unwrap();
+    assert_eq!(p.wait_exit(T), Some(0));
+    let ends = gh.records("session_end");
+    assert_eq!(ends.len(), 2, "{ends:?}");
+    assert_eq!(ends[0]["reason"], "killed");
+    assert_eq!(ends[1]["reason"], "exit");
+}
+
 #[test]
 fn a_batch_whose_operator_stopped_reading_is_still_killed() {
     let (t1, t2) = (Target::start(), Target::start());

@@ -177,24 +177,23 @@ impl SignalPipe {
     }
 
     /// From now on SIGUSR1 (`gatehouse kill`) interrupts a blocking system
-    /// call instead of restarting it. For exec, transfer and batch, whose
-    /// writes to the operator block (src/operator/exec.rs `write_all_fd`):
-    /// an operator who stops reading would otherwise hold a write, and the
-    /// session, forever. The admin's `kill` signals again while it waits,
-    /// so a signal that lands just before the write blocks is not lost.
-    /// Not while the menu is shown: a kill request must not disturb its
-    /// prompt. (The interactive relay's writes block the same way and do
-    /// not use this yet.)
+    /// call instead of restarting it. For every session whose writes to
+    /// the operator block (exec, transfer, batch and the interactive relay;
+    /// src/operator/exec.rs `write_all_fd`): an operator who stops reading
+    /// would otherwise hold a write, and the session, forever. The admin's
+    /// `kill` signals again while it waits, so a signal that lands just
+    /// before the write blocks is not lost. Not while the menu is shown: a
+    /// kill request must not disturb its prompt, so the relay, which the
+    /// menu follows, puts it back with `restart_on_kill` as it ends.
     pub fn interrupt_on_kill(&self) -> nix::Result<()> {
-        let action = SigAction::new(
-            SigHandler::Handler(on_signal),
-            SaFlags::empty(),
-            SigSet::empty(),
-        );
-        // SAFETY: `on_signal` only touches atomics and calls write(2) and
-        // alarm(2), all async-signal-safe.
-        unsafe { sigaction(Signal::SIGUSR1, &action) }?;
-        Ok(())
+        kill_action(SaFlags::empty())
+    }
+
+    /// Undoes `interrupt_on_kill`: SIGUSR1 restarts an interrupted system
+    /// call again, as `install` set it, so the menu's prompt that follows
+    /// a session never sees EINTR from a kill request.
+    pub fn restart_on_kill(&self) -> nix::Result<()> {
+        kill_action(SaFlags::SA_RESTART)
     }
 
     /// Whether SIGINT arrived since the last call (see `catch_interrupt`).
@@ -212,6 +211,15 @@ impl SignalPipe {
     pub fn kill_pending(&self) -> bool {
         PENDING.load(Ordering::SeqCst) & (1 << Sig::Kill.signal() as i32) != 0
     }
+}
+
+/// SIGUSR1 to `on_signal`, with `flags` (SA_RESTART or not).
+fn kill_action(flags: SaFlags) -> nix::Result<()> {
+    let action = SigAction::new(SigHandler::Handler(on_signal), flags, SigSet::empty());
+    // SAFETY: `on_signal` only touches atomics and calls write(2) and
+    // alarm(2), all async-signal-safe.
+    unsafe { sigaction(Signal::SIGUSR1, &action) }?;
+    Ok(())
 }
 
 /// Makes the process non-dumpable with no core file, so target credentials
@@ -401,4 +409,39 @@ pub fn catch_interrupts() -> nix::Result<OwnedFd> {
 
 pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SIGUSR1's flags as installed now (set to a probe and back: the
+    /// only way sigaction(2) reports them through nix).
+    fn kill_flags() -> SaFlags {
+        let probe = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+        // SAFETY: SIG_IGN has no handler code; the disposition found is put
+        // back at once, and nothing in the test binary sends SIGUSR1.
+        let now = unsafe { sigaction(Signal::SIGUSR1, &probe) }.unwrap();
+        // SAFETY: restores the action just read, whose handler (if any) is
+        // `on_signal`, async-signal-safe.
+        unsafe { sigaction(Signal::SIGUSR1, &now) }.unwrap();
+        now.flags()
+    }
+
+    /// The relay (and the exec pump) let a kill request interrupt a
+    /// blocked write; the menu after a session must get restarted calls
+    /// back, as `install` set them.
+    #[test]
+    fn a_kill_request_interrupts_only_between_interrupt_and_restart() {
+        let (read, _write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+        // Without `install`: no other disposition of the test binary moves.
+        let pipe = SignalPipe { read };
+        pipe.interrupt_on_kill().unwrap();
+        assert!(!kill_flags().contains(SaFlags::SA_RESTART));
+        pipe.restart_on_kill().unwrap();
+        assert!(kill_flags().contains(SaFlags::SA_RESTART));
+        let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+        // SAFETY: back to the default disposition; no handler code.
+        unsafe { sigaction(Signal::SIGUSR1, &default) }.unwrap();
+    }
 }

@@ -761,6 +761,111 @@ fn an_exec_whose_operator_stopped_reading_is_still_killed() {
     );
 }
 
+/// Regression: the interactive relay, blocked writing to an operator
+/// whose terminal stopped reading (flow control, a stuck client) while the
+/// target floods it, restarted its write after SIGUSR1: `kill` gave up
+/// after 5 s and the session went on until the operator read again.
+#[test]
+fn a_shell_whose_operator_stopped_reading_is_still_killed() {
+    if skip_without_pty() {
+        return;
+    }
+    let t = Target::start();
+    let gh = Gh::with_targets(&[("web01", &t)]);
+    let mut p = gh.spawn(&["-c", "web01"]);
+    p.expect("tgt$ ").unwrap();
+    let s = wait_listed(&gh, 1).remove(0);
+    assert_eq!(s["kind"], "shell", "{s}");
+    p.send_line("yes").unwrap();
+    // From here on the test reads nothing from the pty until the kill is
+    // done: its buffer fills and Gatehouse blocks writing to it.
+    let pid = p.pid();
+    let deadline = Instant::now() + scaled(T);
+    loop {
+        let proc =
+            |f: &str| std::fs::read_to_string(format!("/proc/{pid}/{f}")).unwrap_or_default();
+        // Asleep (wchan) inside a terminal write (stack).
+        let (wchan, stack) = (proc("wchan"), proc("stack"));
+        if wchan == "wait_woken" && stack.contains("n_tty_write") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not blocked writing to the terminal: {wchan:?}\n{stack}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let id = s["session"].as_str().unwrap();
+    let asked = Instant::now();
+    let o = admin(&gh, &["kill", id, "--reason", "flood"]);
+    eprintln!(
+        "kill: a shell blocked writing was over {} ms after the command started",
+        asked.elapsed().as_millis()
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("ended session {id} (shell, ")),
+        "{}",
+        text(&o)
+    );
+    // Over on record while the terminal is still not read.
+    let ends = gh.records("session_end");
+    assert_eq!(ends.len(), 1, "{ends:?}");
+    let end = &ends[0];
+    assert_eq!(end["session"], id);
+    assert_eq!(end["reason"], "killed", "{end}");
+    assert_eq!(end["detail"], "flood");
+    assert!(the_admin().iter().any(|a| end["by"] == a.as_str()), "{end}");
+    assert!(end["bytes_out"].as_u64().unwrap() > 0, "{end}");
+    assert_unregistered(&gh, id);
+    // Reading again, the operator finds the line that says why (after the
+    // flood still in the pty's buffer), and Gatehouse exits as a killed
+    // session does.
+    p.expect("ended by an administrator: flood").unwrap();
+    assert_eq!(p.wait_exit(T), Some(255));
+    let v = gh.command().args(["audit", "--verify"]).output().unwrap();
+    assert_eq!(v.status.code(), Some(0), "{}", text(&v));
+}
+
+/// A session killed from the menu goes back to the menu, and the next
+/// session runs and ends as usual. (The relay takes SIGUSR1 without
+/// SA_RESTART only while it runs and puts SA_RESTART back as it ends:
+/// unit `sys::tests::a_kill_request_interrupts_only_between_interrupt_and_restart`.)
+#[test]
+fn a_shell_killed_from_the_menu_goes_back_to_the_menu() {
+    if skip_without_pty() {
+        return;
+    }
+    let t = Target::start();
+    let gh = Gh::with_targets(&[("web01", &t)]);
+    let mut p = gh.spawn(&[]);
+    p.expect("pick a host").unwrap();
+    p.send("web01").unwrap();
+    p.send(keys::ENTER).unwrap();
+    p.expect("tgt$ ").unwrap();
+    let id = wait_listed(&gh, 1)[0]["session"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let o = admin(&gh, &["kill", &id, "--reason", "lunch"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    p.expect("Session on web01 was ended by an administrator: lunch.")
+        .unwrap();
+    p.expect("pick a host").unwrap();
+    p.send("web01").unwrap();
+    p.send(keys::ENTER).unwrap();
+    p.expect("tgt$ ").unwrap();
+    p.send_line("exit").unwrap();
+    p.expect("Session on web01 ended.").unwrap();
+    p.expect("pick a host").unwrap();
+    p.send(keys::ESC).unwrap();
+    assert_eq!(p.wait_exit(T), Some(0));
+    let ends = gh.records("session_end");
+    assert_eq!(ends.len(), 2, "{ends:?}");
+    assert_eq!(ends[0]["reason"], "killed");
+    assert_eq!(ends[1]["reason"], "exit");
+}
+
 #[test]
 fn a_batch_whose_operator_stopped_reading_is_still_killed() {
     let (t1, t2) = (Target::start(), Target::start());

@@ -104,7 +104,7 @@ fn the_man_page_documents_every_option_the_usage_lists() {
     };
     let bin = env!("CARGO_BIN_EXE_gatehouse");
     let mut usages = vec![("help".to_string(), vec!["help"])];
-    for tool in ["audit", "replay", "seal", "sessions", "kill"] {
+    for tool in ["check", "audit", "replay", "seal", "sessions", "kill"] {
         usages.push((format!("{tool} --help"), vec![tool, "--help"]));
     }
     let mut missing = Vec::new();

@@ -196,7 +196,7 @@ Usage (admins):
                                     validate the config; exit 0 when valid;
                                     --sshd: ask sshd (sshd -T) whether any
                                     Gatehouse account can forward or get
-                                    around Gatehouse
+                                    around Gatehouse (see check --help)
   gatehouse check --explain USER HOST 'COMMAND' [--unverified]
                                     how the [[policy]] rules decide COMMAND
   gatehouse audit [FILTERS] [--json] [--follow] [--check] [--verify]
@@ -218,6 +218,30 @@ Login invocations (set by sshd, never typed):
 
 Config: /etc/gatehouse/config.toml when installed setuid; otherwise
 $GATEHOUSE_CONFIG, then ~/.config/gatehouse/config.toml, then the system path.
+";
+
+/// `gatehouse check --help`. The options are parsed in
+/// src/core/invocation.rs; keep the two in step.
+pub const CHECK_USAGE: &str = "\
+Usage: gatehouse check [--config PATH] [--sshd [--sshd-config PATH]]
+       gatehouse check --explain USER HOST 'COMMAND' [--unverified] [--config PATH]
+
+Validates the config: prints path:line:column and what is wrong, exit 1,
+when it is invalid; otherwise one OK line (hosts, access rules, policy
+rules, the log directory), exit 0. Warns about known_hosts lines it
+cannot honour (@cert-authority).
+
+  -f, --config PATH      the config to check (not allowed when running with
+                         privileges: the built-in path is checked then)
+  --sshd                 also ask sshd (sshd -T -C user=...) whether any
+                         Gatehouse account can forward, run ~/.ssh/rc or a
+                         subsystem, or get around Gatehouse (exit 1 if so)
+  --sshd-config PATH     the sshd config for --sshd (implies it)
+  --explain USER HOST 'COMMAND'
+                         after the check, how the [[policy]] rules decide
+                         COMMAND typed by USER on HOST
+  --unverified           with --explain: decide as for a command the screen
+                         did not confirm
 ";
 
 /// `gatehouse check`: known_hosts lines Gatehouse cannot honour are
@@ -255,6 +279,10 @@ pub fn run(cmd: Admin) -> i32 {
         }
         Admin::Version => {
             crate::say_out!("gatehouse {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        Admin::CheckHelp => {
+            crate::report::write_out(CHECK_USAGE.trim_end());
             0
         }
         Admin::Check {

@@ -158,8 +158,6 @@ impl AuditLog {
         })
     }
 
-    /// Sends a copy of every record to syslog (`syslog_copy = true`):
-    /// `/dev/log` normally, another socket only in unprivileged runs.
     /// The login id every record of this login carries.
     pub fn login(&self) -> &str {
         &self.login
@@ -185,6 +183,8 @@ impl AuditLog {
         });
     }
 
+    /// Sends a copy of every record to syslog (`syslog_copy = true`):
+    /// `/dev/log` normally, another socket only in unprivileged runs.
     pub fn copy_to_syslog(&mut self, socket: PathBuf) {
         self.syslog = Some(socket);
     }

@@ -38,6 +38,9 @@ pub enum Admin {
         sshd: bool,
         sshd_config: Option<PathBuf>,
     },
+    /// `check --help` (or `-h`): check's usage, as each tool below prints
+    /// its own.
+    CheckHelp,
     /// The tools below take their own options, which each parses (its
     /// `--help` included): `args` is what follows the command's name.
     /// `audit`: read the trail (src/admin/audit.rs).
@@ -166,6 +169,7 @@ pub fn parse(argv: &[OsString], original_command: Option<&str>) -> Result<Invoca
                             }
                         }
                     }
+                    Some("--help") | Some("-h") => return Ok(Invocation::Admin(Admin::CheckHelp)),
                     Some("--unverified") => unverified = true,
                     Some("--sshd") => sshd = true,
                     Some("--sshd-config") => match it.next() {
@@ -177,7 +181,7 @@ pub fn parse(argv: &[OsString], original_command: Option<&str>) -> Result<Invoca
                     },
                     _ => {
                         return Err(UsageError(format!(
-                            "check: unexpected argument {:?}",
+                            "check: unexpected argument {:?}; see `gatehouse check --help`",
                             a.to_string_lossy()
                         )))
                     }
@@ -624,6 +628,17 @@ mod tests {
             }
         );
         assert!(admin(&["gatehouse", "check"]).needs_admin());
+        // `check` parses its own options here, --help among them, as the
+        // tools do theirs; and like theirs it is an admin command.
+        for help in ["--help", "-h"] {
+            assert_eq!(admin(&["gatehouse", "check", help]), Admin::CheckHelp);
+            assert_eq!(
+                admin(&["gatehouse", "check", "--sshd", "--config", "/x", help]),
+                Admin::CheckHelp,
+                "{help} after other options"
+            );
+        }
+        assert!(Admin::CheckHelp.needs_admin());
         for help in ["help", "--help", "-h"] {
             assert_eq!(admin(&["gatehouse", help]), Admin::Help, "{help}");
         }

@@ -180,8 +180,8 @@ pub(crate) fn stop_writing(signals: &SignalPipe) -> bool {
 
 /// How a session ends whose write to the operator failed: killed, when
 /// an administrator's note is there (the write was given up for it);
-/// else the operator is gone.
-fn write_failed(what: &str, e: Errno) -> (EndReason, String) {
+/// else the operator is gone. The interactive relay's too.
+pub(crate) fn write_failed(what: &str, e: Errno) -> (EndReason, String) {
     match crate::live::kill_note() {
         Some(note) => (EndReason::Killed, note.reason),
         None => (EndReason::Hangup, format!("{what}: {e}")),

@@ -8,6 +8,15 @@
 //! directions `block_directions()` reports (plus readable, for new data);
 //! `read` → `Ok(0)` is end-of-file only when `eof()` says so; a write may
 //! be partial or refused, so unsent bytes wait in our own bounded buffer.
+//!
+//! Writes to the operator's terminal block: stdout is shared with sshd and
+//! stays blocking (never O_NONBLOCK), so a slow terminal blocks us, which
+//! stops channel reads, which throttles the target through the SSH window.
+//! That is the backpressure. An operator who stops reading altogether
+//! would hold such a write, and the session, forever: while the relay runs,
+//! SIGUSR1 (`gatehouse kill`) interrupts it (`SignalPipe::interrupt_on_kill`)
+//! and a write interrupted with the administrator's note there gives up
+//! (`exec::write_all_fd`), so the session still ends `killed`.
 #![forbid(unsafe_code)]
 
 use std::io::{self, Read, Write};
@@ -19,6 +28,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use ssh2::BlockDirections;
 
 use crate::audit::{AuditError, EndReason};
+use crate::operator::exec::{stop_writing, write_all_fd, write_failed};
 use crate::operator::upstream::Upstream;
 use crate::recording::RecordingError;
 use crate::sys::{Sig, SignalPipe};
@@ -187,26 +197,12 @@ fn is_eagain(e: &ssh2::Error) -> bool {
     matches!(e.code(), ssh2::ErrorCode::Session(LIBSSH2_EAGAIN))
 }
 
-/// Writes all of `data` to stdout. The descriptor is shared with sshd and
-/// stays blocking (never set O_NONBLOCK on it): a slow terminal blocks us,
-/// which stops channel reads, which throttles the target through the SSH
-/// window. That is the backpressure.
-fn write_stdout(mut data: &[u8]) -> Result<(), Errno> {
-    let out = io::stdout();
-    while !data.is_empty() {
-        match nix::unistd::write(out.as_fd(), data) {
-            Ok(0) => return Err(Errno::EIO),
-            Ok(n) => data = &data[n..],
-            Err(Errno::EINTR) => continue,
-            Err(Errno::EAGAIN) => {
-                // Someone else made it non-blocking; wait instead of spinning.
-                let mut fds = [PollFd::new(out.as_fd(), PollFlags::POLLOUT)];
-                let _ = poll(&mut fds, PollTimeout::NONE);
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+/// Writes all of `data` to the operator's terminal (blocking, see the
+/// header). A write given up for an administrator's kill ends the session
+/// `killed` with the note's reason; any other failure is a hang-up.
+fn write_stdout(signals: &SignalPipe, data: &[u8]) -> Result<(), Stop> {
+    write_all_fd(io::stdout().as_fd(), data, &|| stop_writing(signals))
+        .map_err(|e| Stop::from(write_failed("operator terminal", e)))
 }
 
 /// Writes as much of `pending` as the remote window takes; the rest waits.
@@ -308,8 +304,7 @@ impl Relay<'_> {
                     // The operator first (echo latency), then the books. A
                     // recording that fails ends the session right here, so
                     // at most this one chunk was seen and not recorded.
-                    write_stdout(data)
-                        .map_err(|e| (EndReason::Hangup, format!("operator terminal: {e}")))?;
+                    write_stdout(self.signals, data)?;
                     self.obs.output(data, self.last_rx)?;
                     self.bytes_out += n as u64;
                 }
@@ -328,8 +323,7 @@ impl Relay<'_> {
                 if let Some(Release::Ask { question }) = &release {
                     let answer = self.ask(question)?;
                     let (r, redraw) = self.obs.answer(answer.as_deref())?;
-                    write_stdout(&redraw)
-                        .map_err(|e| (EndReason::Hangup, format!("operator terminal: {e}")))?;
+                    write_stdout(self.signals, &redraw)?;
                     release = Some(r);
                 }
                 match release {
@@ -346,8 +340,7 @@ impl Relay<'_> {
                         self.send(&cancel);
                         // The raw terminal needs \r\n.
                         let line = format!("\r\n{notice}\r\n");
-                        write_stdout(line.as_bytes())
-                            .map_err(|e| (EndReason::Hangup, format!("operator terminal: {e}")))?;
+                        write_stdout(self.signals, line.as_bytes())?;
                     }
                 }
             }
@@ -371,9 +364,8 @@ impl Relay<'_> {
     /// the operator, echoing it (the target sees none of this). Ctrl-C,
     /// Ctrl-D or Escape give up. Signals still end the session.
     fn ask(&mut self, question: &str) -> Result<Option<String>, Stop> {
-        let out = |b: &[u8]| {
-            write_stdout(b).map_err(|e| (EndReason::Hangup, format!("operator terminal: {e}")))
-        };
+        let signals = self.signals;
+        let out = |b: &[u8]| write_stdout(signals, b);
         out(format!("\r\n\x1b[K{question} ").as_bytes())?;
         let mut answer = String::new();
         // Keys typed ahead before the question was drawn are not an answer
@@ -421,7 +413,6 @@ impl Relay<'_> {
             if fds[1].revents().is_some_and(|r| !r.is_empty()) || self.signals.must_leave() {
                 // Hang-up, terminate or kill end the session; a resize is
                 // passed on.
-                let signals = self.signals;
                 self.signals(signals)?;
             }
             if !fds[0].revents().is_some_and(|r| !r.is_empty()) {
@@ -627,6 +618,11 @@ pub fn run(
     obs: &mut dyn Observer,
 ) -> RelayEnd {
     up.session.set_blocking(false);
+    // `gatehouse kill` must reach a relay blocked writing to an operator
+    // who stopped reading (see the header); undone below, as it ends.
+    if let Err(e) = signals.interrupt_on_kill() {
+        crate::report::syslog(&format!("cannot set up SIGUSR1: {e}"));
+    }
     let now = Instant::now();
     let mut r = Relay {
         up,
@@ -656,6 +652,11 @@ pub fn run(
             Err(stop) => break Err(stop),
         }
     };
+    // The menu may follow: its prompt must not see EINTR from a kill
+    // request (`SignalPipe::restart_on_kill`).
+    if let Err(e) = signals.restart_on_kill() {
+        crate::report::syslog(&format!("cannot set up SIGUSR1: {e}"));
+    }
     let mut end = RelayEnd {
         reason: EndReason::Exit,
         detail: None,

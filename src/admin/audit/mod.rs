@@ -34,25 +34,26 @@ Reads <log_dir>/*.jsonl (log_dir from the config) and prints the records
 that match every filter, oldest first, as a table or (--json) unchanged.
 
 Filters (repeat --user/--host/--session to allow several):
-  --user NAME            records of this unix user
+  -u, --user NAME        records of this unix user
   --host NAME|GLOB       records about this host (web01, 'db*')
   --bastion NAME|GLOB    records written by this bastion (the `bastion` field)
-  --session ID           a session: its id, the short form this table prints,
+  -s, --session ID       a session: its id, the short form this table prints,
                          or any other unambiguous prefix or suffix of the id
-  --event LIST           comma-separated: login,logout,session_start,command,
+  -e, --event LIST       comma-separated: login,logout,session_start,command,
                          input_hidden,policy,exec,file,session_end,denied,error,seal
   --unverified           only commands the screen could not confirm (their
                          text is the keys' reconstruction; the table marks
                          them [unverified])
   --since WHEN           at or after WHEN: RFC 3339, a date, or an age (2h, 30m, 7d)
   --until WHEN           at or before WHEN
-  --grep REGEX           commands (and refused requests) matching REGEX
+  -g, --grep REGEX       commands (and refused requests) matching REGEX
   -i, --ignore-case      --grep ignores case
   -F, --fixed-strings    --grep PATTERN is plain text, not a regex
 
 Output:
   --json                 the matching lines exactly as stored (for jq)
-  --color auto|always|never   (auto: only on a terminal; NO_COLOR is honoured)
+  --color, --colour auto|always|never
+                         auto: only on a terminal; NO_COLOR is honoured.
                          On a terminal each line is cut to its width (…) and
                          CLIENT is left out when it is narrow; piped, whole lines
   -f, --follow           keep printing new records, from every file (new files

@@ -252,4 +252,33 @@ mod tests {
         assert!(o.filter.grep.unwrap().is_match("rm -rf"));
         assert!(o.json && !o.color && o.mode == Mode::Show);
     }
+
+    /// Every spelling `Builder::option` accepts (read from its source, so
+    /// a new one is caught) is in `gatehouse audit --help`: `-u`, `-s`,
+    /// `-e`, `-g` and `--colour` were accepted but not listed.
+    #[test]
+    fn the_usage_lists_every_option_the_parser_takes() {
+        let src = include_str!("options.rs");
+        let start = src.find("fn option(").unwrap();
+        let end = start + src[start..].find("other =>").unwrap();
+        let accepted: Vec<&str> = src[start..end]
+            .split('"')
+            .skip(1)
+            .step_by(2)
+            .filter(|s| s.starts_with('-'))
+            .collect();
+        assert!(accepted.len() > 25, "{accepted:?}");
+        let usage = super::super::USAGE;
+        let listed = |opt: &str| {
+            usage.match_indices(opt).any(|(i, _)| {
+                let before = usage[..i].chars().next_back();
+                let after = usage[i + opt.len()..].chars().next();
+                let word =
+                    |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '-');
+                !word(before) && !word(after)
+            })
+        };
+        let missing: Vec<&&str> = accepted.iter().filter(|o| !listed(o)).collect();
+        assert!(missing.is_empty(), "not in audit --help: {missing:?}");
+    }
 }

@@ -60,6 +60,9 @@ want openssh-sftp-server test -x /usr/lib/openssh/sftp-server
 want rsyslog test -x /usr/sbin/rsyslogd
 want rsyslog-relp test -e /usr/lib/x86_64-linux-gnu/rsyslog/imrelp.so -o -e /usr/lib/rsyslog/imrelp.so -o -e /usr/lib/aarch64-linux-gnu/rsyslog/imrelp.so
 want logrotate test -x /usr/sbin/logrotate
+# Other shells the capture is tested against (the tests say SKIP without them).
+want zsh have zsh
+want fish have fish
 
 if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
     echo "deps: cargo not found; install Rust with rustup (https://rustup.rs)" >&2

@@ -2038,7 +2038,11 @@ fn a_blocked_line_the_shell_still_holds_blocks_the_enter_that_would_run_it() {
     s.p.expect("the shell still holds the blocked line: Ctrl-C drops it")
         .unwrap();
     s.send("\x03");
-    s.p.expect(PROMPT).unwrap();
+    // The shell's fresh prompt on a row of its own (the repainted line
+    // above holds a prompt's text too).
+    s.screen_until("a fresh prompt after ^C", |t| {
+        t.trim_end().ends_with("^C\ntgt$")
+    });
     s.run("stty eol undef", None);
     s.run("set -o emacs", None);
     s.run("echo after-block", Some("after-block"));
@@ -2086,4 +2090,69 @@ fn a_blocked_line_cancelled_in_any_editing_mode_is_not_taken_as_run() {
         ["blocked", "blocked", "blocked"],
         "{cmds:?} {policy:?}"
     );
+}
+
+/// The cancel of a blocked line in the other shells the relay meets: zsh
+/// (emacs and vi keymaps) and fish clear the line; nothing is taken as run
+/// and the next line is not held back.
+#[test]
+fn a_blocked_line_is_cancelled_in_zsh_and_fish_and_the_session_goes_on() {
+    for (shell, start, prompt) in [
+        ("zsh", "exec env PS1='z%% ' zsh -f -i", "z% "),
+        (
+            "zsh",
+            "exec env PS1='z%% ' zsh -f -i -c 'bindkey -v; exec zsh -f -i'",
+            "z% ",
+        ),
+        (
+            "fish",
+            "exec fish -N -P -i -C 'function fish_prompt; echo -n \"f> \"; end'",
+            "f> ",
+        ),
+    ] {
+        if !Path::new("/usr/bin").join(shell).exists() {
+            eprintln!("SKIP: {shell} not installed");
+            continue;
+        }
+        let Some(mut s) = S::with_toml(DENY_MARKER) else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("gh-mark-shell");
+        s.typed(start);
+        s.enter_until(prompt);
+        let cmd = format!("touch {}", f.display());
+        s.send(&cmd);
+        s.screen_until("the echo", |t| t.contains(&format!("{prompt}{cmd}")));
+        s.send(keys::ENTER);
+        s.p.expect("blocked by policy").unwrap();
+        // The prompt stands below the notice (Gatehouse repaints the line
+        // the shell's relative redraw clears), with the line cleared.
+        s.screen_until("the prompt below the notice", |t| {
+            t.lines()
+                .skip_while(|l| !l.contains("blocked by policy"))
+                .nth(1)
+                .is_some_and(|l| l.trim_end() == prompt.trim_end())
+        });
+        s.send("echo after-block");
+        s.screen_until("the echo", |t| {
+            t.contains(&format!("{prompt}echo after-block"))
+        });
+        s.send(keys::ENTER);
+        s.expect_line("after-block");
+        s.p.expect(prompt).unwrap();
+        s.send("exit");
+        s.screen_until("the echo of exit", |t| t.contains(&format!("{prompt}exit")));
+        s.send(keys::ENTER);
+        s.p.wait_exit(T).unwrap();
+        assert!(!f.exists(), "{start}: the blocked line ran");
+        let policy = policy_records(&s.gh);
+        assert_eq!(policy.len(), 1, "{start}: {policy:?}");
+        assert_eq!(policy[0].1, "blocked", "{start}: {policy:?}");
+        let cmds = commands(&s.gh);
+        assert!(
+            cmds.contains(&"echo after-block".to_string()),
+            "{start}: {cmds:?}"
+        );
+    }
 }

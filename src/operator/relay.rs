@@ -140,7 +140,13 @@ pub enum Release {
     Forward,
     /// Never send it: send `cancel` instead (to clear the line on the
     /// target) and show the operator `notice`.
-    Block { cancel: Vec<u8>, notice: String },
+    /// `repaint` draws the line being typed again below the notice, so
+    /// that the shell's redraw (relative to its cursor) finds it.
+    Block {
+        cancel: Vec<u8>,
+        notice: String,
+        repaint: Vec<u8>,
+    },
     /// Ask the operator first (`question`, one line); their answer goes to
     /// [`Observer::answer`], which decides.
     Ask { question: String },
@@ -335,12 +341,17 @@ impl Relay<'_> {
                         let held = std::mem::take(&mut self.held);
                         self.send(&held);
                     }
-                    Some(Release::Block { cancel, notice }) => {
+                    Some(Release::Block {
+                        cancel,
+                        notice,
+                        repaint,
+                    }) => {
                         self.held.clear();
                         self.send(&cancel);
                         // The raw terminal needs \r\n.
-                        let line = format!("\r\n{notice}\r\n");
-                        write_stdout(self.signals, line.as_bytes())?;
+                        let mut line = format!("\r\n{notice}\r\n").into_bytes();
+                        line.extend_from_slice(&repaint);
+                        write_stdout(self.signals, &line)?;
                     }
                 }
             }

@@ -234,6 +234,7 @@ impl Bookkeeper<'_> {
                     release = Release::Block {
                         cancel: CANCEL_LINE.to_vec(),
                         notice,
+                        repaint: self.capture.repaint_line(),
                     };
                 }
                 Some((rule, Action::Confirm, line)) => {
@@ -398,6 +399,7 @@ impl Observer for Bookkeeper<'_> {
                 notice: format!(
                     "gatehouse: not confirmed; the command did not run (policy \"{rule}\")"
                 ),
+                repaint: self.capture.repaint_line(),
             },
             redraw,
         ))
@@ -783,7 +785,7 @@ commands = ["^sudo "]
         with_books(|books, records| {
             books.found.push(typed("rm -rf /srv"));
             match books.decide().unwrap() {
-                Release::Block { cancel, notice } => {
+                Release::Block { cancel, notice, .. } => {
                     assert_eq!(cancel, CANCEL_LINE);
                     assert!(notice.contains("no-rm"), "{notice}");
                 }
@@ -825,7 +827,7 @@ commands = ["^sudo "]
                 books.found.push(typed("reboot"));
                 assert!(matches!(books.decide().unwrap(), Release::Ask { .. }));
                 match books.answer(answer).unwrap().0 {
-                    Release::Block { cancel, notice } => {
+                    Release::Block { cancel, notice, .. } => {
                         assert_eq!(cancel, CANCEL_LINE);
                         assert!(notice.contains("not confirmed"), "{notice}");
                     }

@@ -1155,6 +1155,12 @@ impl Capture {
         }
     }
 
+    /// Bytes that paint the line being typed again, below a line Gatehouse
+    /// printed (a policy notice), with the cursor where the target has it.
+    pub fn repaint_line(&mut self) -> Vec<u8> {
+        self.screen.repaint_line()
+    }
+
     /// Bytes that repaint the operator's screen as the target left it (after
     /// a policy question was drawn over it).
     pub fn redraw(&mut self) -> Vec<u8> {

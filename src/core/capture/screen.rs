@@ -231,6 +231,45 @@ impl Screen {
         self.parser.screen().contents_formatted().into()
     }
 
+    /// Escape codes that paint the cursor's logical line below where the
+    /// operator's cursor stands, as the model has it, and put the cursor
+    /// where it is: after Gatehouse printed a line of its own in the
+    /// middle of a line editor's drawing. The editor's next redraw moves
+    /// relative to its cursor (zsh, fish), so it must find its line again.
+    pub fn repaint_line(&mut self) -> Vec<u8> {
+        self.sync();
+        let s = self.parser.screen();
+        let (rows, cols) = s.size();
+        let (crow, ccol) = s.cursor_position();
+        let start = self.line_start();
+        let mut end = crow;
+        while s.row_wrapped(end) && end + 1 < rows.get() {
+            end += 1;
+        }
+        let mut out = b"\r\x1b[m".to_vec();
+        for (i, row) in s
+            .rows_formatted(0, cols.get())
+            .enumerate()
+            .skip(usize::from(start))
+            .take(usize::from(end - start) + 1)
+        {
+            if i > usize::from(start) {
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b"\x1b[K");
+            out.extend_from_slice(row.as_bytes());
+        }
+        out.extend_from_slice(b"\x1b[m");
+        if end > crow {
+            out.extend_from_slice(format!("\x1b[{}A", end - crow).as_bytes());
+        }
+        out.push(b'\r');
+        if ccol > 0 {
+            out.extend_from_slice(format!("\x1b[{ccol}C").as_bytes());
+        }
+        out
+    }
+
     pub fn approx_heap_bytes(&self) -> usize {
         let (rows, cols) = self.parser.screen().size();
         // Two grids (main, alternate) of cells of ~32 bytes.

@@ -106,8 +106,10 @@ fn replay(case: &Case, split: usize) -> Vec<Record> {
     let mut out = Vec::new();
     let mut pending = VecDeque::new();
     let mut t = Instant::now();
+    let mut after_input = false;
     for e in &case.events {
         t += Duration::from_millis(1);
+        let first_output = std::mem::replace(&mut after_input, matches!(e, Event::In(_)));
         match e {
             Event::In(b) => {
                 pending.extend(b.iter().copied());
@@ -124,9 +126,11 @@ fn replay(case: &Case, split: usize) -> Vec<Record> {
                 }
             }
             Event::Out(b) => {
-                if cap.holding() {
+                if cap.holding() && first_output {
                     // Recorded keys came one at a time with pauses: the
-                    // screen was quiet before the next output.
+                    // screen was quiet before the output that followed a
+                    // key. (Output right after output came at once: a
+                    // burst of keys redrawn in pieces.)
                     t += Duration::from_millis(150);
                     pump(&mut cap, &mut pending, t, &mut out);
                 }

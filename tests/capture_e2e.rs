@@ -2156,3 +2156,31 @@ fn a_blocked_line_is_cancelled_in_zsh_and_fish_and_the_session_goes_on() {
         );
     }
 }
+
+/// Esc and Enter sent together (vi mode, a paste, a macro key): readline
+/// takes Esc (command mode) and then accepts the line. The Enter is held
+/// and the policy applies like at any other Enter; the record is the
+/// line the screen shows.
+#[test]
+fn an_enter_right_after_escape_is_held_for_the_policy() {
+    let Some(mut s) = S::with_toml(DENY_MARKER) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("gh-mark-esc-enter");
+    s.run("set -o vi", None);
+    let cmd = format!("touch {}", f.display());
+    s.typed(&cmd);
+    s.send("\x1b\r");
+    s.p.expect("blocked by policy").unwrap();
+    s.run("echo vi-one", Some("vi-one"));
+    // History recall and a word change, sent in one burst with its Enter.
+    s.send("\x1bk0wcwecho2\x1b\r");
+    s.expect_line("echo2-one");
+    s.p.expect(PROMPT).unwrap();
+    s.run("set -o emacs", None);
+    let (cmds, done) = s.finish();
+    assert!(!f.exists(), "the blocked line ran: {cmds:?}");
+    assert_eq!(policy_records(&done.gh).len(), 1);
+    assert!(cmds.contains(&"echo echo2-one".to_string()), "{cmds:?}");
+}

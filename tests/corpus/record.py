@@ -610,6 +610,19 @@ def _(s):
 
 
 @scenario(
+    "vi_mode_burst",
+    "bash vi mode, the edit sent in one burst (a paste, tmux send-keys): Esc k 0 w cw … Esc Enter",
+    ["set -o vi", "echo vi-one", "echo echo2-one", "set -o emacs"],
+)
+def _(s):
+    s.type("set -o vi\r")
+    s.type("echo vi-one\r")
+    s.send(ESC + "k0wcwecho2" + ESC + "\r")
+    s.settle()
+    s.type("set -o emacs\r")
+
+
+@scenario(
     "recall_cursor_left",
     "history recall, cursor moved left (Left, Ctrl-A), then Enter: the whole line runs",
     ["echo left-one", "echo left-one", "echo left-one"],

@@ -308,6 +308,16 @@ impl Keys {
         if let Some(event) = self.after_prefix(b) {
             return event;
         }
+        if matches!(b, b'\r' | b'\n') && self.esc != Escape::Ground {
+            // A line end is an Enter wherever it falls: readline does not
+            // parse sequences as a terminal does (vi mode's Esc then Enter
+            // sent together is command mode, then accept-line; ESC ] x CR
+            // is Meta-], x, accept-line). Held like any Enter, so the
+            // policy sees it; what the escape did only the screen knows.
+            self.esc = Escape::Ground;
+            self.unreliable = true;
+            self.whole = true;
+        }
         match self.esc {
             Escape::Ground => {}
             Escape::Started => return self.after_esc(b),
@@ -837,6 +847,25 @@ mod tests {
             one(b"a\x1b]0;title\x07b\x1b]2;t\x1b\\c\x1b[12;5Hd\r").text,
             "abcd"
         );
+    }
+
+    #[test]
+    fn a_line_end_inside_an_escape_sequence_is_an_enter() {
+        for keys in [
+            &b"ls\x1b\r"[..],
+            b"ls\x1b\n",
+            b"ls\x1b[\r",
+            b"ls\x1b[1;\r",
+            b"ls\x1bO\r",
+            b"ls\x1b]0;x\r",
+            b"ls\x1bP\x1b\r",
+        ] {
+            let mut k = Keys::new();
+            let v = lines(&mut k, keys);
+            assert_eq!(v.len(), 1, "{keys:?}");
+            assert!(v[0].unreliable && v[0].whole, "{keys:?}");
+            assert!(k.at_key_boundary(), "{keys:?}");
+        }
     }
 
     #[test]

@@ -35,9 +35,9 @@ extern "C" fn on_signal(signo: nix::libc::c_int) {
             MENU_TIMED_OUT.store(true, Ordering::SeqCst);
         }
         if LEAVING.load(Ordering::SeqCst) || MENU_TIMED_OUT.load(Ordering::SeqCst) {
-            // A signal that lands just before a blocking poll(2) in code we
-            // do not own (the menu's key reader) would be missed until the
-            // next key. Re-arming an alarm interrupts that poll within a
+            // A signal that lands just before the menu's key reader blocks
+            // in poll(2) (it watches the terminal only, and learns of
+            // signals from EINTR) would be missed until the next key. Re-arming an alarm interrupts that poll within a
             // second, for as long as we are leaving; never otherwise.
             // SAFETY: alarm(2) is async-signal-safe and has no memory effects.
             unsafe {
@@ -102,10 +102,14 @@ impl SignalPipe {
     /// SIGINT, SIGQUIT and SIGTSTP (and the tty job-control signals) are
     /// ignored: an operator's Ctrl-C / Ctrl-\ / Ctrl-Z at the menu must not
     /// kill or stop Gatehouse (product.md, security model). SIGHUP and
-    /// SIGTERM are caught *without* SA_RESTART so that a blocking read in
-    /// the menu returns EINTR and the menu can exit cleanly (SIGALRM backs
-    /// that up, see `on_signal`); SIGWINCH keeps SA_RESTART so a resize
-    /// does not disturb a prompt.
+    /// SIGTERM are caught *without* SA_RESTART so that a blocking read or
+    /// write returns EINTR and the menu can exit cleanly (SIGALRM backs
+    /// that up, see `on_signal`); SIGWINCH and SIGUSR1 keep SA_RESTART.
+    /// SA_RESTART does not cover poll(2), which fails with EINTR after
+    /// any handler (signal(7)): so every prompt waiting for keys waits
+    /// again after a signal that does not concern it, keeping the bytes
+    /// it read (`menu::KeyReader`, the relay's policy question), and a
+    /// resize or a bare kill request does not disturb it.
     pub fn install() -> nix::Result<SignalPipe> {
         let (read, write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
         PIPE_WRITE_FD.store(write.as_raw_fd(), Ordering::SeqCst);
@@ -130,7 +134,8 @@ impl SignalPipe {
             (Signal::SIGALRM, SaFlags::empty()),
             (Signal::SIGWINCH, SaFlags::SA_RESTART),
             // Like a resize, a kill request must not disturb a prompt: only
-            // the relay acts on it.
+            // the relay acts on it (and a prompt whose poll it interrupts
+            // waits again unless the administrator's note is there).
             (Signal::SIGUSR1, SaFlags::SA_RESTART),
         ] {
             let action = SigAction::new(SigHandler::Handler(on_signal), flags, SigSet::empty());
@@ -182,16 +187,17 @@ impl SignalPipe {
     /// src/operator/exec.rs `write_all_fd`): an operator who stops reading
     /// would otherwise hold a write, and the session, forever. The admin's
     /// `kill` signals again while it waits, so a signal that lands just
-    /// before the write blocks is not lost. Not while the menu is shown: a
-    /// kill request must not disturb its prompt, so the relay, which the
-    /// menu follows, puts it back with `restart_on_kill` as it ends.
+    /// before the write blocks is not lost. Not while the menu is shown:
+    /// the relay, which the menu follows, puts it back with
+    /// `restart_on_kill` as it ends.
     pub fn interrupt_on_kill(&self) -> nix::Result<()> {
         kill_action(SaFlags::empty())
     }
 
     /// Undoes `interrupt_on_kill`: SIGUSR1 restarts an interrupted system
-    /// call again, as `install` set it, so the menu's prompt that follows
-    /// a session never sees EINTR from a kill request.
+    /// call again, as `install` set it, for the menu that follows a
+    /// session. (Its wait for a key, a poll(2), sees EINTR either way and
+    /// waits again: `menu::KeyReader`.)
     pub fn restart_on_kill(&self) -> nix::Result<()> {
         kill_action(SaFlags::SA_RESTART)
     }

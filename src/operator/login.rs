@@ -184,7 +184,17 @@ impl<'a> Ctx<'a> {
             if let Some(idle) = self.config.settings.idle_timeout {
                 crate::sys::arm_menu_timeout(idle.as_secs().min(u32::MAX as u64) as u32);
             }
-            let choice = menu::choose(&items, &self.operator.name);
+            // What ends the wait for a key: leaving, the idle timeout, an
+            // administrator's kill (SIGUSR1 with the note, as the relay
+            // takes it). Any other signal, a bare SIGUSR1 or a resize,
+            // leaves the prompt as it is.
+            let signals = self.signals;
+            let stop = || {
+                signals.must_leave()
+                    || crate::sys::menu_timed_out()
+                    || (signals.kill_pending() && crate::live::kill_note().is_some())
+            };
+            let choice = menu::choose(&items, &self.operator.name, &stop);
             crate::sys::disarm_menu_timeout();
             if crate::sys::menu_timed_out() {
                 crate::say_err!("gatehouse: idle for too long at the menu; goodbye.");

@@ -1,6 +1,7 @@
 //! The host menu: the only user of dialoguer (its theme draws the prompt and
 //! the items). It owns the cursor (shown again after every prompt) and is
-//! only drawn on a real terminal (the caller checks).
+//! only drawn on a real terminal (the caller checks). It reads the keys
+//! itself (`KeyReader`): a signal while it waits loses no key typed.
 //!
 //! What is under Enter must be what a person predicts, because on a bastion
 //! Enter opens a session on a production machine (issue 17). So the ranking
@@ -14,13 +15,11 @@
 use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 
-use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::pty::openpty;
 use nix::sys::termios::{self, InputFlags, LocalFlags, SetArg, SpecialCharacterIndices, Termios};
-use nix::unistd::{dup, dup2_stdin, pipe2};
 
 use console::{Key, Term};
 use dialoguer::theme::{ColorfulTheme, Theme};
@@ -179,113 +178,205 @@ pub fn count_line(shown: usize, total: usize) -> String {
     }
 }
 
-/// A private pty between the operator's terminal and dialoguer. console
-/// (dialoguer's terminal layer) reads keys straight from fd 0 and
-/// FuzzySelect drops control keys, so Ctrl-D — the shell user's "I'm done" —
-/// would do nothing. With the shim, fd 0 is our pty's slave, and a small
-/// thread copies the real terminal's bytes into it, turning Ctrl-D into Esc
-/// (which quits the menu). Dropped: the real fd 0 and its mode come back.
-struct KeyShim {
-    saved_stdin: OwnedFd,
-    saved_mode: Termios,
-    stop: Option<OwnedFd>,
-    pump: Option<std::thread::JoinHandle<()>>,
+/// The operator's terminal while the menu reads it: keys one by one, no
+/// echo, no signals from keys (Ctrl-C, Ctrl-Z and Ctrl-\ are just bytes,
+/// which the menu ignores), no flow control, Enter as typed; output
+/// processing stays on. The saved mode comes back when dropped, before any
+/// session.
+struct KeyMode {
+    saved: Termios,
 }
 
-const CTRL_D: u8 = 0x04;
-const ESC: u8 = 0x1b;
-
-impl KeyShim {
-    fn install() -> nix::Result<KeyShim> {
+impl KeyMode {
+    fn enter() -> nix::Result<KeyMode> {
         let stdin = io::stdin();
-        let saved_mode = termios::tcgetattr(&stdin)?;
-        let saved_stdin = dup(&stdin)?;
-        // The slave stays raw: console's own per-key mode switches then
-        // change nothing, and no byte waits for a newline or is echoed.
-        let mut raw = saved_mode.clone();
-        termios::cfmakeraw(&mut raw);
-        let pty = openpty(None, Some(&raw))?;
-        // The real terminal: keys one by one, no echo, no signals; output
-        // processing stays on (dialoguer draws on stdout with plain "\n").
-        let mut keys = saved_mode.clone();
+        let saved = termios::tcgetattr(&stdin)?;
+        let mut keys = saved.clone();
         keys.local_flags
             .remove(LocalFlags::ICANON | LocalFlags::ECHO | LocalFlags::ISIG | LocalFlags::IEXTEN);
         keys.input_flags
             .remove(InputFlags::IXON | InputFlags::ICRNL | InputFlags::INLCR);
         keys.control_chars[SpecialCharacterIndices::VMIN as usize] = 1;
         keys.control_chars[SpecialCharacterIndices::VTIME as usize] = 0;
-        termios::tcsetattr(&saved_stdin, SetArg::TCSANOW, &keys)?;
-        let (stop_r, stop_w) = pipe2(OFlag::O_CLOEXEC)?;
-        let src = dup(&saved_stdin)?;
-        let master = pty.master;
-        // A full slave buffer must never block the pump (and so the join).
-        fcntl(&master, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
-        // From here on, a failure drops `shim`, which puts fd 0 and the
-        // terminal's mode back.
-        let mut shim = KeyShim {
-            saved_stdin,
-            saved_mode,
-            stop: Some(stop_w),
-            pump: None,
-        };
-        dup2_stdin(&pty.slave)?;
-        drop(pty.slave);
-        let pump = std::thread::Builder::new()
-            .name("menu-keys".into())
-            .spawn(move || pump_keys(src, master, stop_r))
-            .map_err(|_| nix::Error::EAGAIN)?;
-        shim.pump = Some(pump);
-        Ok(shim)
+        termios::tcsetattr(&stdin, SetArg::TCSANOW, &keys)?;
+        Ok(KeyMode { saved })
     }
 }
 
-impl Drop for KeyShim {
+impl Drop for KeyMode {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = nix::unistd::write(&stop, b"x");
-        }
-        if let Some(p) = self.pump.take() {
-            let _ = p.join();
-        }
-        let _ = dup2_stdin(&self.saved_stdin);
-        let _ = termios::tcsetattr(&self.saved_stdin, SetArg::TCSADRAIN, &self.saved_mode);
+        // EIO after a hang-up is expected: there is no terminal left.
+        let _ = termios::tcsetattr(io::stdin(), SetArg::TCSADRAIN, &self.saved);
     }
 }
 
-/// Copies the operator's keys into the shim until told to stop or the
-/// terminal goes away (then the master closes and the menu's read fails,
-/// which is how a hang-up reaches dialoguer).
-fn pump_keys(src: OwnedFd, master: OwnedFd, stop: OwnedFd) {
-    let mut buf = [0u8; 1024];
-    loop {
-        let mut fds = [
-            PollFd::new(src.as_fd(), PollFlags::POLLIN),
-            PollFd::new(stop.as_fd(), PollFlags::POLLIN),
-        ];
-        match poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) | Err(nix::Error::EINTR) => {}
-            Err(_) => return,
+const CTRL_C: u8 = 0x03;
+const CTRL_D: u8 = 0x04;
+const ESC: u8 = 0x1b;
+
+/// The operator's keys, read from fd 0 by the menu itself. Not console's
+/// `read_key`: a signal that lands while it waits (a resize, a bare
+/// SIGUSR1; poll(2) is never restarted, SA_RESTART or not, signal(7)) made
+/// it fail, and it could fail that way halfway through an escape sequence
+/// whose first bytes it had already consumed. Here bytes read stay in
+/// `buf` until they make a whole key, so an interrupted wait loses and
+/// reorders nothing; the caller decides whether the signal ends the
+/// prompt, then asks again.
+struct KeyReader {
+    /// Bytes read, not yet a whole key. Reads happen only when no whole
+    /// key is waiting, so it never holds more than a key and one read.
+    buf: Vec<u8>,
+}
+
+/// Bytes read from the terminal at a time.
+const KEY_CHUNK: usize = 64;
+
+impl KeyReader {
+    fn new() -> KeyReader {
+        KeyReader {
+            buf: Vec::with_capacity(2 * KEY_CHUNK),
         }
-        if fds[1].revents().is_some_and(|r| !r.is_empty()) {
-            return;
-        }
-        if !fds[0].revents().is_some_and(|r| !r.is_empty()) {
-            continue;
-        }
-        let n = match nix::unistd::read(&src, &mut buf) {
-            Ok(0) => return,
-            Ok(n) => n,
-            Err(nix::Error::EINTR) | Err(nix::Error::EAGAIN) => continue,
-            Err(_) => return,
-        };
-        for b in &mut buf[..n] {
-            if *b == CTRL_D {
-                *b = ESC;
+    }
+
+    /// The next key; `Ok(None)` when a signal interrupted the wait (no
+    /// byte lost). End of file (a hang-up) is an error.
+    fn next(&mut self) -> io::Result<Option<Key>> {
+        let stdin = io::stdin();
+        loop {
+            if let Some(key) = self.take(false) {
+                return Ok(Some(key));
+            }
+            // What is buffered could be a whole key (a lone Esc, an escape
+            // sequence cut short) if nothing more is waiting: look without
+            // blocking, as console does. Otherwise wait for the next byte.
+            let cut_short = !self.buf.is_empty() && parse_key(&self.buf, true).is_some();
+            let timeout = if cut_short {
+                PollTimeout::ZERO
+            } else {
+                PollTimeout::NONE
+            };
+            let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, timeout) {
+                Ok(_) => {}
+                Err(Errno::EINTR) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
+            if !fds[0].revents().is_some_and(|r| !r.is_empty()) {
+                // Nothing more: the key ends here.
+                if let Some(key) = self.take(true) {
+                    return Ok(Some(key));
+                }
+                continue;
+            }
+            let mut chunk = [0u8; KEY_CHUNK];
+            match nix::unistd::read(stdin.as_fd(), &mut chunk) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                // Nothing was read (read(2) fails with EINTR only then).
+                Err(Errno::EINTR) => return Ok(None),
+                Err(Errno::EAGAIN) => {}
+                Err(e) => return Err(e.into()),
             }
         }
-        // Best effort: if dialoguer is not reading, keys beyond the pty's
-        // buffer are dropped rather than blocking this thread.
-        let _ = nix::unistd::write(&master, &buf[..n]);
+    }
+
+    fn take(&mut self, idle: bool) -> Option<Key> {
+        let (key, used) = parse_key(&self.buf, idle)?;
+        self.buf.drain(..used);
+        Some(key)
+    }
+}
+
+/// The first key in `buf` and the bytes it takes; `None` while the bytes
+/// are only the start of a key. `idle`: nothing more is waiting, so an
+/// escape sequence cut short is taken as it is (a lone Esc is the Escape
+/// key). Ctrl-D is Escape too (the shell user's "I'm done" leaves the
+/// menu); Ctrl-C is `Key::CtrlC`. The mapping is console's (`read_key`),
+/// so the menu's keys are those it had. Total: every byte string is keys.
+fn parse_key(buf: &[u8], idle: bool) -> Option<(Key, usize)> {
+    let &first = buf.first()?;
+    let key = match first {
+        ESC => return parse_escape(buf, idle),
+        CTRL_D => Key::Escape,
+        CTRL_C => Key::CtrlC,
+        b'\r' | b'\n' => Key::Enter,
+        0x7f | 0x08 => Key::Backspace,
+        b'\t' => Key::Tab,
+        0x01 => Key::Home,
+        0x05 => Key::End,
+        0x00..=0x7f => Key::Char(char::from(first)),
+        _ => return parse_utf8(buf),
+    };
+    Some((key, 1))
+}
+
+/// `buf` starts with Esc.
+fn parse_escape(buf: &[u8], idle: bool) -> Option<(Key, usize)> {
+    let cut = |n: usize| {
+        idle.then(|| {
+            let seq = buf[1..n].iter().map(|&b| char::from(b)).collect();
+            (Key::UnknownEscSeq(seq), n)
+        })
+    };
+    match buf.get(1) {
+        None => idle.then_some((Key::Escape, 1)),
+        Some(b'[') => {
+            let Some(&c2) = buf.get(2) else {
+                return cut(2);
+            };
+            let key = match c2 {
+                b'A' => Key::ArrowUp,
+                b'B' => Key::ArrowDown,
+                b'C' => Key::ArrowRight,
+                b'D' => Key::ArrowLeft,
+                b'H' => Key::Home,
+                b'F' => Key::End,
+                b'Z' => Key::BackTab,
+                _ => {
+                    let Some(&c3) = buf.get(3) else {
+                        return cut(3);
+                    };
+                    let key = match (c2, c3) {
+                        (b'1' | b'7', b'~') => Key::Home,
+                        (b'2', b'~') => Key::Insert,
+                        (b'3', b'~') => Key::Del,
+                        (b'4' | b'8', b'~') => Key::End,
+                        (b'5', b'~') => Key::PageUp,
+                        (b'6', b'~') => Key::PageDown,
+                        _ => Key::UnknownEscSeq(vec!['[', char::from(c2), char::from(c3)]),
+                    };
+                    return Some((key, 4));
+                }
+            };
+            Some((key, 3))
+        }
+        Some(&c1) => Some((Key::UnknownEscSeq(vec![char::from(c1)]), 2)),
+    }
+}
+
+/// `buf` starts with a byte above 0x7f: one UTF-8 character, waited for
+/// until whole; a byte that cannot start one, or a sequence broken off, is
+/// one `Key::Unknown` per byte.
+fn parse_utf8(buf: &[u8]) -> Option<(Key, usize)> {
+    let len = match buf[0] {
+        0xc2..=0xdf => 2,
+        0xe0..=0xef => 3,
+        0xf0..=0xf4 => 4,
+        _ => return Some((Key::Unknown, 1)),
+    };
+    let have = buf.len().min(len);
+    if buf[1..have].iter().any(|&b| b & 0xc0 != 0x80) {
+        return Some((Key::Unknown, 1));
+    }
+    if have < len {
+        return None;
+    }
+    match std::str::from_utf8(&buf[..len])
+        .ok()
+        .and_then(|s| s.chars().next())
+    {
+        Some(c) => Some((Key::Char(c), len)),
+        None => Some((Key::Unknown, 1)),
     }
 }
 
@@ -312,11 +403,14 @@ fn rows_of(width: usize, cols: usize) -> usize {
     width.div_ceil(cols.max(1)).max(1)
 }
 
-pub fn choose(items: &Items, user: &str) -> io::Result<Choice> {
-    // Without the shim the menu still works; only Ctrl-D does nothing.
-    let _shim = KeyShim::install().ok();
+/// `stop`: whether a signal that interrupted the wait for a key ends the
+/// prompt (the caller's reasons: leaving, the idle timeout, an
+/// administrator's kill); any other signal changes nothing on the screen
+/// but the layout after a resize, and no key typed is lost.
+pub fn choose(items: &Items, user: &str, stop: &dyn Fn() -> bool) -> io::Result<Choice> {
+    let _mode = KeyMode::enter()?;
     let term = Term::stdout();
-    let result = interact(&term, items, user);
+    let result = interact(&term, items, user, stop);
     let _ = term.show_cursor();
     match result {
         Ok(Some(Row::Host(i))) => Ok(Choice::Host(i)),
@@ -326,14 +420,20 @@ pub fn choose(items: &Items, user: &str) -> io::Result<Choice> {
     }
 }
 
-/// The prompt loop: draw, read one key, repeat. Ok(None) is Esc (or Ctrl-D,
-/// through the key shim); Ctrl-C and signals arrive as an `Interrupted`
-/// error from console's key reader.
+/// The prompt loop: draw, read one key, repeat. Ok(None) is Esc (or
+/// Ctrl-D); Ctrl-C, and a signal `stop` says ends the prompt, are an
+/// `Interrupted` error.
 // long: draw, read a key, apply it: one loop over the state the three share
 // (query, cursor, selection, rows drawn); driven end to end through a pty.
-fn interact(term: &Term, items: &Items, user: &str) -> io::Result<Option<Row>> {
+fn interact(
+    term: &Term,
+    items: &Items,
+    user: &str,
+    stop: &dyn Fn() -> bool,
+) -> io::Result<Option<Row>> {
     let theme = ColorfulTheme::default();
     let prompt = format!("{user}@gatehouse: pick a host (type to filter, Esc or Ctrl-D to quit)");
+    let mut keys = KeyReader::new();
     let mut query = String::new();
     let mut cursor = 0usize; // in chars
     let mut sel = 0usize;
@@ -341,8 +441,8 @@ fn interact(term: &Term, items: &Items, user: &str) -> io::Result<Option<Row>> {
     let mut drawn = 0usize; // terminal rows of the last drawing
     term.hide_cursor()?;
     loop {
-        let (rows, cols) = term.size();
-        let (rows, cols) = (rows.max(6) as usize, cols.max(20) as usize);
+        let size = term.size();
+        let (rows, cols) = (size.0.max(6) as usize, size.1.max(20) as usize);
         let visible = rows.saturating_sub(3).max(3);
         let hosts = items.rank(&query);
         let shown = hosts.len();
@@ -390,8 +490,7 @@ fn interact(term: &Term, items: &Items, user: &str) -> io::Result<Option<Row>> {
         term.write_str(&frame)?;
         term.flush()?;
 
-        let key = term.read_key();
-        let key = match key {
+        let key = match next_key(&mut keys, term, size, stop) {
             Ok(k) => k,
             Err(e) => {
                 let _ = term.write_str(&erase(drawn));
@@ -437,6 +536,27 @@ fn interact(term: &Term, items: &Items, user: &str) -> io::Result<Option<Row>> {
                 (sel, top) = (0, 0);
             }
             _ => {}
+        }
+    }
+}
+
+/// The next key for the menu drawn at `size`. Ctrl-C, and a signal that
+/// `stop` says ends the prompt, are an `Interrupted` error. After a resize
+/// `Key::Unknown`, a key that changes nothing: the menu is drawn again for
+/// the new size. Any other signal: the wait goes on, the screen as it is.
+fn next_key(
+    keys: &mut KeyReader,
+    term: &Term,
+    size: (u16, u16),
+    stop: &dyn Fn() -> bool,
+) -> io::Result<Key> {
+    loop {
+        match keys.next()? {
+            Some(Key::CtrlC) => return Err(io::ErrorKind::Interrupted.into()),
+            Some(k) => return Ok(k),
+            None if stop() => return Err(io::ErrorKind::Interrupted.into()),
+            None if term.size() != size => return Ok(Key::Unknown),
+            None => {}
         }
     }
 }
@@ -577,6 +697,95 @@ mod tests {
         assert_eq!(items.label(1), "db");
         assert_eq!(items.rank("WEB"), [2, 0]);
         assert_eq!(items.rank("front"), [0]);
+    }
+
+    /// All the keys in `bytes`, as the reader takes them when nothing more
+    /// follows.
+    fn keys_of(mut bytes: &[u8]) -> Vec<Key> {
+        let mut out = Vec::new();
+        while let Some((k, n)) = parse_key(bytes, true) {
+            assert!(n > 0 && n <= bytes.len());
+            out.push(k);
+            bytes = &bytes[n..];
+        }
+        assert!(bytes.is_empty() || parse_key(bytes, true).is_none());
+        out
+    }
+
+    #[test]
+    fn parse_key_maps_bytes_as_console_did() {
+        let table: &[(&[u8], &[Key])] = &[
+            (b"w1", &[Key::Char('w'), Key::Char('1')]),
+            (b"\r\n", &[Key::Enter, Key::Enter]),
+            (b"\x7f\x08\t", &[Key::Backspace, Key::Backspace, Key::Tab]),
+            (b"\x01\x05", &[Key::Home, Key::End]),
+            (b"\x03\x04", &[Key::CtrlC, Key::Escape]),
+            (b"\x1b", &[Key::Escape]),
+            (
+                b"\x1b[A\x1b[B\x1b[C\x1b[D\x1b[Z",
+                &[
+                    Key::ArrowUp,
+                    Key::ArrowDown,
+                    Key::ArrowRight,
+                    Key::ArrowLeft,
+                    Key::BackTab,
+                ],
+            ),
+            (
+                b"\x1b[5~\x1b[6~\x1b[3~\x1b[1~\x1b[4~",
+                &[Key::PageUp, Key::PageDown, Key::Del, Key::Home, Key::End],
+            ),
+            (b"\x1b[9x", &[Key::UnknownEscSeq(vec!['[', '9', 'x'])]),
+            (b"\x1bw", &[Key::UnknownEscSeq(vec!['w'])]),
+            (
+                "é€😀".as_bytes(),
+                &[Key::Char('é'), Key::Char('€'), Key::Char('😀')],
+            ),
+            // A broken UTF-8 sequence: one unknown key per byte that
+            // cannot be part of a character; what follows is kept.
+            (b"\xc3a\xff", &[Key::Unknown, Key::Char('a'), Key::Unknown]),
+            (b"\x80", &[Key::Unknown]),
+        ];
+        for (bytes, want) in table {
+            assert_eq!(keys_of(bytes), *want, "bytes {bytes:?}");
+        }
+    }
+
+    /// The reader keeps what it read until a key is whole: the start of
+    /// an escape sequence or of a character is no key yet while more may
+    /// come, and an escape sequence cut short is taken as it is only once
+    /// nothing more is waiting.
+    #[test]
+    fn parse_key_waits_for_a_whole_key() {
+        for partial in [&b"\x1b"[..], b"\x1b[", b"\x1b[5", b"\xe2\x82", b"\xf0"] {
+            assert_eq!(parse_key(partial, false), None, "{partial:?}");
+        }
+        assert_eq!(
+            parse_key(b"\x1b[5", true),
+            Some((Key::UnknownEscSeq(vec!['[', '5']), 3))
+        );
+        assert_eq!(
+            parse_key(b"\x1b[", true),
+            Some((Key::UnknownEscSeq(vec!['[']), 2))
+        );
+        // A character cut short is waited for, even when nothing follows yet.
+        assert_eq!(parse_key(b"\xe2\x82", true), None);
+        assert_eq!(parse_key(b"", true), None);
+        assert_eq!(parse_key(b"\x1b[Aw", false), Some((Key::ArrowUp, 3)));
+    }
+
+    /// Every byte string is some keys, each taking at least one byte.
+    #[test]
+    fn parse_key_is_total() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 9) as usize;
+            let bytes: Vec<u8> = (0..len).map(|i| (seed >> (i * 7)) as u8).collect();
+            keys_of(&bytes);
+        }
     }
 
     #[test]

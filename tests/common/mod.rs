@@ -1300,7 +1300,10 @@ pub struct Pty {
     pub timeout: Duration,
 }
 
-fn set_winsize(fd: &impl AsRawFd, cols: u16, rows: u16) -> io::Result<()> {
+/// TIOCSWINSZ on a pty fd (the master: the kernel then sends SIGWINCH to
+/// the pty's foreground process group). `Pty::resize` for the usual case;
+/// this for a thread that holds its own dup of the master.
+pub fn set_winsize(fd: &impl AsRawFd, cols: u16, rows: u16) -> io::Result<()> {
     let ws = nix::libc::winsize {
         ws_row: rows,
         ws_col: cols,

@@ -153,6 +153,19 @@ description = "nothing listens here (shows the unreachable-host error)"
 [[access]]
 users = ["$USER_NAME"]
 hosts = ["*"]
+
+# Try them: 'rm -rf /tmp/anything' is blocked, 'reboot' asks for the
+# host's name first.
+[[policy]]
+name = "no-recursive-rm"
+action = "deny"
+commands = ['^rm\s+-\w*r']
+message = "Recursive rm is not allowed in the demo."
+
+[[policy]]
+name = "confirm-reboot"
+action = "confirm"
+commands = ['^(reboot|shutdown)\b']
 TOML
 
 if [ $selfcheck -eq 1 ]; then
@@ -178,6 +191,7 @@ cat <<BANNER
   - pick web01 or db01 (arrows or type to filter, Enter), run a few commands,
     then 'exit' to return to the menu;
   - offline01 shows what an unreachable host looks like;
+  - the policy blocks 'rm -r…' and asks before 'reboot' (config.toml, [[policy]]);
   - Esc, Ctrl-D or the quit entry leaves; Ctrl-C, Ctrl-Z and Ctrl-\\ are ignored at the menu;
   - inside a session, ~. at the start of a line disconnects (as in ssh).
   Every command lands in .demo/log/$USER_NAME.jsonl; when you quit, the demo

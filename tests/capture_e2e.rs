@@ -1398,6 +1398,23 @@ fn policy_confirm_runs_with_the_host_name_and_cancels_otherwise() {
     s.send("db01\r");
     s.p.expect("not confirmed").unwrap();
     s.p.expect(PROMPT).unwrap();
+    // What the operator sees: each question with its answer stays, the
+    // confirmed line is drawn again below its question (its output would
+    // follow), the refused one's notice is followed by a clean prompt.
+    let confirmed = format!("tgt$ touch {}", yes.display());
+    s.screen_until("the questions, answers and lines in order", |t| {
+        let rows: Vec<&str> = t.lines().map(str::trim_end).collect();
+        let at = |i: usize| rows.get(i).copied().unwrap_or("");
+        let q: Vec<usize> = (0..rows.len())
+            .filter(|&i| rows[i].contains("type the host's name (web01) to run it:"))
+            .collect();
+        q.len() == 2
+            && rows[q[0]].ends_with("to run it: web01")
+            && at(q[0] + 1) == confirmed
+            && rows[q[1]].ends_with("to run it: db01")
+            && at(q[1] + 1).starts_with("gatehouse: not confirmed")
+            && at(q[1] + 2) == "tgt$"
+    });
     s.run("echo still-here", Some("still-here"));
     let (cmds, done) = s.finish();
     assert!(yes.exists(), "confirmed command did not run");

@@ -395,13 +395,12 @@ impl Relay<'_> {
                 match b {
                     b'\r' | b'\n' => {
                         // Keys typed after the answer stay for the target.
+                        // (The line below the answer is the observer's.)
                         restore(std::mem::take(&mut pending), &mut self.inbox);
-                        out(b"\r\n")?;
                         return Ok(Some(answer));
                     }
                     0x03 | 0x04 | 0x1b => {
                         restore(std::mem::take(&mut pending), &mut self.inbox);
-                        out(b"\r\n")?;
                         return Ok(None);
                     }
                     0x7f | 0x08 if answer.pop().is_some() => out(b"\x08 \x08")?,

@@ -382,7 +382,11 @@ impl Observer for Bookkeeper<'_> {
         self.decide().map(Some)
     }
     fn answer(&mut self, answer: Option<&str>) -> Result<(Release, Vec<u8>), BooksError> {
-        let redraw = self.capture.redraw();
+        // Below the question and its answer, the line as the target has
+        // it, so that the Enter's echo and the output follow it; the
+        // question stays on the screen as a block's notice does.
+        let mut redraw = b"\r\n".to_vec();
+        redraw.extend_from_slice(&self.capture.repaint_line());
         let Some(Asking { command, rule }) = self.asking.take() else {
             return Ok((Release::Forward, redraw));
         };
@@ -401,7 +405,8 @@ impl Observer for Bookkeeper<'_> {
                 ),
                 repaint: self.capture.repaint_line(),
             },
-            redraw,
+            // The notice goes below the answer, then the line.
+            Vec::new(),
         ))
     }
 }

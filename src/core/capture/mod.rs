@@ -1161,12 +1161,6 @@ impl Capture {
         self.screen.repaint_line()
     }
 
-    /// Bytes that repaint the operator's screen as the target left it (after
-    /// a policy question was drawn over it).
-    pub fn redraw(&mut self) -> Vec<u8> {
-        self.screen.redraw()
-    }
-
     /// The operator's window changed size.
     pub fn resize(&mut self, cols: u16, rows: u16) {
         self.screen.resize(cols, rows);

@@ -223,14 +223,6 @@ impl Screen {
         }
     }
 
-    /// Escape codes that paint the screen as the model has it (contents,
-    /// attributes, cursor): to restore the operator's view after Gatehouse
-    /// drew on it.
-    pub fn redraw(&mut self) -> Vec<u8> {
-        self.sync();
-        self.parser.screen().contents_formatted().into()
-    }
-
     /// Escape codes that paint the cursor's logical line below where the
     /// operator's cursor stands, as the model has it, and put the cursor
     /// where it is: after Gatehouse printed a line of its own in the

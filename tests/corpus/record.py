@@ -623,6 +623,18 @@ def _(s):
 
 
 @scenario(
+    "emacs_esc_enter",
+    "bash emacs mode, Esc and Enter together (Alt-Enter): readline rings the bell and the line stays; the Enter after it runs it",
+    ["echo esc-aa", "echo esc-aa"],
+    unverified=["echo esc-aa"],
+)
+def _(s):
+    s.send("echo esc-aa\x1b\r")
+    s.settle()
+    s.type("\r")
+
+
+@scenario(
     "recall_cursor_left",
     "history recall, cursor moved left (Left, Ctrl-A), then Enter: the whole line runs",
     ["echo left-one", "echo left-one", "echo left-one"],

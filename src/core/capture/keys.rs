@@ -49,6 +49,10 @@ pub struct Line {
     /// Ended by bash's edit-and-execute (Ctrl-X Ctrl-E): the line goes to an
     /// editor, and what the editor saves runs when it exits.
     pub editor: bool,
+    /// Ended by a CR or LF inside an escape sequence (Esc then Enter): a
+    /// line editor in vi mode runs the line, bash's emacs mode only rings
+    /// the bell. Whether it ran is not known when it is decided.
+    pub escaped_end: bool,
 }
 
 /// What a byte did to the line.
@@ -158,6 +162,8 @@ pub struct Keys {
     fresh: bool,
     /// Reverse incremental search is active: keys edit the search string.
     searching: bool,
+    /// The Enter being read came inside an escape sequence.
+    escaped_end: bool,
     /// Inside a bracketed paste (ESC[200~ … ESC[201~).
     pasting: bool,
     esc: Escape,
@@ -199,6 +205,7 @@ impl Keys {
             whole: false,
             fresh: true,
             searching: false,
+            escaped_end: false,
             pasting: false,
             esc: Escape::Ground,
             params: [0; MAX_ESC_PARAMS],
@@ -247,6 +254,7 @@ impl Keys {
     }
 
     fn clear_line(&mut self) {
+        self.escaped_end = false;
         self.chars.clear();
         if self.chars.capacity() > 4096 {
             // A huge line is over: give the memory back.
@@ -292,6 +300,7 @@ impl Keys {
             cooked,
             lost_bytes: self.lost,
             editor: false,
+            escaped_end: std::mem::take(&mut self.escaped_end),
         };
         let pasting = self.pasting;
         self.clear_line();
@@ -317,6 +326,7 @@ impl Keys {
             self.esc = Escape::Ground;
             self.unreliable = true;
             self.whole = true;
+            self.escaped_end = true;
         }
         match self.esc {
             Escape::Ground => {}
@@ -863,7 +873,10 @@ mod tests {
             let mut k = Keys::new();
             let v = lines(&mut k, keys);
             assert_eq!(v.len(), 1, "{keys:?}");
-            assert!(v[0].unreliable && v[0].whole, "{keys:?}");
+            assert!(
+                v[0].unreliable && v[0].whole && v[0].escaped_end,
+                "{keys:?}"
+            );
             assert!(k.at_key_boundary(), "{keys:?}");
         }
     }

@@ -536,7 +536,9 @@ impl Capture {
             .map(|(_, blocked)| blocked);
         let blocked = pending.is_some();
         let split = pending.or(self.split_from.take());
-        let verified = verified && split.is_none();
+        // An Enter sent with an Esc may not have run the line (bash's emacs
+        // mode rings the bell); the next Enter records it again if so.
+        let verified = verified && split.is_none() && !h.line.escaped_end;
         let before = out.len();
         self.command(text, length, verified, source, prompt, out);
         if let Some(prev) = split {

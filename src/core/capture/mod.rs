@@ -1145,6 +1145,13 @@ impl Capture {
                 && before.starts_with(&prompt)
                 && before.ends_with(p)
                 && before.contains(text.trim()));
+        if !ran && before == prompt {
+            // The cancel worked: the cursor is back right after the prompt
+            // with the line gone. Watching on would take later output (a
+            // background job's lines) for the shell running it.
+            self.cancelling = None;
+            return;
+        }
         if ran {
             self.cancelling = None;
             let len = command.len();
@@ -1853,6 +1860,11 @@ mod tests {
             b"^E\x08 \x08\x08 \x08\x08 \x08\x08 \x08\x08 \x08\x08 \x08\x08 \x08\x08 \x08\x08 \x08",
         ] {
             let mut sim = blocked(cleared);
+            assert!(!unstopped(&sim), "{:?}", sim.out);
+            // A background job prints a screenful before the next key: not
+            // the blocked line running.
+            sim.screen(&b"\r\n[job] tick"[..].repeat(30));
+            sim.screen(b"\r\ntgt$ ");
             assert!(!unstopped(&sim), "{:?}", sim.out);
             typed(&mut sim, "echo ok");
             sim.keys(b"\r");

@@ -2201,3 +2201,33 @@ fn an_enter_right_after_escape_is_held_for_the_policy() {
     assert_eq!(policy_records(&done.gh).len(), 1);
     assert!(cmds.contains(&"echo echo2-one".to_string()), "{cmds:?}");
 }
+
+// ---- red team 2 probes ----
+
+fn rt_trail(gh: &Gh) -> String {
+    format!(
+        "commands: {:?}\npolicy: {:?}",
+        command_records(gh),
+        policy_records(gh)
+    )
+}
+
+/// History expansion is blocked where a deny applies, but the check takes
+/// every `[!` for a glob bracket; bash inhibits it only when a `]` follows
+/// (bashhist.c `bash_history_inhibit_expansion`). `[!!` expands the last
+/// history entry, put there as quoted data with `history -s`.
+#[test]
+#[ignore = "redteam: `[!!` (no `]` after) is history expansion the policy does not see; a denied line runs"]
+fn redteam_history_expansion_after_a_bracket_passes_a_deny() {
+    let Some(mut s) = S::with_toml(DENY_MARKER) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("gh-mark-bracket");
+    s.run(&format!("history -s ';touch {}'", f.display()), None);
+    s.typed("[!!");
+    s.send(keys::ENTER);
+    s.p.expect(PROMPT).unwrap();
+    let (_c, done) = s.finish();
+    assert!(!f.exists(), "the denied line ran; {}", rt_trail(&done.gh));
+}

@@ -2231,3 +2231,20 @@ fn redteam_history_expansion_after_a_bracket_passes_a_deny() {
     let (_c, done) = s.finish();
     assert!(!f.exists(), "the denied line ran; {}", rt_trail(&done.gh));
 }
+/// `fc -s` re-runs the last history entry without an editor: the same as
+/// `!!`, which is blocked where a deny applies; `fc -s` is not.
+#[test]
+#[ignore = "redteam: `fc -s` re-runs a history entry like `!!` but passes a deny"]
+fn redteam_fc_s_reruns_history_past_a_deny() {
+    let Some(mut s) = S::with_toml(DENY_MARKER) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let g = dir.path().join("gh-mark-fc");
+    s.run(&format!("history -s 'touch {}'", g.display()), None);
+    s.typed("fc -s");
+    s.send(keys::ENTER);
+    s.p.expect(PROMPT).unwrap();
+    let (_c, done) = s.finish();
+    assert!(!g.exists(), "the denied line ran; {}", rt_trail(&done.gh));
+}

@@ -2248,3 +2248,23 @@ fn redteam_fc_s_reruns_history_past_a_deny() {
     let (_c, done) = s.finish();
     assert!(!g.exists(), "the denied line ran; {}", rt_trail(&done.gh));
 }
+
+/// bash inhibits history expansion in `${!` only when a `}` follows
+/// (`bash_history_inhibit_expansion`); the policy's check never sees a
+/// `!` after `${`. History entry `x};touch …` (quoted data), then `${!!`
+/// runs `${x};touch …`.
+#[test]
+#[ignore = "redteam: `${!!` (no `}` after) is history expansion the policy does not see; a denied line runs"]
+fn redteam_history_expansion_after_dollar_brace_passes_a_deny() {
+    let Some(mut s) = S::with_toml(DENY_MARKER) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("gh-mark-db");
+    s.run(&format!("history -s 'x}};touch {}'", f.display()), None);
+    s.typed("${!!");
+    s.send(keys::ENTER);
+    s.p.expect(PROMPT).unwrap();
+    let (_c, done) = s.finish();
+    assert!(!f.exists(), "the denied line ran; {}", rt_trail(&done.gh));
+}

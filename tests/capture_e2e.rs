@@ -2268,3 +2268,22 @@ fn redteam_history_expansion_after_dollar_brace_passes_a_deny() {
     let (_c, done) = s.finish();
     assert!(!f.exists(), "the denied line ran; {}", rt_trail(&done.gh));
 }
+
+/// `histchars` moves history expansion to another character: `@-1` is
+/// `!-1`. The policy's history-expansion check only knows `!` and `^`.
+#[test]
+#[ignore = "redteam: after `histchars='@^#'`, `@-1` re-runs a history entry past a deny"]
+fn redteam_histchars_moves_history_expansion_past_a_deny() {
+    let Some(mut s) = S::with_toml(DENY_MARKER) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("gh-mark-hc");
+    s.run("histchars='@^#'", None);
+    s.run(&format!("history -s 'touch {}'", f.display()), None);
+    s.typed("@-1");
+    s.send(keys::ENTER);
+    s.p.expect(PROMPT).unwrap();
+    let (_c, done) = s.finish();
+    assert!(!f.exists(), "the denied line ran; {}", rt_trail(&done.gh));
+}

@@ -2287,3 +2287,40 @@ fn redteam_histchars_moves_history_expansion_past_a_deny() {
     let (_c, done) = s.finish();
     assert!(!f.exists(), "the denied line ran; {}", rt_trail(&done.gh));
 }
+
+/// Without a line editor (bash `set +o emacs`, dash) Ctrl-D hands the
+/// typed text to the shell with no newline: the cancel keys (Ctrl-E
+/// Ctrl-U) cannot take it back. Gatehouse notices the shell still holds
+/// the blocked line only while the screen shows it: a background job that
+/// clears the screen (or scrolls it away) hides it, and a bare Enter then
+/// runs the blocked line with no record at all; the trail says `blocked`.
+#[test]
+#[ignore = "redteam: a blocked line pushed with Ctrl-D runs at a bare Enter once a background job clears the screen; trail says blocked"]
+fn redteam_a_blocked_line_the_shell_holds_runs_once_the_screen_is_cleared() {
+    for (i, start) in ["set +o emacs", "exec dash -i"].iter().enumerate() {
+        let Some(mut s) = S::with_toml(DENY_MARKER) else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join(format!("gh-mark-eof{i}"));
+        s.run(start, None);
+        s.run("(sleep 3; printf '\\033[H\\033[2J') &", None);
+        s.typed(&format!("touch {}", f.display()));
+        s.send("\x04");
+        s.typed(" ;echo x");
+        s.send(keys::ENTER);
+        s.p.expect("blocked by policy").unwrap();
+        s.screen_until("the screen cleared", |t| !t.contains("blocked by policy"));
+        s.send(keys::ENTER);
+        s.p.pump(Duration::from_millis(1500));
+        s.send("\x03");
+        s.p.pump(Duration::from_millis(300));
+        s.send("exit\r");
+        s.p.wait_exit(T);
+        assert!(
+            !f.exists(),
+            "{start}: the blocked line ran; {}",
+            rt_trail(&s.gh)
+        );
+    }
+}

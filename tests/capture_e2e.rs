@@ -2324,3 +2324,50 @@ fn redteam_a_blocked_line_the_shell_holds_runs_once_the_screen_is_cleared() {
         );
     }
 }
+
+/// zsh in vi mode (`bindkey -v` typed in the session): Esc `o` opens a
+/// second line in the edit buffer. A denied first line plus any second
+/// line is blocked as a whole, but the cancel keys (Ctrl-E Ctrl-U) clear
+/// only the buffer's last line: the denied line stays in zsh's buffer, off
+/// the cursor's row, and a bare Enter runs it with no record; the trail
+/// says `blocked`.
+#[test]
+#[ignore = "redteam: zsh vi `o` second buffer line: the cancel clears only it, a bare Enter runs the blocked first line; trail says blocked"]
+fn redteam_zsh_vi_open_line_keeps_a_blocked_line_in_the_buffer() {
+    if !Path::new("/usr/bin/zsh").exists() {
+        eprintln!("SKIP: zsh not installed");
+        return;
+    }
+    let Some(mut s) = S::with_toml(DENY_MARKER) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("gh-mark-zo");
+    let prompt = "z% ";
+    s.typed("exec env PS1='z%% ' zsh -f -i");
+    s.enter_until(prompt);
+    s.send("bindkey -v");
+    s.screen_until("the echo", |t| t.contains("z% bindkey -v"));
+    s.enter_until(prompt);
+    let cmd = format!("touch {}", f.display());
+    s.send(&cmd);
+    s.screen_until("the echo", |t| t.contains(&format!("{prompt}{cmd}")));
+    s.send("\x1b");
+    // Longer than zsh's KEYTIMEOUT, so `o` is a vi command, not Alt-o.
+    s.p.pump(Duration::from_millis(900));
+    s.send("o");
+    s.send("echo zz");
+    s.screen_until("the second line", |t| {
+        t.lines().any(|l| l.trim_end() == "echo zz")
+    });
+    s.send(keys::ENTER);
+    s.p.expect("blocked by policy").unwrap();
+    s.p.pump(Duration::from_millis(1000));
+    s.send(keys::ENTER);
+    s.p.pump(Duration::from_millis(1500));
+    s.send("\x03");
+    s.p.pump(Duration::from_millis(300));
+    s.send("exit\r");
+    s.p.wait_exit(T);
+    assert!(!f.exists(), "the blocked line ran; {}", rt_trail(&s.gh));
+}

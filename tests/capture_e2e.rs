@@ -2371,3 +2371,54 @@ fn redteam_zsh_vi_open_line_keeps_a_blocked_line_in_the_buffer() {
     s.p.wait_exit(T);
     assert!(!f.exists(), "the blocked line ran; {}", rt_trail(&s.gh));
 }
+
+/// zsh in vi command mode (`bindkey -v` typed in the session, then Esc):
+/// Ctrl-E and Ctrl-U are unbound in the `vicmd` keymap (zsh rings the
+/// bell), so the cancel of a blocked line leaves it in the buffer. A bare
+/// Enter is blocked again ("the shell still holds the blocked line", its
+/// policy text cut before the character under the vi cursor), but `A`
+/// (append) ` ;echo zz` Enter runs `touch …gh-mark ;echo zz`: the trail
+/// says `blocked`, `blocked`, and a command `A ;echo zz` (unverified).
+/// (The suite's other "zsh vi" cases start `zsh -f -i -c 'bindkey -v; exec
+/// zsh -f -i'`, whose exec'd zsh is back in the emacs keymap.)
+#[test]
+#[ignore = "redteam: zsh vicmd ignores the cancel keys; `A ;echo zz` Enter runs the blocked line; trail says blocked"]
+fn redteam_zsh_vi_command_mode_keeps_a_blocked_line_and_a_later_enter_runs_it() {
+    if !Path::new("/usr/bin/zsh").exists() {
+        eprintln!("SKIP: zsh not installed");
+        return;
+    }
+    let Some(mut s) = S::with_toml(DENY_MARKER) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("gh-mark-zv");
+    let prompt = "z% ";
+    s.typed("exec env PS1='z%% ' zsh -f -i");
+    s.enter_until(prompt);
+    s.send("bindkey -v");
+    s.screen_until("the echo", |t| t.contains("z% bindkey -v"));
+    s.enter_until(prompt);
+    let cmd = format!("touch {}", f.display());
+    s.send(&cmd);
+    s.screen_until("the echo", |t| t.contains(&format!("{prompt}{cmd}")));
+    s.send("\x1b");
+    // Longer than zsh's KEYTIMEOUT: Esc alone, into vicmd.
+    s.p.pump(Duration::from_millis(900));
+    s.send(keys::ENTER);
+    s.p.expect("blocked by policy").unwrap();
+    s.p.pump(Duration::from_millis(1000));
+    s.send(keys::ENTER);
+    s.p.expect("the shell still holds the blocked line")
+        .unwrap();
+    s.p.pump(Duration::from_millis(1000));
+    s.type_slowly("A ;echo zz");
+    s.p.pump(Duration::from_millis(500));
+    s.send(keys::ENTER);
+    s.p.pump(Duration::from_millis(1500));
+    s.send("\x03");
+    s.p.pump(Duration::from_millis(300));
+    s.send("exit\r");
+    s.p.wait_exit(T);
+    assert!(!f.exists(), "the blocked line ran; {}", rt_trail(&s.gh));
+}

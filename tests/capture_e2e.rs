@@ -2422,3 +2422,50 @@ fn redteam_zsh_vi_command_mode_keeps_a_blocked_line_and_a_later_enter_runs_it() 
     s.p.wait_exit(T);
     assert!(!f.exists(), "the blocked line ran; {}", rt_trail(&s.gh));
 }
+
+/// zsh's push-line (Alt-q) takes the typed line off the screen and puts it
+/// back in the buffer at the next prompt; a bare Enter then runs it, which
+/// Gatehouse decides from the screen (the text after the prompt). A
+/// disowned background job (`&!`: no job notice, so zsh never redraws)
+/// clears the screen after that prompt: the bare Enter's screen text is
+/// empty, and the pushed line runs with no `command` record and no policy
+/// decision.
+#[test]
+#[ignore = "redteam: zsh push-line + a background screen clear: a bare Enter runs the pushed line with no record and no policy"]
+fn redteam_zsh_pushed_line_runs_unrecorded_once_the_screen_is_cleared() {
+    if !Path::new("/usr/bin/zsh").exists() {
+        eprintln!("SKIP: zsh not installed");
+        return;
+    }
+    let Some(mut s) = S::with_toml(DENY_MARKER) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("gh-mark-pl");
+    let prompt = "z% ";
+    s.typed("exec env PS1='z%% ' zsh -f -i");
+    s.enter_until(prompt);
+    let cmd = format!("touch {}", f.display());
+    s.send(&cmd);
+    s.screen_until("the echo", |t| t.contains(&format!("{prompt}{cmd}")));
+    s.send("\x1bq");
+    s.screen_until("the line pushed away", |t| !t.contains(&cmd));
+    s.send("(sleep 2; printf '\\033[H\\033[2J') &!");
+    s.p.pump(Duration::from_millis(500));
+    s.send(keys::ENTER);
+    s.screen_until("the pushed line back", |t| t.contains(&cmd));
+    s.screen_until("the screen cleared", |t| !t.contains(&cmd));
+    s.send(keys::ENTER);
+    s.p.pump(Duration::from_millis(1500));
+    s.send("\x03");
+    s.p.pump(Duration::from_millis(300));
+    s.send("exit\r");
+    s.p.wait_exit(T);
+    let ran = commands(&s.gh).iter().any(|c| c.contains("gh-mark-pl"));
+    assert!(
+        !f.exists() || ran,
+        "the pushed line ran with no record; {}",
+        rt_trail(&s.gh)
+    );
+    assert!(!f.exists(), "the denied line ran; {}", rt_trail(&s.gh));
+}

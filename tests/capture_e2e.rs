@@ -2469,3 +2469,40 @@ fn redteam_zsh_pushed_line_runs_unrecorded_once_the_screen_is_cleared() {
     );
     assert!(!f.exists(), "the denied line ran; {}", rt_trail(&s.gh));
 }
+
+/// readline's `horizontal-scroll-mode`: a line wider than the terminal is
+/// shown as one scrolled row (`<` at its left), never wrapped. A long
+/// history entry recalled with Up (its start, the denied part, scrolled
+/// out of sight) and run with Enter is recorded as the Up key's bytes
+/// (`\u{1b}[A`, unverified), and no rule sees `touch …gh-mark`.
+#[test]
+#[ignore = "redteam: horizontal-scroll-mode + recalled long line: record is the Up key's bytes, the deny never sees the line"]
+fn redteam_horizontal_scroll_mode_hides_a_recalled_line_from_record_and_policy() {
+    let Some(mut s) = S::with_toml(DENY_MARKER) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("gh-mark-hs");
+    s.run("bind 'set horizontal-scroll-mode on'", None);
+    let pad = "x".repeat(120);
+    // Typed in one go: the scrolled echo never shows the whole line.
+    s.send(format!("history -s 'touch {}; echo {pad}'", f.display()));
+    s.p.pump(Duration::from_millis(800));
+    s.send(keys::ENTER);
+    s.p.pump(Duration::from_millis(800));
+    s.send("\x1b[A");
+    s.screen_until("the recalled line", |t| {
+        t.lines().filter(|l| l.starts_with("<xxx")).count() >= 2
+    });
+    s.send(keys::ENTER);
+    s.p.pump(Duration::from_millis(1500));
+    s.send("exit\r");
+    s.p.wait_exit(T);
+    let cmds = commands(&s.gh);
+    assert!(
+        cmds.iter().any(|c| c.starts_with("touch ")),
+        "the recalled line is not on record; {}",
+        rt_trail(&s.gh)
+    );
+    assert!(!f.exists(), "the denied line ran; {}", rt_trail(&s.gh));
+}

@@ -2506,3 +2506,62 @@ fn redteam_horizontal_scroll_mode_hides_a_recalled_line_from_record_and_policy()
     );
     assert!(!f.exists(), "the denied line ran; {}", rt_trail(&s.gh));
 }
+
+/// zsh and fish edit several lines in one buffer: Alt-Enter inserts a
+/// newline (held and decided as an Enter, `echo a` recorded unverified),
+/// then the second line is typed and Up moves the cursor back to the
+/// first row. Enter runs the whole buffer (`echo a` and `touch …gh-mark`),
+/// but the record is the cursor's row *with its prompt* (`z% echo a`,
+/// `f> echo a`), `verified: true`, and no rule sees the second line.
+#[test]
+#[ignore = "redteam: zsh/fish multi-line buffer with the cursor moved up: record is the cursor row (with prompt) verified:true, the deny never sees line 2"]
+fn redteam_multi_line_buffer_with_the_cursor_moved_up_is_recorded_wrong_and_verified() {
+    for (shell, start, prompt) in [
+        ("zsh", "exec env PS1='z%% ' zsh -f -i", "z% "),
+        (
+            "fish",
+            "exec fish -N -P -i -C 'function fish_prompt; echo -n \"f> \"; end'",
+            "f> ",
+        ),
+    ] {
+        if !Path::new("/usr/bin").join(shell).exists() {
+            eprintln!("SKIP: {shell} not installed");
+            continue;
+        }
+        let Some(mut s) = S::with_toml(DENY_MARKER) else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("gh-mark-mu");
+        s.typed(start);
+        s.enter_until(prompt);
+        s.p.pump(Duration::from_millis(500));
+        s.type_slowly("echo a");
+        s.send("\x1b\r");
+        s.p.pump(Duration::from_millis(800));
+        let cmd = format!("touch {}", f.display());
+        s.type_slowly(&cmd);
+        s.screen_until("the second line", |t| t.contains(&cmd));
+        s.send("\x1b[A");
+        s.p.pump(Duration::from_millis(800));
+        s.send(keys::ENTER);
+        s.p.pump(Duration::from_millis(1500));
+        s.send("\x03");
+        s.p.pump(Duration::from_millis(300));
+        s.send("exit\r");
+        s.p.wait_exit(T);
+        let recs = command_records(&s.gh);
+        let wrong: Vec<_> = recs
+            .iter()
+            .filter(|r| {
+                r["verified"] == true && r["command"].as_str() == Some(&format!("{prompt}echo a"))
+            })
+            .collect();
+        assert!(wrong.is_empty(), "{shell}: {}", rt_trail(&s.gh));
+        assert!(
+            !f.exists(),
+            "{shell}: the denied line ran; {}",
+            rt_trail(&s.gh)
+        );
+    }
+}

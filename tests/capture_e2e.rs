@@ -2565,3 +2565,55 @@ fn redteam_multi_line_buffer_with_the_cursor_moved_up_is_recorded_wrong_and_veri
         );
     }
 }
+
+/// A multi-line history entry recalled with Up: bash (with or without
+/// `shopt -s lithist`) and zsh draw it on two rows. Put there as quoted
+/// data (`history -s $'touch …\necho b'`, zsh `print -s`), recalled and run
+/// with Enter: the record is the Up key's bytes (`\u{1b}[A`, unverified),
+/// no rule sees `touch …gh-mark`, and it runs.
+#[test]
+#[ignore = "redteam: a recalled multi-line history entry (bash, zsh) is recorded as `\\e[A` and passes a deny"]
+fn redteam_recalled_multi_line_history_entry_is_neither_recorded_nor_checked() {
+    for (shell, start, prompt, hist) in [
+        ("bash", "shopt -u lithist", PROMPT, "history -s"),
+        ("bash", "shopt -s lithist", PROMPT, "history -s"),
+        ("zsh", "exec env PS1='z%% ' zsh -f -i", "z% ", "print -s"),
+    ] {
+        if !Path::new("/usr/bin").join(shell).exists() {
+            eprintln!("SKIP: {shell} not installed");
+            continue;
+        }
+        let Some(mut s) = S::with_toml(DENY_MARKER) else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("gh-mark-mh");
+        s.typed(start);
+        s.enter_until(prompt);
+        s.p.pump(Duration::from_millis(500));
+        s.type_slowly(&format!("{hist} $'touch {}\\necho b'", f.display()));
+        s.send(keys::ENTER);
+        s.p.pump(Duration::from_millis(800));
+        s.send("\x1b[A");
+        s.screen_until("the recalled entry", |t| {
+            t.lines().any(|l| l.trim_end() == "echo b")
+        });
+        s.send(keys::ENTER);
+        s.p.pump(Duration::from_millis(1500));
+        s.send("\x03");
+        s.p.pump(Duration::from_millis(300));
+        s.send("exit\r");
+        s.p.wait_exit(T);
+        let cmds = commands(&s.gh);
+        assert!(
+            cmds.iter().any(|c| c.starts_with("touch ")),
+            "{shell}: the recalled entry is not on record; {}",
+            rt_trail(&s.gh)
+        );
+        assert!(
+            !f.exists(),
+            "{shell}: the denied line ran; {}",
+            rt_trail(&s.gh)
+        );
+    }
+}

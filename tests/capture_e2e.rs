@@ -2201,3 +2201,419 @@ fn an_enter_right_after_escape_is_held_for_the_policy() {
     assert_eq!(policy_records(&done.gh).len(), 1);
     assert!(cmds.contains(&"echo echo2-one".to_string()), "{cmds:?}");
 }
+
+// ---- red team 2 probes ----
+
+fn rt_trail(gh: &Gh) -> String {
+    format!(
+        "commands: {:?}\npolicy: {:?}",
+        command_records(gh),
+        policy_records(gh)
+    )
+}
+
+/// History expansion is blocked where a deny applies, but the check takes
+/// every `[!` for a glob bracket; bash inhibits it only when a `]` follows
+/// (bashhist.c `bash_history_inhibit_expansion`). `[!!` expands the last
+/// history entry, put there as quoted data with `history -s`.
+#[test]
+#[ignore = "redteam: `[!!` (no `]` after) is history expansion the policy does not see; a denied line runs"]
+fn redteam_history_expansion_after_a_bracket_passes_a_deny() {
+    let Some(mut s) = S::with_toml(DENY_MARKER) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("gh-mark-bracket");
+    s.run(&format!("history -s ';touch {}'", f.display()), None);
+    s.typed("[!!");
+    s.send(keys::ENTER);
+    s.p.expect(PROMPT).unwrap();
+    let (_c, done) = s.finish();
+    assert!(!f.exists(), "the denied line ran; {}", rt_trail(&done.gh));
+}
+/// `fc -s` re-runs the last history entry without an editor: the same as
+/// `!!`, which is blocked where a deny applies; `fc -s` is not.
+#[test]
+#[ignore = "redteam: `fc -s` re-runs a history entry like `!!` but passes a deny"]
+fn redteam_fc_s_reruns_history_past_a_deny() {
+    let Some(mut s) = S::with_toml(DENY_MARKER) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let g = dir.path().join("gh-mark-fc");
+    s.run(&format!("history -s 'touch {}'", g.display()), None);
+    s.typed("fc -s");
+    s.send(keys::ENTER);
+    s.p.expect(PROMPT).unwrap();
+    let (_c, done) = s.finish();
+    assert!(!g.exists(), "the denied line ran; {}", rt_trail(&done.gh));
+}
+
+/// bash inhibits history expansion in `${!` only when a `}` follows
+/// (`bash_history_inhibit_expansion`); the policy's check never sees a
+/// `!` after `${`. History entry `x};touch …` (quoted data), then `${!!`
+/// runs `${x};touch …`.
+#[test]
+#[ignore = "redteam: `${!!` (no `}` after) is history expansion the policy does not see; a denied line runs"]
+fn redteam_history_expansion_after_dollar_brace_passes_a_deny() {
+    let Some(mut s) = S::with_toml(DENY_MARKER) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("gh-mark-db");
+    s.run(&format!("history -s 'x}};touch {}'", f.display()), None);
+    s.typed("${!!");
+    s.send(keys::ENTER);
+    s.p.expect(PROMPT).unwrap();
+    let (_c, done) = s.finish();
+    assert!(!f.exists(), "the denied line ran; {}", rt_trail(&done.gh));
+}
+
+/// `histchars` moves history expansion to another character: `@-1` is
+/// `!-1`. The policy's history-expansion check only knows `!` and `^`.
+#[test]
+#[ignore = "redteam: after `histchars='@^#'`, `@-1` re-runs a history entry past a deny"]
+fn redteam_histchars_moves_history_expansion_past_a_deny() {
+    let Some(mut s) = S::with_toml(DENY_MARKER) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("gh-mark-hc");
+    s.run("histchars='@^#'", None);
+    s.run(&format!("history -s 'touch {}'", f.display()), None);
+    s.typed("@-1");
+    s.send(keys::ENTER);
+    s.p.expect(PROMPT).unwrap();
+    let (_c, done) = s.finish();
+    assert!(!f.exists(), "the denied line ran; {}", rt_trail(&done.gh));
+}
+
+/// Without a line editor (bash `set +o emacs`, dash) Ctrl-D hands the
+/// typed text to the shell with no newline: the cancel keys (Ctrl-E
+/// Ctrl-U) cannot take it back. Gatehouse notices the shell still holds
+/// the blocked line only while the screen shows it: a background job that
+/// clears the screen (or scrolls it away) hides it, and a bare Enter then
+/// runs the blocked line with no record at all; the trail says `blocked`.
+#[test]
+#[ignore = "redteam: a blocked line pushed with Ctrl-D runs at a bare Enter once a background job clears the screen; trail says blocked"]
+fn redteam_a_blocked_line_the_shell_holds_runs_once_the_screen_is_cleared() {
+    for (i, start) in ["set +o emacs", "exec dash -i"].iter().enumerate() {
+        let Some(mut s) = S::with_toml(DENY_MARKER) else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join(format!("gh-mark-eof{i}"));
+        s.run(start, None);
+        s.run("(sleep 3; printf '\\033[H\\033[2J') &", None);
+        s.typed(&format!("touch {}", f.display()));
+        s.send("\x04");
+        s.typed(" ;echo x");
+        s.send(keys::ENTER);
+        s.p.expect("blocked by policy").unwrap();
+        s.screen_until("the screen cleared", |t| !t.contains("blocked by policy"));
+        s.send(keys::ENTER);
+        s.p.pump(Duration::from_millis(1500));
+        s.send("\x03");
+        s.p.pump(Duration::from_millis(300));
+        s.send("exit\r");
+        s.p.wait_exit(T);
+        assert!(
+            !f.exists(),
+            "{start}: the blocked line ran; {}",
+            rt_trail(&s.gh)
+        );
+    }
+}
+
+/// zsh in vi mode (`bindkey -v` typed in the session): Esc `o` opens a
+/// second line in the edit buffer. A denied first line plus any second
+/// line is blocked as a whole, but the cancel keys (Ctrl-E Ctrl-U) clear
+/// only the buffer's last line: the denied line stays in zsh's buffer, off
+/// the cursor's row, and a bare Enter runs it with no record; the trail
+/// says `blocked`.
+#[test]
+#[ignore = "redteam: zsh vi `o` second buffer line: the cancel clears only it, a bare Enter runs the blocked first line; trail says blocked"]
+fn redteam_zsh_vi_open_line_keeps_a_blocked_line_in_the_buffer() {
+    if !Path::new("/usr/bin/zsh").exists() {
+        eprintln!("SKIP: zsh not installed");
+        return;
+    }
+    let Some(mut s) = S::with_toml(DENY_MARKER) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("gh-mark-zo");
+    let prompt = "z% ";
+    s.typed("exec env PS1='z%% ' zsh -f -i");
+    s.enter_until(prompt);
+    s.send("bindkey -v");
+    s.screen_until("the echo", |t| t.contains("z% bindkey -v"));
+    s.enter_until(prompt);
+    let cmd = format!("touch {}", f.display());
+    s.send(&cmd);
+    s.screen_until("the echo", |t| t.contains(&format!("{prompt}{cmd}")));
+    s.send("\x1b");
+    // Longer than zsh's KEYTIMEOUT, so `o` is a vi command, not Alt-o.
+    s.p.pump(Duration::from_millis(900));
+    s.send("o");
+    s.send("echo zz");
+    s.screen_until("the second line", |t| {
+        t.lines().any(|l| l.trim_end() == "echo zz")
+    });
+    s.send(keys::ENTER);
+    s.p.expect("blocked by policy").unwrap();
+    s.p.pump(Duration::from_millis(1000));
+    s.send(keys::ENTER);
+    s.p.pump(Duration::from_millis(1500));
+    s.send("\x03");
+    s.p.pump(Duration::from_millis(300));
+    s.send("exit\r");
+    s.p.wait_exit(T);
+    assert!(!f.exists(), "the blocked line ran; {}", rt_trail(&s.gh));
+}
+
+/// zsh in vi command mode (`bindkey -v` typed in the session, then Esc):
+/// Ctrl-E and Ctrl-U are unbound in the `vicmd` keymap (zsh rings the
+/// bell), so the cancel of a blocked line leaves it in the buffer. A bare
+/// Enter is blocked again ("the shell still holds the blocked line", its
+/// policy text cut before the character under the vi cursor), but `A`
+/// (append) ` ;echo zz` Enter runs `touch …gh-mark ;echo zz`: the trail
+/// says `blocked`, `blocked`, and a command `A ;echo zz` (unverified).
+/// (The suite's other "zsh vi" cases start `zsh -f -i -c 'bindkey -v; exec
+/// zsh -f -i'`, whose exec'd zsh is back in the emacs keymap.)
+#[test]
+#[ignore = "redteam: zsh vicmd ignores the cancel keys; `A ;echo zz` Enter runs the blocked line; trail says blocked"]
+fn redteam_zsh_vi_command_mode_keeps_a_blocked_line_and_a_later_enter_runs_it() {
+    if !Path::new("/usr/bin/zsh").exists() {
+        eprintln!("SKIP: zsh not installed");
+        return;
+    }
+    let Some(mut s) = S::with_toml(DENY_MARKER) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("gh-mark-zv");
+    let prompt = "z% ";
+    s.typed("exec env PS1='z%% ' zsh -f -i");
+    s.enter_until(prompt);
+    s.send("bindkey -v");
+    s.screen_until("the echo", |t| t.contains("z% bindkey -v"));
+    s.enter_until(prompt);
+    let cmd = format!("touch {}", f.display());
+    s.send(&cmd);
+    s.screen_until("the echo", |t| t.contains(&format!("{prompt}{cmd}")));
+    s.send("\x1b");
+    // Longer than zsh's KEYTIMEOUT: Esc alone, into vicmd.
+    s.p.pump(Duration::from_millis(900));
+    s.send(keys::ENTER);
+    s.p.expect("blocked by policy").unwrap();
+    s.p.pump(Duration::from_millis(1000));
+    s.send(keys::ENTER);
+    s.p.expect("the shell still holds the blocked line")
+        .unwrap();
+    s.p.pump(Duration::from_millis(1000));
+    s.type_slowly("A ;echo zz");
+    s.p.pump(Duration::from_millis(500));
+    s.send(keys::ENTER);
+    s.p.pump(Duration::from_millis(1500));
+    s.send("\x03");
+    s.p.pump(Duration::from_millis(300));
+    s.send("exit\r");
+    s.p.wait_exit(T);
+    assert!(!f.exists(), "the blocked line ran; {}", rt_trail(&s.gh));
+}
+
+/// zsh's push-line (Alt-q) takes the typed line off the screen and puts it
+/// back in the buffer at the next prompt; a bare Enter then runs it, which
+/// Gatehouse decides from the screen (the text after the prompt). A
+/// disowned background job (`&!`: no job notice, so zsh never redraws)
+/// clears the screen after that prompt: the bare Enter's screen text is
+/// empty, and the pushed line runs with no `command` record and no policy
+/// decision.
+#[test]
+#[ignore = "redteam: zsh push-line + a background screen clear: a bare Enter runs the pushed line with no record and no policy"]
+fn redteam_zsh_pushed_line_runs_unrecorded_once_the_screen_is_cleared() {
+    if !Path::new("/usr/bin/zsh").exists() {
+        eprintln!("SKIP: zsh not installed");
+        return;
+    }
+    let Some(mut s) = S::with_toml(DENY_MARKER) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("gh-mark-pl");
+    let prompt = "z% ";
+    s.typed("exec env PS1='z%% ' zsh -f -i");
+    s.enter_until(prompt);
+    let cmd = format!("touch {}", f.display());
+    s.send(&cmd);
+    s.screen_until("the echo", |t| t.contains(&format!("{prompt}{cmd}")));
+    s.send("\x1bq");
+    s.screen_until("the line pushed away", |t| !t.contains(&cmd));
+    s.send("(sleep 2; printf '\\033[H\\033[2J') &!");
+    s.p.pump(Duration::from_millis(500));
+    s.send(keys::ENTER);
+    s.screen_until("the pushed line back", |t| t.contains(&cmd));
+    s.screen_until("the screen cleared", |t| !t.contains(&cmd));
+    s.send(keys::ENTER);
+    s.p.pump(Duration::from_millis(1500));
+    s.send("\x03");
+    s.p.pump(Duration::from_millis(300));
+    s.send("exit\r");
+    s.p.wait_exit(T);
+    let ran = commands(&s.gh).iter().any(|c| c.contains("gh-mark-pl"));
+    assert!(
+        !f.exists() || ran,
+        "the pushed line ran with no record; {}",
+        rt_trail(&s.gh)
+    );
+    assert!(!f.exists(), "the denied line ran; {}", rt_trail(&s.gh));
+}
+
+/// readline's `horizontal-scroll-mode`: a line wider than the terminal is
+/// shown as one scrolled row (`<` at its left), never wrapped. A long
+/// history entry recalled with Up (its start, the denied part, scrolled
+/// out of sight) and run with Enter is recorded as the Up key's bytes
+/// (`\u{1b}[A`, unverified), and no rule sees `touch …gh-mark`.
+#[test]
+#[ignore = "redteam: horizontal-scroll-mode + recalled long line: record is the Up key's bytes, the deny never sees the line"]
+fn redteam_horizontal_scroll_mode_hides_a_recalled_line_from_record_and_policy() {
+    let Some(mut s) = S::with_toml(DENY_MARKER) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("gh-mark-hs");
+    s.run("bind 'set horizontal-scroll-mode on'", None);
+    let pad = "x".repeat(120);
+    // Typed in one go: the scrolled echo never shows the whole line.
+    s.send(format!("history -s 'touch {}; echo {pad}'", f.display()));
+    s.p.pump(Duration::from_millis(800));
+    s.send(keys::ENTER);
+    s.p.pump(Duration::from_millis(800));
+    s.send("\x1b[A");
+    s.screen_until("the recalled line", |t| {
+        t.lines().filter(|l| l.starts_with("<xxx")).count() >= 2
+    });
+    s.send(keys::ENTER);
+    s.p.pump(Duration::from_millis(1500));
+    s.send("exit\r");
+    s.p.wait_exit(T);
+    let cmds = commands(&s.gh);
+    assert!(
+        cmds.iter().any(|c| c.starts_with("touch ")),
+        "the recalled line is not on record; {}",
+        rt_trail(&s.gh)
+    );
+    assert!(!f.exists(), "the denied line ran; {}", rt_trail(&s.gh));
+}
+
+/// zsh and fish edit several lines in one buffer: Alt-Enter inserts a
+/// newline (held and decided as an Enter, `echo a` recorded unverified),
+/// then the second line is typed and Up moves the cursor back to the
+/// first row. Enter runs the whole buffer (`echo a` and `touch …gh-mark`),
+/// but the record is the cursor's row *with its prompt* (`z% echo a`,
+/// `f> echo a`), `verified: true`, and no rule sees the second line.
+#[test]
+#[ignore = "redteam: zsh/fish multi-line buffer with the cursor moved up: record is the cursor row (with prompt) verified:true, the deny never sees line 2"]
+fn redteam_multi_line_buffer_with_the_cursor_moved_up_is_recorded_wrong_and_verified() {
+    for (shell, start, prompt) in [
+        ("zsh", "exec env PS1='z%% ' zsh -f -i", "z% "),
+        (
+            "fish",
+            "exec fish -N -P -i -C 'function fish_prompt; echo -n \"f> \"; end'",
+            "f> ",
+        ),
+    ] {
+        if !Path::new("/usr/bin").join(shell).exists() {
+            eprintln!("SKIP: {shell} not installed");
+            continue;
+        }
+        let Some(mut s) = S::with_toml(DENY_MARKER) else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("gh-mark-mu");
+        s.typed(start);
+        s.enter_until(prompt);
+        s.p.pump(Duration::from_millis(500));
+        s.type_slowly("echo a");
+        s.send("\x1b\r");
+        s.p.pump(Duration::from_millis(800));
+        let cmd = format!("touch {}", f.display());
+        s.type_slowly(&cmd);
+        s.screen_until("the second line", |t| t.contains(&cmd));
+        s.send("\x1b[A");
+        s.p.pump(Duration::from_millis(800));
+        s.send(keys::ENTER);
+        s.p.pump(Duration::from_millis(1500));
+        s.send("\x03");
+        s.p.pump(Duration::from_millis(300));
+        s.send("exit\r");
+        s.p.wait_exit(T);
+        let recs = command_records(&s.gh);
+        let wrong: Vec<_> = recs
+            .iter()
+            .filter(|r| {
+                r["verified"] == true && r["command"].as_str() == Some(&format!("{prompt}echo a"))
+            })
+            .collect();
+        assert!(wrong.is_empty(), "{shell}: {}", rt_trail(&s.gh));
+        assert!(
+            !f.exists(),
+            "{shell}: the denied line ran; {}",
+            rt_trail(&s.gh)
+        );
+    }
+}
+
+/// A multi-line history entry recalled with Up: bash (with or without
+/// `shopt -s lithist`) and zsh draw it on two rows. Put there as quoted
+/// data (`history -s $'touch …\necho b'`, zsh `print -s`), recalled and run
+/// with Enter: the record is the Up key's bytes (`\u{1b}[A`, unverified),
+/// no rule sees `touch …gh-mark`, and it runs.
+#[test]
+#[ignore = "redteam: a recalled multi-line history entry (bash, zsh) is recorded as `\\e[A` and passes a deny"]
+fn redteam_recalled_multi_line_history_entry_is_neither_recorded_nor_checked() {
+    for (shell, start, prompt, hist) in [
+        ("bash", "shopt -u lithist", PROMPT, "history -s"),
+        ("bash", "shopt -s lithist", PROMPT, "history -s"),
+        ("zsh", "exec env PS1='z%% ' zsh -f -i", "z% ", "print -s"),
+    ] {
+        if !Path::new("/usr/bin").join(shell).exists() {
+            eprintln!("SKIP: {shell} not installed");
+            continue;
+        }
+        let Some(mut s) = S::with_toml(DENY_MARKER) else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("gh-mark-mh");
+        s.typed(start);
+        s.enter_until(prompt);
+        s.p.pump(Duration::from_millis(500));
+        s.type_slowly(&format!("{hist} $'touch {}\\necho b'", f.display()));
+        s.send(keys::ENTER);
+        s.p.pump(Duration::from_millis(800));
+        s.send("\x1b[A");
+        s.screen_until("the recalled entry", |t| {
+            t.lines().any(|l| l.trim_end() == "echo b")
+        });
+        s.send(keys::ENTER);
+        s.p.pump(Duration::from_millis(1500));
+        s.send("\x03");
+        s.p.pump(Duration::from_millis(300));
+        s.send("exit\r");
+        s.p.wait_exit(T);
+        let cmds = commands(&s.gh);
+        assert!(
+            cmds.iter().any(|c| c.starts_with("touch ")),
+            "{shell}: the recalled entry is not on record; {}",
+            rt_trail(&s.gh)
+        );
+        assert!(
+            !f.exists(),
+            "{shell}: the denied line ran; {}",
+            rt_trail(&s.gh)
+        );
+    }
+}

@@ -2217,8 +2217,7 @@ fn rt_trail(gh: &Gh) -> String {
 /// (bashhist.c `bash_history_inhibit_expansion`). `[!!` expands the last
 /// history entry, put there as quoted data with `history -s`.
 #[test]
-#[ignore = "redteam: `[!!` (no `]` after) is history expansion the policy does not see; a denied line runs"]
-fn redteam_history_expansion_after_a_bracket_passes_a_deny() {
+fn history_expansion_after_an_unclosed_bracket_is_refused_where_a_deny_applies() {
     let Some(mut s) = S::with_toml(DENY_MARKER) else {
         return;
     };
@@ -2234,8 +2233,7 @@ fn redteam_history_expansion_after_a_bracket_passes_a_deny() {
 /// `fc -s` re-runs the last history entry without an editor: the same as
 /// `!!`, which is blocked where a deny applies; `fc -s` is not.
 #[test]
-#[ignore = "redteam: `fc -s` re-runs a history entry like `!!` but passes a deny"]
-fn redteam_fc_s_reruns_history_past_a_deny() {
+fn fc_rerunning_history_is_refused_where_a_deny_applies() {
     let Some(mut s) = S::with_toml(DENY_MARKER) else {
         return;
     };
@@ -2254,8 +2252,7 @@ fn redteam_fc_s_reruns_history_past_a_deny() {
 /// `!` after `${`. History entry `x};touch …` (quoted data), then `${!!`
 /// runs `${x};touch …`.
 #[test]
-#[ignore = "redteam: `${!!` (no `}` after) is history expansion the policy does not see; a denied line runs"]
-fn redteam_history_expansion_after_dollar_brace_passes_a_deny() {
+fn history_expansion_after_an_unclosed_dollar_brace_is_refused_where_a_deny_applies() {
     let Some(mut s) = S::with_toml(DENY_MARKER) else {
         return;
     };
@@ -2272,8 +2269,7 @@ fn redteam_history_expansion_after_dollar_brace_passes_a_deny() {
 /// `histchars` moves history expansion to another character: `@-1` is
 /// `!-1`. The policy's history-expansion check only knows `!` and `^`.
 #[test]
-#[ignore = "redteam: after `histchars='@^#'`, `@-1` re-runs a history entry past a deny"]
-fn redteam_histchars_moves_history_expansion_past_a_deny() {
+fn a_new_history_character_is_refused_where_a_deny_applies() {
     let Some(mut s) = S::with_toml(DENY_MARKER) else {
         return;
     };

@@ -381,9 +381,19 @@ impl Lexer {
     /// closing `"` (bash(1), HISTORY EXPANSION). Only typed lines are
     /// expanded, not `sh -c` strings.
     fn bang(&self, in_quotes: bool, out: &mut Out) {
-        // bash inhibits `$!` (a parameter) and `[!…]` (a pattern).
-        let before = self.pos.checked_sub(2).and_then(|i| self.chars.get(i));
-        if matches!(before, Some('$' | '[')) {
+        // bash (`bash_history_inhibit_expansion`) leaves alone `$!` (a
+        // parameter), `[!` when a `]` follows somewhere on the line (a
+        // pattern) and `${!` when a `}` does (indirection); without the
+        // closing character it expands (`[!!` runs the last line).
+        let at = |back: usize| self.pos.checked_sub(back).and_then(|i| self.chars.get(i));
+        let rest = self.chars.get(self.pos..).unwrap_or_default();
+        let inhibited = match at(2) {
+            Some('$') => true,
+            Some('[') => rest.contains(&']'),
+            Some('{') => at(3) == Some(&'$') && rest.contains(&'}'),
+            _ => false,
+        };
+        if inhibited {
             return;
         }
         let expands = match self.peek() {
@@ -521,6 +531,12 @@ impl Lexer {
                     self.pos += 1;
                     self.nested(depth, out);
                     w.push_str(SUBST, true);
+                }
+                // History expansion comes before parsing: a `!` in here
+                // expands like anywhere else (`bang` knows `${!…}`).
+                '!' => {
+                    self.bang(false, out);
+                    w.push(c, true);
                 }
                 c => w.push(c, true),
             }
@@ -814,6 +830,14 @@ impl Lexer {
             .filter(|w| !w.is_empty())
             .map(|w| (w.text(), w))
             .collect();
+        // A new history character (`histchars='@^#'`, then `@-1`) would
+        // hide history expansion from the check of `!`.
+        if words
+            .iter()
+            .any(|(t, _)| t.starts_with("histchars=") || t.starts_with("histchars+="))
+        {
+            out.history = true;
+        }
         let mut i = 0;
         loop {
             while i < words.len() && (is_reserved(&words[i].1) || is_assignment(&words[i].1)) {
@@ -827,6 +851,9 @@ impl Lexer {
             }
             let program = program_name(&words[i].0);
             let args: Vec<&str> = words[i + 1..].iter().map(|(t, _)| t.as_str()).collect();
+            if reruns_history(program, &args) {
+                out.history = true;
+            }
             let mut text = program.to_string();
             for a in &args {
                 text.push(' ');
@@ -911,6 +938,16 @@ fn is_assignment(w: &Word) -> bool {
 }
 
 /// The program name without a leading path: `/bin/rm`, `./rm` → `rm`.
+/// Builtins that run lines from the history, like `!!`: bash's `fc` (all
+/// but a listing: `fc -s`, `fc 12` with an editor) and zsh's `r`.
+fn reruns_history(program: &str, args: &[&str]) -> bool {
+    let lists = args
+        .iter()
+        .take_while(|a| a.starts_with('-') && **a != "--")
+        .any(|a| a.contains('l'));
+    (program == "fc" && !lists) || program == "r"
+}
+
 fn program_name(word: &str) -> &str {
     let trimmed = word.trim_end_matches('/');
     match trimmed.rfind('/') {
@@ -1507,6 +1544,18 @@ mod tests {
             "echo \"!!\"",
             "^foo^bar",
             "ls; !42",
+            // Without the closing character bash expands them.
+            "[!!",
+            "${!!",
+            "echo [!-1",
+            // Builtins that re-run history, and a new history character.
+            "fc -s",
+            "fc -s rm=ls",
+            "fc 12",
+            "r",
+            "r ls",
+            "histchars='@^#'",
+            "export histchars=@",
         ] {
             assert!(normalize(line).history_expansion, "{line:?}");
         }
@@ -1523,6 +1572,10 @@ mod tests {
             "kill $!; wait $!",
             "ls [!a]*",
             "echo ${!prefix*}",
+            "echo ${!x}",
+            "fc -l",
+            "fc -ln -5",
+            "echo histchars",
         ] {
             assert!(!normalize(line).history_expansion, "{line:?}");
         }

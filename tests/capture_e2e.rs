@@ -2291,8 +2291,7 @@ fn a_new_history_character_is_refused_where_a_deny_applies() {
 /// clears the screen (or scrolls it away) hides it, and a bare Enter then
 /// runs the blocked line with no record at all; the trail says `blocked`.
 #[test]
-#[ignore = "redteam: a blocked line pushed with Ctrl-D runs at a bare Enter once a background job clears the screen; trail says blocked"]
-fn redteam_a_blocked_line_the_shell_holds_runs_once_the_screen_is_cleared() {
+fn a_blocked_line_the_shell_holds_stays_blocked_after_the_screen_is_cleared() {
     for (i, start) in ["set +o emacs", "exec dash -i"].iter().enumerate() {
         let Some(mut s) = S::with_toml(DENY_MARKER) else {
             return;
@@ -2328,8 +2327,7 @@ fn redteam_a_blocked_line_the_shell_holds_runs_once_the_screen_is_cleared() {
 /// the cursor's row, and a bare Enter runs it with no record; the trail
 /// says `blocked`.
 #[test]
-#[ignore = "redteam: zsh vi `o` second buffer line: the cancel clears only it, a bare Enter runs the blocked first line; trail says blocked"]
-fn redteam_zsh_vi_open_line_keeps_a_blocked_line_in_the_buffer() {
+fn zsh_vi_open_line_a_blocked_buffer_line_the_cancel_missed_stays_blocked() {
     if !Path::new("/usr/bin/zsh").exists() {
         eprintln!("SKIP: zsh not installed");
         return;
@@ -2378,8 +2376,7 @@ fn redteam_zsh_vi_open_line_keeps_a_blocked_line_in_the_buffer() {
 /// (The suite's other "zsh vi" cases start `zsh -f -i -c 'bindkey -v; exec
 /// zsh -f -i'`, whose exec'd zsh is back in the emacs keymap.)
 #[test]
-#[ignore = "redteam: zsh vicmd ignores the cancel keys; `A ;echo zz` Enter runs the blocked line; trail says blocked"]
-fn redteam_zsh_vi_command_mode_keeps_a_blocked_line_and_a_later_enter_runs_it() {
+fn zsh_vi_command_mode_a_blocked_line_the_cancel_missed_stays_blocked() {
     if !Path::new("/usr/bin/zsh").exists() {
         eprintln!("SKIP: zsh not installed");
         return;

@@ -246,16 +246,17 @@ pub struct Capture {
     decided_prompt: String,
     /// A blocked line, while the keys sent to cancel it take effect.
     cancelling: Option<Cancelling>,
-    /// A blocked line and its prompt, until the next decided Enter: if the
-    /// screen still shows it in front of that line, the shell may hold it
-    /// and the Enter would run it (see `Split::blocked`). Dropped when a
-    /// fresh prompt is drawn on a new row (Ctrl-C).
+    /// A blocked line and its prompt, until the screen shows the cancel
+    /// cleared it: until then the shell may hold it, and the next Enter
+    /// would run it (see `Split::blocked`). Also dropped when a fresh
+    /// prompt is drawn on a new row with nothing typed (Ctrl-C).
     pending_block: Option<(String, String)>,
 }
 
-/// A line a policy blocked, watched until the operator's next key after the
-/// shell answered the cancel keys: a cancel clears the line's row; a shell
-/// whose cancel keys run lines leaves it standing and goes on below it.
+/// A line a policy blocked, watched until the screen shows what the cancel
+/// keys did (or the next Enter is decided): a cancel clears the line and
+/// leaves the cursor after the prompt; a shell whose cancel keys run lines
+/// leaves it standing and goes on below it.
 struct Cancelling {
     /// The whole blocked command, and its last line (what the shell's
     /// line editor holds).
@@ -267,8 +268,12 @@ struct Cancelling {
     standing: usize,
     /// Line feeds in the output since.
     lfs: usize,
-    out: bool,
+    /// Output bytes looked at one by one (see `feed_watching_cancel`).
+    scanned: usize,
 }
+
+/// How much output after a cancel is fed a byte at a time.
+const CANCEL_SCAN: usize = 16 * 1024;
 
 impl Capture {
     pub fn new(cols: u16, rows: u16) -> Self {
@@ -331,9 +336,6 @@ impl Capture {
         }
         if !bytes.is_empty() && self.keys.at_key_boundary() {
             self.record_accepted_without_enter(out);
-        }
-        if !bytes.is_empty() && self.cancelling.as_ref().is_some_and(|c| c.out) {
-            self.cancelling = None;
         }
         let mut seq_start = 0;
         for (i, &b) in bytes.iter().enumerate() {
@@ -482,6 +484,26 @@ impl Capture {
         if alt && !self.shell_prompt_on_alt(h) {
             return self.decide_alternate(h, settled, out);
         }
+        if h.line.text.trim().is_empty() && h.line.cooked.iter().all(u8::is_ascii_whitespace) {
+            if let Some((prompt, held)) = self.pending_block.take() {
+                // Blocked again, the watch starts over at the same prompt.
+                self.decided_prompt = prompt;
+                // A bare Enter where the shell may still hold a blocked line
+                // (its cancel was never seen to work): that line is what
+                // runs, whatever the screen shows now (a program may have
+                // cleared it).
+                self.cancelling = None;
+                let len = held.len();
+                let mut c = bounded(held.clone(), len, false, Source::Keys);
+                c.also = Some(Split {
+                    before: held.clone(),
+                    joined: held,
+                    blocked: true,
+                });
+                out.push(Record::Command(c));
+                return true;
+            }
+        }
         let (text, verified, source) = match self.verdict(h) {
             Verdict::Exact(t, src) => (t, true, src),
             Verdict::Screen(t) if settled => (t, true, Source::Screen),
@@ -529,11 +551,11 @@ impl Capture {
         // After a line taken as accepted without an Enter, this one may be
         // its continuation (the "prompt" in between a program's drawing):
         // unverified, and the policy also sees the two joined.
-        let pending = self
-            .pending_block
-            .take()
-            .filter(|(p, blocked)| self.still_shown(p, blocked, &h.line.text))
-            .map(|(_, blocked)| blocked);
+        // A blocked line the cancel was never seen to clear: the shell may
+        // hold it, and this Enter would run it (if this line is blocked
+        // too, `blocked` watches again).
+        self.cancelling = None;
+        let pending = self.pending_block.take().map(|(_, blocked)| blocked);
         let blocked = pending.is_some();
         let split = pending.or(self.split_from.take());
         // An Enter sent with an Esc may not have run the line (bash's emacs
@@ -940,7 +962,11 @@ impl Capture {
             self.screen.skip(bytes);
             return;
         }
-        self.screen.feed(bytes);
+        if self.cancelling.is_some() {
+            self.feed_watching_cancel(bytes);
+        } else {
+            self.screen.feed(bytes);
+        }
         self.check_cancel(bytes, out);
         if self.cancelling.is_none()
             && self.pending_block.is_some()
@@ -1082,7 +1108,7 @@ impl Capture {
                 prompt,
                 standing,
                 lfs: 0,
-                out: false,
+                scanned: 0,
             });
         }
         if let Some((earlier, _)) = text.rsplit_once('\n') {
@@ -1095,16 +1121,6 @@ impl Capture {
                 cancelled: true,
             });
         }
-    }
-
-    /// The line the cursor is on still shows a blocked line after its
-    /// prompt, and the keys of the line being decided after that: a cancel
-    /// that worked left only the prompt (bash's canonical mode erases the
-    /// echo, readline redraws the prompt), one that did not left the line.
-    fn still_shown(&self, prompt: &str, blocked: &str, typed: &str) -> bool {
-        let line = self.screen.cursor_line();
-        let head = format!("{prompt}{}", blocked.trim_end());
-        line.starts_with(&head) && line.len() >= head.len() + typed.trim().len()
     }
 
     /// Rows other than the cursor's that show `prompt` followed by (the
@@ -1123,6 +1139,34 @@ impl Capture {
             .count()
     }
 
+    /// Feeds output while a cancel is watched, a byte at a time for its
+    /// first bytes: the shell's answer to the cancel keys and the echo of
+    /// the next keys can come in one read, and the moment the cursor stood
+    /// right after the prompt with the line gone would be missed.
+    fn feed_watching_cancel(&mut self, bytes: &[u8]) {
+        let Some(c) = &mut self.cancelling else {
+            self.screen.feed(bytes);
+            return;
+        };
+        let n = bytes.len().min(CANCEL_SCAN.saturating_sub(c.scanned));
+        c.scanned += n;
+        let prompt = c.prompt.clone();
+        for (i, &b) in bytes[..n].iter().enumerate() {
+            self.screen.feed(&bytes[i..=i]);
+            // Only after what moves the cursor back or erases: CR, BS,
+            // the final byte of a CSI sequence.
+            if (b == b'\r' || b == 0x08 || b.is_ascii_alphabetic())
+                && self.screen.before_cursor() == prompt
+            {
+                self.cancelling = None;
+                self.pending_block = None;
+                self.screen.feed(&bytes[i + 1..]);
+                return;
+            }
+        }
+        self.screen.feed(&bytes[n..]);
+    }
+
     /// Output after the keys that cancel a blocked line: did the shell run
     /// it? Either its row still stands with the output gone down past it
     /// (accept-line), the screen scrolled a whole page, or a prompt came
@@ -1131,7 +1175,6 @@ impl Capture {
         let Some(c) = &mut self.cancelling else {
             return;
         };
-        c.out = true;
         c.lfs += bytes.iter().filter(|&&b| b == b'\n').count();
         let (lfs, standing) = (c.lfs, c.standing);
         let (text, prompt) = (c.text.clone(), c.prompt.clone());
@@ -1147,9 +1190,12 @@ impl Capture {
                 && before.contains(text.trim()));
         if !ran && before == prompt {
             // The cancel worked: the cursor is back right after the prompt
-            // with the line gone. Watching on would take later output (a
-            // background job's lines) for the shell running it.
+            // with the line gone (readline and zsh redraw it, fish moves
+            // back to it, canonical mode erases the echo). Watching on
+            // would take later output (a background job's lines) for the
+            // shell running it.
             self.cancelling = None;
+            self.pending_block = None;
             return;
         }
         if ran {

@@ -2503,12 +2503,11 @@ fn redteam_horizontal_scroll_mode_hides_a_recalled_line_from_record_and_policy()
 /// zsh and fish edit several lines in one buffer: Alt-Enter inserts a
 /// newline (held and decided as an Enter, `echo a` recorded unverified),
 /// then the second line is typed and Up moves the cursor back to the
-/// first row. Enter runs the whole buffer (`echo a` and `touch …gh-mark`),
-/// but the record is the cursor's row *with its prompt* (`z% echo a`,
-/// `f> echo a`), `verified: true`, and no rule sees the second line.
+/// first row. Enter runs the whole buffer (`echo a` and `touch …gh-mark`):
+/// the whole buffer is the line, unverified (it was the cursor's row *with
+/// its prompt*, `z% echo a`, `verified: true`, and no rule saw line 2).
 #[test]
-#[ignore = "redteam: zsh/fish multi-line buffer with the cursor moved up: record is the cursor row (with prompt) verified:true, the deny never sees line 2"]
-fn redteam_multi_line_buffer_with_the_cursor_moved_up_is_recorded_wrong_and_verified() {
+fn a_multi_line_buffer_with_the_cursor_moved_up_is_recorded_whole_and_checked() {
     for (shell, start, prompt) in [
         ("zsh", "exec env PS1='z%% ' zsh -f -i", "z% "),
         (
@@ -2562,11 +2561,10 @@ fn redteam_multi_line_buffer_with_the_cursor_moved_up_is_recorded_wrong_and_veri
 /// A multi-line history entry recalled with Up: bash (with or without
 /// `shopt -s lithist`) and zsh draw it on two rows. Put there as quoted
 /// data (`history -s $'touch …\necho b'`, zsh `print -s`), recalled and run
-/// with Enter: the record is the Up key's bytes (`\u{1b}[A`, unverified),
-/// no rule sees `touch …gh-mark`, and it runs.
+/// with Enter: the screen's buffer, from the row with the prompt down, is
+/// the line (it was the Up key's bytes, and no rule saw `touch …`).
 #[test]
-#[ignore = "redteam: a recalled multi-line history entry (bash, zsh) is recorded as `\\e[A` and passes a deny"]
-fn redteam_recalled_multi_line_history_entry_is_neither_recorded_nor_checked() {
+fn a_recalled_multi_line_history_entry_is_recorded_and_checked() {
     for (shell, start, prompt, hist) in [
         ("bash", "shopt -u lithist", PROMPT, "history -s"),
         ("bash", "shopt -s lithist", PROMPT, "history -s"),
@@ -2597,9 +2595,13 @@ fn redteam_recalled_multi_line_history_entry_is_neither_recorded_nor_checked() {
         s.p.pump(Duration::from_millis(300));
         s.send("exit\r");
         s.p.wait_exit(T);
-        let cmds = commands(&s.gh);
+        // On record whole: blocked by the rule (a `policy` record with both
+        // lines), as the policy sees the whole buffer.
+        let blocked = policy_records(&s.gh)
+            .into_iter()
+            .any(|p| p.1 == "blocked" && p.2.starts_with("touch ") && p.2.ends_with("\necho b"));
         assert!(
-            cmds.iter().any(|c| c.starts_with("touch ")),
+            blocked,
             "{shell}: the recalled entry is not on record; {}",
             rt_trail(&s.gh)
         );

@@ -251,6 +251,11 @@ pub struct Capture {
     /// would run it (see `Split::blocked`). Also dropped when a fresh
     /// prompt is drawn on a new row with nothing typed (Ctrl-C).
     pending_block: Option<(String, String)>,
+    /// The line being decided was read as a buffer of several rows behind
+    /// this prompt (`buffer_text`).
+    buffer_prompt: Option<String>,
+    /// The last decided line was such a buffer.
+    decided_buffer: bool,
 }
 
 /// A line a policy blocked, watched until the screen shows what the cancel
@@ -271,6 +276,9 @@ struct Cancelling {
     /// Output bytes looked at one by one (see `feed_watching_cancel`).
     scanned: usize,
 }
+
+/// How far above the cursor a line editor's buffer is looked for.
+const MAX_BUFFER_ROWS: usize = 20;
 
 /// How much output after a cancel is fed a byte at a time.
 const CANCEL_SCAN: usize = 16 * 1024;
@@ -303,6 +311,8 @@ impl Capture {
             decided_prompt: String::new(),
             cancelling: None,
             pending_block: None,
+            buffer_prompt: None,
+            decided_buffer: false,
         }
     }
 
@@ -475,6 +485,7 @@ impl Capture {
     }
 
     fn decide(&mut self, h: &Held, late: bool, settled: bool, out: &mut Vec<Record>) -> bool {
+        self.buffer_prompt = None;
         let alt = self.screen.alternate();
         if h.line.editor && !alt {
             // Ctrl-X Ctrl-E: nothing runs until the editor exits.
@@ -519,7 +530,12 @@ impl Capture {
                     });
                     return true;
                 }
-                (self.with_interrupted(&h.line), false, Source::Keys)
+                if let Some((prompt, buffer)) = self.buffer_text(h) {
+                    self.buffer_prompt = Some(prompt);
+                    (buffer, false, Source::Screen)
+                } else {
+                    (self.with_interrupted(&h.line), false, Source::Keys)
+                }
             }
             Verdict::NoEcho => {
                 let keys = self.with_interrupted(&h.line);
@@ -540,6 +556,18 @@ impl Capture {
         if text.trim().is_empty() {
             return true;
         }
+        // The screen's line began with a shell prompt of its own: the line
+        // was begun below it in a buffer of several rows (zsh's and fish's
+        // Alt-Enter) and the cursor moved up into it. The whole buffer runs.
+        let (text, verified, source) = match self.buffer_text(h) {
+            Some((prompt, buffer))
+                if source == Source::Screen && self.starts_with_prompt(&text) =>
+            {
+                self.buffer_prompt = Some(prompt);
+                (buffer, false, Source::Screen)
+            }
+            _ => (text, verified, source),
+        };
         if verified && self.multi.is_none() {
             if let Some(p) = self.matched_prompt(h) {
                 self.learn(p);
@@ -547,7 +575,10 @@ impl Capture {
         }
         let length = text.len() + h.line.lost_bytes;
         let prompt = h.start.prompt.clone().unwrap_or_default();
-        self.decided_prompt.clone_from(&prompt);
+        // A buffer of several rows is the line editor's, all of it: a block
+        // leaves all of it held, behind the buffer's prompt.
+        self.decided_buffer = self.buffer_prompt.is_some();
+        self.decided_prompt = self.buffer_prompt.take().unwrap_or_else(|| prompt.clone());
         // After a line taken as accepted without an Enter, this one may be
         // its continuation (the "prompt" in between a program's drawing):
         // unverified, and the policy also sees the two joined.
@@ -581,6 +612,61 @@ impl Capture {
             }
         }
         true
+    }
+
+    /// The text starts with a learnt shell prompt.
+    fn starts_with_prompt(&self, text: &str) -> bool {
+        self.prompts
+            .iter()
+            .any(|(p, _)| !p.trim().is_empty() && text.starts_with(p.as_str()))
+    }
+
+    /// A line editor's buffer of several rows around the cursor, after
+    /// history or editing keys only the screen follows (a recalled entry
+    /// of several lines, zsh's and fish's multi-line editing): from the
+    /// nearest row at or above the cursor that begins with a learnt shell
+    /// prompt down to the last row of text below the cursor, the prompt
+    /// taken off. `None` unless it spans more than one line.
+    fn buffer_text(&self, h: &Held) -> Option<(String, String)> {
+        if !h.line.unreliable || self.screen.alternate() {
+            return None;
+        }
+        let rows = self.screen.rows_wrapped();
+        let cursor = self.screen.cursor_row().min(rows.len().saturating_sub(1));
+        let (top, prompt) = (cursor.saturating_sub(MAX_BUFFER_ROWS)..=cursor)
+            .rev()
+            .find_map(|i| {
+                self.prompts
+                    .iter()
+                    .filter(|(p, _)| !p.trim().is_empty() && rows[i].0.starts_with(p.as_str()))
+                    .max_by_key(|(p, _)| p.len())
+                    .map(|(p, _)| (i, p.clone()))
+            })?;
+        let mut bottom = cursor;
+        while bottom + 1 < rows.len() && !rows[bottom + 1].0.is_empty() {
+            bottom += 1;
+        }
+        if bottom == top {
+            return None;
+        }
+        // Another prompt below it: earlier output, not one buffer.
+        let prompt_row = |row: &str| {
+            self.prompts.iter().any(|(p, _)| {
+                let p = p.trim_end();
+                !p.is_empty() && row.starts_with(p)
+            })
+        };
+        if rows[top + 1..=bottom].iter().any(|(r, _)| prompt_row(r)) {
+            return None;
+        }
+        let mut text = rows[top].0[prompt.len()..].to_string();
+        for i in top + 1..=bottom {
+            if !rows[i - 1].1 {
+                text.push('\n');
+            }
+            text.push_str(&rows[i].0);
+        }
+        (text.contains('\n') && !text.trim().is_empty()).then_some((prompt, text))
     }
 
     /// What the keys say the line is, after the text of a Ctrl-C that may
@@ -1094,9 +1180,16 @@ impl Capture {
     /// later is checked as the whole command. Dropped when the next line
     /// starts at the main prompt.
     pub fn blocked(&mut self, text: &str) {
-        // The shell holds the last line; the screen shows it after its
-        // prompt until the cancel keys clear it.
-        let last = text.rsplit('\n').next().unwrap_or(text).to_string();
+        // The shell holds the last line (the earlier ones are in its parser,
+        // see below), or the whole of a line editor's buffer of several
+        // rows; the screen shows it after its prompt until the cancel keys
+        // clear it.
+        let whole = std::mem::take(&mut self.decided_buffer);
+        let last = if whole {
+            text.to_string()
+        } else {
+            text.rsplit('\n').next().unwrap_or(text).to_string()
+        };
         let prompt = std::mem::take(&mut self.decided_prompt);
         if !prompt.trim().is_empty() && !last.trim().is_empty() {
             self.screen.sync();
@@ -1111,7 +1204,7 @@ impl Capture {
                 scanned: 0,
             });
         }
-        if let Some((earlier, _)) = text.rsplit_once('\n') {
+        if let Some((earlier, _)) = text.rsplit_once('\n').filter(|_| !whole) {
             self.multi = Some(Multi {
                 text: earlier.to_string(),
                 length: earlier.len(),
@@ -1873,6 +1966,30 @@ mod tests {
             "nothing but the first command: {:?}",
             sim.out
         );
+    }
+
+    /// A recalled history entry of two lines, drawn on two rows: the
+    /// buffer from the prompt's row down is the line (unverified); rows of
+    /// earlier output with a prompt between are never taken for it.
+    #[test]
+    fn a_buffer_of_several_rows_is_read_from_its_prompt_down() {
+        let mut sim = Sim::new();
+        sim.screen(b"tgt$ ");
+        typed(&mut sim, "echo one");
+        sim.keys(b"\r");
+        sim.screen(b"\r\none\r\ntgt$ ");
+        sim.keys(b"\x1b[A");
+        sim.screen(b"touch x\r\necho b");
+        sim.keys(b"\r");
+        sim.wait(5000);
+        match &sim.out[..] {
+            [Record::Command(first), Record::Command(c)] => {
+                assert_eq!(first.text, "echo one");
+                assert_eq!(c.text, "touch x\necho b");
+                assert!(!c.verified);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     /// A blocked line, then what the shell does with the keys that cancel

@@ -411,6 +411,22 @@ impl Screen {
         usize::from(self.parser.screen().cursor_position().0)
     }
 
+    /// Every visible row (trailing blanks removed) and whether it is
+    /// soft-wrapped into the next.
+    pub fn rows_wrapped(&self) -> Vec<(String, bool)> {
+        self.sync_debug_check();
+        let s = self.parser.screen();
+        let (rows, cols) = s.size();
+        (0..rows.get())
+            .map(|row| {
+                let mut line = String::new();
+                self.row_text(row, cols.get(), &mut line);
+                line.truncate(line.trim_end().len());
+                (line, s.row_wrapped(row))
+            })
+            .collect()
+    }
+
     /// The whole visible screen, rows joined with newlines (trailing blanks
     /// removed): what an editor shows of the file it edits.
     pub fn contents(&self) -> String {

@@ -495,25 +495,8 @@ impl Capture {
         if alt && !self.shell_prompt_on_alt(h) {
             return self.decide_alternate(h, settled, out);
         }
-        if h.line.text.trim().is_empty() && h.line.cooked.iter().all(u8::is_ascii_whitespace) {
-            if let Some((prompt, held)) = self.pending_block.take() {
-                // Blocked again, the watch starts over at the same prompt.
-                self.decided_prompt = prompt;
-                // A bare Enter where the shell may still hold a blocked line
-                // (its cancel was never seen to work): that line is what
-                // runs, whatever the screen shows now (a program may have
-                // cleared it).
-                self.cancelling = None;
-                let len = held.len();
-                let mut c = bounded(held.clone(), len, false, Source::Keys);
-                c.also = Some(Split {
-                    before: held.clone(),
-                    joined: held,
-                    blocked: true,
-                });
-                out.push(Record::Command(c));
-                return true;
-            }
+        if self.bare_enter_on_a_held_block(h, out) {
+            return true;
         }
         let (text, verified, source) = match self.verdict(h) {
             Verdict::Exact(t, src) => (t, true, src),
@@ -595,22 +578,33 @@ impl Capture {
         let before = out.len();
         self.command(text, length, verified, source, prompt, out);
         if let Some(prev) = split {
-            let rest = if h.line.text.trim().is_empty() {
-                None
-            } else {
-                Some(h.line.text.as_str())
-            };
-            for r in &mut out[before..] {
-                if let Record::Command(c) = r {
-                    let rest = rest.unwrap_or(c.text.as_str());
-                    c.also = Some(Split {
-                        joined: bound_split(format!("{prev}{rest}")),
-                        before: prev.clone(),
-                        blocked,
-                    });
-                }
-            }
+            attach_split(&mut out[before..], &h.line, &prev, blocked);
         }
+        true
+    }
+
+    /// A bare Enter where the shell may still hold a blocked line (its
+    /// cancel was never seen to work): that line is what runs, whatever the
+    /// screen shows now (a program may have cleared it). Recorded for the
+    /// policy, which blocks it again.
+    fn bare_enter_on_a_held_block(&mut self, h: &Held, out: &mut Vec<Record>) -> bool {
+        if !h.line.text.trim().is_empty() || !h.line.cooked.iter().all(u8::is_ascii_whitespace) {
+            return false;
+        }
+        let Some((prompt, held)) = self.pending_block.take() else {
+            return false;
+        };
+        // Blocked again, the watch starts over at the same prompt.
+        self.decided_prompt = prompt;
+        self.cancelling = None;
+        let len = held.len();
+        let mut c = bounded(held.clone(), len, false, Source::Keys);
+        c.also = Some(Split {
+            before: held.clone(),
+            joined: held,
+            blocked: true,
+        });
+        out.push(Record::Command(c));
         true
     }
 
@@ -1376,6 +1370,22 @@ impl Capture {
 
 /// The prompts a held line may follow: the one it began at, then the
 /// learnt ones.
+/// Marks the commands just recorded as possibly the rest of `prev` (see
+/// `Command::also`): the policy checks the two joined as well.
+fn attach_split(records: &mut [Record], line: &Line, prev: &str, blocked: bool) {
+    let typed = Some(line.text.as_str()).filter(|t| !t.trim().is_empty());
+    for r in records {
+        if let Record::Command(c) = r {
+            let rest = typed.unwrap_or(c.text.as_str());
+            c.also = Some(Split {
+                joined: bound_split(format!("{prev}{rest}")),
+                before: prev.to_string(),
+                blocked,
+            });
+        }
+    }
+}
+
 fn prefixes_of<'a, T>(h: &'a Held, learnt: &'a [(String, T)]) -> Vec<&'a str> {
     let mut prefixes: Vec<&str> = Vec::new();
     if let Some(p) = &h.start.prompt {

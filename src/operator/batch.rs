@@ -52,9 +52,11 @@ use crate::core::command_policy::{CommandPolicy, Who};
 use crate::core::config::{Host, HostPattern, Settings};
 use crate::operator::error::FailClosed;
 use crate::operator::exec::{
-    is_eagain, policy_gate, stop_writing, timeout_until, write_all_fd, MISSED_KEEPALIVES,
+    policy_gate, stop_writing, timeout_until, write_all_fd, MISSED_KEEPALIVES,
 };
-use crate::operator::upstream::{self, AgentProblem, ConnectError, CHANNEL_PACKET, CIPHER_PREFS};
+use crate::operator::upstream::{
+    self, is_eagain, AgentProblem, ConnectError, CHANNEL_PACKET, CIPHER_PREFS,
+};
 use crate::sys::{Sig, SignalPipe};
 
 /// The longest line kept whole; a longer one is written in pieces.

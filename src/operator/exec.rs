@@ -42,7 +42,9 @@ use crate::core::command_policy::{Action, CommandPolicy, Who};
 use crate::core::config::{Host, Settings};
 use crate::core::record::PolicyOutcome;
 use crate::operator::error::FailClosed;
-use crate::operator::upstream::{self, ConnectError, PtyRequest, Start, Upstream};
+use crate::operator::upstream::{
+    self, is_eagain, lapsed, ConnectError, PtyRequest, Start, Upstream,
+};
 use crate::recording::{Recorder, SessionInfo};
 use crate::sys::{Sig, SignalPipe};
 use crate::tty::{self, RawMode};
@@ -51,7 +53,6 @@ use crate::tty::{self, RawMode};
 /// packet (256 KiB) plus one read, so a whole packet always fits.
 const TO_REMOTE_CAP: usize = 320 * 1024;
 const READ_CHUNK: usize = 64 * 1024;
-const LIBSSH2_EAGAIN: i32 = -37;
 /// Keepalives without any answer before the target counts as gone
 /// (OpenSSH's ServerAliveCountMax default).
 pub(crate) const MISSED_KEEPALIVES: u32 = 3;
@@ -130,10 +131,6 @@ impl StreamEnd {
             _ => NO_STATUS,
         }
     }
-}
-
-pub(crate) fn is_eagain(e: &ssh2::Error) -> bool {
-    matches!(e.code(), ssh2::ErrorCode::Session(LIBSSH2_EAGAIN))
 }
 
 /// Writes all of `data` to a blocking descriptor of sshd's (see the header).
@@ -450,42 +447,17 @@ impl Pump<'_, '_> {
 
     /// 3. Requests refused with EAGAIN earlier, liveness, idleness.
     fn housekeeping(&mut self, now: Instant) -> Result<(), Stop> {
-        if let Some((c, r)) = self.pending_resize {
-            match self
-                .up
-                .channel
-                .request_pty_size(c.into(), r.into(), None, None)
-            {
-                Ok(()) => self.pending_resize = None,
-                Err(e) if is_eagain(&e) => {}
-                Err(_) => self.pending_resize = None,
-            }
+        self.up
+            .upkeep(&mut self.pending_resize, &mut self.next_keepalive, now)
+            .map_err(|e| lost(&e))?;
+        match lapsed(
+            now,
+            (self.last_rx, self.silence_limit),
+            (self.last_input, self.cfg.idle_timeout),
+        ) {
+            Some(end) => Err(end),
+            None => Ok(()),
         }
-        if now >= self.next_keepalive {
-            match self.up.session.keepalive_send() {
-                Ok(secs) => self.next_keepalive = now + Duration::from_secs(u64::from(secs.max(1))),
-                Err(e) if is_eagain(&e) => self.next_keepalive = now + Duration::from_millis(200),
-                Err(e) => return Err(lost(&e)),
-            }
-        }
-        if now.duration_since(self.last_rx) >= self.silence_limit {
-            return Err((
-                EndReason::Disconnect,
-                format!(
-                    "connection lost: the target answered nothing for {}s",
-                    self.silence_limit.as_secs()
-                ),
-            ));
-        }
-        if let Some(idle) = self.cfg.idle_timeout {
-            if now.duration_since(self.last_input) >= idle {
-                return Err((
-                    EndReason::IdleTimeout,
-                    format!("no input for {}s", idle.as_secs()),
-                ));
-            }
-        }
-        Ok(())
     }
 
     /// 4. Wait. stdin is left out while its buffer is full (backpressure)

@@ -29,7 +29,7 @@ use ssh2::BlockDirections;
 
 use crate::audit::{AuditError, EndReason};
 use crate::operator::exec::{stop_writing, write_all_fd, write_failed};
-use crate::operator::upstream::Upstream;
+use crate::operator::upstream::{lapsed, Upstream};
 use crate::recording::RecordingError;
 use crate::sys::{Sig, SignalPipe};
 
@@ -39,7 +39,6 @@ const TO_REMOTE_CAP: usize = 64 * 1024;
 /// One channel read: as large as the OpenSSH client's (256 KiB), so bulk output
 /// costs one terminal write and one recording event per 256 KiB, not per 64.
 const READ_CHUNK: usize = 256 * 1024;
-const LIBSSH2_EAGAIN: i32 = -37;
 /// Keepalives without any answer before the target counts as gone
 /// (OpenSSH's ServerAliveCountMax default).
 const MISSED_KEEPALIVES: u32 = 3;
@@ -197,10 +196,6 @@ impl Escapes {
         }
         false
     }
-}
-
-fn is_eagain(e: &ssh2::Error) -> bool {
-    matches!(e.code(), ssh2::ErrorCode::Session(LIBSSH2_EAGAIN))
 }
 
 /// Writes all of `data` to the operator's terminal (blocking, see the
@@ -463,46 +458,17 @@ impl Relay<'_> {
 
     /// 4. Requests refused with EAGAIN earlier, keepalive, liveness, idle.
     fn housekeeping(&mut self, now: Instant) -> Result<(), Stop> {
-        if let Some((c, r)) = self.pending_resize {
-            match self
-                .up
-                .channel
-                .request_pty_size(c.into(), r.into(), None, None)
-            {
-                Ok(()) => self.pending_resize = None,
-                Err(e) if is_eagain(&e) => {}
-                Err(_) => self.pending_resize = None,
-            }
+        self.up
+            .upkeep(&mut self.pending_resize, &mut self.next_keepalive, now)
+            .map_err(lost)?;
+        match lapsed(
+            now,
+            (self.last_rx, self.silence_limit),
+            (self.last_input, self.cfg.idle_timeout),
+        ) {
+            Some(end) => Err(end.into()),
+            None => Ok(()),
         }
-        if now >= self.next_keepalive {
-            match self.up.session.keepalive_send() {
-                Ok(secs) => {
-                    self.next_keepalive = now + Duration::from_secs(u64::from(secs.max(1)));
-                }
-                Err(e) if is_eagain(&e) => self.next_keepalive = now + Duration::from_millis(200),
-                Err(e) => return Err(lost(e).into()),
-            }
-        }
-        if now.duration_since(self.last_rx) >= self.silence_limit {
-            return Err((
-                EndReason::Disconnect,
-                format!(
-                    "connection lost: the target answered nothing for {}s",
-                    self.silence_limit.as_secs()
-                ),
-            )
-                .into());
-        }
-        if let Some(idle) = self.cfg.idle_timeout {
-            if now.duration_since(self.last_input) >= idle {
-                return Err((
-                    EndReason::IdleTimeout,
-                    format!("no input for {}s", idle.as_secs()),
-                )
-                    .into());
-            }
-        }
-        Ok(())
     }
 
     /// 5. Wait for the socket, a signal, the operator, or a deadline.

@@ -20,6 +20,7 @@ use nix::sys::socket::{setsockopt, sockopt};
 use ssh2::{CheckResult, HashType, HostKeyType, KnownHostFileKind, MethodType, Session};
 use zeroize::Zeroizing;
 
+use crate::audit::EndReason;
 use crate::core::config::{Host, HostKeyPolicy, Settings};
 use crate::core::known_hosts::{host_key_prefs, is_revoked, known_hosts_name};
 use crate::operator::error::FailClosed;
@@ -55,6 +56,73 @@ pub struct Upstream {
     /// How Gatehouse logged in: `key`, `password`, or `agent SHA256:…`
     /// (the operator's key the target accepted); `session_start.auth`.
     pub auth: String,
+}
+
+/// libssh2's "would block" (`LIBSSH2_ERROR_EAGAIN`) on a non-blocking session.
+const LIBSSH2_EAGAIN: i32 = -37;
+
+/// A call on a non-blocking session that must be made again later.
+pub(crate) fn is_eagain(e: &ssh2::Error) -> bool {
+    matches!(e.code(), ssh2::ErrorCode::Session(LIBSSH2_EAGAIN))
+}
+
+impl Upstream {
+    /// What the relay and the exec pump do each turn for the connection:
+    /// a window-size request refused with EAGAIN goes again, a keepalive
+    /// when it is due (EAGAIN: again in 200 ms). An error is the
+    /// connection lost.
+    pub(crate) fn upkeep(
+        &mut self,
+        pending_resize: &mut Option<(u16, u16)>,
+        next_keepalive: &mut Instant,
+        now: Instant,
+    ) -> Result<(), ssh2::Error> {
+        if let Some((c, r)) = *pending_resize {
+            match self
+                .channel
+                .request_pty_size(c.into(), r.into(), None, None)
+            {
+                Err(e) if is_eagain(&e) => {}
+                // Sent, or refused for good: not asked again.
+                _ => *pending_resize = None,
+            }
+        }
+        if now >= *next_keepalive {
+            match self.session.keepalive_send() {
+                Ok(secs) => *next_keepalive = now + Duration::from_secs(u64::from(secs.max(1))),
+                Err(e) if is_eagain(&e) => *next_keepalive = now + Duration::from_millis(200),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// When a session ends for silence: the target answered nothing since
+/// `last_rx` for `silence_limit` (a dead connection), or the operator sent
+/// nothing since `last_input` for the idle timeout.
+pub(crate) fn lapsed(
+    now: Instant,
+    (last_rx, silence_limit): (Instant, Duration),
+    (last_input, idle_timeout): (Instant, Option<Duration>),
+) -> Option<(EndReason, String)> {
+    if now.duration_since(last_rx) >= silence_limit {
+        return Some((
+            EndReason::Disconnect,
+            format!(
+                "connection lost: the target answered nothing for {}s",
+                silence_limit.as_secs()
+            ),
+        ));
+    }
+    idle_timeout
+        .filter(|idle| now.duration_since(last_input) >= *idle)
+        .map(|idle| {
+            (
+                EndReason::IdleTimeout,
+                format!("no input for {}s", idle.as_secs()),
+            )
+        })
 }
 
 /// What went wrong with the operator's own agent (`agent = true`).
@@ -689,4 +757,28 @@ pub(crate) fn read_secret(path: &Path) -> Result<Zeroizing<String>, ConnectError
     })?;
     let first = text.lines().next().unwrap_or("");
     Ok(Zeroizing::new(first.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_silent_target_ends_before_an_idle_operator_and_neither_ends_early() {
+        let t0 = Instant::now();
+        let s = |n| Duration::from_secs(n);
+        let idle = Some(s(60));
+        assert_eq!(lapsed(t0 + s(10), (t0, s(30)), (t0, idle)), None);
+        let (reason, detail) = lapsed(t0 + s(30), (t0, s(30)), (t0, idle)).unwrap();
+        assert_eq!(reason, EndReason::Disconnect);
+        assert_eq!(
+            detail,
+            "connection lost: the target answered nothing for 30s"
+        );
+        let late = t0 + s(60);
+        let (reason, detail) = lapsed(late, (late, s(30)), (t0, idle)).unwrap();
+        assert_eq!(reason, EndReason::IdleTimeout);
+        assert_eq!(detail, "no input for 60s");
+        assert_eq!(lapsed(late, (late, s(30)), (t0, None)), None);
+    }
 }

@@ -2307,7 +2307,8 @@ fn a_blocked_line_the_shell_holds_stays_blocked_after_the_screen_is_cleared() {
         s.p.expect("blocked by policy").unwrap();
         s.screen_until("the screen cleared", |t| !t.contains("blocked by policy"));
         s.send(keys::ENTER);
-        s.p.pump(Duration::from_millis(1500));
+        // The Enter that would run the held line is blocked.
+        s.p.expect("blocked by policy").unwrap();
         s.send("\x03");
         s.p.pump(Duration::from_millis(300));
         s.send("exit\r");
@@ -2358,7 +2359,8 @@ fn zsh_vi_open_line_a_blocked_buffer_line_the_cancel_missed_stays_blocked() {
     s.p.expect("blocked by policy").unwrap();
     s.p.pump(Duration::from_millis(1000));
     s.send(keys::ENTER);
-    s.p.pump(Duration::from_millis(1500));
+    // The Enter that would run the held line is blocked.
+    s.p.expect("blocked by policy").unwrap();
     s.send("\x03");
     s.p.pump(Duration::from_millis(300));
     s.send("exit\r");
@@ -2408,7 +2410,8 @@ fn zsh_vi_command_mode_a_blocked_line_the_cancel_missed_stays_blocked() {
     s.type_slowly("A ;echo zz");
     s.p.pump(Duration::from_millis(500));
     s.send(keys::ENTER);
-    s.p.pump(Duration::from_millis(1500));
+    // The Enter that would run the held line is blocked.
+    s.p.expect("blocked by policy").unwrap();
     s.send("\x03");
     s.p.pump(Duration::from_millis(300));
     s.send("exit\r");
@@ -2537,7 +2540,8 @@ fn a_multi_line_buffer_with_the_cursor_moved_up_is_recorded_whole_and_checked() 
         s.send("\x1b[A");
         s.p.pump(Duration::from_millis(800));
         s.send(keys::ENTER);
-        s.p.pump(Duration::from_millis(1500));
+        // The Enter that would run the held line is blocked.
+        s.p.expect("blocked by policy").unwrap();
         s.send("\x03");
         s.p.pump(Duration::from_millis(300));
         s.send("exit\r");
@@ -2590,7 +2594,8 @@ fn a_recalled_multi_line_history_entry_is_recorded_and_checked() {
             t.lines().any(|l| l.trim_end() == "echo b")
         });
         s.send(keys::ENTER);
-        s.p.pump(Duration::from_millis(1500));
+        // The Enter that would run the held line is blocked.
+        s.p.expect("blocked by policy").unwrap();
         s.send("\x03");
         s.p.pump(Duration::from_millis(300));
         s.send("exit\r");

@@ -358,6 +358,10 @@ impl Capture {
             match self.keys.push(b) {
                 KeyEvent::None => {}
                 KeyEvent::Cancel(text) => {
+                    // The operator's own interrupt: what the shell draws for
+                    // it (a line feed, a prompt below the blocked line) is
+                    // not the cancel keys running a blocked line.
+                    self.cancelling = None;
                     // Until output goes down a line (the shell's new
                     // prompt), the text may still be in the shell.
                     if !text.trim().is_empty() {
@@ -606,6 +610,18 @@ impl Capture {
         });
         out.push(Record::Command(c));
         true
+    }
+
+    /// The cursor stands right after a learnt shell prompt, or after the
+    /// prompt of a blocked line the shell may hold (learnt or not: a shell
+    /// whose lines were all unverified so far).
+    fn at_a_known_prompt(&self) -> bool {
+        let before = self.screen.before_cursor();
+        self.is_learnt(&before)
+            || self
+                .pending_block
+                .as_ref()
+                .is_some_and(|(p, _)| !p.trim().is_empty() && *p == before)
     }
 
     /// The text starts with a learnt shell prompt.
@@ -1053,7 +1069,7 @@ impl Capture {
             && bytes.contains(&b'\n')
             && self.keys.is_fresh()
             && self.screen.right_of_cursor().trim().is_empty()
-            && self.is_learnt(&self.screen.before_cursor())
+            && self.at_a_known_prompt()
         {
             // A fresh prompt on a new row with nothing typed: the shell
             // dropped its input (Ctrl-C) or ran it with an Enter.

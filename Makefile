@@ -48,6 +48,7 @@ lint: deps
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	sh scripts/layers.sh
+	bash scripts/vendor-libssh2.sh --check
 	@# Functions over ~100 lines without a `long:` reason above them
 	@# (issue 16); a report, never a failure.
 	@if command -v python3 >/dev/null; then python3 scripts/long-fns.py; else echo "long-fns: no python3, report skipped"; fi

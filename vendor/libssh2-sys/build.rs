@@ -50,6 +50,11 @@ fn main() {
         }
     }
 
+    // Gatehouse patch: rebuild when the vendored C sources change (the
+    // rerun-if-env-changed lines above would otherwise stop Cargo from
+    // noticing an edited file).
+    println!("cargo:rerun-if-changed=libssh2");
+
     if !Path::new("libssh2/.git").exists() {
         let _ = Command::new("git")
             .args(&["submodule", "update", "--init"])

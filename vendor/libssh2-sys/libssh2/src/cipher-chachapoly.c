@@ -36,10 +36,52 @@ static int chachapoly_timingsafe_bcmp(const void *b1, const void *b2, size_t n)
 int chachapoly_init(struct chachapoly_ctx *ctx, const unsigned char *key,
                     size_t keylen)
 {
+    ctx->main_evp = NULL;
+    ctx->header_evp = NULL;
     if(keylen != (32 + 32)) /* 2 x 256-bit keys */
         return LIBSSH2_ERROR_INVAL;
-    chacha_keysetup(&ctx->main_ctx, key, 256);
-    chacha_keysetup(&ctx->header_ctx, key + 32, 256);
+    ctx->main_evp = EVP_CIPHER_CTX_new();
+    ctx->header_evp = EVP_CIPHER_CTX_new();
+    if(!ctx->main_evp || !ctx->header_evp)
+        goto fail;
+    if(EVP_CipherInit_ex(ctx->main_evp, EVP_chacha20(), NULL,
+                         key, NULL, 1) != 1)
+        goto fail;
+    if(EVP_CipherInit_ex(ctx->header_evp, EVP_chacha20(), NULL,
+                         key + 32, NULL, 1) != 1)
+        goto fail;
+    /* libcrypto's ChaCha20 IV: 32-bit block counter || 96-bit nonce */
+    if(EVP_CIPHER_CTX_iv_length(ctx->header_evp) != 16)
+        goto fail;
+    return 0;
+fail:
+    chachapoly_free(ctx);
+    return -1;
+}
+
+void chachapoly_free(struct chachapoly_ctx *ctx)
+{
+    /* EVP_CIPHER_CTX_free clears the key schedule */
+    EVP_CIPHER_CTX_free(ctx->main_evp);
+    EVP_CIPHER_CTX_free(ctx->header_evp);
+    ctx->main_evp = NULL;
+    ctx->header_evp = NULL;
+}
+
+/* ChaCha20 over len bytes with the IV `iv` (counter || nonce). */
+static int chachapoly_stream(EVP_CIPHER_CTX *evp, const unsigned char *iv,
+                             unsigned char *dest, const unsigned char *src,
+                             size_t len)
+{
+    int outl = 0;
+
+    if(len > 0x7fffffff)
+        return -1;
+    if(EVP_CipherInit_ex(evp, NULL, NULL, NULL, iv, 1) != 1)
+        return -1;
+    if(EVP_CipherUpdate(evp, dest, &outl, src, (int)len) != 1 ||
+       outl != (int)len)
+        return -1;
     return 0;
 }
 
@@ -56,10 +98,11 @@ int chachapoly_crypt(struct chachapoly_ctx *ctx, libssh2_uint64_t seqnr,
                      unsigned char *dest, const unsigned char *src, size_t len,
                      size_t aadlen, int do_encrypt)
 {
-    static const unsigned char one[8] = {
-        1, 0, 0, 0, 0, 0, 0, 0  /* NB little-endian */
-    };
-    unsigned char seqbuf[8];
+    /* The IV: a 64-bit little-endian block counter (libcrypto uses its low
+       32 bits; an SSH packet never needs more) and the packet sequence
+       number, big-endian, as the nonce: the same key stream as the
+       original's chacha_ivsetup(seqnr, counter). */
+    unsigned char seqbuf[16];
     unsigned char expected_tag[POLY1305_TAGLEN], poly_key[POLY1305_KEYLEN];
     int r = LIBSSH2_ERROR_DECRYPT;  /* fail */
     unsigned char *ptr = NULL;
@@ -68,11 +111,13 @@ int chachapoly_crypt(struct chachapoly_ctx *ctx, libssh2_uint64_t seqnr,
      * Run ChaCha20 once to generate the Poly1305 key. The IV is the
      * packet sequence number.
      */
-    memset(poly_key, 0, sizeof(poly_key));
-    ptr = &seqbuf[0];
+    memset(seqbuf, 0, sizeof(seqbuf));
+    ptr = &seqbuf[8];
     ssh2_store_u64(&ptr, seqnr);
-    chacha_ivsetup(&ctx->main_ctx, seqbuf, NULL);
-    chacha_encrypt_bytes(&ctx->main_ctx, poly_key, poly_key, sizeof(poly_key));
+    memset(poly_key, 0, sizeof(poly_key));
+    if(chachapoly_stream(ctx->main_evp, seqbuf, poly_key, poly_key,
+                         sizeof(poly_key)))
+        goto out;
 
     /* If decrypting, check tag before anything else */
     if(!do_encrypt) {
@@ -85,13 +130,15 @@ int chachapoly_crypt(struct chachapoly_ctx *ctx, libssh2_uint64_t seqnr,
 
     /* Crypt additional data */
     if(aadlen) {
-        chacha_ivsetup(&ctx->header_ctx, seqbuf, NULL);
-        chacha_encrypt_bytes(&ctx->header_ctx, src, dest, aadlen);
+        if(chachapoly_stream(ctx->header_evp, seqbuf, dest, src, aadlen))
+            goto out;
     }
 
     /* Set Chacha's block counter to 1 */
-    chacha_ivsetup(&ctx->main_ctx, seqbuf, one);
-    chacha_encrypt_bytes(&ctx->main_ctx, src + aadlen, dest + aadlen, len);
+    seqbuf[0] = 1;
+    if(chachapoly_stream(ctx->main_evp, seqbuf, dest + aadlen, src + aadlen,
+                         len))
+        goto out;
 
     /* If encrypting, calculate and append tag */
     if(do_encrypt)
@@ -110,15 +157,16 @@ int chachapoly_get_length(struct chachapoly_ctx *ctx, unsigned int *plenp,
                           libssh2_uint64_t seqnr, const unsigned char *cp,
                           size_t len)
 {
-    unsigned char buf[4], seqbuf[8];
+    unsigned char buf[4], seqbuf[16];
     unsigned char *ptr = NULL;
 
     if(len < 4)
         return -1;  /* fail */
-    ptr = &seqbuf[0];
+    memset(seqbuf, 0, sizeof(seqbuf));
+    ptr = &seqbuf[8];
     ssh2_store_u64(&ptr, seqnr);
-    chacha_ivsetup(&ctx->header_ctx, seqbuf, NULL);
-    chacha_encrypt_bytes(&ctx->header_ctx, cp, buf, 4);
+    if(chachapoly_stream(ctx->header_evp, seqbuf, buf, cp, 4))
+        return -1;  /* fail */
     *plenp = ssh2_ntohu32(buf);
     return 0;  /* success */
 }

@@ -20,13 +20,19 @@
 #ifndef CHACHA_POLY_AEAD_H
 #define CHACHA_POLY_AEAD_H
 
-#include "chacha.h"
 #include "poly1305.h"
+
+/* Gatehouse patch: ChaCha20 from libcrypto (as OpenSSH's
+   cipher-chachapoly-libcrypto.c), not libssh2's portable chacha.c. */
+#ifndef LIBSSH2_OPENSSL
+#error "this libssh2 copy's chacha20-poly1305 needs the OpenSSL backend"
+#endif
+#include <openssl/evp.h>
 
 #define CHACHA_KEYLEN   32 /* Only 256-bit keys used here */
 
 struct chachapoly_ctx {
-    struct chacha_ctx main_ctx, header_ctx;
+    EVP_CIPHER_CTX *main_evp, *header_evp;
 };
 
 int chachapoly_init(struct chachapoly_ctx *ctx, const unsigned char *key,
@@ -34,6 +40,7 @@ int chachapoly_init(struct chachapoly_ctx *ctx, const unsigned char *key,
 int chachapoly_crypt(struct chachapoly_ctx *ctx, libssh2_uint64_t seqnr,
                      unsigned char *dest, const unsigned char *src, size_t len,
                      size_t aadlen, int do_encrypt);
+void chachapoly_free(struct chachapoly_ctx *ctx);
 int chachapoly_get_length(struct chachapoly_ctx *ctx,
                           unsigned int *plenp, libssh2_uint64_t seqnr,
                           const unsigned char *cp, size_t len);

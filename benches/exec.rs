@@ -141,6 +141,18 @@ fn main() {
         &[],
     );
     let gatehouse = Bastion::start(&gh);
+    // BENCH_BASELINE_BIN: an older gatehouse behind its own bastion, in the
+    // same rounds (before/after of a change, as in the relay bench).
+    let baseline = std::env::var("BENCH_BASELINE_BIN").ok();
+    let baseline_comm: String = baseline
+        .as_deref()
+        .and_then(|b| std::path::Path::new(b).file_name())
+        .map(|n| n.to_string_lossy().chars().take(15).collect())
+        .unwrap_or_default();
+    let before = baseline.as_ref().map(|bin| {
+        let cfg = gh.config_path().display().to_string();
+        Bastion::start_with(bin, &[("GATEHOUSE_CONFIG", cfg.as_str())])
+    });
 
     let up_cmd = "cat > /dev/null";
     let down_cmd = format!("head -c {bytes} /dev/zero");
@@ -149,7 +161,7 @@ fn main() {
         Box<dyn Fn(&str) -> Command + 'a>,
         Option<(i32, &'a str)>,
     );
-    let sides: Vec<Side> = vec![
+    let mut sides: Vec<Side> = vec![
         ("direct ssh", Box::new(|c: &str| target.ssh_cmd(&[c])), None),
         (
             "nested OpenSSH",
@@ -162,6 +174,13 @@ fn main() {
             gatehouse.pid().map(|p| (p, "gatehouse")),
         ),
     ];
+    if let Some(b) = &before {
+        sides.push((
+            "gatehouse before",
+            Box::new(move |c: &str| b.ssh_cmd(&[&format!("tgt -- {c}")])),
+            b.pid().map(|p| (p, baseline_comm.as_str())),
+        ));
+    }
     // results[side][direction] = runs
     let mut results: Vec<[Vec<Run>; 2]> = vec![Default::default(); sides.len()];
     for r in 0..runs {
@@ -178,26 +197,28 @@ fn main() {
     println!();
     println!("exec stream, {mb} MiB each way, median of {runs} (loopback; figures, not limits)");
     println!(
-        "{:<16} {:>10} {:>10} {:>9} {:>9} {:>12} {:>12}",
-        "path", "up MB/s", "down MB/s", "up ×", "down ×", "relay RSS", "relay CPU s"
+        "{:<16} {:>10} {:>10} {:>9} {:>9} {:>12} {:>10} {:>10}",
+        "path", "up MB/s", "down MB/s", "up ×", "down ×", "relay RSS", "up s/GB", "down s/GB"
     );
     let mbps = |v: &[Run]| median(v.iter().map(|r| mb as f64 / r.secs).collect());
+    // Relay CPU seconds per GiB moved, per direction.
+    let per_gb = |v: &[Run]| median(v.iter().map(|r| r.cpu_secs * 1024.0 / mb as f64).collect());
     let base = (mbps(&results[0][0]), mbps(&results[0][1]));
     for (i, (name, _, _)) in sides.iter().enumerate() {
         let (u, d) = (mbps(&results[i][0]), mbps(&results[i][1]));
         let all: Vec<Run> = results[i].iter().flatten().copied().collect();
         let hwm = median(all.iter().map(|r| r.hwm_mib).collect());
-        let cpu = median(all.iter().map(|r| r.cpu_secs).collect());
         println!(
-            "{:<16} {:>10.1} {:>10.1} {:>8.2}x {:>8.2}x {:>9.1} MiB {:>12.2}",
+            "{:<16} {:>10.1} {:>10.1} {:>8.2}x {:>8.2}x {:>9.1} MiB {:>10.2} {:>10.2}",
             name,
             u,
             d,
             u / base.0,
             d / base.1,
             hwm,
-            cpu
+            per_gb(&results[i][0]),
+            per_gb(&results[i][1]),
         );
     }
-    println!("(×: throughput relative to direct ssh; relay: gatehouse, or the onward ssh of the nested bastion; CPU per run, both directions' median)");
+    println!("(×: throughput relative to direct ssh; relay: gatehouse, or the onward ssh of the nested bastion; s/GB: the relay's CPU seconds per GiB moved, sampled every 50 ms)");
 }

@@ -38,8 +38,20 @@ int chachapoly_init(struct chachapoly_ctx *ctx, const unsigned char *key,
 {
     ctx->main_evp = NULL;
     ctx->header_evp = NULL;
+#ifdef CHACHAPOLY_EVP_MAC
+    ctx->poly = NULL;
+    ctx->poly_ctx = NULL;
+#endif
     if(keylen != (32 + 32)) /* 2 x 256-bit keys */
         return LIBSSH2_ERROR_INVAL;
+#ifdef CHACHAPOLY_EVP_MAC
+    ctx->poly = EVP_MAC_fetch(NULL, "POLY1305", NULL);
+    if(!ctx->poly)
+        goto fail;
+    ctx->poly_ctx = EVP_MAC_CTX_new(ctx->poly);
+    if(!ctx->poly_ctx)
+        goto fail;
+#endif
     ctx->main_evp = EVP_CIPHER_CTX_new();
     ctx->header_evp = EVP_CIPHER_CTX_new();
     if(!ctx->main_evp || !ctx->header_evp)
@@ -66,6 +78,33 @@ void chachapoly_free(struct chachapoly_ctx *ctx)
     EVP_CIPHER_CTX_free(ctx->header_evp);
     ctx->main_evp = NULL;
     ctx->header_evp = NULL;
+#ifdef CHACHAPOLY_EVP_MAC
+    EVP_MAC_CTX_free(ctx->poly_ctx);
+    EVP_MAC_free(ctx->poly);
+    ctx->poly_ctx = NULL;
+    ctx->poly = NULL;
+#endif
+}
+
+/* The Poly1305 tag of m[0..len) under the one-time key. */
+static int chachapoly_tag(struct chachapoly_ctx *ctx,
+                          unsigned char tag[POLY1305_TAGLEN],
+                          const unsigned char *m, size_t len,
+                          const unsigned char key[POLY1305_KEYLEN])
+{
+#ifdef CHACHAPOLY_EVP_MAC
+    size_t outl = 0;
+
+    if(EVP_MAC_init(ctx->poly_ctx, key, POLY1305_KEYLEN, NULL) != 1 ||
+       EVP_MAC_update(ctx->poly_ctx, m, len) != 1 ||
+       EVP_MAC_final(ctx->poly_ctx, tag, &outl, POLY1305_TAGLEN) != 1 ||
+       outl != POLY1305_TAGLEN)
+        return -1;
+#else
+    (void)ctx;
+    poly1305_auth(tag, m, len, key);
+#endif
+    return 0;
 }
 
 /* ChaCha20 over len bytes with the IV `iv` (counter || nonce). */
@@ -123,7 +162,8 @@ int chachapoly_crypt(struct chachapoly_ctx *ctx, libssh2_uint64_t seqnr,
     if(!do_encrypt) {
         const unsigned char *tag = src + aadlen + len;
 
-        poly1305_auth(expected_tag, src, aadlen + len, poly_key);
+        if(chachapoly_tag(ctx, expected_tag, src, aadlen + len, poly_key))
+            goto out;
         if(chachapoly_timingsafe_bcmp(expected_tag, tag, POLY1305_TAGLEN))
             goto out;
     }
@@ -141,8 +181,11 @@ int chachapoly_crypt(struct chachapoly_ctx *ctx, libssh2_uint64_t seqnr,
         goto out;
 
     /* If encrypting, calculate and append tag */
-    if(do_encrypt)
-        poly1305_auth(dest + aadlen + len, dest, aadlen + len, poly_key);
+    if(do_encrypt) {
+        if(chachapoly_tag(ctx, dest + aadlen + len, dest, aadlen + len,
+                          poly_key))
+            goto out;
+    }
 
     r = LIBSSH2_ERROR_NONE;
 out:

@@ -28,11 +28,19 @@
 #error "this libssh2 copy's chacha20-poly1305 needs the OpenSSL backend"
 #endif
 #include <openssl/evp.h>
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+/* Poly1305 from libcrypto too (EVP_MAC); before OpenSSL 3, poly1305.c */
+#define CHACHAPOLY_EVP_MAC 1
+#endif
 
 #define CHACHA_KEYLEN   32 /* Only 256-bit keys used here */
 
 struct chachapoly_ctx {
     EVP_CIPHER_CTX *main_evp, *header_evp;
+#ifdef CHACHAPOLY_EVP_MAC
+    EVP_MAC *poly;
+    EVP_MAC_CTX *poly_ctx;
+#endif
 };
 
 int chachapoly_init(struct chachapoly_ctx *ctx, const unsigned char *key,

@@ -21,15 +21,19 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 dest=$root/vendor/libssh2-sys
 [ $check = yes ] && dest=$work/libssh2-sys
-# A throwaway crate that depends on exactly that version, to make cargo
-# download and unpack it.
-mkdir -p "$work/fetch/src"
-printf '[package]\nname = "fetch"\nversion = "0.0.0"\nedition = "2021"\n[dependencies]\nlibssh2-sys = "=%s"\n' \
-    "$version" >"$work/fetch/Cargo.toml"
-: >"$work/fetch/src/lib.rs"
-(cd "$work/fetch" && cargo fetch --quiet)
-src=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"libssh2-sys-$version" | head -n 1)
-[ -f "$src/build.rs" ] || { echo "libssh2-sys $version not found in the cargo registry" >&2; exit 1; }
+registry() { ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"libssh2-sys-$version" 2>/dev/null | head -n 1; }
+src=$(registry)
+if [ -z "$src" ]; then
+    # A throwaway crate that depends on exactly that version, to make cargo
+    # download and unpack it.
+    mkdir -p "$work/fetch/src"
+    printf '[package]\nname = "fetch"\nversion = "0.0.0"\nedition = "2021"\n[dependencies]\nlibssh2-sys = "=%s"\n' \
+        "$version" >"$work/fetch/Cargo.toml"
+    : >"$work/fetch/src/lib.rs"
+    (cd "$work/fetch" && cargo fetch --quiet)
+    src=$(registry)
+fi
+[ -n "$src" ] && [ -f "$src/build.rs" ] || { echo "libssh2-sys $version not found in the cargo registry" >&2; exit 1; }
 
 rm -rf "$dest"
 mkdir -p "$dest/libssh2/src" "$dest/libssh2/include"

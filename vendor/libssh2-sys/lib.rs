@@ -773,7 +773,18 @@ pub fn init() {
         // On Unix we want to funnel through openssl_sys to initialize OpenSSL,
         // so be sure to tell libssh2 to not do its own thing as we've already
         // taken care of it.
-        openssl_sys::init();
+        //
+        // Gatehouse patch: libcrypto only. `openssl_sys::init` calls
+        // `OPENSSL_init_ssl`, the one reference that kept libssl.so linked
+        // and mapped (0.3 MiB resident) though libssh2 uses no TLS. Same
+        // flags as openssl_sys::init (no atexit handler, error strings).
+        extern "C" {
+            fn OPENSSL_init_crypto(opts: u64, settings: *const c_void) -> c_int;
+        }
+        const OPENSSL_INIT_LOAD_CRYPTO_STRINGS: u64 = 0x0000_0002;
+        const OPENSSL_INIT_NO_ATEXIT: u64 = 0x0008_0000;
+        let flags = OPENSSL_INIT_LOAD_CRYPTO_STRINGS | OPENSSL_INIT_NO_ATEXIT;
+        assert_eq!(OPENSSL_init_crypto(flags, std::ptr::null()), 1);
         assert_eq!(libssh2_init(LIBSSH2_INIT_NO_CRYPTO), 0);
     }
 

@@ -209,7 +209,10 @@ fn a_bit_flipped_on_the_wire_ends_the_session_and_no_altered_byte_reaches_the_op
         .flat_map(|i: u32| format!("{i}\n").into_bytes())
         .collect();
     let out = exec(&gh, "seq 1 400000", Vec::new(), T);
-    assert!(flipped.load(Ordering::SeqCst), "the proxy never flipped a bit");
+    assert!(
+        flipped.load(Ordering::SeqCst),
+        "the proxy never flipped a bit"
+    );
     assert_ne!(out.code, 0, "a tampered session must not end well");
     assert_ne!(out.code, -2, "gatehouse hung on a tampered stream");
     assert!(

@@ -2174,6 +2174,162 @@ fn a_blocked_line_is_cancelled_in_zsh_and_fish_and_the_session_goes_on() {
     }
 }
 
+/// Blocks `touch …/gh-mark-held` (and `tail`) at `prompt`, in a shell
+/// whose cancel keys leave the line in the shell: it is held, and a bare
+/// Enter is blocked again ("the shell still holds the blocked line").
+fn block_a_held_line(s: &mut S, prompt: &str, dir: &Path, tail: &str) -> std::path::PathBuf {
+    let f = dir.join("gh-mark-held");
+    let cmd = format!("touch {}{tail}", f.display());
+    s.send(&cmd);
+    s.screen_until("the echo", |t| t.contains(&format!("{prompt}{cmd}")));
+    s.send(keys::ENTER);
+    s.p.expect("blocked by policy").unwrap();
+    s.send(keys::ENTER);
+    s.p.expect("the shell still holds the blocked line: Ctrl-C drops it")
+        .unwrap();
+    f
+}
+
+/// A line typed at a zsh or fish prompt, its echo, Enter and the prompt.
+fn run_at(s: &mut S, prompt: &str, line: &str) {
+    s.send(line);
+    s.screen_until("the echo", |t| t.contains(&format!("{prompt}{line}")));
+    s.enter_until(prompt);
+}
+
+/// After `exit` at the fresh prompt of a Ctrl-C that dropped a held line:
+/// the session ended, `exit` ran (on record, checked alone), the blocked
+/// line never did, and the trail has its two blocks only.
+fn the_held_line_was_dropped(s: &mut S, shell: &str, f: &Path) {
+    let code = s.p.wait_exit(T);
+    assert!(
+        code.is_some(),
+        "{shell}: the session did not end; {}\nscreen:\n{}",
+        rt_trail(&s.gh),
+        s.p.screen_text()
+    );
+    assert!(!f.exists(), "{shell}: the blocked line ran");
+    let policy = policy_records(&s.gh);
+    assert_eq!(policy.len(), 2, "{shell}: {}", rt_trail(&s.gh));
+    assert!(
+        policy
+            .iter()
+            .all(|p| p.1 == "blocked" && p.2.starts_with("touch ") && !p.2.contains("exit")),
+        "{shell}: {}",
+        rt_trail(&s.gh)
+    );
+    let cmds = commands(&s.gh);
+    assert_eq!(
+        cmds.last().map(String::as_str),
+        Some("exit"),
+        "{shell}: {cmds:?}"
+    );
+}
+
+/// bash without a line editor (`stty eol ^E` keeps a blocked line, as in
+/// `a_blocked_line_the_shell_still_holds_blocks_the_enter_that_would_run_it`):
+/// Ctrl-C and `exit` typed in one burst. The kernel echoes `exit` at once,
+/// then bash draws its new prompt: a fresh prompt, though keys were typed
+/// after the Ctrl-C. The held line is dropped there, and `exit` runs.
+#[test]
+fn a_held_blocked_line_is_dropped_by_ctrl_c_with_keys_typed_in_the_same_burst() {
+    let Some(mut s) = S::with_toml(DENY_MARKER) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    s.run("set +o emacs", None);
+    s.run("stty eol ^E", None);
+    let f = block_a_held_line(&mut s, PROMPT, dir.path(), " ;");
+    s.send("\x03exit");
+    s.cursor_line(PROMPT.trim_end());
+    s.send(keys::ENTER);
+    the_held_line_was_dropped(&mut s, "bash", &f);
+}
+
+/// zsh (Ctrl-U rebound, so the cancel keys leave a blocked line) with a
+/// slow prompt (`precmd`): after Ctrl-C, zsh goes down a line, and `exit`
+/// is typed before its new prompt comes (echo off, so only zsh's line
+/// editor shows it, after the prompt). The line feed and the prompt come
+/// in separate reads with keys typed in between: the held line is
+/// dropped at that prompt all the same.
+#[test]
+fn zsh_a_held_blocked_line_is_dropped_by_ctrl_c_with_keys_typed_before_the_prompt() {
+    if !Path::new("/usr/bin/zsh").exists() {
+        eprintln!("SKIP: zsh not installed");
+        return;
+    }
+    let Some(mut s) = S::with_toml(DENY_MARKER) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let prompt = "z% ";
+    s.typed("exec env PS1='z%% ' zsh -f -i");
+    s.enter_until(prompt);
+    run_at(&mut s, prompt, "bindkey '^U' end-of-line");
+    run_at(&mut s, prompt, "stty -echo");
+    run_at(&mut s, prompt, "precmd() { sleep 1 }");
+    let f = block_a_held_line(&mut s, prompt, dir.path(), "");
+    s.send("\x03");
+    // Down a line, the prompt not drawn yet: zsh is in `precmd`.
+    s.cursor_line("");
+    s.send("exit");
+    s.cursor_line(&format!("{prompt}exit"));
+    s.send(keys::ENTER);
+    the_held_line_was_dropped(&mut s, "zsh", &f);
+}
+
+/// fish (Ctrl-U rebound): its Ctrl-C writes `^C`, a line feed and the
+/// new prompt, in one read or several (the prompt may come in a read
+/// without a line feed); the held line is dropped at that prompt. (A
+/// slow `fish_prompt` cannot stand in for a slow link here: fish runs it
+/// at every repaint, the cancel keys' too, and a Ctrl-C then only
+/// interrupts the prompt.)
+#[test]
+fn fish_a_held_blocked_line_is_dropped_by_ctrl_c() {
+    if !Path::new("/usr/bin/fish").exists() {
+        eprintln!("SKIP: fish not installed");
+        return;
+    }
+    let Some(mut s) = S::with_toml(DENY_MARKER) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let prompt = "f> ";
+    s.typed("exec fish -N -P -i -C 'function fish_prompt; echo -n \"f> \"; end'");
+    s.enter_until(prompt);
+    run_at(&mut s, prompt, r"bind \cu end-of-line");
+    let f = block_a_held_line(&mut s, prompt, dir.path(), "");
+    s.send("\x03");
+    s.cursor_line(prompt.trim_end());
+    s.send("exit");
+    s.cursor_line(&format!("{prompt}exit"));
+    s.send(keys::ENTER);
+    the_held_line_was_dropped(&mut s, "fish", &f);
+}
+
+/// `stty intr undef`: Ctrl-C is a character the shell keeps (canonical
+/// mode) and interrupts nothing; with keys typed after it, the Enter would
+/// run the held line with them, so it is blocked again.
+#[test]
+fn a_held_blocked_line_stays_held_after_a_ctrl_c_that_does_not_interrupt() {
+    let Some(mut s) = S::with_toml(DENY_MARKER) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    s.run("set +o emacs", None);
+    s.run("stty eol ^E intr undef", None);
+    let f = block_a_held_line(&mut s, PROMPT, dir.path(), " ;");
+    s.send("\x03exit");
+    s.screen_until("the echo", |t| t.trim_end().ends_with("^Cexit"));
+    s.send(keys::ENTER);
+    s.p.expect("the shell still holds the blocked line: Ctrl-C drops it")
+        .unwrap();
+    assert!(!f.exists(), "the blocked line ran; {}", rt_trail(&s.gh));
+    let policy = policy_records(&s.gh);
+    assert_eq!(policy.len(), 3, "{}", rt_trail(&s.gh));
+    assert!(policy.iter().all(|p| p.1 == "blocked"), "{policy:?}");
+}
+
 /// Esc and Enter sent together (vi mode, a paste, a macro key): readline
 /// takes Esc (command mode) and then accepts the line. The Enter is held
 /// and the policy applies like at any other Enter; the record is the

@@ -151,6 +151,28 @@ impl S {
         }
     }
 
+    /// Ctrl-C, and wait for the fresh prompt it brings: down a line, then
+    /// `prompt` (zsh draws PROMPT_SP's blanks in between). fish loses a
+    /// Ctrl-C that comes while it is still busy with the keys before it
+    /// (the cancel keys of a block): as an operator would, press it again
+    /// when no prompt came.
+    fn interrupt(&mut self, prompt: &str) {
+        let everything = Regex::new(r"(?s)\A.*").unwrap();
+        let fresh = Regex::new(&format!(r"\n[^\n]*{}", regex::escape(prompt))).unwrap();
+        for _ in 0..3 {
+            // Only what follows this Ctrl-C counts.
+            self.p.expect(&everything).unwrap();
+            self.send("\x03");
+            if self.p.expect_within(&fresh, Duration::from_secs(2)).is_ok() {
+                return;
+            }
+        }
+        panic!(
+            "no fresh prompt after Ctrl-C; screen:\n{}",
+            self.p.screen_text()
+        );
+    }
+
     /// One key at a time, paced like a human (each its own relay chunk).
     fn type_slowly(&mut self, text: &str) {
         for ch in text.chars() {
@@ -2299,8 +2321,7 @@ fn fish_a_held_blocked_line_is_dropped_by_ctrl_c() {
     s.enter_until(prompt);
     run_at(&mut s, prompt, r"bind \cu end-of-line");
     let f = block_a_held_line(&mut s, prompt, dir.path(), "");
-    s.send("\x03");
-    s.cursor_line(prompt.trim_end());
+    s.interrupt(prompt);
     s.send("exit");
     s.cursor_line(&format!("{prompt}exit"));
     s.send(keys::ENTER);
@@ -2359,6 +2380,22 @@ fn an_enter_right_after_escape_is_held_for_the_policy() {
 }
 
 // ---- red team 2 probes ----
+
+/// Ctrl-C, then `exit` at the fresh prompt it brings (the shell's line
+/// dropped, a blocked one it held included): the session ends.
+fn ctrl_c_then_exit(s: &mut S, prompt: &str) {
+    s.interrupt(prompt);
+    s.send("exit");
+    s.cursor_line(&format!("{prompt}exit"));
+    s.send(keys::ENTER);
+    s.p.wait_exit(T).unwrap_or_else(|| {
+        panic!(
+            "the session did not end after Ctrl-C and exit; {}\nscreen:\n{}",
+            rt_trail(&s.gh),
+            s.p.screen_text()
+        )
+    });
+}
 
 fn rt_trail(gh: &Gh) -> String {
     format!(
@@ -2465,10 +2502,7 @@ fn a_blocked_line_the_shell_holds_stays_blocked_after_the_screen_is_cleared() {
         s.send(keys::ENTER);
         // The Enter that would run the held line is blocked.
         s.p.expect("blocked by policy").unwrap();
-        s.send("\x03");
-        s.p.pump(Duration::from_millis(300));
-        s.send("exit\r");
-        s.p.wait_exit(T);
+        ctrl_c_then_exit(&mut s, PROMPT);
         assert!(
             !f.exists(),
             "{start}: the blocked line ran; {}",
@@ -2517,10 +2551,7 @@ fn zsh_vi_open_line_a_blocked_buffer_line_the_cancel_missed_stays_blocked() {
     s.send(keys::ENTER);
     // The Enter that would run the held line is blocked.
     s.p.expect("blocked by policy").unwrap();
-    s.send("\x03");
-    s.p.pump(Duration::from_millis(300));
-    s.send("exit\r");
-    s.p.wait_exit(T);
+    ctrl_c_then_exit(&mut s, prompt);
     assert!(!f.exists(), "the blocked line ran; {}", rt_trail(&s.gh));
 }
 
@@ -2568,10 +2599,7 @@ fn zsh_vi_command_mode_a_blocked_line_the_cancel_missed_stays_blocked() {
     s.send(keys::ENTER);
     // The Enter that would run the held line is blocked.
     s.p.expect("blocked by policy").unwrap();
-    s.send("\x03");
-    s.p.pump(Duration::from_millis(300));
-    s.send("exit\r");
-    s.p.wait_exit(T);
+    ctrl_c_then_exit(&mut s, prompt);
     assert!(!f.exists(), "the blocked line ran; {}", rt_trail(&s.gh));
 }
 
@@ -2698,10 +2726,7 @@ fn a_multi_line_buffer_with_the_cursor_moved_up_is_recorded_whole_and_checked() 
         s.send(keys::ENTER);
         // The Enter that would run the held line is blocked.
         s.p.expect("blocked by policy").unwrap();
-        s.send("\x03");
-        s.p.pump(Duration::from_millis(300));
-        s.send("exit\r");
-        s.p.wait_exit(T);
+        ctrl_c_then_exit(&mut s, prompt);
         let recs = command_records(&s.gh);
         let wrong: Vec<_> = recs
             .iter()
@@ -2752,10 +2777,7 @@ fn a_recalled_multi_line_history_entry_is_recorded_and_checked() {
         s.send(keys::ENTER);
         // The Enter that would run the held line is blocked.
         s.p.expect("blocked by policy").unwrap();
-        s.send("\x03");
-        s.p.pump(Duration::from_millis(300));
-        s.send("exit\r");
-        s.p.wait_exit(T);
+        ctrl_c_then_exit(&mut s, prompt);
         // On record whole: blocked by the rule (a `policy` record with both
         // lines), as the policy sees the whole buffer.
         let blocked = policy_records(&s.gh)

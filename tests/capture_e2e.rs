@@ -2687,6 +2687,28 @@ fn redteam_horizontal_scroll_mode_hides_a_recalled_line_from_record_and_policy()
     assert!(!f.exists(), "the denied line ran; {}", rt_trail(&s.gh));
 }
 
+/// bash 5.2 (readline) given Ctrl-C and keys in one read (a paste, a
+/// macro key, keys typed ahead over a slow link): it draws no new prompt,
+/// keeps the line, puts the keys after it, and at Enter runs the line
+/// without its first character. `xtouch …gh-mark` is on the screen, on
+/// record (`verified: true`) and what the policy checked; `touch …gh-mark`
+/// ran.
+#[test]
+#[ignore = "redteam: bash runs a line typed in the same read as Ctrl-C without its first character: `xtouch` recorded and checked, `touch` ran"]
+fn redteam_bash_ctrl_c_and_keys_in_one_read_run_the_line_without_its_first_character() {
+    let Some(mut s) = S::with_toml(DENY_MARKER) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("gh-mark-cx");
+    let line = format!("xtouch {}", f.display());
+    s.send(format!("\x03{line}"));
+    s.cursor_line(&format!("{PROMPT}{line}"));
+    s.enter_expect(None);
+    s.run_exit();
+    assert!(!f.exists(), "the denied line ran; {}", rt_trail(&s.gh));
+}
+
 /// zsh and fish edit several lines in one buffer: Alt-Enter inserts a
 /// newline (held and decided as an Enter, `echo a` recorded unverified),
 /// then the second line is typed and Up moves the cursor back to the

@@ -151,6 +151,28 @@ impl S {
         }
     }
 
+    /// Ctrl-C, and wait for the fresh prompt it brings: down a line, then
+    /// `prompt` (zsh draws PROMPT_SP's blanks in between). fish loses a
+    /// Ctrl-C that comes while it is still busy with the keys before it
+    /// (the cancel keys of a block): as an operator would, press it again
+    /// when no prompt came.
+    fn interrupt(&mut self, prompt: &str) {
+        let everything = Regex::new(r"(?s)\A.*").unwrap();
+        let fresh = Regex::new(&format!(r"\n[^\n]*{}", regex::escape(prompt))).unwrap();
+        for _ in 0..3 {
+            // Only what follows this Ctrl-C counts.
+            self.p.expect(&everything).unwrap();
+            self.send("\x03");
+            if self.p.expect_within(&fresh, Duration::from_secs(2)).is_ok() {
+                return;
+            }
+        }
+        panic!(
+            "no fresh prompt after Ctrl-C; screen:\n{}",
+            self.p.screen_text()
+        );
+    }
+
     /// One key at a time, paced like a human (each its own relay chunk).
     fn type_slowly(&mut self, text: &str) {
         for ch in text.chars() {
@@ -2174,6 +2196,161 @@ fn a_blocked_line_is_cancelled_in_zsh_and_fish_and_the_session_goes_on() {
     }
 }
 
+/// Blocks `touch …/gh-mark-held` (and `tail`) at `prompt`, in a shell
+/// whose cancel keys leave the line in the shell: it is held, and a bare
+/// Enter is blocked again ("the shell still holds the blocked line").
+fn block_a_held_line(s: &mut S, prompt: &str, dir: &Path, tail: &str) -> std::path::PathBuf {
+    let f = dir.join("gh-mark-held");
+    let cmd = format!("touch {}{tail}", f.display());
+    s.send(&cmd);
+    s.screen_until("the echo", |t| t.contains(&format!("{prompt}{cmd}")));
+    s.send(keys::ENTER);
+    s.p.expect("blocked by policy").unwrap();
+    s.send(keys::ENTER);
+    s.p.expect("the shell still holds the blocked line: Ctrl-C drops it")
+        .unwrap();
+    f
+}
+
+/// A line typed at a zsh or fish prompt, its echo, Enter and the prompt.
+fn run_at(s: &mut S, prompt: &str, line: &str) {
+    s.send(line);
+    s.screen_until("the echo", |t| t.contains(&format!("{prompt}{line}")));
+    s.enter_until(prompt);
+}
+
+/// After `exit` at the fresh prompt of a Ctrl-C that dropped a held line:
+/// the session ended, `exit` ran (on record, checked alone), the blocked
+/// line never did, and the trail has its two blocks only.
+fn the_held_line_was_dropped(s: &mut S, shell: &str, f: &Path) {
+    let code = s.p.wait_exit(T);
+    assert!(
+        code.is_some(),
+        "{shell}: the session did not end; {}\nscreen:\n{}",
+        rt_trail(&s.gh),
+        s.p.screen_text()
+    );
+    assert!(!f.exists(), "{shell}: the blocked line ran");
+    let policy = policy_records(&s.gh);
+    assert_eq!(policy.len(), 2, "{shell}: {}", rt_trail(&s.gh));
+    assert!(
+        policy
+            .iter()
+            .all(|p| p.1 == "blocked" && p.2.starts_with("touch ") && !p.2.contains("exit")),
+        "{shell}: {}",
+        rt_trail(&s.gh)
+    );
+    let cmds = commands(&s.gh);
+    assert_eq!(
+        cmds.last().map(String::as_str),
+        Some("exit"),
+        "{shell}: {cmds:?}"
+    );
+}
+
+/// bash without a line editor (`stty eol ^E` keeps a blocked line, as in
+/// `a_blocked_line_the_shell_still_holds_blocks_the_enter_that_would_run_it`):
+/// Ctrl-C and `exit` typed in one burst. The kernel echoes `exit` at once,
+/// then bash draws its new prompt: a fresh prompt, though keys were typed
+/// after the Ctrl-C. The held line is dropped there, and `exit` runs.
+#[test]
+fn a_held_blocked_line_is_dropped_by_ctrl_c_with_keys_typed_in_the_same_burst() {
+    let Some(mut s) = S::with_toml(DENY_MARKER) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    s.run("set +o emacs", None);
+    s.run("stty eol ^E", None);
+    let f = block_a_held_line(&mut s, PROMPT, dir.path(), " ;");
+    s.send("\x03exit");
+    s.cursor_line(PROMPT.trim_end());
+    s.send(keys::ENTER);
+    the_held_line_was_dropped(&mut s, "bash", &f);
+}
+
+/// zsh (Ctrl-U rebound, so the cancel keys leave a blocked line) with a
+/// slow prompt (`precmd`): after Ctrl-C, zsh goes down a line, and `exit`
+/// is typed before its new prompt comes (echo off, so only zsh's line
+/// editor shows it, after the prompt). The line feed and the prompt come
+/// in separate reads with keys typed in between: the held line is
+/// dropped at that prompt all the same.
+#[test]
+fn zsh_a_held_blocked_line_is_dropped_by_ctrl_c_with_keys_typed_before_the_prompt() {
+    if !Path::new("/usr/bin/zsh").exists() {
+        eprintln!("SKIP: zsh not installed");
+        return;
+    }
+    let Some(mut s) = S::with_toml(DENY_MARKER) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let prompt = "z% ";
+    s.typed("exec env PS1='z%% ' zsh -f -i");
+    s.enter_until(prompt);
+    run_at(&mut s, prompt, "bindkey '^U' end-of-line");
+    run_at(&mut s, prompt, "stty -echo");
+    run_at(&mut s, prompt, "precmd() { sleep 1 }");
+    let f = block_a_held_line(&mut s, prompt, dir.path(), "");
+    s.send("\x03");
+    // Down a line, the prompt not drawn yet: zsh is in `precmd`.
+    s.cursor_line("");
+    s.send("exit");
+    s.cursor_line(&format!("{prompt}exit"));
+    s.send(keys::ENTER);
+    the_held_line_was_dropped(&mut s, "zsh", &f);
+}
+
+/// fish (Ctrl-U rebound): its Ctrl-C writes `^C`, a line feed and the
+/// new prompt, in one read or several (the prompt may come in a read
+/// without a line feed); the held line is dropped at that prompt. (A
+/// slow `fish_prompt` cannot stand in for a slow link here: fish runs it
+/// at every repaint, the cancel keys' too, and a Ctrl-C then only
+/// interrupts the prompt.)
+#[test]
+fn fish_a_held_blocked_line_is_dropped_by_ctrl_c() {
+    if !Path::new("/usr/bin/fish").exists() {
+        eprintln!("SKIP: fish not installed");
+        return;
+    }
+    let Some(mut s) = S::with_toml(DENY_MARKER) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let prompt = "f> ";
+    s.typed("exec fish -N -P -i -C 'function fish_prompt; echo -n \"f> \"; end'");
+    s.enter_until(prompt);
+    run_at(&mut s, prompt, r"bind \cu end-of-line");
+    let f = block_a_held_line(&mut s, prompt, dir.path(), "");
+    s.interrupt(prompt);
+    s.send("exit");
+    s.cursor_line(&format!("{prompt}exit"));
+    s.send(keys::ENTER);
+    the_held_line_was_dropped(&mut s, "fish", &f);
+}
+
+/// `stty intr undef`: Ctrl-C is a character the shell keeps (canonical
+/// mode) and interrupts nothing; with keys typed after it, the Enter would
+/// run the held line with them, so it is blocked again.
+#[test]
+fn a_held_blocked_line_stays_held_after_a_ctrl_c_that_does_not_interrupt() {
+    let Some(mut s) = S::with_toml(DENY_MARKER) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    s.run("set +o emacs", None);
+    s.run("stty eol ^E intr undef", None);
+    let f = block_a_held_line(&mut s, PROMPT, dir.path(), " ;");
+    s.send("\x03exit");
+    s.screen_until("the echo", |t| t.trim_end().ends_with("^Cexit"));
+    s.send(keys::ENTER);
+    s.p.expect("the shell still holds the blocked line: Ctrl-C drops it")
+        .unwrap();
+    assert!(!f.exists(), "the blocked line ran; {}", rt_trail(&s.gh));
+    let policy = policy_records(&s.gh);
+    assert_eq!(policy.len(), 3, "{}", rt_trail(&s.gh));
+    assert!(policy.iter().all(|p| p.1 == "blocked"), "{policy:?}");
+}
+
 /// Esc and Enter sent together (vi mode, a paste, a macro key): readline
 /// takes Esc (command mode) and then accepts the line. The Enter is held
 /// and the policy applies like at any other Enter; the record is the
@@ -2203,6 +2380,22 @@ fn an_enter_right_after_escape_is_held_for_the_policy() {
 }
 
 // ---- red team 2 probes ----
+
+/// Ctrl-C, then `exit` at the fresh prompt it brings (the shell's line
+/// dropped, a blocked one it held included): the session ends.
+fn ctrl_c_then_exit(s: &mut S, prompt: &str) {
+    s.interrupt(prompt);
+    s.send("exit");
+    s.cursor_line(&format!("{prompt}exit"));
+    s.send(keys::ENTER);
+    s.p.wait_exit(T).unwrap_or_else(|| {
+        panic!(
+            "the session did not end after Ctrl-C and exit; {}\nscreen:\n{}",
+            rt_trail(&s.gh),
+            s.p.screen_text()
+        )
+    });
+}
 
 fn rt_trail(gh: &Gh) -> String {
     format!(
@@ -2309,10 +2502,7 @@ fn a_blocked_line_the_shell_holds_stays_blocked_after_the_screen_is_cleared() {
         s.send(keys::ENTER);
         // The Enter that would run the held line is blocked.
         s.p.expect("blocked by policy").unwrap();
-        s.send("\x03");
-        s.p.pump(Duration::from_millis(300));
-        s.send("exit\r");
-        s.p.wait_exit(T);
+        ctrl_c_then_exit(&mut s, PROMPT);
         assert!(
             !f.exists(),
             "{start}: the blocked line ran; {}",
@@ -2361,10 +2551,7 @@ fn zsh_vi_open_line_a_blocked_buffer_line_the_cancel_missed_stays_blocked() {
     s.send(keys::ENTER);
     // The Enter that would run the held line is blocked.
     s.p.expect("blocked by policy").unwrap();
-    s.send("\x03");
-    s.p.pump(Duration::from_millis(300));
-    s.send("exit\r");
-    s.p.wait_exit(T);
+    ctrl_c_then_exit(&mut s, prompt);
     assert!(!f.exists(), "the blocked line ran; {}", rt_trail(&s.gh));
 }
 
@@ -2412,10 +2599,7 @@ fn zsh_vi_command_mode_a_blocked_line_the_cancel_missed_stays_blocked() {
     s.send(keys::ENTER);
     // The Enter that would run the held line is blocked.
     s.p.expect("blocked by policy").unwrap();
-    s.send("\x03");
-    s.p.pump(Duration::from_millis(300));
-    s.send("exit\r");
-    s.p.wait_exit(T);
+    ctrl_c_then_exit(&mut s, prompt);
     assert!(!f.exists(), "the blocked line ran; {}", rt_trail(&s.gh));
 }
 
@@ -2503,6 +2687,28 @@ fn redteam_horizontal_scroll_mode_hides_a_recalled_line_from_record_and_policy()
     assert!(!f.exists(), "the denied line ran; {}", rt_trail(&s.gh));
 }
 
+/// bash 5.2 (readline) given Ctrl-C and keys in one read (a paste, a
+/// macro key, keys typed ahead over a slow link): it draws no new prompt,
+/// keeps the line, puts the keys after it, and at Enter runs the line
+/// without its first character. `xtouch …gh-mark` is on the screen, on
+/// record (`verified: true`) and what the policy checked; `touch …gh-mark`
+/// ran.
+#[test]
+#[ignore = "redteam: bash runs a line typed in the same read as Ctrl-C without its first character: `xtouch` recorded and checked, `touch` ran"]
+fn redteam_bash_ctrl_c_and_keys_in_one_read_run_the_line_without_its_first_character() {
+    let Some(mut s) = S::with_toml(DENY_MARKER) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("gh-mark-cx");
+    let line = format!("xtouch {}", f.display());
+    s.send(format!("\x03{line}"));
+    s.cursor_line(&format!("{PROMPT}{line}"));
+    s.enter_expect(None);
+    s.run_exit();
+    assert!(!f.exists(), "the denied line ran; {}", rt_trail(&s.gh));
+}
+
 /// zsh and fish edit several lines in one buffer: Alt-Enter inserts a
 /// newline (held and decided as an Enter, `echo a` recorded unverified),
 /// then the second line is typed and Up moves the cursor back to the
@@ -2542,10 +2748,7 @@ fn a_multi_line_buffer_with_the_cursor_moved_up_is_recorded_whole_and_checked() 
         s.send(keys::ENTER);
         // The Enter that would run the held line is blocked.
         s.p.expect("blocked by policy").unwrap();
-        s.send("\x03");
-        s.p.pump(Duration::from_millis(300));
-        s.send("exit\r");
-        s.p.wait_exit(T);
+        ctrl_c_then_exit(&mut s, prompt);
         let recs = command_records(&s.gh);
         let wrong: Vec<_> = recs
             .iter()
@@ -2596,10 +2799,7 @@ fn a_recalled_multi_line_history_entry_is_recorded_and_checked() {
         s.send(keys::ENTER);
         // The Enter that would run the held line is blocked.
         s.p.expect("blocked by policy").unwrap();
-        s.send("\x03");
-        s.p.pump(Duration::from_millis(300));
-        s.send("exit\r");
-        s.p.wait_exit(T);
+        ctrl_c_then_exit(&mut s, prompt);
         // On record whole: blocked by the rule (a `policy` record with both
         // lines), as the policy sees the whole buffer.
         let blocked = policy_records(&s.gh)

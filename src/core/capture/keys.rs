@@ -55,6 +55,15 @@ pub struct Line {
     pub escaped_end: bool,
 }
 
+impl Line {
+    /// The text, when it was only ever typed at its end (see
+    /// [`Keys::typed_text`]).
+    pub fn typed_text(&self) -> Option<&str> {
+        let plain = !self.edited && !self.unreliable && !self.truncated;
+        (plain && !self.editor && !self.escaped_end).then_some(self.text.as_str())
+    }
+}
+
 /// What a byte did to the line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyEvent {
@@ -234,6 +243,14 @@ impl Keys {
     /// byte begins a new line.
     pub fn is_fresh(&self) -> bool {
         self.fresh
+    }
+
+    /// The line so far, when it was only ever typed at its end (no editing,
+    /// no key whose effect only the screen knows): then a shell's echo of
+    /// it is exactly this text, or its start while the echo is coming.
+    pub fn typed_text(&self) -> Option<String> {
+        (!self.edited && !self.unreliable && !self.truncated && !self.searching)
+            .then(|| self.chars.iter().collect())
     }
 
     /// Bytes of heap this assembler holds; constant-bounded.

@@ -249,8 +249,15 @@ pub struct Capture {
     /// A blocked line and its prompt, until the screen shows the cancel
     /// cleared it: until then the shell may hold it, and the next Enter
     /// would run it (see `Split::blocked`). Also dropped when a fresh
-    /// prompt is drawn on a new row with nothing typed (Ctrl-C).
+    /// prompt is drawn on a new row with nothing typed, or after the
+    /// operator's Ctrl-C with only the echo of the keys typed since
+    /// (`interrupt_drew_a_prompt`).
     pending_block: Option<(String, String)>,
+    /// The operator pressed Ctrl-C while a blocked line was held, and
+    /// output went down a line after it (the shell's new prompt may come
+    /// in a later read, after keys typed ahead of it).
+    block_interrupted: bool,
+    lf_after_interrupt: bool,
     /// The line being decided was read as a buffer of several rows behind
     /// this prompt (`buffer_text`).
     buffer_prompt: Option<String>,
@@ -311,6 +318,8 @@ impl Capture {
             decided_prompt: String::new(),
             cancelling: None,
             pending_block: None,
+            block_interrupted: false,
+            lf_after_interrupt: false,
             buffer_prompt: None,
             decided_buffer: false,
         }
@@ -362,6 +371,10 @@ impl Capture {
                     // it (a line feed, a prompt below the blocked line) is
                     // not the cancel keys running a blocked line.
                     self.cancelling = None;
+                    // A held blocked line goes only once the screen shows
+                    // the shell's new prompt after this Ctrl-C.
+                    self.block_interrupted = self.pending_block.is_some();
+                    self.lf_after_interrupt = false;
                     // Until output goes down a line (the shell's new
                     // prompt), the text may still be in the shell.
                     if !text.trim().is_empty() {
@@ -622,6 +635,49 @@ impl Capture {
                 .pending_block
                 .as_ref()
                 .is_some_and(|(p, _)| !p.trim().is_empty() && *p == before)
+    }
+
+    /// The screen shows the shell no longer holds a blocked line: a fresh
+    /// prompt on a new row with nothing typed (the shell dropped its input,
+    /// Ctrl-C, or ran it with an Enter), or the prompt an operator's Ctrl-C
+    /// brought (`interrupt_drew_a_prompt`).
+    fn held_block_gone(&self, bytes: &[u8]) -> bool {
+        if !self.screen.right_of_cursor().trim().is_empty() {
+            return false;
+        }
+        let fresh = bytes.contains(&b'\n') && self.keys.is_fresh() && self.at_a_known_prompt();
+        fresh || self.interrupt_drew_a_prompt()
+    }
+
+    /// After the operator's Ctrl-C, output went down a line and the cursor
+    /// stands after a known prompt followed by no more than the echo of the
+    /// keys typed since (typed ahead of the new prompt): the interrupt
+    /// worked and the shell dropped what it held. Keys that edited, or
+    /// whose effect only the screen knows, never count, nor keys that hold
+    /// the prompt's text themselves: their echo could draw a "prompt".
+    fn interrupt_drew_a_prompt(&self) -> bool {
+        if !self.lf_after_interrupt {
+            return false;
+        }
+        let typed = match &self.held {
+            Some(h) => h.line.typed_text().map(str::to_string),
+            None => self.keys.typed_text(),
+        };
+        let Some(typed) = typed else {
+            return false;
+        };
+        let before = self.screen.before_cursor();
+        let pending = self.pending_block.as_ref().map(|(p, _)| p);
+        self.prompts
+            .iter()
+            .map(|(p, _)| p)
+            .chain(pending)
+            .filter(|p| !p.trim().is_empty() && !typed.contains(p.as_str()))
+            .any(|p| {
+                before
+                    .strip_prefix(p.as_str())
+                    .is_some_and(|echo| typed.starts_with(echo))
+            })
     }
 
     /// The text starts with a learnt shell prompt.
@@ -1064,19 +1120,13 @@ impl Capture {
             self.screen.feed(bytes);
         }
         self.check_cancel(bytes, out);
-        if self.cancelling.is_none()
-            && self.pending_block.is_some()
-            && bytes.contains(&b'\n')
-            && self.keys.is_fresh()
-            && self.screen.right_of_cursor().trim().is_empty()
-            && self.at_a_known_prompt()
-        {
-            // A fresh prompt on a new row with nothing typed: the shell
-            // dropped its input (Ctrl-C) or ran it with an Enter.
-            self.pending_block = None;
-        }
         if bytes.contains(&b'\n') {
             self.lf_since_key = true;
+            self.lf_after_interrupt |= self.block_interrupted;
+        }
+        if self.cancelling.is_none() && self.pending_block.is_some() && self.held_block_gone(bytes)
+        {
+            self.pending_block = None;
         }
         if bytes.windows(PASTE_OFF.len()).any(|w| w == PASTE_OFF) {
             self.editor_left_since_key = true;
@@ -1201,6 +1251,8 @@ impl Capture {
             text.rsplit('\n').next().unwrap_or(text).to_string()
         };
         let prompt = std::mem::take(&mut self.decided_prompt);
+        self.block_interrupted = false;
+        self.lf_after_interrupt = false;
         if !prompt.trim().is_empty() && !last.trim().is_empty() {
             self.screen.sync();
             let standing = self.standing_rows(&prompt, &last);
@@ -2083,6 +2135,122 @@ mod tests {
         });
         let also = also.expect("the held line goes with the next");
         assert!(also.blocked && also.before == "touch x", "{also:?}");
+    }
+
+    /// A shell that holds the blocked line `held` at `tgt$ ` (its cancel
+    /// keys did not clear it: `stty eol ^E`, a rebound Ctrl-U).
+    fn holding(held: &str) -> Sim {
+        let mut sim = Sim::new();
+        sim.screen(b"tgt$ ");
+        typed(&mut sim, "echo one");
+        sim.keys(b"\r");
+        sim.screen(b"\r\none\r\ntgt$ ");
+        typed(&mut sim, held);
+        sim.keys(b"\r");
+        sim.wait(50);
+        sim.cap.blocked(held);
+        sim.screen(b"^E");
+        sim.out.clear();
+        sim
+    }
+
+    /// The Enter just decided: its text, and whether the held blocked line
+    /// went with it (for the policy, which blocks it again).
+    fn decided(sim: &Sim) -> (String, bool) {
+        match &sim.out[..] {
+            [Record::Command(c)] => (c.text.clone(), c.also.as_ref().is_some_and(|a| a.blocked)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// The operator's Ctrl-C, with keys typed right after it: the shell's
+    /// new prompt on a row of its own, followed by no more than their
+    /// echo, shows the held line was dropped, in whatever reads it comes.
+    #[test]
+    fn a_held_block_is_dropped_at_the_fresh_prompt_of_a_ctrl_c_with_keys_typed_after_it() {
+        let cases: [&[(&str, &[u8])]; 4] = [
+            // One burst; the redraw and the echo in one read.
+            &[("k", b"\x03exit"), ("o", b"^C\r\ntgt$ exit")],
+            // The line feed, keys, then the prompt and their echo.
+            &[
+                ("k", b"\x03"),
+                ("o", b"^C\r\n"),
+                ("k", b"exit"),
+                ("o", b"tgt$ exit"),
+            ],
+            // The prompt with part of the echo, the rest later.
+            &[("k", b"\x03exit"), ("o", b"^C\r\ntgt$ ex"), ("o", b"it")],
+            // Canonical mode: the kernel echoes before the prompt comes.
+            &[("k", b"\x03exit"), ("o", b"^Cexit\r\ntgt$ ")],
+        ];
+        for (i, steps) in cases.iter().enumerate() {
+            let mut sim = holding("touch x");
+            for (what, b) in *steps {
+                match *what {
+                    "k" => sim.keys(b),
+                    _ => sim.screen(b),
+                }
+            }
+            sim.keys(b"\r");
+            sim.wait(5000);
+            assert_eq!(decided(&sim), ("exit".to_string(), false), "case {i}");
+        }
+        // Enter typed ahead too: held while the redraw comes.
+        let mut sim = holding("touch x");
+        sim.keys(b"\x03exit\r");
+        sim.screen(b"^C\r\ntgt$ exit");
+        sim.wait(5000);
+        assert_eq!(decided(&sim), ("exit".to_string(), false));
+    }
+
+    /// Fail-safe: the held line stays wherever the screen does not show a
+    /// fresh prompt after the Ctrl-C with only the typed keys' echo.
+    #[test]
+    fn a_held_block_stays_after_a_ctrl_c_without_a_fresh_prompt() {
+        let held = |steps: &[(&str, &[u8])], line: &str| {
+            let mut sim = holding(line);
+            for (what, b) in steps {
+                match *what {
+                    "k" => sim.keys(b),
+                    _ => sim.screen(b),
+                }
+            }
+            sim.keys(b"\r");
+            sim.wait(5000);
+            // (An echo that went down a line may first be taken as a line
+            // the shell accepted by another key: recorded late.)
+            sim.out.iter().any(
+                |r| matches!(r, Record::Command(c) if c.also.as_ref().is_some_and(|a| a.blocked)),
+            )
+        };
+        // `stty intr undef`: a bell, and the keys go on the held line.
+        assert!(held(&[("k", b"\x03exit"), ("o", b"\x07exit")], "touch x"));
+        // No answer to the Ctrl-C at all before the Enter is decided.
+        assert!(held(&[("k", b"\x03exit")], "touch x"));
+        // A line feed, but the keys' echo is not what follows the prompt.
+        assert!(held(
+            &[("k", b"\x03exit"), ("o", b"^C\r\ntgt$ rm -rf /")],
+            "touch x"
+        ));
+        // Keys that edited (their echo is not the text as typed).
+        assert!(held(
+            &[("k", b"\x03exiq\x7ft"), ("o", b"^C\r\ntgt$ exit")],
+            "touch x"
+        ));
+        // No Ctrl-C: a line feed and a prompt with keys typed after it
+        // (a program's output) are not an interrupt.
+        assert!(held(&[("k", b"exit"), ("o", b"\r\ntgt$ exit")], "touch x"));
+        // Keys that hold the prompt's text draw a "prompt" themselves: a
+        // Ctrl-C that did not interrupt, and an echo that wraps to a row
+        // beginning with `tgt$ ` (`tgt$ touch xyzw` and 13 more `tgt$ `
+        // fill 80 columns).
+        let ahead = "tgt$ ".repeat(14);
+        let mut echo = b"\x07".to_vec();
+        echo.extend_from_slice(&ahead.as_bytes()[..65]);
+        echo.extend_from_slice(b"\r\n");
+        echo.extend_from_slice(&ahead.as_bytes()[65..]);
+        let keys = format!("\x03{ahead}");
+        assert!(held(&[("k", keys.as_bytes()), ("o", &echo)], "touch xyzw"));
     }
 
     #[test]

@@ -126,6 +126,15 @@ fn replay(case: &Case, split: usize) -> Vec<Record> {
                 }
             }
             Event::Out(b) => {
+                if !pending.is_empty() && !cap.holding() {
+                    // Keys waiting behind a Ctrl-C for the shell's answer:
+                    // in the recorded session they went before this output
+                    // (it may be their echo), so here their wait ran out.
+                    if let Some(d) = cap.deadline() {
+                        t = t.max(d);
+                        pump(&mut cap, &mut pending, t, &mut out);
+                    }
+                }
                 if cap.holding() && first_output {
                     // Recorded keys came one at a time with pauses: the
                     // screen was quiet before the output that followed a

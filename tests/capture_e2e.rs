@@ -2250,9 +2250,11 @@ fn the_held_line_was_dropped(s: &mut S, shell: &str, f: &Path) {
 
 /// bash without a line editor (`stty eol ^E` keeps a blocked line, as in
 /// `a_blocked_line_the_shell_still_holds_blocks_the_enter_that_would_run_it`):
-/// Ctrl-C and `exit` typed in one burst. The kernel echoes `exit` at once,
-/// then bash draws its new prompt: a fresh prompt, though keys were typed
-/// after the Ctrl-C. The held line is dropped there, and `exit` runs.
+/// Ctrl-C and `exit` typed in one burst. Gatehouse sends the Ctrl-C alone
+/// and `exit` once bash has answered it (its new prompt's line feed), so
+/// `exit` stands after the fresh prompt; the held line is dropped there,
+/// and `exit` runs. (Sent together, the kernel echoed `exit` before the
+/// prompt, and the fresh prompt came with keys already typed.)
 #[test]
 fn a_held_blocked_line_is_dropped_by_ctrl_c_with_keys_typed_in_the_same_burst() {
     let Some(mut s) = S::with_toml(DENY_MARKER) else {
@@ -2263,7 +2265,7 @@ fn a_held_blocked_line_is_dropped_by_ctrl_c_with_keys_typed_in_the_same_burst() 
     s.run("stty eol ^E", None);
     let f = block_a_held_line(&mut s, PROMPT, dir.path(), " ;");
     s.send("\x03exit");
-    s.cursor_line(PROMPT.trim_end());
+    s.cursor_line(&format!("{PROMPT}exit"));
     s.send(keys::ENTER);
     the_held_line_was_dropped(&mut s, "bash", &f);
 }
@@ -2687,26 +2689,48 @@ fn redteam_horizontal_scroll_mode_hides_a_recalled_line_from_record_and_policy()
     assert!(!f.exists(), "the denied line ran; {}", rt_trail(&s.gh));
 }
 
-/// bash 5.2 (readline) given Ctrl-C and keys in one read (a paste, a
-/// macro key, keys typed ahead over a slow link): it draws no new prompt,
-/// keeps the line, puts the keys after it, and at Enter runs the line
-/// without its first character. `xtouch …gh-mark` is on the screen, on
-/// record (`verified: true`) and what the policy checked; `touch …gh-mark`
-/// ran.
+/// bash 5.2 (readline) and zsh, given Ctrl-C and keys in one read (a
+/// paste, a macro key, keys typed ahead over a slow link), keep the line,
+/// put the keys after it, and at Enter run it without its first key:
+/// `xtouch …gh-mark` was on the screen, on record (`verified: true`) and
+/// what the policy checked, and `touch …gh-mark` ran. Gatehouse now sends
+/// the Ctrl-C alone and the keys once the shell has answered it (its new
+/// prompt's line feed): the shell gets `xtouch …` at a fresh prompt, runs
+/// that, and the record is what ran.
 #[test]
-#[ignore = "redteam: bash runs a line typed in the same read as Ctrl-C without its first character: `xtouch` recorded and checked, `touch` ran"]
-fn redteam_bash_ctrl_c_and_keys_in_one_read_run_the_line_without_its_first_character() {
-    let Some(mut s) = S::with_toml(DENY_MARKER) else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("gh-mark-cx");
-    let line = format!("xtouch {}", f.display());
-    s.send(format!("\x03{line}"));
-    s.cursor_line(&format!("{PROMPT}{line}"));
-    s.enter_expect(None);
-    s.run_exit();
-    assert!(!f.exists(), "the denied line ran; {}", rt_trail(&s.gh));
+fn ctrl_c_and_keys_in_one_read_run_as_typed_and_recorded_as_run() {
+    for (shell, start, prompt) in [
+        ("bash", None, PROMPT),
+        ("zsh", Some("exec env PS1='z%% ' zsh -f -i"), "z% "),
+    ] {
+        if !Path::new("/usr/bin").join(shell).exists() {
+            eprintln!("SKIP: {shell} not installed");
+            continue;
+        }
+        let Some(mut s) = S::with_toml(DENY_MARKER) else {
+            return;
+        };
+        if let Some(start) = start {
+            s.typed(start);
+            s.enter_until(prompt);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("gh-mark-cx");
+        let line = format!("xtouch {}", f.display());
+        s.send(format!("\x03{line}"));
+        s.cursor_line(&format!("{prompt}{line}"));
+        s.enter_until(prompt);
+        run_at(&mut s, prompt, "exit");
+        s.p.wait_exit(T);
+        assert!(!f.exists(), "{shell}: `touch` ran; {}", rt_trail(&s.gh));
+        let cmds = commands(&s.gh);
+        assert_eq!(
+            cmds.iter().rev().nth(1).map(String::as_str),
+            Some(line.as_str()),
+            "{shell}: {}",
+            rt_trail(&s.gh)
+        );
+    }
 }
 
 /// zsh and fish edit several lines in one buffer: Alt-Enter inserts a

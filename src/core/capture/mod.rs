@@ -242,6 +242,13 @@ pub struct Capture {
     /// shell may run it with what was typed after it (`stty intr undef`
     /// makes Ctrl-C a key readline ignores).
     interrupted: Option<String>,
+    /// When the operator's Ctrl-C went to the target, until its answer
+    /// (output going down a line) or `interrupt_wait`: keys after it wait.
+    /// bash and zsh given Ctrl-C and keys in one read keep the line and
+    /// drop its first key (`xtouch` on the screen, `touch` run).
+    interrupt_at: Option<Instant>,
+    /// Keys are waiting behind `interrupt_at` (the relay must come back).
+    keys_behind_interrupt: bool,
     /// The prompt of the last decided line (for `blocked`).
     decided_prompt: String,
     /// A blocked line, while the keys sent to cancel it take effect.
@@ -315,6 +322,8 @@ impl Capture {
             editor_left_since_key: false,
             split_from: None,
             interrupted: None,
+            interrupt_at: None,
+            keys_behind_interrupt: false,
             decided_prompt: String::new(),
             cancelling: None,
             pending_block: None,
@@ -347,7 +356,7 @@ impl Capture {
     /// which it holds (see [`Gate`]); call again with the rest only after
     /// [`Capture::settle`] released it.
     pub fn input(&mut self, bytes: &[u8], now: Instant, out: &mut Vec<Record>) -> Gate {
-        if self.held.is_some() {
+        if self.held.is_some() || self.waiting_for_interrupt(now) {
             return Gate {
                 forward: 0,
                 consumed: 0,
@@ -386,6 +395,16 @@ impl Capture {
                         m.cancelled = true;
                         self.start = None;
                     }
+                    // Keys after it go once the shell has answered it
+                    // (not in a full-screen program: no shell line there).
+                    if !self.screen.alternate() {
+                        self.interrupt_at = Some(now);
+                        self.key_sent(now);
+                        return Gate {
+                            forward: i + 1,
+                            consumed: i + 1,
+                        };
+                    }
                 }
                 KeyEvent::Enter(line) => {
                     let start = self.start.take().unwrap_or_default();
@@ -411,6 +430,26 @@ impl Capture {
             forward: bytes.len(),
             consumed: bytes.len(),
         }
+    }
+
+    /// True while keys must wait for the shell's answer to a Ctrl-C: a
+    /// line feed, or the same wait as an Enter's echo.
+    fn waiting_for_interrupt(&mut self, now: Instant) -> bool {
+        let Some(at) = self.interrupt_at else {
+            return false;
+        };
+        if now < at + self.echo_wait() {
+            self.keys_behind_interrupt = true;
+            return true;
+        }
+        self.interrupt_at = None;
+        self.keys_behind_interrupt = false;
+        false
+    }
+
+    /// How long an echo may take: four round trips, within the bounds.
+    fn echo_wait(&self) -> Duration {
+        (self.rtt * 4).clamp(self.timing.min_wait, self.timing.max_wait)
     }
 
     fn key_sent(&mut self, now: Instant) {
@@ -459,8 +498,14 @@ impl Capture {
 
     /// When the relay must call [`Capture::settle`] at the latest.
     pub fn deadline(&self) -> Option<Instant> {
-        let h = self.held.as_ref()?;
-        let wait = (self.rtt * 4).clamp(self.timing.min_wait, self.timing.max_wait);
+        let interrupt = self
+            .interrupt_at
+            .filter(|_| self.keys_behind_interrupt)
+            .map(|at| at + self.echo_wait());
+        let Some(h) = self.held.as_ref() else {
+            return interrupt;
+        };
+        let wait = self.echo_wait();
         // Wait for an echo counting from the last sign of life: keys typed
         // long ago with nothing coming back are decided at once.
         let mut last = self.last_key.unwrap_or(h.at);
@@ -1104,6 +1149,9 @@ impl Capture {
         self.after_enter = false;
         if bytes.contains(&b'\n') {
             self.interrupted = None;
+            // The shell answered the Ctrl-C: keys behind it may go.
+            self.interrupt_at = None;
+            self.keys_behind_interrupt = false;
         }
         let watching = self.start.is_some()
             || self.held.is_some()
@@ -1892,6 +1940,10 @@ mod tests {
                 }
                 let g = self.cap.input(&self.pending, self.t, &mut self.out);
                 self.pending.drain(..g.consumed);
+                if g.consumed == 0 && !self.cap.holding() {
+                    // Keys waiting for the shell's answer to a Ctrl-C.
+                    return;
+                }
             }
         }
         fn keys(&mut self, b: &[u8]) {
@@ -2163,14 +2215,52 @@ mod tests {
         }
     }
 
+    /// bash and zsh given Ctrl-C and keys in one read keep the line and
+    /// drop its first key: the screen and the keys say `xtouch`, `touch`
+    /// runs. So the keys after a Ctrl-C wait for the shell's answer (a line
+    /// feed), or for as long as an echo may take.
+    #[test]
+    fn a_ctrl_c_holds_the_keys_after_it_until_the_shell_answers() {
+        let ms = Duration::from_millis;
+        let gate = |g: Gate| (g.forward, g.consumed);
+        let mut cap = Capture::new(80, 24);
+        let mut out = Vec::new();
+        let t = Instant::now();
+        cap.output(b"tgt$ ", t, &mut out);
+        // The Ctrl-C goes alone; the keys behind it wait, and the relay is
+        // told when to come back.
+        assert_eq!(gate(cap.input(b"\x03xtouch y", t, &mut out)), (1, 1));
+        assert_eq!(cap.deadline(), None);
+        assert_eq!(gate(cap.input(b"xtouch y", t + ms(1), &mut out)), (0, 0));
+        assert!(cap.deadline().is_some_and(|d| d > t + ms(1)));
+        // Output without a line feed is not the answer.
+        cap.output(b"^C", t + ms(2), &mut out);
+        assert_eq!(gate(cap.input(b"xtouch y", t + ms(3), &mut out)), (0, 0));
+        cap.output(b"\r\ntgt$ ", t + ms(4), &mut out);
+        assert_eq!(cap.deadline(), None);
+        assert_eq!(gate(cap.input(b"xtouch y", t + ms(5), &mut out)), (8, 8));
+        // No answer at all: they go once an echo's wait has passed.
+        let t = t + ms(10);
+        assert_eq!(gate(cap.input(b"\x03ls", t, &mut out)), (1, 1));
+        assert_eq!(gate(cap.input(b"ls", t + ms(100), &mut out)), (0, 0));
+        let back = cap.deadline().expect("keys are waiting");
+        assert_eq!(gate(cap.input(b"ls", back, &mut out)), (2, 2));
+        assert_eq!(cap.deadline(), None);
+        // In a full-screen program Ctrl-C is a key like the others.
+        cap.output(b"\x1b[?1049h", t + ms(3000), &mut out);
+        assert_eq!(gate(cap.input(b"\x03:q", t + ms(3001), &mut out)), (3, 3));
+    }
+
     /// The operator's Ctrl-C, with keys typed right after it: the shell's
     /// new prompt on a row of its own, followed by no more than their
     /// echo, shows the held line was dropped, in whatever reads it comes.
     #[test]
     fn a_held_block_is_dropped_at_the_fresh_prompt_of_a_ctrl_c_with_keys_typed_after_it() {
+        // Keys typed with or after the Ctrl-C wait for its line feed (see
+        // `a_ctrl_c_holds_the_keys_after_it_until_the_shell_answers`).
         let cases: [&[(&str, &[u8])]; 4] = [
-            // One burst; the redraw and the echo in one read.
-            &[("k", b"\x03exit"), ("o", b"^C\r\ntgt$ exit")],
+            // One burst; the redraw, then the echo.
+            &[("k", b"\x03exit"), ("o", b"^C\r\ntgt$ "), ("o", b"exit")],
             // The line feed, keys, then the prompt and their echo.
             &[
                 ("k", b"\x03"),
@@ -2179,9 +2269,14 @@ mod tests {
                 ("o", b"tgt$ exit"),
             ],
             // The prompt with part of the echo, the rest later.
-            &[("k", b"\x03exit"), ("o", b"^C\r\ntgt$ ex"), ("o", b"it")],
-            // Canonical mode: the kernel echoes before the prompt comes.
-            &[("k", b"\x03exit"), ("o", b"^Cexit\r\ntgt$ ")],
+            &[
+                ("k", b"\x03exit"),
+                ("o", b"^C\r\n"),
+                ("o", b"tgt$ ex"),
+                ("o", b"it"),
+            ],
+            // The line feed and the prompt in separate reads.
+            &[("k", b"\x03exit"), ("o", b"^C\r\n"), ("o", b"tgt$ exit")],
         ];
         for (i, steps) in cases.iter().enumerate() {
             let mut sim = holding("touch x");
@@ -2198,7 +2293,8 @@ mod tests {
         // Enter typed ahead too: held while the redraw comes.
         let mut sim = holding("touch x");
         sim.keys(b"\x03exit\r");
-        sim.screen(b"^C\r\ntgt$ exit");
+        sim.screen(b"^C\r\ntgt$ ");
+        sim.screen(b"exit");
         sim.wait(5000);
         assert_eq!(decided(&sim), ("exit".to_string(), false));
     }
@@ -2212,10 +2308,14 @@ mod tests {
             for (what, b) in steps {
                 match *what {
                     "k" => sim.keys(b),
+                    // No answer to a Ctrl-C: the keys behind it go.
+                    "w" => sim.wait(2500),
                     _ => sim.screen(b),
                 }
             }
             sim.keys(b"\r");
+            sim.wait(5000);
+            // Keys still behind an unanswered Ctrl-C went at that wait.
             sim.wait(5000);
             // (An echo that went down a line may first be taken as a line
             // the shell accepted by another key: recorded late.)
@@ -2224,17 +2324,41 @@ mod tests {
             )
         };
         // `stty intr undef`: a bell, and the keys go on the held line.
-        assert!(held(&[("k", b"\x03exit"), ("o", b"\x07exit")], "touch x"));
+        assert!(held(
+            &[
+                ("k", b"\x03exit"),
+                ("o", b"\x07"),
+                ("w", b""),
+                ("o", b"exit")
+            ],
+            "touch x"
+        ));
         // No answer to the Ctrl-C at all before the Enter is decided.
         assert!(held(&[("k", b"\x03exit")], "touch x"));
+        // Canonical mode, the line feed and the prompt in separate reads:
+        // the kernel echoed the keys let through at the line feed before
+        // the prompt came. Not told apart from a program's text before a
+        // prompt-like string: held (a second Ctrl-C drops it).
+        assert!(held(
+            &[("k", b"\x03exit"), ("o", b"^C\r\n"), ("o", b"exittgt$ ")],
+            "touch x"
+        ));
         // A line feed, but the keys' echo is not what follows the prompt.
         assert!(held(
             &[("k", b"\x03exit"), ("o", b"^C\r\ntgt$ rm -rf /")],
             "touch x"
         ));
-        // Keys that edited (their echo is not the text as typed).
+        // Keys that edited (their echo is not the text as typed), typed
+        // before the line feed came: they are let through after it, so a
+        // prompt drawn then is fresh and the edit is a new line's.
+        // Typed after the line feed and before the prompt, they stay:
         assert!(held(
-            &[("k", b"\x03exiq\x7ft"), ("o", b"^C\r\ntgt$ exit")],
+            &[
+                ("k", b"\x03"),
+                ("o", b"^C\r\n"),
+                ("k", b"exiq\x7ft"),
+                ("o", b"tgt$ exiq\x08 \x08t")
+            ],
             "touch x"
         ));
         // No Ctrl-C: a line feed and a prompt with keys typed after it
@@ -2245,12 +2369,19 @@ mod tests {
         // beginning with `tgt$ ` (`tgt$ touch xyzw` and 13 more `tgt$ `
         // fill 80 columns).
         let ahead = "tgt$ ".repeat(14);
-        let mut echo = b"\x07".to_vec();
-        echo.extend_from_slice(&ahead.as_bytes()[..65]);
+        let mut echo = ahead.as_bytes()[..65].to_vec();
         echo.extend_from_slice(b"\r\n");
         echo.extend_from_slice(&ahead.as_bytes()[65..]);
         let keys = format!("\x03{ahead}");
-        assert!(held(&[("k", keys.as_bytes()), ("o", &echo)], "touch xyzw"));
+        assert!(held(
+            &[
+                ("k", keys.as_bytes()),
+                ("o", b"\x07"),
+                ("w", b""),
+                ("o", &echo)
+            ],
+            "touch xyzw"
+        ));
     }
 
     #[test]

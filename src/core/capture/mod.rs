@@ -125,7 +125,8 @@ pub struct Gate {
     /// `bytes[..forward]` may go to the target now.
     pub forward: usize,
     /// `bytes[forward..consumed]` are an Enter held for a decision (empty
-    /// when nothing is held); `bytes[consumed..]` were not looked at yet.
+    /// when nothing is held); `bytes[consumed..]` were not looked at yet
+    /// (after an Enter, or waiting behind a Ctrl-C).
     pub consumed: usize,
 }
 
@@ -243,7 +244,7 @@ pub struct Capture {
     /// makes Ctrl-C a key readline ignores).
     interrupted: Option<String>,
     /// When the operator's Ctrl-C went to the target, until its answer
-    /// (output going down a line) or `interrupt_wait`: keys after it wait.
+    /// (output going down a line) or `echo_wait`: keys after it wait.
     /// bash and zsh given Ctrl-C and keys in one read keep the line and
     /// drop its first key (`xtouch` on the screen, `touch` run).
     interrupt_at: Option<Instant>,
@@ -354,7 +355,9 @@ impl Capture {
 
     /// Operator bytes, exactly as typed. Takes keys up to the first Enter,
     /// which it holds (see [`Gate`]); call again with the rest only after
-    /// [`Capture::settle`] released it.
+    /// [`Capture::settle`] released it. Stops after a Ctrl-C: the keys
+    /// behind it are taken (`Gate` of nothing until then) once the shell
+    /// has answered it, or at [`Capture::deadline`].
     pub fn input(&mut self, bytes: &[u8], now: Instant, out: &mut Vec<Record>) -> Gate {
         if self.held.is_some() || self.waiting_for_interrupt(now) {
             return Gate {

@@ -1,6 +1,6 @@
 //! The SSH transport to the target, end to end, with the target's sshd
 //! offering only chacha20-poly1305: the cipher of the vendored libssh2's
-//! one patch (vendor/README.md: ChaCha20 from libcrypto). Bytes must
+//! one patch (vendor/README.md: ChaCha20 and Poly1305 from libcrypto). Bytes must
 //! arrive intact both ways over many packets, and a packet changed on the
 //! wire must end the session before any of its bytes reach the operator.
 

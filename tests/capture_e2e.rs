@@ -2605,51 +2605,70 @@ fn zsh_vi_command_mode_a_blocked_line_the_cancel_missed_stays_blocked() {
     assert!(!f.exists(), "the blocked line ran; {}", rt_trail(&s.gh));
 }
 
-/// zsh's push-line (Alt-q) takes the typed line off the screen and puts it
-/// back in the buffer at the next prompt; a bare Enter then runs it, which
-/// Gatehouse decides from the screen (the text after the prompt). A
-/// disowned background job (`&!`: no job notice, so zsh never redraws)
-/// clears the screen after that prompt: the bare Enter's screen text is
-/// empty, and the pushed line runs with no `command` record and no policy
-/// decision.
+/// zsh gives a bare Enter a line no key typed: push-line (Alt-q) takes the
+/// typed line off the screen and puts it back at the next prompt, and
+/// `print -z` fills the next prompt's line. Gatehouse decides such an
+/// Enter from the screen (the text after the prompt). A disowned
+/// background job (`&!`: no job notice, so zsh never redraws) clears the
+/// screen after that prompt, or scrolls it away with line feeds: the bare
+/// Enter's screen showed nothing, and the line ran with no `command`
+/// record and no policy decision. Now the text last seen filled in after
+/// the prompt is what the bare Enter runs when the screen no longer shows
+/// a prompt: checked (blocked here) and, when it runs, recorded unverified.
 #[test]
-#[ignore = "redteam: zsh push-line + a background screen clear: a bare Enter runs the pushed line with no record and no policy"]
 fn redteam_zsh_pushed_line_runs_unrecorded_once_the_screen_is_cleared() {
     if !Path::new("/usr/bin/zsh").exists() {
         eprintln!("SKIP: zsh not installed");
         return;
     }
-    let Some(mut s) = S::with_toml(DENY_MARKER) else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("gh-mark-pl");
-    let prompt = "z% ";
-    s.typed("exec env PS1='z%% ' zsh -f -i");
-    s.enter_until(prompt);
-    let cmd = format!("touch {}", f.display());
-    s.send(&cmd);
-    s.screen_until("the echo", |t| t.contains(&format!("{prompt}{cmd}")));
-    s.send("\x1bq");
-    s.screen_until("the line pushed away", |t| !t.contains(&cmd));
-    s.send("(sleep 2; printf '\\033[H\\033[2J') &!");
-    s.p.pump(Duration::from_millis(500));
-    s.send(keys::ENTER);
-    s.screen_until("the pushed line back", |t| t.contains(&cmd));
-    s.screen_until("the screen cleared", |t| !t.contains(&cmd));
-    s.send(keys::ENTER);
-    s.p.pump(Duration::from_millis(1500));
-    s.send("\x03");
-    s.p.pump(Duration::from_millis(300));
-    s.send("exit\r");
-    s.p.wait_exit(T);
-    let ran = commands(&s.gh).iter().any(|c| c.contains("gh-mark-pl"));
-    assert!(
-        !f.exists() || ran,
-        "the pushed line ran with no record; {}",
-        rt_trail(&s.gh)
-    );
-    assert!(!f.exists(), "the denied line ran; {}", rt_trail(&s.gh));
+    let clear = r"printf '\033[H\033[2J'";
+    let scroll = r"printf '\n%.0s' {1..60}";
+    for (how, push, away) in [
+        ("push-line, cleared", true, clear),
+        ("push-line, scrolled", true, scroll),
+        ("print -z, cleared", false, clear),
+    ] {
+        let Some(mut s) = S::with_toml(DENY_MARKER) else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("gh-mark-pl");
+        let prompt = "z% ";
+        s.typed("exec env PS1='z%% ' zsh -f -i");
+        s.enter_until(prompt);
+        let cmd = format!("touch {}", f.display());
+        let job = format!("(sleep 2; {away}) &!");
+        if push {
+            s.send(&cmd);
+            s.screen_until("the echo", |t| t.contains(&format!("{prompt}{cmd}")));
+            s.send("\x1bq");
+            s.screen_until("the line pushed away", |t| !t.contains(&cmd));
+            s.send(&job);
+        } else {
+            s.send(format!("print -z '{cmd}'; {job}"));
+        }
+        s.p.pump(Duration::from_millis(500));
+        s.send(keys::ENTER);
+        s.screen_until("the line filled in", |t| {
+            t.lines().any(|l| l.starts_with(&format!("{prompt}{cmd}")))
+        });
+        s.screen_until("the screen cleared or scrolled", |t| !t.contains(&cmd));
+        s.send(keys::ENTER);
+        s.screen_until("the block's notice", |t| t.contains("blocked by policy"));
+        ctrl_c_then_exit(&mut s, prompt);
+        assert!(
+            !f.exists(),
+            "{how}: the denied line ran; {}",
+            rt_trail(&s.gh)
+        );
+        assert!(
+            policy_records(&s.gh)
+                .iter()
+                .any(|p| p.1 == "blocked" && p.2 == cmd),
+            "{how}: {}",
+            rt_trail(&s.gh)
+        );
+    }
 }
 
 /// readline's `horizontal-scroll-mode`: a line wider than the terminal is

@@ -130,6 +130,10 @@ pub struct Gate {
     pub consumed: usize,
 }
 
+/// Bytes at the end of an output chunk searched for a learnt prompt, to
+/// note what the shell filled in after it (`note_prefill`).
+const PREFILL_TAIL: usize = 512;
+
 /// How long a held Enter waits for the screen.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
@@ -244,12 +248,22 @@ pub struct Capture {
     /// makes Ctrl-C a key readline ignores).
     interrupted: Option<String>,
     /// When the operator's Ctrl-C went to the target, until its answer
-    /// (output going down a line) or `echo_wait`: keys after it wait.
+    /// (output going down a line) or `Timing::max_wait`: keys after it wait.
     /// bash and zsh given Ctrl-C and keys in one read keep the line and
     /// drop its first key (`xtouch` on the screen, `touch` run).
     interrupt_at: Option<Instant>,
     /// Keys are waiting behind `interrupt_at` (the relay must come back).
     keys_behind_interrupt: bool,
+    /// Text the shell put after its prompt with no key typed (zsh's pushed
+    /// line coming back, `print -z`, accept-and-hold, Ctrl-O's next line),
+    /// as last seen before the cursor; until a key or a decided Enter. A
+    /// bare Enter runs it even when a background job has since cleared or
+    /// scrolled the screen (`prefill_out_of_sight`).
+    seen_prefill: Option<String>,
+    /// The cursor stood at a learnt prompt after the last output looked at
+    /// (`note_prefill`): the shell's redraw of its line may come in the
+    /// next reads, without the prompt in them.
+    prefill_watch: bool,
     /// The prompt of the last decided line (for `blocked`).
     decided_prompt: String,
     /// A blocked line, while the keys sent to cancel it take effect.
@@ -325,6 +339,8 @@ impl Capture {
             interrupted: None,
             interrupt_at: None,
             keys_behind_interrupt: false,
+            seen_prefill: None,
+            prefill_watch: false,
             decided_prompt: String::new(),
             cancelling: None,
             pending_block: None,
@@ -436,12 +452,14 @@ impl Capture {
     }
 
     /// True while keys must wait for the shell's answer to a Ctrl-C: a
-    /// line feed, or the same wait as an Enter's echo.
+    /// line feed, or `Timing::max_wait` (2 s). Not the shorter wait of an
+    /// Enter's echo: a shell that takes longer than that to answer (a
+    /// loaded target) and gets the keys first drops one of them.
     fn waiting_for_interrupt(&mut self, now: Instant) -> bool {
         let Some(at) = self.interrupt_at else {
             return false;
         };
-        if now < at + self.echo_wait() {
+        if now < at + self.timing.max_wait {
             self.keys_behind_interrupt = true;
             return true;
         }
@@ -456,6 +474,8 @@ impl Capture {
     }
 
     fn key_sent(&mut self, now: Instant) {
+        self.seen_prefill = None;
+        self.prefill_watch = false;
         self.last_key = Some(now);
         self.out_since_key = false;
         self.lf_since_key = false;
@@ -504,7 +524,7 @@ impl Capture {
         let interrupt = self
             .interrupt_at
             .filter(|_| self.keys_behind_interrupt)
-            .map(|at| at + self.echo_wait());
+            .map(|at| at + self.timing.max_wait);
         let Some(h) = self.held.as_ref() else {
             return interrupt;
         };
@@ -538,6 +558,8 @@ impl Capture {
             self.after_enter = true;
             self.start = None;
             self.interrupted = None;
+            self.seen_prefill = None;
+            self.prefill_watch = false;
             true
         } else {
             self.held = Some(h);
@@ -957,6 +979,60 @@ impl Capture {
         seen
     }
 
+    /// After output with no key typed since the last Enter: when it ends
+    /// near a learnt prompt, what the shell filled in after that prompt
+    /// (nothing, when the prompt stands empty). Bulk output is not looked
+    /// at: only a chunk with a learnt prompt in its last bytes is.
+    fn note_prefill(&mut self, bytes: &[u8]) {
+        // A prompt line does not end in a line feed.
+        if self.held.is_some()
+            || !self.keys.is_fresh()
+            || bytes.last() == Some(&b'\n')
+            || self.screen.alternate()
+        {
+            return;
+        }
+        let end = &bytes[bytes.len().saturating_sub(PREFILL_TAIL)..];
+        let near = self.prompts.iter().any(|(p, _)| {
+            let p = p.trim_end().as_bytes();
+            !p.is_empty() && end.windows(p.len()).any(|w| w == p)
+        });
+        if !near && !self.prefill_watch {
+            return;
+        }
+        self.screen.sync();
+        let before = self.screen.before_cursor();
+        for (p, _) in &self.prompts {
+            let p = p.trim_end();
+            if p.is_empty() || !self.is_shell_prompt(p) {
+                continue;
+            }
+            if let Some(rest) = before.strip_prefix(p) {
+                let rest = rest.trim();
+                self.seen_prefill = (!rest.is_empty()).then(|| rest.to_string());
+                self.prefill_watch = true;
+                return;
+            }
+        }
+        // Not at a prompt (cleared, scrolled, a job's output): what was
+        // seen stays.
+        self.prefill_watch = false;
+    }
+
+    /// A bare Enter where the cursor's row shows no shell prompt at all
+    /// (a background job cleared or scrolled the screen after the shell
+    /// drew its line): what was last seen filled in after the prompt.
+    fn prefill_out_of_sight(&self) -> Option<String> {
+        let text = self.seen_prefill.as_ref()?;
+        let before = self.screen.before_cursor();
+        let at_a_prompt = self
+            .prompts
+            .iter()
+            .any(|(p, _)| !p.trim().is_empty() && before.starts_with(p.trim_end()))
+            || looks_like_shell_prompt(&before);
+        (!at_a_prompt).then(|| text.clone())
+    }
+
     /// What a bare Enter runs: text after a shell's prompt that no key
     /// typed (the shell filled the line in). Up to the cursor, so a right
     /// prompt is never taken for it.
@@ -1025,7 +1101,7 @@ impl Capture {
             }
         }
         if keys_n.is_empty() && cooked_n.is_empty() && lines_up == 0 {
-            if let Some(text) = self.prefilled(h) {
+            if let Some(text) = self.prefilled(h).or_else(|| self.prefill_out_of_sight()) {
                 return Verdict::Prefilled(text);
             }
         }
@@ -1163,6 +1239,7 @@ impl Capture {
             || self.pending_block.is_some();
         if !watching {
             self.screen.skip(bytes);
+            self.note_prefill(bytes);
             return;
         }
         if self.cancelling.is_some() {
@@ -1978,6 +2055,61 @@ mod tests {
         }
     }
 
+    /// A line the shell filled in after its prompt (zsh's pushed line,
+    /// `print -z`) is what a bare Enter runs, also once a background job
+    /// cleared or scrolled the screen; not once the shell drew an empty
+    /// prompt, and not after a key.
+    #[test]
+    fn a_bare_enter_runs_the_line_last_seen_filled_in_after_the_prompt() {
+        let records = |sim: &Sim| -> Vec<(String, bool)> {
+            sim.out
+                .iter()
+                .filter_map(|r| match r {
+                    Record::Command(c) => Some((c.text.clone(), c.verified)),
+                    _ => None,
+                })
+                .collect()
+        };
+        let filled = |away: &[u8], after: &[u8]| {
+            let mut sim = Sim::new();
+            sim.screen(b"tgt$ ");
+            typed(&mut sim, "echo one");
+            sim.keys(b"\r");
+            sim.screen(b"\r\none\r\ntgt$ touch x");
+            sim.wait(2000);
+            sim.screen(away);
+            for &k in after {
+                sim.keys(&[k]);
+            }
+            sim.keys(b"\r");
+            sim.wait(5000);
+            records(&sim)
+        };
+        let one = ("echo one".to_string(), true);
+        let touch = ("touch x".to_string(), false);
+        // Cleared, or scrolled away by line feeds.
+        assert_eq!(filled(b"\x1b[H\x1b[2J", b""), [one.clone(), touch.clone()]);
+        // The prompt and the shell's redraw of the line in separate reads.
+        let mut sim = Sim::new();
+        sim.screen(b"tgt$ ");
+        typed(&mut sim, "echo one");
+        sim.keys(b"\r");
+        sim.screen(b"\r\none\r\ntgt$ ");
+        sim.screen(b"touch x");
+        sim.wait(2000);
+        sim.screen(b"\x1b[H\x1b[2J");
+        sim.keys(b"\r");
+        sim.wait(5000);
+        assert_eq!(records(&sim), [one.clone(), touch.clone()]);
+        assert_eq!(filled(&[b'\n'; 30], b""), [one.clone(), touch.clone()]);
+        // Output below it, the prompt still on screen above: as before.
+        assert_eq!(filled(b"\r\njob done\r\n", b""), [one.clone(), touch]);
+        // The shell drew an empty prompt since: nothing runs.
+        assert_eq!(filled(b"\x1b[H\x1b[2Jtgt$ ", b""), std::slice::from_ref(&one));
+        // A key (Ctrl-U) since: the screen and the keys decide, as ever.
+        assert_eq!(filled(b"\x1b[H\x1b[2J", b"\x15"), [one]);
+    }
+
     #[test]
     fn a_line_accepted_by_another_key_is_recorded_when_its_prompt_shows() {
         let mut sim = Sim::new();
@@ -2242,7 +2374,7 @@ mod tests {
         cap.output(b"\r\ntgt$ ", t + ms(4), &mut out);
         assert_eq!(cap.deadline(), None);
         assert_eq!(gate(cap.input(b"xtouch y", t + ms(5), &mut out)), (8, 8));
-        // No answer at all: they go once an echo's wait has passed.
+        // No answer at all: they go after `max_wait`.
         let t = t + ms(10);
         assert_eq!(gate(cap.input(b"\x03ls", t, &mut out)), (1, 1));
         assert_eq!(gate(cap.input(b"ls", t + ms(100), &mut out)), (0, 0));

@@ -2105,7 +2105,10 @@ mod tests {
         // Output below it, the prompt still on screen above: as before.
         assert_eq!(filled(b"\r\njob done\r\n", b""), [one.clone(), touch]);
         // The shell drew an empty prompt since: nothing runs.
-        assert_eq!(filled(b"\x1b[H\x1b[2Jtgt$ ", b""), std::slice::from_ref(&one));
+        assert_eq!(
+            filled(b"\x1b[H\x1b[2Jtgt$ ", b""),
+            std::slice::from_ref(&one)
+        );
         // A key (Ctrl-U) since: the screen and the keys decide, as ever.
         assert_eq!(filled(b"\x1b[H\x1b[2J", b"\x15"), [one]);
     }

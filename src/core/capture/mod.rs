@@ -254,6 +254,14 @@ pub struct Capture {
     interrupt_at: Option<Instant>,
     /// Keys are waiting behind `interrupt_at` (the relay must come back).
     keys_behind_interrupt: bool,
+    /// Ctrl-Cs sent whose answer (a read with a line feed) has not come:
+    /// a late answer to an earlier one must not let keys go that a later
+    /// one is still being handled for.
+    interrupts_owed: u32,
+    /// Keys went after `Timing::max_wait` with an answer still owed: the
+    /// shell may have dropped one, so the next decided line is recorded
+    /// `verified: false` (and `policy_unverified` applies).
+    interrupt_raced: bool,
     /// Text the shell put after its prompt with no key typed (zsh's pushed
     /// line coming back, `print -z`, accept-and-hold, Ctrl-O's next line),
     /// as last seen before the cursor; until a key or a decided Enter. A
@@ -339,6 +347,8 @@ impl Capture {
             interrupted: None,
             interrupt_at: None,
             keys_behind_interrupt: false,
+            interrupts_owed: 0,
+            interrupt_raced: false,
             seen_prefill: None,
             prefill_watch: false,
             decided_prompt: String::new(),
@@ -418,6 +428,7 @@ impl Capture {
                     // (not in a full-screen program: no shell line there).
                     if !self.screen.alternate() {
                         self.interrupt_at = Some(now);
+                        self.interrupts_owed += 1;
                         self.key_sent(now);
                         return Gate {
                             forward: i + 1,
@@ -465,6 +476,7 @@ impl Capture {
         }
         self.interrupt_at = None;
         self.keys_behind_interrupt = false;
+        self.interrupt_raced |= self.interrupts_owed > 0;
         false
     }
 
@@ -560,6 +572,8 @@ impl Capture {
             self.interrupted = None;
             self.seen_prefill = None;
             self.prefill_watch = false;
+            self.interrupts_owed = 0;
+            self.interrupt_raced = false;
             true
         } else {
             self.held = Some(h);
@@ -661,7 +675,9 @@ impl Capture {
         let split = pending.or(self.split_from.take());
         // An Enter sent with an Esc may not have run the line (bash's emacs
         // mode rings the bell); the next Enter records it again if so.
-        let verified = verified && split.is_none() && !h.line.escaped_end;
+        // Keys that went while a Ctrl-C was still being answered: the shell
+        // may have dropped one of them (`interrupt_raced`).
+        let verified = verified && split.is_none() && !h.line.escaped_end && !self.interrupt_raced;
         let before = out.len();
         self.command(text, length, verified, source, prompt, out);
         if let Some(prev) = split {
@@ -1228,9 +1244,13 @@ impl Capture {
         self.after_enter = false;
         if bytes.contains(&b'\n') {
             self.interrupted = None;
-            // The shell answered the Ctrl-C: keys behind it may go.
-            self.interrupt_at = None;
-            self.keys_behind_interrupt = false;
+            // The shell answered a Ctrl-C: once every one sent is, the keys
+            // behind them may go.
+            self.interrupts_owed = self.interrupts_owed.saturating_sub(1);
+            if self.interrupts_owed == 0 {
+                self.interrupt_at = None;
+                self.keys_behind_interrupt = false;
+            }
         }
         let watching = self.start.is_some()
             || self.held.is_some()
@@ -2055,6 +2075,42 @@ mod tests {
         }
     }
 
+    /// Keys let go after the wait with the Ctrl-C still unanswered may
+    /// reach a shell still handling it (which drops one): that line is on
+    /// record unverified.
+    #[test]
+    fn keys_let_go_before_a_ctrl_c_was_answered_make_an_unverified_line() {
+        let mut sim = Sim::new();
+        sim.screen(b"tgt$ ");
+        typed(&mut sim, "echo one");
+        sim.keys(b"\r");
+        sim.screen(b"\r\none\r\ntgt$ ");
+        sim.keys(b"\x03echo hi");
+        sim.wait(2500);
+        sim.screen(b"^C\r\ntgt$ echo hi");
+        sim.keys(b"\r");
+        sim.screen(b"\r\nhi\r\ntgt$ ");
+        typed(&mut sim, "echo two");
+        sim.keys(b"\r");
+        sim.screen(b"\r\ntwo\r\ntgt$ ");
+        let got: Vec<(String, bool)> = sim
+            .out
+            .iter()
+            .filter_map(|r| match r {
+                Record::Command(c) => Some((c.text.clone(), c.verified)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("echo one".to_string(), true),
+                ("echo hi".to_string(), false),
+                ("echo two".to_string(), true)
+            ]
+        );
+    }
+
     /// A line the shell filled in after its prompt (zsh's pushed line,
     /// `print -z`) is what a bare Enter runs, also once a background job
     /// cleared or scrolled the screen; not once the shell drew an empty
@@ -2384,6 +2440,19 @@ mod tests {
         let back = cap.deadline().expect("keys are waiting");
         assert_eq!(gate(cap.input(b"ls", back, &mut out)), (2, 2));
         assert_eq!(cap.deadline(), None);
+        // Two Ctrl-Cs sent (the second after the first's wait ran out): the
+        // first one's late answer does not let keys go, the second's does.
+        let mut cap = Capture::new(80, 24);
+        let t = t + ms(5000);
+        cap.output(b"tgt$ ", t, &mut out);
+        assert_eq!(gate(cap.input(b"\x03", t, &mut out)), (1, 1));
+        assert_eq!(gate(cap.input(b"\x03ls", t + ms(100), &mut out)), (0, 0));
+        let back = cap.deadline().expect("keys are waiting");
+        assert_eq!(gate(cap.input(b"\x03ls", back, &mut out)), (1, 1));
+        cap.output(b"^C\r\ntgt$ ", back + ms(1), &mut out);
+        assert_eq!(gate(cap.input(b"ls", back + ms(2), &mut out)), (0, 0));
+        cap.output(b"^C\r\ntgt$ ", back + ms(3), &mut out);
+        assert_eq!(gate(cap.input(b"ls", back + ms(4), &mut out)), (2, 2));
         // In a full-screen program Ctrl-C is a key like the others.
         cap.output(b"\x1b[?1049h", t + ms(3000), &mut out);
         assert_eq!(gate(cap.input(b"\x03:q", t + ms(3001), &mut out)), (3, 3));

@@ -258,6 +258,16 @@ pub struct Capture {
     /// a late answer to an earlier one must not let keys go that a later
     /// one is still being handled for.
     interrupts_owed: u32,
+    /// A line feed came since the last answered (or sent) Ctrl-C: the
+    /// answer has begun; it is complete at a shell's prompt at the cursor,
+    /// or when the output has been quiet for `Timing::min_wait`.
+    interrupt_lf: bool,
+    /// The first key after a block's cancel keys went, while their effect
+    /// is watched (`cancelling`): keys wait until the screen has shown it,
+    /// at most `Timing::max_wait` from then, so that the shell's redraw for
+    /// the cancel is not taken for its answer to an operator's Ctrl-C.
+    cancel_hold: Option<Instant>,
+    keys_behind_cancel: bool,
     /// Keys went after `Timing::max_wait` with an answer still owed: the
     /// shell may have dropped one, so the next decided line is recorded
     /// `verified: false` (and `policy_unverified` applies).
@@ -348,6 +358,9 @@ impl Capture {
             interrupt_at: None,
             keys_behind_interrupt: false,
             interrupts_owed: 0,
+            interrupt_lf: false,
+            cancel_hold: None,
+            keys_behind_cancel: false,
             interrupt_raced: false,
             seen_prefill: None,
             prefill_watch: false,
@@ -385,7 +398,7 @@ impl Capture {
     /// behind it are taken (`Gate` of nothing until then) once the shell
     /// has answered it, or at [`Capture::deadline`].
     pub fn input(&mut self, bytes: &[u8], now: Instant, out: &mut Vec<Record>) -> Gate {
-        if self.held.is_some() || self.waiting_for_interrupt(now) {
+        if self.held.is_some() || self.waiting_for_cancel(now) || self.waiting_for_interrupt(now) {
             return Gate {
                 forward: 0,
                 consumed: 0,
@@ -429,6 +442,7 @@ impl Capture {
                     if !self.screen.alternate() {
                         self.interrupt_at = Some(now);
                         self.interrupts_owed += 1;
+                        self.interrupt_lf = false;
                         self.key_sent(now);
                         return Gate {
                             forward: i + 1,
@@ -470,6 +484,16 @@ impl Capture {
         let Some(at) = self.interrupt_at else {
             return false;
         };
+        if self.interrupt_quiet_until().is_some_and(|q| now >= q) {
+            // Answered, at no prompt we know (a REPL, a program).
+            self.interrupts_owed = self.interrupts_owed.saturating_sub(1);
+            self.interrupt_lf = false;
+            if self.interrupts_owed == 0 {
+                self.interrupt_at = None;
+                self.keys_behind_interrupt = false;
+                return false;
+            }
+        }
         if now < at + self.timing.max_wait {
             self.keys_behind_interrupt = true;
             return true;
@@ -478,6 +502,50 @@ impl Capture {
         self.keys_behind_interrupt = false;
         self.interrupt_raced |= self.interrupts_owed > 0;
         false
+    }
+
+    /// True while keys must wait for a block's cancel keys to show their
+    /// effect (`cancel_hold`).
+    fn waiting_for_cancel(&mut self, now: Instant) -> bool {
+        if self.cancelling.is_none() {
+            self.keys_behind_cancel = false;
+            return false;
+        }
+        let from = *self.cancel_hold.get_or_insert(now);
+        self.keys_behind_cancel = now < from + self.timing.max_wait;
+        self.keys_behind_cancel
+    }
+
+    /// When an answer that went down a line and then stopped counts as
+    /// complete.
+    fn interrupt_quiet_until(&self) -> Option<Instant> {
+        let last = self.last_out?;
+        self.interrupt_lf.then(|| last + self.timing.min_wait)
+    }
+
+    /// Output while a Ctrl-C is owed its answer: a line feed begins it
+    /// (bash, zsh and fish go down a line), a shell's prompt at the cursor
+    /// after it ends it (zsh goes down a line first and still reads keys
+    /// into the old line until it has redrawn).
+    fn note_interrupt_answer(&mut self, bytes: &[u8]) {
+        if self.interrupts_owed == 0 {
+            return;
+        }
+        self.interrupt_lf |= bytes.contains(&b'\n');
+        if !self.interrupt_lf {
+            return;
+        }
+        self.screen.sync();
+        let before = self.screen.before_cursor();
+        if before.trim().is_empty() || !self.is_shell_prompt(&before) {
+            return;
+        }
+        self.interrupts_owed -= 1;
+        self.interrupt_lf = false;
+        if self.interrupts_owed == 0 {
+            self.interrupt_at = None;
+            self.keys_behind_interrupt = false;
+        }
     }
 
     /// How long an echo may take: four round trips, within the bounds.
@@ -536,7 +604,18 @@ impl Capture {
         let interrupt = self
             .interrupt_at
             .filter(|_| self.keys_behind_interrupt)
-            .map(|at| at + self.timing.max_wait);
+            .map(|at| {
+                let late = at + self.timing.max_wait;
+                self.interrupt_quiet_until().map_or(late, |q| q.min(late))
+            });
+        let cancel = self
+            .cancel_hold
+            .filter(|_| self.keys_behind_cancel && self.cancelling.is_some())
+            .map(|from| from + self.timing.max_wait);
+        let interrupt = match (interrupt, cancel) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let Some(h) = self.held.as_ref() else {
             return interrupt;
         };
@@ -573,6 +652,7 @@ impl Capture {
             self.seen_prefill = None;
             self.prefill_watch = false;
             self.interrupts_owed = 0;
+            self.interrupt_lf = false;
             self.interrupt_raced = false;
             true
         } else {
@@ -1244,13 +1324,6 @@ impl Capture {
         self.after_enter = false;
         if bytes.contains(&b'\n') {
             self.interrupted = None;
-            // The shell answered a Ctrl-C: once every one sent is, the keys
-            // behind them may go.
-            self.interrupts_owed = self.interrupts_owed.saturating_sub(1);
-            if self.interrupts_owed == 0 {
-                self.interrupt_at = None;
-                self.keys_behind_interrupt = false;
-            }
         }
         let watching = self.start.is_some()
             || self.held.is_some()
@@ -1259,6 +1332,8 @@ impl Capture {
             || self.pending_block.is_some();
         if !watching {
             self.screen.skip(bytes);
+            // Once every Ctrl-C sent is answered, the keys behind them go.
+            self.note_interrupt_answer(bytes);
             self.note_prefill(bytes);
             return;
         }
@@ -1267,6 +1342,7 @@ impl Capture {
         } else {
             self.screen.feed(bytes);
         }
+        self.note_interrupt_answer(bytes);
         self.check_cancel(bytes, out);
         if bytes.contains(&b'\n') {
             self.lf_since_key = true;
@@ -1399,6 +1475,7 @@ impl Capture {
             text.rsplit('\n').next().unwrap_or(text).to_string()
         };
         let prompt = std::mem::take(&mut self.decided_prompt);
+        self.cancel_hold = None;
         self.block_interrupted = false;
         self.lf_after_interrupt = false;
         if !prompt.trim().is_empty() && !last.trim().is_empty() {
@@ -2372,7 +2449,11 @@ mod tests {
         // run it, so that line carries it for the policy.
         let mut sim = blocked(b"^E");
         assert!(!unstopped(&sim), "{:?}", sim.out);
-        typed(&mut sim, "true");
+        // (Keys wait while the cancel's effect is watched, 2 s at most.)
+        sim.keys(b"t");
+        sim.wait(2500);
+        sim.screen(b"t");
+        typed(&mut sim, "rue");
         sim.keys(b"\r");
         sim.wait(5000);
         let also = sim.out.iter().find_map(|r| match r {
@@ -2453,6 +2534,24 @@ mod tests {
         assert_eq!(gate(cap.input(b"ls", back + ms(2), &mut out)), (0, 0));
         cap.output(b"^C\r\ntgt$ ", back + ms(3), &mut out);
         assert_eq!(gate(cap.input(b"ls", back + ms(4), &mut out)), (2, 2));
+        // zsh goes down a line first and reads keys into the old line until
+        // its prompt is drawn again; a program without a known prompt is
+        // taken as answered once quiet after its line feed.
+        let mut cap = Capture::new(80, 24);
+        let t = back + ms(5000);
+        cap.output(b"z% ", t, &mut out);
+        assert_eq!(gate(cap.input(b"\x03ls", t, &mut out)), (1, 1));
+        cap.output(b"\x1b[?2004l\r\r\n", t + ms(1), &mut out);
+        assert_eq!(gate(cap.input(b"ls", t + ms(2), &mut out)), (0, 0));
+        cap.output(b"\x1b[Jz% \x1b[K", t + ms(3), &mut out);
+        assert_eq!(gate(cap.input(b"ls", t + ms(4), &mut out)), (2, 2));
+        let t = t + ms(100);
+        assert_eq!(gate(cap.input(b"\x03ls", t, &mut out)), (1, 1));
+        cap.output(b"\r\nKeyboardInterrupt\r\n", t + ms(1), &mut out);
+        assert_eq!(gate(cap.input(b"ls", t + ms(2), &mut out)), (0, 0));
+        let quiet = cap.deadline().expect("keys are waiting");
+        assert!(quiet < t + ms(1000), "the quiet wait, not the long one");
+        assert_eq!(gate(cap.input(b"ls", quiet, &mut out)), (2, 2));
         // In a full-screen program Ctrl-C is a key like the others.
         cap.output(b"\x1b[?1049h", t + ms(3000), &mut out);
         assert_eq!(gate(cap.input(b"\x03:q", t + ms(3001), &mut out)), (3, 3));
@@ -2473,17 +2572,24 @@ mod tests {
                 ("k", b"\x03"),
                 ("o", b"^C\r\n"),
                 ("k", b"exit"),
-                ("o", b"tgt$ exit"),
+                ("o", b"tgt$ "),
+                ("o", b"exit"),
             ],
-            // The prompt with part of the echo, the rest later.
+            // The prompt, then the echo in pieces.
             &[
                 ("k", b"\x03exit"),
                 ("o", b"^C\r\n"),
-                ("o", b"tgt$ ex"),
+                ("o", b"tgt$ "),
+                ("o", b"ex"),
                 ("o", b"it"),
             ],
-            // The line feed and the prompt in separate reads.
-            &[("k", b"\x03exit"), ("o", b"^C\r\n"), ("o", b"tgt$ exit")],
+            // The prompt itself split between reads.
+            &[
+                ("k", b"\x03exit"),
+                ("o", b"^C\r\ntg"),
+                ("o", b"t$ "),
+                ("o", b"exit"),
+            ],
         ];
         for (i, steps) in cases.iter().enumerate() {
             let mut sim = holding("touch x");
@@ -2522,7 +2628,9 @@ mod tests {
             }
             sim.keys(b"\r");
             sim.wait(5000);
-            // Keys still behind an unanswered Ctrl-C went at that wait.
+            // Keys still behind the cancel's watch and an unanswered Ctrl-C
+            // went at those waits.
+            sim.wait(5000);
             sim.wait(5000);
             // (An echo that went down a line may first be taken as a line
             // the shell accepted by another key: recorded late.)
@@ -2583,6 +2691,7 @@ mod tests {
         assert!(held(
             &[
                 ("k", keys.as_bytes()),
+                ("w", b""),
                 ("o", b"\x07"),
                 ("w", b""),
                 ("o", &echo)

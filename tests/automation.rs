@@ -7,7 +7,7 @@
 mod common;
 
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -58,52 +58,13 @@ fn bastion(gh: &Gh) -> Bastion {
     ))
 }
 
-struct Out {
-    code: i32,
-    stdout: Vec<u8>,
-    stderr: String,
-}
-
 /// Runs `cmd` with `stdin` (a file, or nothing), killed after `timeout`.
-fn run(mut cmd: Command, stdin: Option<&Path>, timeout: Duration) -> Out {
+fn run(mut cmd: Command, stdin: Option<&Path>, timeout: Duration) -> Ran {
     match stdin {
         Some(p) => cmd.stdin(fs::File::open(p).unwrap()),
         None => cmd.stdin(Stdio::null()),
     };
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t1 = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let t2 = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + timeout;
-    let code = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st.code().unwrap_or(-1);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break -2;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Out {
-        code,
-        stdout: t1.join().unwrap(),
-        stderr: t2.join().unwrap(),
-    }
+    run_timed(cmd, None, timeout)
 }
 
 fn sha256(path: &Path) -> String {

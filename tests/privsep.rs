@@ -400,39 +400,11 @@ fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 /// Runs `cmd` with stdin from `/dev/null`, killed after `timeout`.
 /// Returns (exit code or -1, stdout+stderr).
 fn run(mut cmd: Command, timeout: Duration) -> (i32, String) {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t1 = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let t2 = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + scaled(timeout);
-    let code = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st.code().unwrap_or(-1);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break -2;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut s = t1.join().unwrap();
-    s.push_str(&t2.join().unwrap());
-    (code, s)
+    cmd.stdin(Stdio::null());
+    let r = run_timed(cmd, None, scaled(timeout));
+    let mut s = String::from_utf8_lossy(&r.stdout).into_owned();
+    s.push_str(&r.stderr);
+    (r.code, s)
 }
 
 /// A listener that must never see a connection (the far end of a tunnel).

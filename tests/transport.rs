@@ -11,7 +11,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -38,57 +38,12 @@ fn exec_env(t: &Target, port: u16) -> Gh {
         .build()
 }
 
-struct Out {
-    code: i32,
-    stdout: Vec<u8>,
-    stderr: String,
-}
-
 /// `gatehouse -c "web01 -- COMMAND"` (sshd's login-shell invocation of an
 /// exec request), `stdin` fed to it, killed after `timeout`.
-fn exec(gh: &Gh, command: &str, stdin: Vec<u8>, timeout: Duration) -> Out {
-    let mut child = gh
-        .command()
-        .args(["-c", &format!("web01 -- {command}")])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn gatehouse");
-    let mut input = child.stdin.take().unwrap();
-    let feeder = std::thread::spawn(move || {
-        let _ = input.write_all(&stdin);
-    });
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + timeout;
-    let code = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st.code().unwrap_or(-1);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break -2;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let _ = feeder.join();
-    Out {
-        code,
-        stdout: reader.join().unwrap(),
-        stderr: err_reader.join().unwrap(),
-    }
+fn exec(gh: &Gh, command: &str, stdin: Vec<u8>, timeout: Duration) -> Ran {
+    let mut cmd = gh.command();
+    cmd.args(["-c", &format!("web01 -- {command}")]);
+    run_timed(cmd, Some(stdin), timeout)
 }
 
 fn sha256_hex(data: &[u8]) -> String {

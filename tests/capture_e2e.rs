@@ -2407,76 +2407,61 @@ fn rt_trail(gh: &Gh) -> String {
     )
 }
 
-/// History expansion is blocked where a deny applies, but the check takes
-/// every `[!` for a glob bracket; bash inhibits it only when a `]` follows
-/// (bashhist.c `bash_history_inhibit_expansion`). `[!!` expands the last
-/// history entry, put there as quoted data with `history -s`.
-#[test]
-fn history_expansion_after_an_unclosed_bracket_is_refused_where_a_deny_applies() {
+/// `setup` run, then `entry(marker file)` put in history as quoted data
+/// (`history -s`, never run), then `recall` typed with Enter: the denied
+/// line the recall would run must not run.
+fn history_recall_is_refused(mark: &str, setup: &[&str], entry: &str, recall: &str) {
     let Some(mut s) = S::with_toml(DENY_MARKER) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("gh-mark-bracket");
-    s.run(&format!("history -s ';touch {}'", f.display()), None);
-    s.typed("[!!");
+    let f = dir.path().join(mark);
+    for line in setup {
+        s.run(line, None);
+    }
+    let entry = entry.replace("{}", &f.display().to_string());
+    s.run(&format!("history -s '{entry}'"), None);
+    s.typed(recall);
     s.send(keys::ENTER);
     s.p.expect(PROMPT).unwrap();
     let (_c, done) = s.finish();
-    assert!(!f.exists(), "the denied line ran; {}", rt_trail(&done.gh));
+    assert!(
+        !f.exists(),
+        "{recall}: the denied line ran; {}",
+        rt_trail(&done.gh)
+    );
 }
+
+/// History expansion is blocked where a deny applies, but the check takes
+/// every `[!` for a glob bracket; bash inhibits it only when a `]` follows
+/// (bashhist.c `bash_history_inhibit_expansion`). `[!!` expands the last
+/// history entry.
+#[test]
+fn history_expansion_after_an_unclosed_bracket_is_refused_where_a_deny_applies() {
+    history_recall_is_refused("gh-mark-bracket", &[], ";touch {}", "[!!");
+}
+
 /// `fc -s` re-runs the last history entry without an editor: the same as
 /// `!!`, which is blocked where a deny applies; `fc -s` is not.
 #[test]
 fn fc_rerunning_history_is_refused_where_a_deny_applies() {
-    let Some(mut s) = S::with_toml(DENY_MARKER) else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let g = dir.path().join("gh-mark-fc");
-    s.run(&format!("history -s 'touch {}'", g.display()), None);
-    s.typed("fc -s");
-    s.send(keys::ENTER);
-    s.p.expect(PROMPT).unwrap();
-    let (_c, done) = s.finish();
-    assert!(!g.exists(), "the denied line ran; {}", rt_trail(&done.gh));
+    history_recall_is_refused("gh-mark-fc", &[], "touch {}", "fc -s");
 }
 
 /// bash inhibits history expansion in `${!` only when a `}` follows
 /// (`bash_history_inhibit_expansion`); the policy's check never sees a
-/// `!` after `${`. History entry `x};touch …` (quoted data), then `${!!`
-/// runs `${x};touch …`.
+/// `!` after `${`. History entry `x};touch …`, then `${!!` runs
+/// `${x};touch …`.
 #[test]
 fn history_expansion_after_an_unclosed_dollar_brace_is_refused_where_a_deny_applies() {
-    let Some(mut s) = S::with_toml(DENY_MARKER) else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("gh-mark-db");
-    s.run(&format!("history -s 'x}};touch {}'", f.display()), None);
-    s.typed("${!!");
-    s.send(keys::ENTER);
-    s.p.expect(PROMPT).unwrap();
-    let (_c, done) = s.finish();
-    assert!(!f.exists(), "the denied line ran; {}", rt_trail(&done.gh));
+    history_recall_is_refused("gh-mark-db", &[], "x};touch {}", "${!!");
 }
 
 /// `histchars` moves history expansion to another character: `@-1` is
 /// `!-1`. The policy's history-expansion check only knows `!` and `^`.
 #[test]
 fn a_new_history_character_is_refused_where_a_deny_applies() {
-    let Some(mut s) = S::with_toml(DENY_MARKER) else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("gh-mark-hc");
-    s.run("histchars='@^#'", None);
-    s.run(&format!("history -s 'touch {}'", f.display()), None);
-    s.typed("@-1");
-    s.send(keys::ENTER);
-    s.p.expect(PROMPT).unwrap();
-    let (_c, done) = s.finish();
-    assert!(!f.exists(), "the denied line ran; {}", rt_trail(&done.gh));
+    history_recall_is_refused("gh-mark-hc", &["histchars='@^#'"], "touch {}", "@-1");
 }
 
 /// Without a line editor (bash `set +o emacs`, dash) Ctrl-D hands the

@@ -2137,6 +2137,16 @@ mod tests {
             self.t += Duration::from_millis(ms);
             self.pump();
         }
+        /// Command records so far: (text, verified).
+        fn commands(&self) -> Vec<(String, bool)> {
+            self.out
+                .iter()
+                .filter_map(|r| match r {
+                    Record::Command(c) | Record::Unstopped(c) => Some((c.text.clone(), c.verified)),
+                    Record::Hidden { .. } => None,
+                })
+                .collect()
+        }
         fn done(mut self) -> Vec<String> {
             self.wait(5000);
             self.cap.finish(self.t, &mut self.out);
@@ -2149,6 +2159,38 @@ mod tests {
         for b in text.bytes() {
             sim.keys(&[b]);
             sim.screen(&[b]);
+        }
+    }
+
+    /// After a block, keys (a Ctrl-C too) wait while the cancel keys'
+    /// effect is watched: the shell's redraw for the cancel must not be
+    /// taken for its answer to the operator's Ctrl-C. Until the screen
+    /// shows the line cleared, or 2 s.
+    #[test]
+    fn keys_wait_while_a_blocks_cancel_is_watched() {
+        let gate = |g: Gate| (g.forward, g.consumed);
+        for cleared in [true, false] {
+            let mut sim = Sim::new();
+            sim.screen(b"tgt$ ");
+            typed(&mut sim, "touch x");
+            sim.keys(b"\r");
+            sim.wait(50);
+            sim.cap.blocked("touch x");
+            let t = sim.t + Duration::from_millis(1);
+            assert_eq!(gate(sim.cap.input(b"\x03", t, &mut sim.out)), (0, 0));
+            let back = sim.cap.deadline().expect("the relay comes back");
+            let t = if cleared {
+                sim.cap.output(b"^E\rtgt$ \x1b[K", t, &mut sim.out);
+                t + Duration::from_millis(1)
+            } else {
+                assert!(back <= t + Duration::from_secs(2), "{back:?}");
+                back
+            };
+            assert_eq!(
+                gate(sim.cap.input(b"\x03", t, &mut sim.out)),
+                (1, 1),
+                "cleared: {cleared}"
+            );
         }
     }
 
@@ -2170,16 +2212,8 @@ mod tests {
         typed(&mut sim, "echo two");
         sim.keys(b"\r");
         sim.screen(b"\r\ntwo\r\ntgt$ ");
-        let got: Vec<(String, bool)> = sim
-            .out
-            .iter()
-            .filter_map(|r| match r {
-                Record::Command(c) => Some((c.text.clone(), c.verified)),
-                _ => None,
-            })
-            .collect();
         assert_eq!(
-            got,
+            sim.commands(),
             [
                 ("echo one".to_string(), true),
                 ("echo hi".to_string(), false),
@@ -2194,15 +2228,6 @@ mod tests {
     /// prompt, and not after a key.
     #[test]
     fn a_bare_enter_runs_the_line_last_seen_filled_in_after_the_prompt() {
-        let records = |sim: &Sim| -> Vec<(String, bool)> {
-            sim.out
-                .iter()
-                .filter_map(|r| match r {
-                    Record::Command(c) => Some((c.text.clone(), c.verified)),
-                    _ => None,
-                })
-                .collect()
-        };
         let filled = |away: &[u8], after: &[u8]| {
             let mut sim = Sim::new();
             sim.screen(b"tgt$ ");
@@ -2216,7 +2241,7 @@ mod tests {
             }
             sim.keys(b"\r");
             sim.wait(5000);
-            records(&sim)
+            sim.commands()
         };
         let one = ("echo one".to_string(), true);
         let touch = ("touch x".to_string(), false);
@@ -2233,7 +2258,7 @@ mod tests {
         sim.screen(b"\x1b[H\x1b[2J");
         sim.keys(b"\r");
         sim.wait(5000);
-        assert_eq!(records(&sim), [one.clone(), touch.clone()]);
+        assert_eq!(sim.commands(), [one.clone(), touch.clone()]);
         assert_eq!(filled(&[b'\n'; 30], b""), [one.clone(), touch.clone()]);
         // Output below it, the prompt still on screen above: as before.
         assert_eq!(filled(b"\r\njob done\r\n", b""), [one.clone(), touch]);
@@ -2260,16 +2285,8 @@ mod tests {
         // The next key finds the line gone to the shell.
         sim.keys(b"e");
         sim.screen(b"e");
-        let now: Vec<(String, bool)> = sim
-            .out
-            .iter()
-            .filter_map(|r| match r {
-                Record::Command(c) | Record::Unstopped(c) => Some((c.text.clone(), c.verified)),
-                Record::Hidden { .. } => None,
-            })
-            .collect();
         assert_eq!(
-            now,
+            sim.commands(),
             [
                 ("echo one".to_string(), true),
                 ("echo bound".to_string(), false)

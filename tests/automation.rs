@@ -411,6 +411,38 @@ fn a_pty_only_when_the_client_has_one() {
     assert!(cast.contains("/dev/pts/"), "{cast}");
 }
 
+/// A terminal command's recording keeps up while it runs, as a visit's
+/// does (tests/recording_limit.rs): the tail of its last block is written
+/// within 20 ms, not when the command ends.
+#[test]
+fn a_pty_commands_recording_keeps_up_while_it_runs() {
+    if skip_without_pty() {
+        return;
+    }
+    let t = target();
+    let gh = env(&t, "exec = true");
+    let b = bastion(&gh);
+    let mut p = spawn_pty(
+        b.ssh_cmd(&["-tt", "web01 -- echo live-$((6*7)); sleep 60"]),
+        80,
+        24,
+    );
+    p.expect("live-42").unwrap();
+    let exec = gh.wait_for_record(|r| r["event"] == "exec", T);
+    let cast = exec["recording"].as_str().expect("recording").to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut text = String::new();
+    while Instant::now() < deadline {
+        text = fs::read_to_string(&cast).unwrap();
+        if text.contains("live-42") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(text.contains("live-42"), "not in the recording yet: {text}");
+    assert!(gh.records("session_end").is_empty(), "still running");
+}
+
 // ---------------------------------------------------------------------------
 // sftp and scp
 // ---------------------------------------------------------------------------

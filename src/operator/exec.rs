@@ -70,6 +70,15 @@ pub trait Tap {
     fn resize(&mut self, _cols: u16, _rows: u16) -> Result<(), TapError> {
         Ok(())
     }
+    /// When the tap wants a turn even if no byte passes (a recording's
+    /// pending events, `Recorder::flush_due`).
+    fn timer(&self) -> Option<Instant> {
+        None
+    }
+    /// That time came; also called once as the stream ends.
+    fn on_timer(&mut self) -> Result<(), TapError> {
+        Ok(())
+    }
 }
 
 /// A command with a pty (`ssh -t bastion 'web01 -- top'`) is a terminal
@@ -96,6 +105,12 @@ impl Tap for RecordingTap {
     }
     fn resize(&mut self, cols: u16, rows: u16) -> Result<(), TapError> {
         self.0.resize(cols, rows).map_err(|e| recording_error(&e))
+    }
+    fn timer(&self) -> Option<Instant> {
+        self.0.flush_due()
+    }
+    fn on_timer(&mut self) -> Result<(), TapError> {
+        self.0.flush().map_err(|e| recording_error(&e))
     }
 }
 
@@ -344,6 +359,13 @@ impl Pump<'_, '_> {
         self.flush()?;
         let now = Instant::now();
         self.housekeeping(now)?;
+        if let Some(t) = self.tap.as_deref_mut() {
+            if t.timer().is_some_and(|due| now >= due) {
+                if let Err(e) = t.on_timer() {
+                    return Err(self.tap_failed(e));
+                }
+            }
+        }
         let (sig_ready, stdin_ready) = self.wait(now)?;
         if sig_ready || self.signals.must_leave() {
             self.on_signals()?;
@@ -483,6 +505,9 @@ impl Pump<'_, '_> {
         if let Some(idle) = self.cfg.idle_timeout {
             deadline = deadline.min(self.last_input + idle);
         }
+        if let Some(t) = self.tap.as_deref().and_then(|t| t.timer()) {
+            deadline = deadline.min(t);
+        }
         match poll(fds, timeout_until(deadline, now)) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => return Err((EndReason::Error, format!("poll: {e}"))),
@@ -562,7 +587,14 @@ impl Pump<'_, '_> {
 
     /// Wind down in blocking mode, bounded, so a dead target cannot hang us.
     fn wind_down(self, outcome: Result<(), Stop>) -> StreamEnd {
-        let Pump { up, mut end, .. } = self;
+        let Pump {
+            up, mut end, tap, ..
+        } = self;
+        // The tap's last turn (a recording's pending events); a failure is
+        // recorded as the stream's error unless it already has one.
+        if let Some(Err(e)) = tap.map(|t| t.on_timer()) {
+            end.tap_error.get_or_insert(e);
+        }
         up.session.set_blocking(true);
         up.session.set_timeout(3000);
         match outcome {

@@ -364,13 +364,25 @@ impl Observer for Bookkeeper<'_> {
         self.capture.deadline()
     }
     fn timer(&self) -> Option<Instant> {
-        self.audit.seal_due()
+        let flush = self.recording.as_ref().and_then(Recorder::flush_due);
+        match (self.audit.seal_due(), flush) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
-    fn on_timer(&mut self, _now: Instant) -> Result<(), BooksError> {
+    fn on_timer(&mut self, now: Instant) -> Result<(), BooksError> {
+        if let Some(r) = &mut self.recording {
+            if r.flush_due().is_some_and(|t| now >= t) {
+                r.flush()?;
+            }
+        }
         // A failed seal is an `error` record and a retry an interval later
         // (`AuditLog::seal_now`): no busy loop; only an unwritable trail
         // ends the session.
-        Ok(self.audit.seal_now()?)
+        if self.audit.seal_due().is_some_and(|t| now >= t) {
+            self.audit.seal_now()?;
+        }
+        Ok(())
     }
     fn settle(&mut self, now: Instant) -> Result<Option<Release>, BooksError> {
         if !self.capture.settle(now, false, &mut self.found) {
@@ -546,7 +558,12 @@ impl Visit<'_> {
             },
         };
         rec.capture.finish(Instant::now(), &mut rec.found);
-        let flushed = rec.flush_late();
+        let recorded = rec
+            .recording
+            .as_mut()
+            .map_or(Ok(()), Recorder::flush)
+            .map_err(BooksError::from);
+        let flushed = rec.flush_late().and(recorded);
         let killed_by = (end.reason == EndReason::Killed)
             .then(crate::live::kill_note)
             .flatten()

@@ -38,6 +38,8 @@ int chachapoly_init(struct chachapoly_ctx *ctx, const unsigned char *key,
 {
     ctx->main_evp = NULL;
     ctx->header_evp = NULL;
+    ctx->header_seqnr = 0;
+    ctx->header_seqnr_set = 0;
 #ifdef CHACHAPOLY_EVP_MAC
     ctx->poly = NULL;
     ctx->poly_ctx = NULL;
@@ -74,6 +76,8 @@ fail:
 void chachapoly_free(struct chachapoly_ctx *ctx)
 {
     /* EVP_CIPHER_CTX_free clears the key schedule */
+    ssh2_explicit_zero(ctx->header_ks, sizeof(ctx->header_ks));
+    ctx->header_seqnr_set = 0;
     EVP_CIPHER_CTX_free(ctx->main_evp);
     EVP_CIPHER_CTX_free(ctx->header_evp);
     ctx->main_evp = NULL;
@@ -107,21 +111,28 @@ static int chachapoly_tag(struct chachapoly_ctx *ctx,
     return 0;
 }
 
-/* ChaCha20 over len bytes with the IV `iv` (counter || nonce). */
-static int chachapoly_stream(EVP_CIPHER_CTX *evp, const unsigned char *iv,
-                             unsigned char *dest, const unsigned char *src,
-                             size_t len)
+/* ChaCha20 over len more bytes of the stream `evp` is in. */
+static int chachapoly_update(EVP_CIPHER_CTX *evp, unsigned char *dest,
+                             const unsigned char *src, size_t len)
 {
     int outl = 0;
 
     if(len > 0x7fffffff)
         return -1;
-    if(EVP_CipherInit_ex(evp, NULL, NULL, NULL, iv, 1) != 1)
-        return -1;
     if(EVP_CipherUpdate(evp, dest, &outl, src, (int)len) != 1 ||
        outl != (int)len)
         return -1;
     return 0;
+}
+
+/* ChaCha20 over len bytes with the IV `iv` (counter || nonce). */
+static int chachapoly_stream(EVP_CIPHER_CTX *evp, const unsigned char *iv,
+                             unsigned char *dest, const unsigned char *src,
+                             size_t len)
+{
+    if(EVP_CipherInit_ex(evp, NULL, NULL, NULL, iv, 1) != 1)
+        return -1;
+    return chachapoly_update(evp, dest, src, len);
 }
 
 /*
@@ -143,20 +154,26 @@ int chachapoly_crypt(struct chachapoly_ctx *ctx, libssh2_uint64_t seqnr,
        original's chacha_ivsetup(seqnr, counter). */
     unsigned char seqbuf[16];
     unsigned char expected_tag[POLY1305_TAGLEN], poly_key[POLY1305_KEYLEN];
+    unsigned char block0[64];
     int r = LIBSSH2_ERROR_DECRYPT;  /* fail */
     unsigned char *ptr = NULL;
+    size_t i;
 
     /*
      * Run ChaCha20 once to generate the Poly1305 key. The IV is the
-     * packet sequence number.
+     * packet sequence number. Gatehouse patch: the whole of block 0, so
+     * that the same stream goes on at block 1 for the payload below (as a
+     * second setup with the counter at 1 would): one IV setup less per
+     * packet.
      */
     memset(seqbuf, 0, sizeof(seqbuf));
     ptr = &seqbuf[8];
     ssh2_store_u64(&ptr, seqnr);
-    memset(poly_key, 0, sizeof(poly_key));
-    if(chachapoly_stream(ctx->main_evp, seqbuf, poly_key, poly_key,
-                         sizeof(poly_key)))
+    memset(block0, 0, sizeof(block0));
+    if(chachapoly_stream(ctx->main_evp, seqbuf, block0, block0,
+                         sizeof(block0)))
         goto out;
+    memcpy(poly_key, block0, sizeof(poly_key));
 
     /* If decrypting, check tag before anything else */
     if(!do_encrypt) {
@@ -168,16 +185,23 @@ int chachapoly_crypt(struct chachapoly_ctx *ctx, libssh2_uint64_t seqnr,
             goto out;
     }
 
-    /* Crypt additional data */
-    if(aadlen) {
+    /* Crypt additional data. Gatehouse patch: a packet being decrypted
+       had its length read by chachapoly_get_length, which kept that key
+       stream: not made twice. */
+    if(aadlen == sizeof(ctx->header_ks) && ctx->header_seqnr_set &&
+       ctx->header_seqnr == seqnr) {
+        for(i = 0; i < aadlen; i++)
+            dest[i] = src[i] ^ ctx->header_ks[i];
+    }
+    else if(aadlen) {
         if(chachapoly_stream(ctx->header_evp, seqbuf, dest, src, aadlen))
             goto out;
     }
+    ctx->header_seqnr_set = 0;
+    ssh2_explicit_zero(ctx->header_ks, sizeof(ctx->header_ks));
 
-    /* Set Chacha's block counter to 1 */
-    seqbuf[0] = 1;
-    if(chachapoly_stream(ctx->main_evp, seqbuf, dest + aadlen, src + aadlen,
-                         len))
+    /* The payload: block 1 on, where block 0's stream left off */
+    if(chachapoly_update(ctx->main_evp, dest + aadlen, src + aadlen, len))
         goto out;
 
     /* If encrypting, calculate and append tag */
@@ -192,6 +216,7 @@ out:
     ssh2_explicit_zero(expected_tag, sizeof(expected_tag));
     ssh2_explicit_zero(seqbuf, sizeof(seqbuf));
     ssh2_explicit_zero(poly_key, sizeof(poly_key));
+    ssh2_explicit_zero(block0, sizeof(block0));
     return r;
 }
 
@@ -202,14 +227,24 @@ int chachapoly_get_length(struct chachapoly_ctx *ctx, unsigned int *plenp,
 {
     unsigned char buf[4], seqbuf[16];
     unsigned char *ptr = NULL;
+    size_t i;
 
     if(len < 4)
         return -1;  /* fail */
     memset(seqbuf, 0, sizeof(seqbuf));
     ptr = &seqbuf[8];
     ssh2_store_u64(&ptr, seqnr);
-    if(chachapoly_stream(ctx->header_evp, seqbuf, buf, cp, 4))
+    /* Gatehouse patch: the key stream itself, kept for this packet's
+       chachapoly_crypt (its additional data is these same 4 bytes). */
+    memset(ctx->header_ks, 0, sizeof(ctx->header_ks));
+    ctx->header_seqnr_set = 0;
+    if(chachapoly_stream(ctx->header_evp, seqbuf, ctx->header_ks,
+                         ctx->header_ks, sizeof(ctx->header_ks)))
         return -1;  /* fail */
+    ctx->header_seqnr = seqnr;
+    ctx->header_seqnr_set = 1;
+    for(i = 0; i < sizeof(buf); i++)
+        buf[i] = cp[i] ^ ctx->header_ks[i];
     *plenp = ssh2_ntohu32(buf);
     return 0;  /* success */
 }

@@ -37,6 +37,11 @@
 
 struct chachapoly_ctx {
     EVP_CIPHER_CTX *main_evp, *header_evp;
+    /* The header key stream chachapoly_get_length made, and for which
+       packet: chachapoly_crypt uses it for that packet's length. */
+    unsigned char header_ks[4];
+    libssh2_uint64_t header_seqnr;
+    int header_seqnr_set;
 #ifdef CHACHAPOLY_EVP_MAC
     EVP_MAC *poly;
     EVP_MAC_CTX *poly_ctx;

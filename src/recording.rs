@@ -363,6 +363,18 @@ fn escape_json_into(out: &mut Vec<u8>, text: &str) {
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {
+        // Long plain runs (bulk output) a block of four words at a time.
+        if let Some(block) = bytes.get(i..i + 32) {
+            let word = |k: usize| {
+                escape_mask(u64::from_le_bytes(
+                    block[k * 8..k * 8 + 8].try_into().expect("eight bytes"),
+                ))
+            };
+            if word(0) | word(1) | word(2) | word(3) == 0 {
+                i += 32;
+                continue;
+            }
+        }
         if let Some(word) = bytes.get(i..i + 8) {
             let m = escape_mask(u64::from_le_bytes(word.try_into().expect("eight bytes")));
             if m == 0 {
@@ -546,13 +558,16 @@ mod tests {
                 );
             }
         }
-        for pos in 0..24 {
-            let mut s = "x".repeat(24);
-            s.replace_range(pos..pos + 1, "\u{1b}");
-            let mut mine = b"\"".to_vec();
-            escape_json_into(&mut mine, &s);
-            mine.push(b'"');
-            assert_eq!(serde_json::from_slice::<String>(&mine).unwrap(), s);
+        // Whole strings past the 32-byte blocks and the words after them.
+        for special in ["\u{1b}", "\"", "\\", "\n", "\u{0}", "\u{1f}"] {
+            for pos in 0..80 {
+                let mut s = "x".repeat(80);
+                s.replace_range(pos..pos + 1, special);
+                let mut mine = b"\"".to_vec();
+                escape_json_into(&mut mine, &s);
+                mine.push(b'"');
+                assert_eq!(serde_json::from_slice::<String>(&mine).unwrap(), s);
+            }
         }
     }
 

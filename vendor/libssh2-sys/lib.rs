@@ -776,16 +776,18 @@ pub fn init() {
         //
         // Gatehouse patch: libcrypto only. `openssl_sys::init` calls
         // `OPENSSL_init_ssl`, the one reference that kept libssl.so linked
-        // and mapped (0.3 MiB resident) though libssh2 uses no TLS. Same
-        // flags as openssl_sys::init (no atexit handler, error strings).
+        // and mapped (0.3 MiB resident) though libssh2 uses no TLS. No
+        // atexit handler, as openssl_sys::init; unlike it, no error
+        // strings: libssh2 only reads error codes (ERR_get_error), and
+        // loading every string into a hash table cost 0.3 MiB resident.
         extern "C" {
             fn OPENSSL_init_crypto(opts: u64, settings: *const c_void) -> c_int;
         }
-        const OPENSSL_INIT_LOAD_CRYPTO_STRINGS: u64 = 0x0000_0002;
+        const OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS: u64 = 0x0000_0001;
         const OPENSSL_INIT_NO_ATEXIT: u64 = 0x0008_0000;
         // Its result is not checked, as openssl_sys::init did not: a
         // failure here shows at the first use, as an error, not a panic.
-        let flags = OPENSSL_INIT_LOAD_CRYPTO_STRINGS | OPENSSL_INIT_NO_ATEXIT;
+        let flags = OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS | OPENSSL_INIT_NO_ATEXIT;
         OPENSSL_init_crypto(flags, std::ptr::null());
         assert_eq!(libssh2_init(LIBSSH2_INIT_NO_CRYPTO), 0);
     }

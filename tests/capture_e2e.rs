@@ -2700,7 +2700,10 @@ fn redteam_horizontal_scroll_mode_hides_a_recalled_line_from_record_and_policy()
 /// what the policy checked, and `touch …gh-mark` ran. Gatehouse now sends
 /// the Ctrl-C alone and the keys once the shell has answered it (its new
 /// prompt's line feed): the shell gets `xtouch …` at a fresh prompt, runs
-/// that, and the record is what ran.
+/// that, and the record is what ran. Keys wait 2 s at most: a try where
+/// the shell was slower (a fully loaded machine; seen about once in 15
+/// runs beside four busy loops, before this change too) must end with the
+/// record marked unverified, and one of three tries must run as typed.
 #[test]
 fn ctrl_c_and_keys_in_one_read_run_as_typed_and_recorded_as_run() {
     for (shell, start, prompt) in [
@@ -2719,21 +2722,55 @@ fn ctrl_c_and_keys_in_one_read_run_as_typed_and_recorded_as_run() {
             s.enter_until(prompt);
         }
         let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("gh-mark-cx");
-        let line = format!("xtouch {}", f.display());
-        s.send(format!("\x03{line}"));
-        s.cursor_line(&format!("{prompt}{line}"));
-        s.enter_until(prompt);
-        run_at(&mut s, prompt, "exit");
-        s.p.wait_exit(T);
-        assert!(!f.exists(), "{shell}: `touch` ran; {}", rt_trail(&s.gh));
-        let cmds = commands(&s.gh);
-        assert_eq!(
-            cmds.iter().rev().nth(1).map(String::as_str),
-            Some(line.as_str()),
-            "{shell}: {}",
+        let mut ran_as_typed = false;
+        for attempt in 0..3 {
+            let f = dir.path().join(format!("gh-mark-cx{attempt}"));
+            let line = format!("xtouch {}", f.display());
+            s.send(format!("\x03{line}"));
+            s.cursor_line(&format!("{prompt}{line}"));
+            s.enter_until(prompt);
+            // Echoed at a prompt only once the line before it has finished;
+            // its record comes after that line's.
+            let sync_line = format!("true sync-{attempt}");
+            run_at(&mut s, prompt, &sync_line);
+            let sync = s.gh.wait_for_record(
+                |r| r["event"] == "command" && r["command"] == sync_line.as_str(),
+                T,
+            );
+            let before: Vec<Value> = command_records(&s.gh)
+                .into_iter()
+                .take_while(|r| r["seq"] != sync["seq"])
+                .collect();
+            let last = before.last().cloned();
+            let last = last.unwrap_or_else(|| panic!("{shell}: no record; {}", rt_trail(&s.gh)));
+            assert_eq!(
+                last["command"],
+                line.as_str(),
+                "{shell}: {}",
+                rt_trail(&s.gh)
+            );
+            if !f.exists() {
+                ran_as_typed = true;
+                break;
+            }
+            // The documented limit: a shell that takes longer than 2 s to
+            // answer the Ctrl-C (this machine under a full suite's load)
+            // gets the keys before it is ready and drops the first; the
+            // record must then say it may be wrong. Try again.
+            assert_eq!(
+                last["verified"],
+                false,
+                "{shell}: `touch` ran, and the record says `{line}` for sure; {}",
+                rt_trail(&s.gh)
+            );
+        }
+        assert!(
+            ran_as_typed,
+            "{shell}: three Ctrl-Cs in a row not answered within 2 s; {}",
             rt_trail(&s.gh)
         );
+        run_at(&mut s, prompt, "exit");
+        s.p.wait_exit(T);
     }
 }
 

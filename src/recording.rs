@@ -88,7 +88,7 @@ pub struct Recorder {
     written: u64,
     /// Past the limit: nothing more is written.
     stopped: bool,
-    /// `written` at which the page cache is next told to drop what it
+    /// `on_disk` at which the page cache is next told to drop what it
     /// has written back (`DROP_EVERY`).
     next_drop: u64,
     /// Stopped and not yet reported (`take_limit_reached`).

@@ -430,15 +430,7 @@ fn a_pty_commands_recording_keeps_up_while_it_runs() {
     p.expect("live-42").unwrap();
     let exec = gh.wait_for_record(|r| r["event"] == "exec", T);
     let cast = exec["recording"].as_str().expect("recording").to_string();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut text = String::new();
-    while Instant::now() < deadline {
-        text = fs::read_to_string(&cast).unwrap();
-        if text.contains("live-42") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let text = file_text_once_it_holds(Path::new(&cast), "live-42", Duration::from_secs(10));
     assert!(text.contains("live-42"), "not in the recording yet: {text}");
     assert!(gh.records("session_end").is_empty(), "still running");
 }

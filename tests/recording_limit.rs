@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
@@ -145,15 +146,7 @@ fn a_live_sessions_recording_keeps_up_with_the_screen() {
     p.expect("live-42").unwrap();
     let start = gh.records("session_start").pop().unwrap();
     let cast = start["recording"].as_str().unwrap().to_string();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let mut text = String::new();
-    while std::time::Instant::now() < deadline {
-        text = std::fs::read_to_string(&cast).unwrap();
-        if text.contains("live-42") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let text = file_text_once_it_holds(Path::new(&cast), "live-42", Duration::from_secs(10));
     assert!(text.contains("live-42"), "not in the recording yet: {text}");
     assert!(
         gh.records("session_end").is_empty(),

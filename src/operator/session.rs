@@ -365,10 +365,7 @@ impl Observer for Bookkeeper<'_> {
     }
     fn timer(&self) -> Option<Instant> {
         let flush = self.recording.as_ref().and_then(Recorder::flush_due);
-        match (self.audit.seal_due(), flush) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.audit.seal_due(), flush].into_iter().flatten().min()
     }
     fn on_timer(&mut self, now: Instant) -> Result<(), BooksError> {
         if let Some(r) = &mut self.recording {

@@ -1764,6 +1764,20 @@ impl Bastion {
     }
 }
 
+/// The text of `path` once it contains `needle` (read again every 50 ms),
+/// or what it holds when `timeout` runs out: for files another process
+/// writes as it goes (a live session's recording).
+pub fn file_text_once_it_holds(path: &Path, needle: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) || Instant::now() >= deadline {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Reports a skipped test so that it cannot pass silently: on stderr (shown
 /// with `--nocapture`) and appended to `target/tmp/skipped.txt`, which
 /// `make test` prints after its summary and counts as skipped.

@@ -1,6 +1,8 @@
 //! The only module with `unsafe`: signal dispositions, the window size
-//! ioctl, the environment reset, pidfd signalling and the per-thread
-//! effective ids (`set_thread_euid`, for reaching the operator's agent).
+//! ioctl, the environment reset, pidfd signalling, the per-thread
+//! effective ids (`set_thread_euid`, for reaching the operator's agent)
+//! and dropping read-only file pages from the resident set
+//! (`forget_read_only_pages`).
 //!
 //! Signals reach the rest of Gatehouse as bytes on a non-blocking pipe (the
 //! self-pipe trick), so the relay sees them in its poll(2) set and the menu
@@ -417,6 +419,90 @@ pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
+/// Takes the pages of this process's read-only file mappings (the code
+/// and constant data of the program and its libraries) out of its
+/// resident set; each page comes back from the page cache, unchanged, on
+/// its next use. Called before a session connects and again before its
+/// bytes flow, so the code only the start needed (config, menu, login,
+/// key exchange) does not count against a session for its whole life —
+/// nor stay pinned in memory by it: an unmapped page-cache page is the
+/// kernel's to reclaim. Best effort: a failure leaves the pages mapped.
+/// Returns the bytes of address space it went over.
+pub fn forget_read_only_pages() -> usize {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return 0;
+    };
+    let mut done = 0;
+    // Read whole before the loop: nothing below allocates, frees or maps,
+    // and no other thread runs at the call sites (before a session
+    // connects, before its bytes flow), so each range is still the mapping
+    // smaps described when it is advised.
+    let mappings = read_only_file_mappings(&smaps);
+    for m in mappings {
+        let Some(start) = std::ptr::NonNull::new(m.start as *mut std::ffi::c_void) else {
+            continue;
+        };
+        // SAFETY: `m` is a whole mapping listed in /proc/self/smaps as
+        // private, backed by a file, not writable and with no anonymous
+        // (copied-on-write) page, so no byte in it differs from the file:
+        // MADV_DONTNEED only removes its page-table entries and the next
+        // access maps the same file bytes again. Nothing is unmapped, so
+        // every pointer into it stays valid. Writable or written mappings
+        // (data, relocated RELRO) are never passed here; dropping those
+        // would lose their contents.
+        let r = unsafe {
+            nix::sys::mman::madvise(
+                start,
+                m.end - m.start,
+                nix::sys::mman::MmapAdvise::MADV_DONTNEED,
+            )
+        };
+        if r.is_ok() {
+            done += m.end - m.start;
+        }
+    }
+    done
+}
+
+/// The mappings of a `/proc/PID/smaps` text that `forget_read_only_pages`
+/// may drop: readable, not writable, private (`r--p`, `r-xp`), backed by
+/// a file (an absolute path and an inode), and without one anonymous page.
+pub fn read_only_file_mappings(smaps: &str) -> Vec<std::ops::Range<usize>> {
+    let mut found = Vec::new();
+    let mut current: Option<(std::ops::Range<usize>, bool)> = None;
+    for line in smaps.lines() {
+        let mut fields = line.split_ascii_whitespace();
+        let first = fields.next().unwrap_or("");
+        if let Some(range) = address_range(first) {
+            if let Some((r, true)) = current.take() {
+                found.push(r);
+            }
+            let perms = fields.next().unwrap_or("");
+            let inode = fields.nth(2).unwrap_or("0");
+            let path = fields.next().unwrap_or("");
+            let eligible =
+                matches!(perms, "r--p" | "r-xp") && inode != "0" && path.starts_with('/');
+            current = Some((range, eligible));
+        } else if first == "Anonymous:" && fields.next() != Some("0") {
+            if let Some((_, eligible)) = current.as_mut() {
+                *eligible = false;
+            }
+        }
+    }
+    if let Some((r, true)) = current {
+        found.push(r);
+    }
+    found
+}
+
+/// `7f00-7f80` → 0x7f00..0x7f80 (a smaps header's first field).
+fn address_range(field: &str) -> Option<std::ops::Range<usize>> {
+    let (a, b) = field.split_once('-')?;
+    let start = usize::from_str_radix(a, 16).ok()?;
+    let end = usize::from_str_radix(b, 16).ok()?;
+    (start < end).then_some(start..end)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -449,5 +535,100 @@ mod tests {
         let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
         // SAFETY: back to the default disposition; no handler code.
         unsafe { sigaction(Signal::SIGUSR1, &default) }.unwrap();
+    }
+
+    const SMAPS: &str = "\
+55d0c0a00000-55d0c0b00000 r--p 00000000 fe:01 1234  /usr/bin/prog
+Rss:                 400 kB
+Anonymous:             0 kB
+55d0c0b00000-55d0c0c00000 r-xp 00100000 fe:01 1234  /usr/bin/prog
+Anonymous:             0 kB
+55d0c0c00000-55d0c0c10000 r--p 00200000 fe:01 1234  /usr/bin/prog
+Anonymous:            64 kB
+55d0c0c10000-55d0c0c20000 rw-p 00210000 fe:01 1234  /usr/bin/prog
+Anonymous:             8 kB
+7f0000000000-7f0000100000 r--s 00000000 fe:01 99    /usr/lib/cache
+Anonymous:             0 kB
+7f0000100000-7f0000200000 r--p 00000000 00:00 0
+Anonymous:             0 kB
+7f0000200000-7f0000201000 ---p 00000000 fe:01 77    /usr/lib/libx.so
+Anonymous:             0 kB
+7ffd00000000-7ffd00002000 r-xp 00000000 00:00 0     [vdso]
+Anonymous:             0 kB
+7f0000300000-7f0000400000 r-xp 00000000 fe:01 77    /usr/lib/lib with space.so
+Anonymous:             0 kB
+";
+
+    /// Only code and constants that no write has touched: never data,
+    /// relocated RELRO (anonymous pages), shared, anonymous, guard or
+    /// kernel-provided mappings.
+    #[test]
+    fn only_unwritten_read_only_file_mappings_are_forgotten() {
+        assert_eq!(
+            read_only_file_mappings(SMAPS),
+            vec![
+                0x55d0c0a00000..0x55d0c0b00000,
+                0x55d0c0b00000..0x55d0c0c00000,
+                0x7f0000300000..0x7f0000400000,
+            ]
+        );
+        assert!(read_only_file_mappings("").is_empty());
+        assert!(read_only_file_mappings("garbage\nAnonymous: 0 kB\n").is_empty());
+    }
+
+    /// Rss of the mapping of `path` in this process, in kB.
+    fn mapped_rss_kb(path: &std::path::Path) -> u64 {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let mut inside = false;
+        let mut kb = 0;
+        for line in smaps.lines() {
+            if address_range(line.split_ascii_whitespace().next().unwrap_or("")).is_some() {
+                inside = line.ends_with(&*path.to_string_lossy());
+            } else if inside && line.starts_with("Rss:") {
+                kb += line
+                    .split_ascii_whitespace()
+                    .nth(1)
+                    .unwrap()
+                    .parse::<u64>()
+                    .unwrap();
+            }
+        }
+        kb
+    }
+
+    /// A read-only private file mapping leaves the resident set and reads
+    /// back the same bytes afterwards.
+    #[test]
+    fn forgotten_pages_leave_the_resident_set_and_read_back_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("constants");
+        let data: Vec<u8> = (0..1024 * 1024).map(|i: u32| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let len = std::num::NonZeroUsize::new(data.len()).unwrap();
+        // SAFETY: a fresh private read-only mapping of a file nothing else
+        // writes; unmapped at the end of the test, after its last use.
+        let ptr = unsafe {
+            nix::sys::mman::mmap(
+                None,
+                len,
+                nix::sys::mman::ProtFlags::PROT_READ,
+                nix::sys::mman::MapFlags::MAP_PRIVATE,
+                &file,
+                0,
+            )
+        }
+        .unwrap();
+        // SAFETY: the mapping is `len` readable bytes and lives until munmap.
+        let mapped = unsafe { std::slice::from_raw_parts(ptr.as_ptr() as *const u8, len.get()) };
+        let sum = |m: &[u8]| m.iter().step_by(4096).map(|&b| b as u64).sum::<u64>();
+        let expected = sum(&data);
+        assert_eq!(sum(mapped), expected);
+        assert!(mapped_rss_kb(&path) >= 1000, "every page was touched");
+        forget_read_only_pages();
+        assert_eq!(mapped_rss_kb(&path), 0);
+        assert_eq!(mapped, &data[..]);
+        // SAFETY: `mapped` is not used past this point.
+        unsafe { nix::sys::mman::munmap(ptr, len.get()) }.unwrap();
     }
 }

@@ -819,6 +819,10 @@ impl Exec<'_> {
                 })
                 .map_err(FailClosed::Audit)
         };
+        // As for an interactive session (src/operator/session.rs): the
+        // code of the start, then of the key exchange, leaves the
+        // resident set before the bytes flow.
+        crate::sys::forget_read_only_pages();
         let connected = upstream::connect_to(
             host,
             self.settings,
@@ -922,6 +926,7 @@ impl Exec<'_> {
             keepalive: self.settings.keepalive_interval,
             pty,
         };
+        crate::sys::forget_read_only_pages();
         Ok(match job {
             Job::Command(_) if pty => match RawMode::enter() {
                 Ok(_raw) => match recorder {

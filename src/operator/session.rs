@@ -445,6 +445,10 @@ impl Visit<'_> {
             rows,
         };
         let signals = self.signals;
+        // The config, the menu and the login are done with (and again
+        // below for the key exchange): their code need not stay resident
+        // for the session's life.
+        crate::sys::forget_read_only_pages();
         let mut up = match upstream::connect(host, self.settings, &pty, &|| signals.must_leave()) {
             Ok(up) => up,
             Err(e) => {
@@ -534,6 +538,7 @@ impl Visit<'_> {
             host_cfg: host,
             asking: None,
         };
+        crate::sys::forget_read_only_pages();
         let mut end = match RawMode::enter() {
             Ok(_raw) => relay::run(
                 &mut up,

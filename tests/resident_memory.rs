@@ -1,0 +1,76 @@
+//! What a live session keeps resident (issue 13: the relay's peak RSS is
+//! held against the OpenSSH client's). Before a session connects, and
+//! again before its bytes flow, Gatehouse takes its read-only file pages
+//! (code and constants of the program and its libraries) out of its
+//! resident set (`sys::forget_read_only_pages`): what only the start
+//! needed — config, menu, login, key exchange — comes back only if it is
+//! used again. Real binary, real sshd target, real pty.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const T: Duration = Duration::from_secs(30);
+
+/// Resident kB of `pid`'s read-only private file mappings without a
+/// written page: the pages `forget_read_only_pages` may drop.
+fn read_only_file_rss_kb(pid: i32) -> u64 {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
+    let mut total = 0;
+    let (mut rss, mut eligible) = (0, false);
+    for line in smaps.lines().chain(std::iter::once("0-1 ---p 0 0 0")) {
+        let f: Vec<&str> = line.split_ascii_whitespace().collect();
+        let kb = || f.get(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        if f.first()
+            .is_some_and(|a| a.contains('-') && !a.ends_with(':'))
+        {
+            if eligible {
+                total += rss;
+            }
+            eligible = matches!(f.get(1), Some(&"r--p" | &"r-xp"))
+                && f.get(5).is_some_and(|p| p.starts_with('/'));
+            rss = 0;
+        } else if f.first() == Some(&"Rss:") {
+            rss = kb();
+        } else if f.first() == Some(&"Anonymous:") && kb() > 0 {
+            eligible = false;
+        }
+    }
+    total
+}
+
+#[test]
+fn the_code_only_the_start_used_is_not_resident_while_a_session_runs() {
+    if skip_without_pty() {
+        return;
+    }
+    let t = Target::start();
+    let gh = Gh::builder().target("web01", &t).build();
+    let mut p = gh.spawn(&[]);
+    p.expect("pick a host").unwrap();
+    p.expect("web01").unwrap();
+    let at_menu = read_only_file_rss_kb(p.pid());
+    p.send("web").unwrap();
+    p.send(keys::ENTER).unwrap();
+    p.expect("tgt$ ").unwrap();
+    // Bulk output, so the relay, the capture and the recording all run.
+    p.send_line("head -c 1000000 /dev/zero | base64; echo done-$((6*7))")
+        .unwrap();
+    p.expect("done-42").unwrap();
+    p.expect("tgt$ ").unwrap();
+    let in_session = read_only_file_rss_kb(p.pid());
+    eprintln!(
+        "read-only file pages resident: {at_menu} kB at the menu, {in_session} kB in the session"
+    );
+    assert!(
+        in_session < at_menu,
+        "the session's relay keeps {in_session} kB of read-only file pages resident, \
+         the menu had {at_menu} kB: the start's code was not let go"
+    );
+    p.send_line("exit 0").unwrap();
+    p.expect("Session on web01 ended").unwrap();
+    p.send(keys::ESC).unwrap();
+    assert_eq!(p.wait_exit(T), Some(0));
+}

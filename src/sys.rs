@@ -425,14 +425,13 @@ pub fn interrupted() -> bool {
 /// its next use. Called before a session connects and again before its
 /// bytes flow, so the code only the start needed (config, menu, login,
 /// key exchange) does not count against a session for its whole life —
-/// nor stay pinned in memory by it: an unmapped page-cache page is the
-/// kernel's to reclaim. Best effort: a failure leaves the pages mapped.
-/// Returns the bytes of address space it went over.
-pub fn forget_read_only_pages() -> usize {
+/// nor stay mapped by it: the kernel can reclaim such page cache without
+/// unmapping it from every session first. Best effort: a mapping the
+/// advice fails for stays as it was.
+pub fn forget_read_only_pages() {
     let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
-        return 0;
+        return;
     };
-    let mut done = 0;
     // Read whole before the loop: nothing below allocates, frees or maps,
     // and no other thread runs at the call sites (before a session
     // connects, before its bytes flow), so each range is still the mapping
@@ -450,18 +449,14 @@ pub fn forget_read_only_pages() -> usize {
         // every pointer into it stays valid. Writable or written mappings
         // (data, relocated RELRO) are never passed here; dropping those
         // would lose their contents.
-        let r = unsafe {
+        let _ = unsafe {
             nix::sys::mman::madvise(
                 start,
                 m.end - m.start,
                 nix::sys::mman::MmapAdvise::MADV_DONTNEED,
             )
         };
-        if r.is_ok() {
-            done += m.end - m.start;
-        }
     }
-    done
 }
 
 /// The mappings of a `/proc/PID/smaps` text that `forget_read_only_pages`

@@ -74,3 +74,42 @@ fn the_code_only_the_start_used_is_not_resident_while_a_session_runs() {
     p.send(keys::ESC).unwrap();
     assert_eq!(p.wait_exit(T), Some(0));
 }
+
+/// `HOST -- COMMAND` drops the same pages: while its output flows, the
+/// process holds fewer read-only file pages than a Gatehouse that has
+/// only read its config and drawn the menu.
+#[test]
+fn the_code_only_the_start_used_is_not_resident_while_a_command_runs() {
+    if skip_without_pty() {
+        return;
+    }
+    let t = Target::start();
+    let user = current_user();
+    let gh = Gh::builder()
+        .target("web01", &t)
+        .no_access()
+        .extra_toml(&format!(
+            "[[access]]\nusers = [\"{user}\"]\nhosts = [\"web01\"]\nexec = true\n"
+        ))
+        .build();
+    let mut menu = gh.spawn(&[]);
+    menu.expect("pick a host").unwrap();
+    menu.expect("web01").unwrap();
+    let at_menu = read_only_file_rss_kb(menu.pid());
+    let mut p = gh.spawn(&[
+        "-c",
+        "web01 -- head -c 1000000 /dev/zero | base64; echo done-$((6*7)); sleep 60",
+    ]);
+    p.expect("done-42").unwrap();
+    let running = read_only_file_rss_kb(p.pid());
+    eprintln!(
+        "read-only file pages resident: {at_menu} kB at a menu, {running} kB running a command"
+    );
+    assert!(
+        running < at_menu,
+        "`HOST -- COMMAND` keeps {running} kB of read-only file pages resident, \
+         a menu {at_menu} kB: the start's code was not let go"
+    );
+    menu.send(keys::ESC).unwrap();
+    assert_eq!(menu.wait_exit(T), Some(0));
+}

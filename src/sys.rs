@@ -436,8 +436,9 @@ pub fn forget_read_only_pages() {
     // and no other thread runs at the call sites (before a session
     // connects, before its bytes flow), so each range is still the mapping
     // smaps described when it is advised.
-    let mappings = read_only_file_mappings(&smaps);
-    for m in mappings {
+    let mappings = smaps_mappings(&smaps);
+    for m in mappings.iter().filter(|m| m.read_only_file) {
+        let m = &m.range;
         let Some(start) = std::ptr::NonNull::new(m.start as *mut std::ffi::c_void) else {
             continue;
         };
@@ -459,33 +460,50 @@ pub fn forget_read_only_pages() {
     }
 }
 
-/// The mappings of a `/proc/PID/smaps` text that `forget_read_only_pages`
-/// may drop: readable, not writable, private (`r--p`, `r-xp`), backed by
-/// a file (an absolute path and an inode), and without one anonymous page.
-pub fn read_only_file_mappings(smaps: &str) -> Vec<std::ops::Range<usize>> {
-    let mut found = Vec::new();
-    let mut current: Option<(std::ops::Range<usize>, bool)> = None;
+/// One mapping of a `/proc/PID/smaps` text.
+#[derive(Debug, PartialEq)]
+pub struct Mapping {
+    pub range: std::ops::Range<usize>,
+    /// The file's path, as smaps shows it (empty for anonymous memory).
+    pub path: String,
+    /// What `forget_read_only_pages` may drop: readable, not writable,
+    /// private (`r--p`, `r-xp`), backed by a file (an absolute path and an
+    /// inode), and without one anonymous (written) page.
+    pub read_only_file: bool,
+    pub rss_kb: u64,
+}
+
+/// The mappings of a `/proc/PID/smaps` text, in order.
+pub fn smaps_mappings(smaps: &str) -> Vec<Mapping> {
+    let mut found: Vec<Mapping> = Vec::new();
     for line in smaps.lines() {
-        let mut fields = line.split_ascii_whitespace();
-        let first = fields.next().unwrap_or("");
-        if let Some(range) = address_range(first) {
-            if let Some((r, true)) = current.take() {
-                found.push(r);
-            }
+        // "start-end perms offset dev inode   path": one space between the
+        // first five fields, padding before the path (which may hold spaces).
+        let mut fields = line.splitn(6, ' ');
+        if let Some(range) = address_range(fields.next().unwrap_or("")) {
             let perms = fields.next().unwrap_or("");
             let inode = fields.nth(2).unwrap_or("0");
-            let path = fields.next().unwrap_or("");
-            let eligible =
+            let path = fields.next().unwrap_or("").trim().to_string();
+            let read_only_file =
                 matches!(perms, "r--p" | "r-xp") && inode != "0" && path.starts_with('/');
-            current = Some((range, eligible));
-        } else if first == "Anonymous:" && fields.next() != Some("0") {
-            if let Some((_, eligible)) = current.as_mut() {
-                *eligible = false;
-            }
+            found.push(Mapping {
+                range,
+                path,
+                read_only_file,
+                rss_kb: 0,
+            });
+            continue;
         }
-    }
-    if let Some((r, true)) = current {
-        found.push(r);
+        let mut fields = line.split_ascii_whitespace();
+        let (Some(key), Some(last)) = (fields.next(), found.last_mut()) else {
+            continue;
+        };
+        let kb = fields.next().and_then(|v| v.parse::<u64>().ok());
+        match key {
+            "Rss:" => last.rss_kb = kb.unwrap_or(0),
+            "Anonymous:" if kb != Some(0) => last.read_only_file = false,
+            _ => {}
+        }
     }
     found
 }
@@ -559,36 +577,37 @@ Anonymous:             0 kB
     /// kernel-provided mappings.
     #[test]
     fn only_unwritten_read_only_file_mappings_are_forgotten() {
+        let forgettable = |text: &str| -> Vec<std::ops::Range<usize>> {
+            smaps_mappings(text)
+                .into_iter()
+                .filter(|m| m.read_only_file)
+                .map(|m| m.range)
+                .collect()
+        };
         assert_eq!(
-            read_only_file_mappings(SMAPS),
+            forgettable(SMAPS),
             vec![
                 0x55d0c0a00000..0x55d0c0b00000,
                 0x55d0c0b00000..0x55d0c0c00000,
                 0x7f0000300000..0x7f0000400000,
             ]
         );
-        assert!(read_only_file_mappings("").is_empty());
-        assert!(read_only_file_mappings("garbage\nAnonymous: 0 kB\n").is_empty());
+        let all = smaps_mappings(SMAPS);
+        assert_eq!(all.len(), 9);
+        assert_eq!(all[0].rss_kb, 400);
+        assert_eq!(all[8].path, "/usr/lib/lib with space.so");
+        assert!(forgettable("").is_empty());
+        assert!(forgettable("garbage\nAnonymous: 0 kB\n").is_empty());
     }
 
     /// Rss of the mapping of `path` in this process, in kB.
     fn mapped_rss_kb(path: &std::path::Path) -> u64 {
         let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
-        let mut inside = false;
-        let mut kb = 0;
-        for line in smaps.lines() {
-            if address_range(line.split_ascii_whitespace().next().unwrap_or("")).is_some() {
-                inside = line.ends_with(&*path.to_string_lossy());
-            } else if inside && line.starts_with("Rss:") {
-                kb += line
-                    .split_ascii_whitespace()
-                    .nth(1)
-                    .unwrap()
-                    .parse::<u64>()
-                    .unwrap();
-            }
-        }
-        kb
+        smaps_mappings(&smaps)
+            .iter()
+            .filter(|m| std::path::Path::new(&m.path) == path)
+            .map(|m| m.rss_kb)
+            .sum()
     }
 
     /// A read-only private file mapping leaves the resident set and reads

@@ -18,27 +18,11 @@ const T: Duration = Duration::from_secs(30);
 /// written page: the pages `forget_read_only_pages` may drop.
 fn read_only_file_rss_kb(pid: i32) -> u64 {
     let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
-    let mut total = 0;
-    let (mut rss, mut eligible) = (0, false);
-    for line in smaps.lines().chain(std::iter::once("0-1 ---p 0 0 0")) {
-        let f: Vec<&str> = line.split_ascii_whitespace().collect();
-        let kb = || f.get(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        if f.first()
-            .is_some_and(|a| a.contains('-') && !a.ends_with(':'))
-        {
-            if eligible {
-                total += rss;
-            }
-            eligible = matches!(f.get(1), Some(&"r--p" | &"r-xp"))
-                && f.get(5).is_some_and(|p| p.starts_with('/'));
-            rss = 0;
-        } else if f.first() == Some(&"Rss:") {
-            rss = kb();
-        } else if f.first() == Some(&"Anonymous:") && kb() > 0 {
-            eligible = false;
-        }
-    }
-    total
+    gatehouse::sys::smaps_mappings(&smaps)
+        .iter()
+        .filter(|m| m.read_only_file)
+        .map(|m| m.rss_kb)
+        .sum()
 }
 
 #[test]

@@ -1,8 +1,8 @@
 //! The only module with `unsafe`: signal dispositions, the window size
 //! ioctl, the environment reset, pidfd signalling, the per-thread
-//! effective ids (`set_thread_euid`, for reaching the operator's agent)
-//! and dropping read-only file pages from the resident set
-//! (`forget_read_only_pages`).
+//! effective ids (`set_thread_euid`, for reaching the operator's agent),
+//! dropping read-only file pages from the resident set
+//! (`forget_read_only_pages`) and a socket's receive low-water mark.
 //!
 //! Signals reach the rest of Gatehouse as bytes on a non-blocking pipe (the
 //! self-pipe trick), so the relay sees them in its poll(2) set and the menu
@@ -419,6 +419,24 @@ pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
+/// Sets a socket's receive low-water mark (`SO_RCVLOWAT`; nix has no
+/// wrapper for it): poll(2) reports it readable only when that many bytes
+/// wait (`operator::bulk_reads`).
+pub fn set_receive_low_water(fd: BorrowedFd<'_>, bytes: i32) -> nix::Result<()> {
+    // SAFETY: `fd` is a live descriptor for the borrow; the option value is
+    // an `i32` read by the kernel for the length given, nothing is kept.
+    let r = unsafe {
+        nix::libc::setsockopt(
+            fd.as_raw_fd(),
+            nix::libc::SOL_SOCKET,
+            nix::libc::SO_RCVLOWAT,
+            (&bytes as *const i32).cast(),
+            std::mem::size_of::<i32>() as nix::libc::socklen_t,
+        )
+    };
+    nix::errno::Errno::result(r).map(drop)
+}
+
 /// Takes the pages of this process's read-only file mappings (the code
 /// and constant data of the program and its libraries) out of its
 /// resident set; each page comes back from the page cache, unchanged, on
@@ -519,6 +537,46 @@ fn address_range(field: &str) -> Option<std::ops::Range<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the relay's batched reads rely on (`operator::bulk_reads`):
+    /// below the mark poll(2) does not report the socket, a non-blocking
+    /// read still returns what is there, at the mark poll does, at 1 it
+    /// does again for a byte, and end-of-file is reported whatever the mark.
+    #[test]
+    fn the_receive_low_water_mark_gates_poll_but_not_reads_or_eof() {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut tx = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut rx, _) = listener.accept().unwrap();
+        rx.set_nonblocking(true).unwrap();
+        let readable = |rx: &std::net::TcpStream, ms: u16| {
+            let mut fds = [PollFd::new(rx.as_fd(), PollFlags::POLLIN)];
+            poll(&mut fds, PollTimeout::from(ms)).unwrap() == 1
+        };
+        set_receive_low_water(rx.as_fd(), 1000).unwrap();
+        tx.write_all(&[b'a'; 10]).unwrap();
+        assert!(
+            !readable(&rx, 50),
+            "10 bytes woke a reader waiting for 1000"
+        );
+        let mut buf = [0u8; 2000];
+        assert_eq!(rx.read(&mut buf).unwrap(), 10, "a read below the mark");
+        tx.write_all(&[b'b'; 1000]).unwrap();
+        assert!(readable(&rx, 5000), "1000 bytes did not wake it");
+        let mut got = 0;
+        while got < 1000 {
+            got += rx.read(&mut buf).unwrap();
+        }
+        set_receive_low_water(rx.as_fd(), 1).unwrap();
+        tx.write_all(b"c").unwrap();
+        assert!(readable(&rx, 5000), "one byte at a mark of 1");
+        assert_eq!(rx.read(&mut buf).unwrap(), 1);
+        set_receive_low_water(rx.as_fd(), 1000).unwrap();
+        drop(tx);
+        assert!(readable(&rx, 5000), "end-of-file hidden by the mark");
+        assert_eq!(rx.read(&mut buf).unwrap(), 0);
+    }
 
     /// SIGUSR1's flags as installed now (set to a probe and back: the
     /// only way sigaction(2) reports them through nix).

@@ -8,6 +8,7 @@
 //! privilege, identity, tty, sys).
 pub mod agent;
 pub mod batch;
+pub mod bulk_reads;
 pub mod error;
 pub mod exec;
 pub mod login;

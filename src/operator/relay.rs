@@ -1,6 +1,8 @@
 //! The relay: one poll(2) loop between the operator's terminal, the SSH
 //! channel and the signal pipe. No threads, no timed wake-ups but the
-//! keepalive and the idle deadline, bounded buffers both ways.
+//! keepalive, the idle deadline, the recording's flush and — only while
+//! the target streams — the 1 ms cap of batched reads (`bulk_reads`),
+//! bounded buffers both ways.
 //!
 //! libssh2 rules followed here (docs/architecture.md): drain the channel
 //! until WouldBlock before polling, because libssh2 may hold decrypted data
@@ -28,6 +30,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use ssh2::BlockDirections;
 
 use crate::audit::{AuditError, EndReason};
+use crate::operator::bulk_reads::{BulkReads, LowWater, BATCH};
 use crate::operator::exec::{stop_writing, write_all_fd, write_failed};
 use crate::operator::upstream::{lapsed, Upstream};
 use crate::recording::RecordingError;
@@ -291,6 +294,8 @@ struct Relay<'a> {
     silence_limit: Duration,
     bytes_in: u64,
     bytes_out: u64,
+    /// Batched socket reads while the target streams (`bulk_reads`).
+    bulk: BulkReads,
 }
 
 impl Relay<'_> {
@@ -499,7 +504,11 @@ impl Relay<'_> {
         if let Some(d) = self.obs.timer() {
             deadline = deadline.min(d);
         }
-        match poll(fds, timeout_until(Some(deadline), now)) {
+        let mut timeout = timeout_until(Some(deadline), now);
+        if let Some(ms) = self.bulk.hold_ms() {
+            timeout = timeout.min(PollTimeout::from(ms));
+        }
+        match poll(fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => return Err(Stop::from((EndReason::Error, format!("poll: {e}")))),
         }
@@ -560,10 +569,29 @@ impl Relay<'_> {
         }
     }
 
+    /// Sets the socket's low-water mark (`bulk_reads`). Should that fail
+    /// on the way back to 1, batching stays on, so every wait stays
+    /// capped and the next quiet turn tries again.
+    fn low_water(&mut self, to: Option<LowWater>) {
+        let Some(to) = to else { return };
+        let bytes = match to {
+            LowWater::Batch => BATCH,
+            LowWater::Single => 1,
+        };
+        if crate::sys::set_receive_low_water(self.up.socket.as_fd(), bytes).is_err()
+            && to == LowWater::Single
+        {
+            self.bulk.keep_batching();
+        }
+    }
+
     fn turn(&mut self, signals: &SignalPipe) -> Result<bool, Stop> {
+        let before = self.bytes_out;
         if self.drain_channel()? {
             return Ok(true);
         }
+        let change = self.bulk.drained(self.bytes_out - before, Instant::now());
+        self.low_water(change);
         self.gate(Instant::now())?;
         self.flush()?;
         let now = Instant::now();
@@ -577,6 +605,8 @@ impl Relay<'_> {
         }
         if input {
             self.read_operator()?;
+            let change = self.bulk.typed(Instant::now());
+            self.low_water(change);
             // Keys go out at once: a keystroke should not wait for a round
             // of channel reads (echo latency).
             self.gate(Instant::now())?;
@@ -620,6 +650,7 @@ pub fn run(
         last_rx: now,
         bytes_in: 0,
         bytes_out: 0,
+        bulk: BulkReads::new(now),
     };
     let outcome: Result<(), Stop> = loop {
         match r.turn(signals) {
@@ -642,6 +673,11 @@ pub fn run(
         bytes_out: r.bytes_out,
         books: None,
     };
+    // The wind-down below reads in blocking mode: small replies must not
+    // wait for a batch.
+    if r.bulk.hold_ms().is_some() {
+        let _ = crate::sys::set_receive_low_water(r.up.socket.as_fd(), 1);
+    }
     let up = r.up;
 
     // Wind down in blocking mode, bounded, so a dead target cannot hang us.

@@ -1,0 +1,159 @@
+//! Bulk output through the relay (`operator::bulk_reads`): while the
+//! target streams, Gatehouse reads its socket in batches, so the bastion's
+//! pty gets a few large writes instead of one per arriving segment; the
+//! end of a burst, and whatever follows it, still reach the operator at
+//! once. Real binaries, a real bastion sshd whose ForceCommand is
+//! Gatehouse, a real target sshd, real ptys.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+/// Base64 of 20 MB of zeros on one line, then a marker the shell computes
+/// (so the echoed command line cannot match it).
+const STREAM: &str = "head -c 20000000 /dev/zero | base64 -w 0; echo; echo done-$((6*7))";
+const STREAM_BYTES: u64 = 26_666_668;
+/// A shorter stream for the tests that only need batching switched on.
+const BURST: &str = "head -c 3000000 /dev/zero | base64 -w 0; echo; echo done-$((6*7))";
+
+/// Write system calls `pid` has made so far (`syscw`, /proc/PID/io).
+fn write_calls(pid: i32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap();
+    io.lines()
+        .find_map(|l| l.strip_prefix("syscw: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap()
+}
+
+/// Reads the operator's terminal raw and as fast as it comes (`expect`
+/// parses every byte, which would make the reader the slowest part) until
+/// `marker` has gone by; returns the bytes read.
+fn read_until(p: &Pty, marker: &[u8], timeout: Duration) -> u64 {
+    let fd = p.master_fd().unwrap();
+    let deadline = Instant::now() + timeout;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut tail: Vec<u8> = Vec::new();
+    let mut total = 0u64;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no {:?} within {timeout:?} ({total} bytes read)",
+            String::from_utf8_lossy(marker)
+        );
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        let _ = poll(&mut fds, PollTimeout::from(100u16));
+        match nix::unistd::read(fd, &mut buf) {
+            Ok(0) => panic!("the terminal closed before the marker"),
+            Ok(n) => {
+                total += n as u64;
+                tail.extend_from_slice(&buf[..n]);
+                if tail.windows(marker.len()).any(|w| w == marker) {
+                    return total;
+                }
+                tail.drain(..tail.len().saturating_sub(marker.len()));
+            }
+            Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+}
+
+/// `ssh -tt web01` through a bastion sshd running Gatehouse, at the
+/// target's prompt; and the Gatehouse process under that sshd.
+fn session_through_bastion(b: &Bastion) -> (Pty, i32) {
+    let mut p = spawn_pty(b.ssh_cmd(&["-tt", "web01"]), 80, 24);
+    p.expect("tgt$ ").unwrap();
+    let listener = b.pid().unwrap();
+    let relay = descendants_of(listener)
+        .into_iter()
+        .find(|&pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "gatehouse")
+        })
+        .expect("gatehouse under the bastion sshd");
+    (p, relay)
+}
+
+/// The point of batching: a 27 MB stream reaches the bastion's pty in
+/// writes of about 16 KiB or more. Read as each segment arrives (the
+/// target's sshd sends ~4 KiB at a time), it took one write per segment:
+/// ~300 per MB behind a bastion (BENCHMARKS.md).
+#[test]
+fn a_stream_reaches_the_bastion_pty_in_large_writes() {
+    if skip_without_pty() {
+        return;
+    }
+    let t = Target::start();
+    let gh = Gh::builder().target("web01", &t).build();
+    let b = Bastion::start(&gh);
+    let (mut p, relay) = session_through_bastion(&b);
+    let before = write_calls(relay);
+    p.send_line(STREAM).unwrap();
+    let read = read_until(&p, b"done-42", Duration::from_secs(120));
+    assert!(read >= STREAM_BYTES, "{read} bytes read");
+    // Writes to the pty, plus the recording's (64 KiB blocks) and the
+    // audit log's few.
+    let writes = write_calls(relay) - before;
+    let per_mb = writes as f64 / (STREAM_BYTES as f64 / 1e6);
+    eprintln!("{writes} write calls for {STREAM_BYTES} bytes: {per_mb:.0} per MB");
+    assert!(
+        per_mb < 90.0,
+        "{per_mb:.0} write calls per MB of output: the stream was not batched"
+    );
+    p.send_line("exit 0").unwrap();
+    assert_eq!(p.wait_exit(Duration::from_secs(30)), Some(0));
+}
+
+/// Batching must never hold output back: when a stream stops and the
+/// target then prints a little and falls silent, that little arrives at
+/// once — not when a keepalive (30 s here) happens to wake the relay.
+#[test]
+fn output_after_a_stream_arrives_while_the_target_stays_silent() {
+    if skip_without_pty() {
+        return;
+    }
+    let t = Target::start();
+    let gh = Gh::builder().target("web01", &t).build();
+    let b = Bastion::start(&gh);
+    let (mut p, _relay) = session_through_bastion(&b);
+    // The stream, a pause, a line, silence (no prompt until 40 s later).
+    p.send_line(&format!(
+        "{BURST}; sleep 1; echo after-$((6*7)); sleep 40; echo late"
+    ))
+    .unwrap();
+    read_until(&p, b"done-42", Duration::from_secs(120));
+    read_until(&p, b"after-42", Duration::from_secs(10));
+    p.send(keys::CTRL_C).unwrap();
+    p.expect("tgt$ ").unwrap();
+    p.send_line("exit 0").unwrap();
+    assert_eq!(p.wait_exit(Duration::from_secs(30)), Some(0));
+}
+
+/// The same without a recording: its flush timer is one of the things
+/// that wakes the relay, so the batching's own cap must do it here.
+#[test]
+fn output_after_a_stream_arrives_without_a_recording() {
+    if skip_without_pty() {
+        return;
+    }
+    let t = Target::start();
+    let gh = Gh::builder()
+        .target("web01", &t)
+        .extra_settings("recording = false")
+        .build();
+    let b = Bastion::start(&gh);
+    let (mut p, _relay) = session_through_bastion(&b);
+    p.send_line(&format!(
+        "{BURST}; sleep 1; echo after-$((6*7)); sleep 40; echo late"
+    ))
+    .unwrap();
+    read_until(&p, b"done-42", Duration::from_secs(120));
+    read_until(&p, b"after-42", Duration::from_secs(10));
+    p.send(keys::CTRL_C).unwrap();
+    p.expect("tgt$ ").unwrap();
+    p.send_line("exit 0").unwrap();
+    assert_eq!(p.wait_exit(Duration::from_secs(30)), Some(0));
+}

@@ -12,12 +12,18 @@ use std::time::{Duration, Instant};
 use common::*;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-/// Base64 of 20 MB of zeros on one line, then a marker the shell computes
-/// (so the echoed command line cannot match it).
-const STREAM: &str = "head -c 20000000 /dev/zero | base64 -w 0; echo; echo done-$((6*7))";
-const STREAM_BYTES: u64 = 26_666_668;
+/// Base64 of 20 MB of zeros, then a marker the shell computes (so the
+/// echoed command line cannot match it).
+const STREAM: &str = "head -c 20000000 /dev/zero | base64; echo done-$((6*7))";
+/// What reaches the terminal: 76-character lines, each ending CR LF.
+const STREAM_BYTES: u64 = 27_368_424;
 /// A shorter stream for the tests that only need batching switched on.
 const BURST: &str = "head -c 3000000 /dev/zero | base64 -w 0; echo; echo done-$((6*7))";
+
+/// One test at a time: the write count below reads how the relay batched
+/// a stream, and another test's stream on these two cores would stall
+/// this one's target and end its batches early.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Write system calls `pid` has made so far (`syscw`, /proc/PID/io).
 fn write_calls(pid: i32) -> u64 {
@@ -77,43 +83,50 @@ fn session_through_bastion(b: &Bastion) -> (Pty, i32) {
     (p, relay)
 }
 
-/// The point of batching: a 27 MB stream reaches the bastion's pty in
-/// writes of about 16 KiB or more. Read as each segment arrives (the
-/// target's sshd sends ~4 KiB at a time), it took one write per segment:
-/// ~300 per MB behind a bastion (BENCHMARKS.md).
+/// The point of batching: a 27 MB stream (base64 in 76-character lines,
+/// as `make bench` sends) reaches the bastion's pty in large writes. Read
+/// as each segment arrived, it took 220–340 writes per MB here (one per
+/// ~4 KiB segment); batched, 50–85 — also with both cores kept busy.
 #[test]
 fn a_stream_reaches_the_bastion_pty_in_large_writes() {
     if skip_without_pty() {
         return;
     }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let t = Target::start();
-    let gh = Gh::builder().target("web01", &t).build();
+    // No recording: its 64 KiB block writes would count too.
+    let gh = Gh::builder()
+        .target("web01", &t)
+        .extra_settings("recording = false")
+        .build();
     let b = Bastion::start(&gh);
     let (mut p, relay) = session_through_bastion(&b);
     let before = write_calls(relay);
     p.send_line(STREAM).unwrap();
     let read = read_until(&p, b"done-42", Duration::from_secs(120));
     assert!(read >= STREAM_BYTES, "{read} bytes read");
-    // Writes to the pty, plus the recording's (64 KiB blocks) and the
-    // audit log's few.
+    // Writes to the pty, and the audit log's few.
     let writes = write_calls(relay) - before;
     let per_mb = writes as f64 / (STREAM_BYTES as f64 / 1e6);
     eprintln!("{writes} write calls for {STREAM_BYTES} bytes: {per_mb:.0} per MB");
     assert!(
-        per_mb < 90.0,
+        per_mb < 150.0,
         "{per_mb:.0} write calls per MB of output: the stream was not batched"
     );
     p.send_line("exit 0").unwrap();
     assert_eq!(p.wait_exit(Duration::from_secs(30)), Some(0));
 }
 
-/// A stream, a pause, one line, then silence (the prompt only comes 40 s
+/// A stream, a pause, one line, then silence (the next output comes 12 s
 /// later): the line must arrive at once, not when a keepalive (30 s here)
-/// happens to wake the relay. `settings` go into the config.
+/// happens to wake the relay. `settings` go into the config. (No Ctrl-C
+/// to cut the silence short: one that reaches bash between two commands
+/// of a list can be lost, and the test would then wait for nothing.)
 fn output_after_a_stream_arrives(settings: &str) {
     if skip_without_pty() {
         return;
     }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let t = Target::start();
     let gh = Gh::builder()
         .target("web01", &t)
@@ -122,13 +135,12 @@ fn output_after_a_stream_arrives(settings: &str) {
     let b = Bastion::start(&gh);
     let (mut p, _relay) = session_through_bastion(&b);
     p.send_line(&format!(
-        "{BURST}; sleep 1; echo after-$((6*7)); sleep 40; echo late"
+        "{BURST}; sleep 1; echo after-$((6*7)); sleep 12; echo late-$((2*3))"
     ))
     .unwrap();
     read_until(&p, b"done-42", Duration::from_secs(120));
     read_until(&p, b"after-42", Duration::from_secs(10));
-    p.send(keys::CTRL_C).unwrap();
-    p.expect("tgt$ ").unwrap();
+    read_until(&p, b"late-6", Duration::from_secs(30));
     p.send_line("exit 0").unwrap();
     assert_eq!(p.wait_exit(Duration::from_secs(30)), Some(0));
 }

@@ -12,7 +12,8 @@
 //! it only when that much is waiting, and waits at most `HOLD_MS` for it,
 //! so the last bytes of a burst are never held longer than that. The pty
 //! then gets whole batches and sshd reads it a full buffer at a time: the
-//! bastion spends about a third less CPU per GB (BENCHMARKS.md).
+//! bastion spends about a quarter less CPU per GB than before, and than
+//! nested OpenSSH (BENCHMARKS.md).
 //!
 //! Interactive use never sees it: a keystroke, or a turn that found
 //! nothing to read, turns it off (`SO_RCVLOWAT` back to 1) before the

@@ -75,6 +75,20 @@ fn cpu_secs(pid: i32) -> Option<f64> {
     Some((ut + st) / hz)
 }
 
+/// Context switches of `pid` so far, voluntary and not (/proc/PID/status):
+/// each is a wake-up, the cost batched reads cut (BENCHMARKS.md).
+fn switches(pid: i32) -> Option<f64> {
+    let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<f64> {
+        s.lines()
+            .find_map(|l| l.strip_prefix(name))?
+            .trim()
+            .parse()
+            .ok()
+    };
+    Some(field("voluntary_ctxt_switches:")? + field("nonvoluntary_ctxt_switches:")?)
+}
+
 /// A `kB` field of /proc/PID/status (VmHWM, VmRSS), in MiB.
 fn status_mib(pid: i32, field: &str) -> Option<f64> {
     let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -143,6 +157,10 @@ struct Run {
     idle_cpu_s: f64,
     /// Behind a bastion: every process under its sshd listener.
     bastion_cpu_s_per_gb: f64,
+    /// Context switches per MB relayed: the relay, and (behind a bastion)
+    /// every process under the bastion's sshd.
+    switches_per_mb: f64,
+    bastion_switches_per_mb: f64,
     bastion_hwm_mib: f64,
     bastion_idle_cpu_s: f64,
 }
@@ -163,22 +181,31 @@ enum Side<'a> {
     Bastion { listener: i32, relay: &'a str },
 }
 
-/// utime+stime of every process under `root` (not `root` itself).
-fn tree_cpu(root: i32) -> HashMap<i32, f64> {
+/// `count` (CPU seconds, context switches) of every process under `root`
+/// (not `root` itself).
+fn tree_of(root: i32, count: fn(i32) -> Option<f64>) -> HashMap<i32, f64> {
     common::descendants_of(root)
         .into_iter()
-        .filter_map(|p| Some((p, cpu_secs(p)?)))
+        .filter_map(|p| Some((p, count(p)?)))
         .collect()
 }
 
-/// CPU used under `root` since `before` (processes that started since count
-/// whole; ones that ended since are lost, which is why the snapshots are
-/// taken inside one session).
-fn tree_cpu_since(root: i32, before: &HashMap<i32, f64>) -> f64 {
-    tree_cpu(root)
+fn tree_cpu(root: i32) -> HashMap<i32, f64> {
+    tree_of(root, cpu_secs)
+}
+
+/// How much `count` grew under `root` since `before` (processes that
+/// started since count whole; ones that ended since are lost, which is why
+/// the snapshots are taken inside one session).
+fn tree_since(root: i32, before: &HashMap<i32, f64>, count: fn(i32) -> Option<f64>) -> f64 {
+    tree_of(root, count)
         .iter()
         .map(|(p, c)| c - before.get(p).copied().unwrap_or(0.0))
         .sum()
+}
+
+fn tree_cpu_since(root: i32, before: &HashMap<i32, f64>) -> f64 {
+    tree_since(root, before, cpu_secs)
 }
 
 fn tree_hwm_mib(root: i32) -> f64 {
@@ -234,6 +261,8 @@ fn session_run(mut pty: Pty, started: Instant, side: Side<'_>, sz: &Sizes) -> Re
     let input_bytes = sz.mb * 1_000_000 * 3 / 4;
     let cpu0 = cpu_secs(pid).unwrap_or(f64::NAN);
     let tree0 = listener.map(tree_cpu).unwrap_or_default();
+    let sw0 = switches(pid).unwrap_or(f64::NAN);
+    let tree_sw0 = listener.map(|l| tree_of(l, switches)).unwrap_or_default();
     let t = Instant::now();
     pty.send_line(&format!(
         "head -c {input_bytes} /dev/zero | base64; echo MARK$((6*7))"
@@ -248,6 +277,10 @@ fn session_run(mut pty: Pty, started: Instant, side: Side<'_>, sz: &Sizes) -> Re
     r.throughput_mbs = r.bytes as f64 / 1e6 / secs;
     r.cpu_s_per_gb = cpu / gb;
     r.bastion_cpu_s_per_gb = listener.map_or(f64::NAN, |l| tree_cpu_since(l, &tree0) / gb);
+    let mb = r.bytes as f64 / 1e6;
+    r.switches_per_mb = (switches(pid).unwrap_or(f64::NAN) - sw0) / mb;
+    r.bastion_switches_per_mb =
+        listener.map_or(f64::NAN, |l| tree_since(l, &tree_sw0, switches) / mb);
     // The prompt usually arrives in the marker's read: do not wait for it.
     std::thread::sleep(Duration::from_millis(200));
 
@@ -568,6 +601,20 @@ const FIGURES: &[Figure] = &[
         unit: "s/GB",
         get: |r| r.cpu_s_per_gb,
         local: true,
+        bastion: true,
+    },
+    Figure {
+        name: "relay context switches per MB",
+        unit: "",
+        get: |r| r.switches_per_mb,
+        local: true,
+        bastion: true,
+    },
+    Figure {
+        name: "bastion context switches per MB",
+        unit: "",
+        get: |r| r.bastion_switches_per_mb,
+        local: false,
         bastion: true,
     },
     Figure {

@@ -67,20 +67,44 @@ fn read_until(p: &Pty, marker: &[u8], timeout: Duration) -> u64 {
     }
 }
 
-/// `ssh -tt web01` through a bastion sshd running Gatehouse, at the
-/// target's prompt; and the Gatehouse process under that sshd.
-fn session_through_bastion(b: &Bastion) -> (Pty, i32) {
+/// A target, a bastion sshd running Gatehouse with `settings`, and
+/// `ssh -tt web01` through it at the target's prompt. Held for the whole
+/// test: one at a time (`ONE_AT_A_TIME`), and the servers live as long.
+struct Visit {
+    p: Pty,
+    /// The Gatehouse process under the bastion's sshd.
+    relay: i32,
+    _one: std::sync::MutexGuard<'static, ()>,
+    _b: Bastion,
+    _gh: Gh,
+    _t: Target,
+}
+
+fn visit_through_bastion(settings: &str) -> Visit {
+    let one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let t = Target::start();
+    let gh = Gh::builder()
+        .target("web01", &t)
+        .extra_settings(settings)
+        .build();
+    let b = Bastion::start(&gh);
     let mut p = spawn_pty(b.ssh_cmd(&["-tt", "web01"]), 80, 24);
     p.expect("tgt$ ").unwrap();
-    let listener = b.pid().unwrap();
-    let relay = descendants_of(listener)
+    let relay = descendants_of(b.pid().unwrap())
         .into_iter()
         .find(|&pid| {
             std::fs::read_to_string(format!("/proc/{pid}/comm"))
                 .is_ok_and(|c| c.trim() == "gatehouse")
         })
         .expect("gatehouse under the bastion sshd");
-    (p, relay)
+    Visit {
+        p,
+        relay,
+        _one: one,
+        _b: b,
+        _gh: gh,
+        _t: t,
+    }
 }
 
 /// The point of batching: a 27 MB stream (base64 in 76-character lines,
@@ -92,18 +116,12 @@ fn a_stream_reaches_the_bastion_pty_in_large_writes() {
     if skip_without_pty() {
         return;
     }
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let t = Target::start();
     // No recording: its 64 KiB block writes would count too.
-    let gh = Gh::builder()
-        .target("web01", &t)
-        .extra_settings("recording = false")
-        .build();
-    let b = Bastion::start(&gh);
-    let (mut p, relay) = session_through_bastion(&b);
+    let mut v = visit_through_bastion("recording = false");
+    let (p, relay) = (&mut v.p, v.relay);
     let before = write_calls(relay);
     p.send_line(STREAM).unwrap();
-    let read = read_until(&p, b"done-42", Duration::from_secs(120));
+    let read = read_until(p, b"done-42", Duration::from_secs(120));
     assert!(read >= STREAM_BYTES, "{read} bytes read");
     // Writes to the pty, and the audit log's few.
     let writes = write_calls(relay) - before;
@@ -126,21 +144,15 @@ fn output_after_a_stream_arrives(settings: &str) {
     if skip_without_pty() {
         return;
     }
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let t = Target::start();
-    let gh = Gh::builder()
-        .target("web01", &t)
-        .extra_settings(settings)
-        .build();
-    let b = Bastion::start(&gh);
-    let (mut p, _relay) = session_through_bastion(&b);
+    let mut v = visit_through_bastion(settings);
+    let p = &mut v.p;
     p.send_line(&format!(
         "{BURST}; sleep 1; echo after-$((6*7)); sleep 12; echo late-$((2*3))"
     ))
     .unwrap();
-    read_until(&p, b"done-42", Duration::from_secs(120));
-    read_until(&p, b"after-42", Duration::from_secs(10));
-    read_until(&p, b"late-6", Duration::from_secs(30));
+    read_until(p, b"done-42", Duration::from_secs(120));
+    read_until(p, b"after-42", Duration::from_secs(10));
+    read_until(p, b"late-6", Duration::from_secs(30));
     p.send_line("exit 0").unwrap();
     assert_eq!(p.wait_exit(Duration::from_secs(30)), Some(0));
 }
